@@ -1,0 +1,3 @@
+"""Remixbot: a self-hosted Discord bot that remixes members' images."""
+
+__version__ = "0.1.0"

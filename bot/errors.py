@@ -1,0 +1,73 @@
+"""The project's error taxonomy: every error carries one sentence a user can act on."""
+
+from __future__ import annotations
+
+
+class RemixbotError(Exception):
+    """Base class: ``str(error)`` is the one-sentence message shown to a user or admin."""
+
+    exit_code = 1
+
+
+class SettingsError(RemixbotError):
+    """A setting is missing or invalid; raised once, at start."""
+
+    exit_code = 2
+
+
+class InvalidRequest(RemixbotError, ValueError):
+    """The user's options are invalid (field, value, what is allowed); nothing was charged."""
+
+    exit_code = 2
+
+
+class InvalidImage(RemixbotError, ValueError):
+    """The user's image cannot be used (format, size, damage); nothing was charged."""
+
+    exit_code = 2
+
+
+class QuotaRefused(RemixbotError):
+    """The user's quota (or a block) refuses the job; nothing was charged."""
+
+    exit_code = 3
+
+
+class RemixError(RemixbotError):
+    """A backend call failed; subclasses say whether it may have run (and been billed)."""
+
+    exit_code = 1
+    # True when the backend may have run (and billed) the request: never resubmit on our own.
+    may_have_run = False
+
+
+class RemixRejected(RemixError):
+    """400/422: the backend refused the request itself (bad option, safety check); not billed."""
+
+
+class RemixAuthError(RemixError):
+    """401/402/403: the bot's key is missing, wrong, out of credit or not allowed; an admin problem."""
+
+
+class RemixRateLimited(RemixError):
+    """429: the backend did not run the request; try again after ``retry_after`` seconds."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class RemixUnavailable(RemixError):
+    """5xx, connection refused, malformed reply: the request failed; treated as not delivered."""
+
+
+class RemixOutcomeUnknown(RemixError):
+    """Timed out after sending: the backend may have run and billed it; never resubmitted blindly."""
+
+    may_have_run = True
+
+
+class DownloadError(RemixError):
+    """A result image could not be fetched safely (refused host, too large, expired, timed out)."""
+
+    may_have_run = True

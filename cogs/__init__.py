@@ -1,0 +1,1 @@
+"""Thin Discord adapters: options in, domain calls, messages out."""
