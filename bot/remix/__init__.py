@@ -1,0 +1,1 @@
+"""The remix domain: request model, backends, result download."""
