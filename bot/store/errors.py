@@ -1,0 +1,75 @@
+"""Store errors: quota refusals with the numbers a user needs, and a busy database."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from bot.errors import QuotaRefused, RemixbotError
+from bot.store.periods import PERIOD_WORDS
+
+
+def _images(n: int) -> str:
+    return f"{n} image" if n == 1 else f"{n} images"
+
+
+class QuotaExceeded(QuotaRefused):
+    """Not enough images left in the period; `str()` is the plain-text sentence."""
+
+    def __init__(
+        self, *, remaining: int, limit: int, needed: int, period: str, resets_at: datetime
+    ) -> None:
+        self.remaining = remaining
+        self.limit = limit
+        self.needed = needed
+        self.period = period
+        self.resets_at = resets_at
+        super().__init__(self._sentence(resets_at.strftime("at %Y-%m-%d %H:%M UTC")))
+
+    def _sentence(self, when: str) -> str:
+        word = PERIOD_WORDS.get(self.period, "this period")
+        return (
+            f"You have {self.remaining} of {_images(self.limit)} left {word}; "
+            f"this needs {self.needed}. Your quota resets {when}."
+        )
+
+    @property
+    def discord_message(self) -> str:
+        """The same sentence with a Discord relative timestamp (`<t:…:R>`)."""
+        return self._sentence(f"<t:{int(self.resets_at.timestamp())}:R>")
+
+
+class UserBlocked(QuotaRefused):
+    """The user is blocked from remixing; `reason` is what the admin wrote."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        self.remaining = 0
+        self.limit = 0
+        self.resets_at = None
+        super().__init__(f"You are blocked from remixing: {reason.rstrip('.')}.")
+
+    @property
+    def discord_message(self) -> str:
+        """Same as `str()`; here for symmetry with QuotaExceeded."""
+        return str(self)
+
+
+class StoreBusy(RemixbotError):
+    """Another process held the database's write lock past the busy timeout; nothing changed."""
+
+    exit_code = 1
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The job database is busy; nothing was changed, try again in a few seconds."
+        )
+
+
+class JobNotFound(RemixbotError):
+    """No job has the given id."""
+
+    exit_code = 2
+
+    def __init__(self, job_id: int) -> None:
+        self.job_id = job_id
+        super().__init__(f"There is no job {job_id}.")

@@ -1,0 +1,145 @@
+"""The one place where table shapes are defined: sqlite-utils migrations, applied at open."""
+
+from __future__ import annotations
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+MIGRATIONS = Migrations("remixbot.store")
+
+
+@MIGRATIONS(name="0001_jobs_ledger_policies")
+def _initial(db: Database) -> None:
+    db.execute(
+        """
+        CREATE TABLE jobs (
+            id INTEGER PRIMARY KEY,
+            interaction_id INTEGER UNIQUE,
+            guild_id INTEGER,
+            scope INTEGER NOT NULL,                -- guild id, or 0 for direct messages
+            channel_id INTEGER,
+            user_id INTEGER NOT NULL,
+            kind TEXT NOT NULL CHECK (kind IN ('remix', 'reroll')),
+            parent_job_id INTEGER REFERENCES jobs(id),
+            request TEXT NOT NULL DEFAULT '{}',
+            input_key TEXT,
+            style_ref_keys TEXT NOT NULL DEFAULT '[]',
+            state TEXT NOT NULL CHECK (state IN
+                ('queued', 'running', 'delivered', 'failed', 'cancelled', 'unknown')),
+            created_at TEXT NOT NULL,              -- also when it was queued and reserved
+            started_at TEXT,                       -- entered running
+            finished_at TEXT,                      -- entered a final state
+            backend TEXT NOT NULL,
+            backend_ref TEXT,                      -- request id or task id at the backend
+            images_requested INTEGER NOT NULL CHECK (images_requested >= 1),
+            images_reserved INTEGER NOT NULL CHECK (images_reserved >= 0),
+            images_delivered INTEGER NOT NULL DEFAULT 0 CHECK (images_delivered >= 0),
+            images_withheld INTEGER NOT NULL DEFAULT 0 CHECK (images_withheld >= 0),
+            message_ids TEXT NOT NULL DEFAULT '[]',
+            message_channel_id INTEGER,
+            request_message_id INTEGER,            -- the message to reply to
+            error TEXT
+        )
+        """
+    )
+    db.execute("CREATE INDEX jobs_user ON jobs (user_id, id)")
+    db.execute("CREATE INDEX jobs_state ON jobs (state)")
+    db.execute("CREATE INDEX jobs_created ON jobs (created_at)")
+    # Result message -> job, so a 🔁 reaction on any result message finds its job.
+    db.execute(
+        "CREATE TABLE job_messages ("
+        " message_id INTEGER PRIMARY KEY, job_id INTEGER NOT NULL REFERENCES jobs(id))"
+    )
+    # Every stored input a job uses (input image and style references), for sweeps and forget.
+    db.execute(
+        "CREATE TABLE job_inputs ("
+        " job_id INTEGER NOT NULL REFERENCES jobs(id), key TEXT NOT NULL,"
+        " PRIMARY KEY (job_id, key)) WITHOUT ROWID"
+    )
+    db.execute("CREATE INDEX job_inputs_key ON job_inputs (key)")
+    db.execute(
+        """
+        CREATE TABLE quota_ledger (
+            id INTEGER PRIMARY KEY,
+            ts TEXT NOT NULL,
+            period_ts TEXT NOT NULL,   -- the time the row counts at (a job's rows: its reservation)
+            scope INTEGER NOT NULL,    -- guild id, or 0 for direct messages
+            user_id INTEGER NOT NULL,
+            job_id INTEGER REFERENCES jobs(id),
+            kind TEXT NOT NULL CHECK (kind IN ('reserve', 'settle', 'refund', 'grant', 'reset')),
+            amount INTEGER NOT NULL CHECK (amount >= 0)
+        )
+        """
+    )
+    db.execute("CREATE INDEX quota_ledger_scope ON quota_ledger (user_id, scope, period_ts)")
+    db.execute("CREATE INDEX quota_ledger_job ON quota_ledger (job_id)")
+    # Append-only: no deletes; the only update allowed is forget() anonymising the user id.
+    db.execute(
+        """
+        CREATE TRIGGER quota_ledger_no_delete BEFORE DELETE ON quota_ledger
+        BEGIN SELECT RAISE(ABORT, 'quota_ledger is append-only'); END
+        """
+    )
+    db.execute(
+        """
+        CREATE TRIGGER quota_ledger_no_update BEFORE UPDATE ON quota_ledger
+        WHEN NOT (NEW.user_id = -1 AND NEW.id = OLD.id AND NEW.ts = OLD.ts
+                  AND NEW.period_ts = OLD.period_ts AND NEW.scope = OLD.scope
+                  AND NEW.job_id IS OLD.job_id AND NEW.kind = OLD.kind
+                  AND NEW.amount = OLD.amount)
+        BEGIN SELECT RAISE(ABORT, 'quota_ledger is append-only'); END
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE backend_costs (
+            job_id INTEGER PRIMARY KEY REFERENCES jobs(id),
+            backend TEXT NOT NULL,
+            images_billed INTEGER CHECK (images_billed >= 0),   -- NULL when unknown
+            status TEXT NOT NULL CHECK (status IN ('billed', 'unknown')),
+            recorded_at TEXT NOT NULL
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE policy_defaults (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            limit_images INTEGER NOT NULL CHECK (limit_images >= 0),
+            period TEXT NOT NULL CHECK (period IN ('daily', 'weekly', 'monthly')),
+            updated_at TEXT NOT NULL
+        )
+        """
+    )
+    db.execute(
+        "CREATE TABLE policy_guilds ("
+        " guild_id INTEGER PRIMARY KEY,"
+        " limit_images INTEGER NOT NULL CHECK (limit_images >= 0))"
+    )
+    db.execute(
+        "CREATE TABLE policy_roles ("
+        " guild_id INTEGER NOT NULL, role_id INTEGER NOT NULL,"
+        " limit_images INTEGER NOT NULL CHECK (limit_images >= 0),"
+        " PRIMARY KEY (guild_id, role_id))"
+    )
+    db.execute(
+        "CREATE TABLE policy_exempt_roles ("
+        " guild_id INTEGER NOT NULL, role_id INTEGER NOT NULL, PRIMARY KEY (guild_id, role_id))"
+    )
+    db.execute(
+        "CREATE TABLE policy_blocked ("
+        " user_id INTEGER PRIMARY KEY, reason TEXT NOT NULL, blocked_at TEXT NOT NULL)"
+    )
+
+
+def apply_migrations(db: Database) -> None:
+    """Apply pending migrations inside one BEGIN IMMEDIATE, so concurrent openers take turns."""
+    conn = db.conn
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        MIGRATIONS.apply(db)
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
