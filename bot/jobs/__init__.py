@@ -1,0 +1,40 @@
+"""The job scheduler: fair per-user queue, caps, in-flight image budget, positions and ETAs."""
+
+from bot.jobs.errors import (
+    AdmissionRefused,
+    JobCancelled,
+    JobInterrupted,
+    JobNotStarted,
+    JobReturned,
+    JobRunning,
+    JobTimedOut,
+    NotJobOwner,
+    QueueFull,
+    SchedulerClosed,
+    UserQueueFull,
+)
+from bot.jobs.scheduler import AdmissionHold, DrainResult, Scheduler, SchedulerStats
+from bot.jobs.ticket import MAX_IMAGES, Admission, JobState, JobTicket, Progress
+
+__all__ = [
+    "MAX_IMAGES",
+    "Admission",
+    "AdmissionHold",
+    "AdmissionRefused",
+    "DrainResult",
+    "JobCancelled",
+    "JobInterrupted",
+    "JobNotStarted",
+    "JobReturned",
+    "JobRunning",
+    "JobState",
+    "JobTicket",
+    "JobTimedOut",
+    "NotJobOwner",
+    "Progress",
+    "QueueFull",
+    "Scheduler",
+    "SchedulerClosed",
+    "SchedulerStats",
+    "UserQueueFull",
+]

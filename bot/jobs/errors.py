@@ -1,0 +1,101 @@
+"""Errors of the job scheduler: each is one sentence a member can act on."""
+
+from __future__ import annotations
+
+from bot.errors import RemixbotError, RemixOutcomeUnknown
+
+
+class AdmissionRefused(RemixbotError):
+    """The scheduler refused a job before anything was charged (full, over a cap, or closing)."""
+
+    exit_code = 4
+
+
+class QueueFull(AdmissionRefused):
+    """The global queue bound is reached."""
+
+    def __init__(self, message: str = "The remix queue is full; try again in a minute.") -> None:
+        super().__init__(message)
+
+
+class UserQueueFull(AdmissionRefused):
+    """The member already has their cap of jobs waiting."""
+
+    def __init__(self, cap: int) -> None:
+        noun = "remix" if cap == 1 else "remixes"
+        super().__init__(f"You already have {cap} {noun} waiting; wait for one to finish.")
+        self.cap = cap
+
+
+class SchedulerClosed(AdmissionRefused):
+    """The scheduler stopped taking work (the bot is shutting down or restarting)."""
+
+    def __init__(
+        self, message: str = "The bot is restarting and not taking remixes; try again in a minute."
+    ) -> None:
+        super().__init__(message)
+
+
+class JobNotStarted(RemixbotError):
+    """The job never reached the backend (cancelled while queued, or handed back at shutdown)."""
+
+
+class JobCancelled(JobNotStarted):
+    """The job was cancelled while it was still queued."""
+
+    def __init__(
+        self, message: str = "That remix was cancelled before it started; nothing was charged."
+    ) -> None:
+        super().__init__(message)
+
+
+class JobReturned(JobNotStarted):
+    """The job was still queued when the scheduler closed and was handed back unstarted."""
+
+    def __init__(
+        self,
+        message: str = "The bot restarted before your remix started; nothing was charged, "
+        "please try again.",
+    ) -> None:
+        super().__init__(message)
+
+
+class JobRunning(RemixbotError):
+    """A running job cannot be cancelled: its backend call may already be billed."""
+
+    def __init__(
+        self,
+        message: str = "That remix is already generating and cannot be cancelled; "
+        "it will finish shortly.",
+    ) -> None:
+        super().__init__(message)
+
+
+class NotJobOwner(RemixbotError):
+    """Only the member who asked for a job (or an admin) may cancel it."""
+
+    def __init__(
+        self, message: str = "Only the member who asked for that remix can cancel it."
+    ) -> None:
+        super().__init__(message)
+
+
+class JobTimedOut(RemixOutcomeUnknown):
+    """The run exceeded the scheduler's hard time limit and was stopped; it may have been billed."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(
+            f"The remix took longer than {seconds:g} seconds and was stopped; try again later."
+        )
+        self.seconds = seconds
+
+
+class JobInterrupted(RemixOutcomeUnknown):
+    """The run was still going when shutdown's drain timed out; its outcome is unknown."""
+
+    def __init__(
+        self,
+        message: str = "The bot shut down while your remix was generating; "
+        "its result could not be delivered.",
+    ) -> None:
+        super().__init__(message)

@@ -1,0 +1,414 @@
+"""The job scheduler: fair queue, per-user and global caps, in-flight image budget, progress."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from bot.errors import RemixbotError
+from bot.jobs.errors import (
+    JobCancelled,
+    JobInterrupted,
+    JobReturned,
+    JobRunning,
+    JobTimedOut,
+    NotJobOwner,
+    QueueFull,
+    SchedulerClosed,
+    UserQueueFull,
+)
+from bot.jobs.eta import DurationModel, simulate
+from bot.jobs.fairqueue import FairQueue
+from bot.jobs.ticket import Admission, JobId, JobState, JobTicket
+
+if TYPE_CHECKING:
+    from bot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class AdmissionHold:
+    """A place in the queue held between the pre-check and ``submit`` (while quota is reserved).
+
+    Release it if the job is not submitted after all; it also lapses after the scheduler's
+    ``hold_ttl`` seconds so a forgotten hold cannot keep a place forever.
+    """
+
+    def __init__(self, scheduler: Scheduler, user_id: int, expires_at: float) -> None:
+        self._scheduler = scheduler
+        self.user_id = user_id
+        self.expires_at = expires_at
+        self._active = True
+
+    @property
+    def active(self) -> bool:
+        """True while the hold still reserves a place."""
+        return self._active and self._scheduler._now() < self.expires_at
+
+    def release(self) -> None:
+        """Give the place back (idempotent)."""
+        if self._active:
+            self._active = False
+            self._scheduler._drop_hold(self)
+
+    def __enter__(self) -> AdmissionHold:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+@dataclass(frozen=True)
+class DrainResult:
+    """What ``drain`` could not finish: tickets handed back unstarted, and runs it interrupted."""
+
+    returned: list[JobTicket]
+    interrupted: list[JobTicket]
+
+
+@dataclass(frozen=True)
+class SchedulerStats:
+    """A summary for status commands and logs."""
+
+    capacity: int
+    inflight_images: int
+    running: int
+    queued: int
+    held: int
+    job_seconds: float
+    closed: bool
+
+
+class Scheduler:
+    """Runs admitted jobs fairly across users within a budget of images in flight at the backend.
+
+    Rules (see docs/scheduler.md): jobs are served round-robin across users and FIFO per user;
+    a job starts when it is the head of that order and its images fit in the free budget; nothing
+    overtakes the head, so a large job cannot be starved by a stream of small ones; a job larger
+    than the budget is clamped to the whole budget and runs alone. Single event loop only.
+    """
+
+    def __init__(
+        self,
+        inflight_images: int = 10,
+        user_queue_cap: int = 3,
+        queue_max: int = 50,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        prior_job_seconds: float = 15.0,
+        progress_interval: float = 3.0,
+        eta_step: float = 5.0,
+        hold_ttl: float = 120.0,
+        run_timeout: float | None = 900.0,
+        cancel_grace: float = 2.0,
+    ) -> None:
+        for name, value in (
+            ("inflight_images", inflight_images),
+            ("user_queue_cap", user_queue_cap),
+            ("queue_max", queue_max),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a whole number of at least 1, not {value!r}")
+        self.capacity = inflight_images
+        self.user_queue_cap = user_queue_cap
+        self.queue_max = queue_max
+        self.progress_interval = progress_interval
+        self.eta_step = eta_step
+        self.hold_ttl = hold_ttl
+        self.run_timeout = run_timeout
+        self.cancel_grace = cancel_grace
+        self._clock = clock
+        self._durations = DurationModel(prior_job_seconds)
+        self._queue: FairQueue[Admission] = FairQueue()
+        self._running: dict[JobId, Admission] = {}
+        self._jobs: dict[JobId, Admission] = {}
+        self._tasks: dict[asyncio.Task[None], Admission] = {}
+        self._holds: dict[int, set[AdmissionHold]] = {}
+        self._inflight = 0
+        self._closed = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **kwargs: Any) -> Scheduler:
+        """Build a scheduler from REMIXBOT_INFLIGHT_IMAGES, _USER_QUEUE_CAP and _QUEUE_MAX."""
+        return cls(settings.inflight_images, settings.user_queue_cap, settings.queue_max, **kwargs)
+
+    # Introspection ---------------------------------------------------------------------------
+
+    @property
+    def inflight(self) -> int:
+        """Images currently charged against the budget."""
+        return self._inflight
+
+    @property
+    def closed(self) -> bool:
+        """True once ``close`` was called."""
+        return self._closed
+
+    @property
+    def job_seconds(self) -> float:
+        """The current estimate of one job's duration."""
+        return self._durations.seconds
+
+    def get(self, job_id: JobId) -> Admission | None:
+        """The admission of a queued or running job, or None."""
+        return self._jobs.get(job_id)
+
+    def queued(self, user_id: int | None = None) -> list[Admission]:
+        """Queued jobs in the order they would start (optionally only one user's)."""
+        order = self._queue.order()
+        return order if user_id is None else [a for a in order if a.user_id == user_id]
+
+    def running(self) -> list[Admission]:
+        """Running jobs, oldest first."""
+        return list(self._running.values())
+
+    def stats(self) -> SchedulerStats:
+        """Counts and the duration estimate, for a status command."""
+        self._purge_holds()
+        return SchedulerStats(
+            self.capacity,
+            self._inflight,
+            len(self._running),
+            len(self._queue),
+            self._held_count(),
+            self._durations.seconds,
+            self._closed,
+        )
+
+    # Admission -------------------------------------------------------------------------------
+
+    def check_admission(self, user_id: int) -> AdmissionHold:
+        """Refuse now (QueueFull, UserQueueFull, SchedulerClosed) or hold a place for ``submit``.
+
+        Call it before reserving quota; pass the hold to ``submit``. A held submit is refused only
+        if the scheduler closed in between (SchedulerClosed) — then refund the reservation.
+        """
+        self._refuse_if_full(user_id)
+        hold = AdmissionHold(self, user_id, self._now() + self.hold_ttl)
+        self._holds.setdefault(user_id, set()).add(hold)
+        return hold
+
+    def submit(self, ticket: JobTicket, *, hold: AdmissionHold | None = None) -> Admission:
+        """Queue a job (it starts at once if it is the head and fits); return its admission.
+
+        Without an active hold the caps are checked here and may refuse; nothing is queued then.
+        """
+        if self._closed:
+            if hold is not None:
+                hold.release()
+            raise SchedulerClosed()
+        if ticket.job_id in self._jobs:
+            raise ValueError(f"job {ticket.job_id!r} is already queued or running")
+        if hold is not None and hold._scheduler is not self:
+            raise ValueError("that hold belongs to another scheduler")
+        if hold is not None and hold.user_id != ticket.user_id:
+            raise ValueError("that hold belongs to another user")
+        if hold is not None and hold.active:
+            hold.release()  # the job takes the held place
+        else:
+            if hold is not None:
+                hold.release()
+            self._refuse_if_full(ticket.user_id)
+        admission = Admission(self, ticket, min(ticket.images, self.capacity), self._now())
+        self._jobs[ticket.job_id] = admission
+        self._queue.push(ticket.user_id, admission)
+        self._pump()
+        self._changed()
+        return admission
+
+    def cancel(self, job_id: JobId, *, user_id: int | None = None) -> bool:
+        """Cancel a queued job; True if cancelled, False if unknown or already finished.
+
+        ``user_id`` is the member asking (None for an admin). Raises NotJobOwner for someone
+        else's job and JobRunning for a job that already started: its backend call may be billed,
+        so it is left to finish. After True the job's run is never called; refund its reservation.
+        """
+        admission = self._jobs.get(job_id)
+        if admission is None or admission.state.final:
+            return False
+        if user_id is not None and admission.user_id != user_id:
+            raise NotJobOwner()
+        if admission.state is JobState.RUNNING:
+            raise JobRunning()
+        self._queue.remove(admission.user_id, admission)
+        del self._jobs[job_id]
+        admission._finish(JobState.CANCELLED, self._now(), error=JobCancelled())
+        self._pump()
+        self._changed()
+        return True
+
+    # Shutdown --------------------------------------------------------------------------------
+
+    def close(self) -> list[JobTicket]:
+        """Stop taking and starting work; hand back the queued (never started) tickets.
+
+        Each handed-back admission ends RETURNED and its ``result()`` raises JobReturned.
+        Running jobs go on; await ``drain`` for them. Calling it again returns [].
+        """
+        if self._closed:
+            return []
+        self._closed = True
+        for holds in self._holds.values():
+            for hold in holds:
+                hold._active = False
+        self._holds.clear()
+        now = self._now()
+        returned = self._queue.clear()
+        for admission in returned:
+            del self._jobs[admission.job_id]
+            admission._finish(JobState.RETURNED, now, error=JobReturned())
+        self._changed()
+        return [a.ticket for a in returned]
+
+    async def drain(self, timeout: float) -> DrainResult:  # noqa: ASYNC109 (required bound)
+        """Close if needed, wait up to ``timeout`` s for running jobs, then interrupt the rest.
+
+        ``returned`` holds the tickets this call's own close handed back (empty if ``close`` was
+        called before: those were returned then). ``interrupted`` holds runs cancelled at the
+        timeout: they may have been billed, so treat them as outcome unknown.
+        """
+        returned = self.close()
+        tasks = dict(self._tasks)
+        interrupted: list[JobTicket] = []
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=timeout)
+            for task in pending:
+                admission = tasks[task]
+                admission._interrupting = True
+                interrupted.append(admission.ticket)
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=self.cancel_grace)
+        return DrainResult(returned, interrupted)
+
+    # Internals -------------------------------------------------------------------------------
+
+    def _now(self) -> float:
+        return self._clock()
+
+    def _purge_holds(self) -> None:
+        now = self._now()
+        for user_id in list(self._holds):
+            live = {h for h in self._holds[user_id] if h._active and now < h.expires_at}
+            if live:
+                self._holds[user_id] = live
+            else:
+                del self._holds[user_id]
+
+    def _held_count(self, user_id: int | None = None) -> int:
+        if user_id is not None:
+            return len(self._holds.get(user_id, ()))
+        return sum(len(h) for h in self._holds.values())
+
+    def _drop_hold(self, hold: AdmissionHold) -> None:
+        holds = self._holds.get(hold.user_id)
+        if holds is not None:
+            holds.discard(hold)
+            if not holds:
+                del self._holds[hold.user_id]
+
+    def _refuse_if_full(self, user_id: int) -> None:
+        if self._closed:
+            raise SchedulerClosed()
+        self._purge_holds()
+        # The member's own cap first: it is the more useful sentence when both apply.
+        if self._queue.count(user_id) + self._held_count(user_id) >= self.user_queue_cap:
+            raise UserQueueFull(self.user_queue_cap)
+        if len(self._queue) + self._held_count() >= self.queue_max:
+            raise QueueFull()
+
+    def _pump(self) -> None:
+        """Start jobs from the head of the fair order while the head fits in the free budget."""
+        if self._closed:
+            return
+        while True:
+            head = self._queue.peek()
+            if head is None or head.cost > self.capacity - self._inflight:
+                return  # the head keeps its turn; nothing overtakes it
+            self._queue.pop()
+            self._start(head)
+
+    def _start(self, admission: Admission) -> None:
+        self._inflight += admission.cost
+        admission.state = JobState.RUNNING
+        admission.started_at = self._now()
+        self._running[admission.job_id] = admission
+        task = asyncio.create_task(self._run(admission), name=f"remix-job-{admission.job_id}")
+        self._tasks[task] = admission
+        task.add_done_callback(self._tasks.pop)
+
+    async def _run(self, admission: Admission) -> None:
+        """Run one job; whatever happens, give its images back and start the next."""
+        state, value, error = JobState.FAILED, None, None
+        started = self._now()
+        deadline = asyncio.timeout(self.run_timeout)
+        try:
+            async with deadline:
+                value = await admission.ticket.run(admission)
+            state = JobState.DONE
+        except TimeoutError as exc:
+            error = JobTimedOut(self.run_timeout or 0) if deadline.expired() else exc
+            log.warning("job %s failed: %s", admission.job_id, error)
+        except asyncio.CancelledError:
+            if not admission._interrupting:
+                raise  # cancelled by someone else (loop shutdown): let it propagate
+            state, error = JobState.INTERRUPTED, JobInterrupted()
+            log.warning("job %s interrupted by shutdown", admission.job_id)
+        except RemixbotError as exc:
+            error = exc
+            log.info("job %s failed: %s", admission.job_id, exc)
+        except Exception as exc:
+            error = exc
+            log.exception("job %s crashed", admission.job_id)
+        finally:
+            now = self._now()
+            self._inflight -= admission.cost
+            self._running.pop(admission.job_id, None)
+            self._jobs.pop(admission.job_id, None)
+            if state is JobState.DONE:
+                self._durations.observe(now - started)
+            if not admission.state.final:
+                if state is JobState.FAILED and error is None:
+                    error = JobInterrupted()  # cancelled from outside; still settle the handle
+                admission._finish(state, now, value=value, error=error)
+            self._pump()
+            self._changed()
+
+    def _estimates(self) -> dict[JobId, tuple[int, float, float]]:
+        """(position, wait, eta) for every live job, from one simulation at the current time."""
+        now = self._now()
+        running = list(self._running.values())
+        order = self._queue.order()
+        seconds = self._durations.seconds
+        run_est, queue_est = simulate(
+            self.capacity,
+            [(a.cost, now - (a.started_at or now)) for a in running],
+            [a.cost for a in order],
+            seconds,
+        )
+        out: dict[JobId, tuple[int, float, float]] = {}
+        for a, e in zip(running, run_est, strict=True):
+            out[a.job_id] = (0, 0.0, e.eta_seconds)
+        for i, (a, e) in enumerate(zip(order, queue_est, strict=True), start=1):
+            out[a.job_id] = (i, e.wait_seconds, e.eta_seconds)
+        return out
+
+    def _estimate(self, admission: Admission) -> tuple[int | None, float | None, float | None]:
+        """(position, wait, eta) of one job; None for a job no longer here."""
+        if admission.job_id not in self._jobs or self._jobs[admission.job_id] is not admission:
+            return None, None, None
+        if admission.state is JobState.RUNNING:
+            elapsed = self._now() - (admission.started_at or self._now())
+            seconds = self._durations.seconds
+            return 0, 0.0, max(seconds - elapsed, seconds * 0.2)
+        return self._estimates().get(admission.job_id, (None, None, None))
+
+    def _changed(self) -> None:
+        """Publish to every live job whose visible progress moved."""
+        estimates = self._estimates()
+        for admission in list(self._jobs.values()):
+            admission._publish(eta_step=self.eta_step, estimate=estimates.get(admission.job_id))

@@ -1,0 +1,262 @@
+"""What a caller hands the scheduler (JobTicket) and what it gets back (Admission, Progress)."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from bot.errors import InvalidRequest
+
+if TYPE_CHECKING:
+    from bot.jobs.scheduler import Scheduler
+
+MAX_IMAGES = 8  # the most images one backend request can ask for
+JobId = str | int
+RunFn = Callable[["Admission"], Awaitable[Any]]
+
+
+class JobState(enum.StrEnum):
+    """Where a job is in the scheduler."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"  # run returned
+    FAILED = "failed"  # run raised (or hit the scheduler's hard time limit)
+    CANCELLED = "cancelled"  # cancelled while queued; never started
+    RETURNED = "returned"  # still queued at close(); handed back, never started
+    INTERRUPTED = "interrupted"  # still running when drain() timed out; outcome unknown
+
+    @property
+    def final(self) -> bool:
+        """True once the job left the scheduler."""
+        return self not in (JobState.QUEUED, JobState.RUNNING)
+
+
+@dataclass(frozen=True, eq=False)
+class JobTicket:
+    """A job to schedule: who asked, how many images it occupies, and the coroutine to run."""
+
+    job_id: JobId
+    user_id: int
+    images: int
+    run: RunFn
+
+    def __post_init__(self) -> None:
+        if isinstance(self.images, bool) or not isinstance(self.images, int):
+            raise InvalidRequest(
+                f"A job asks for a whole number of images from 1 to {MAX_IMAGES}, "
+                f"not {self.images!r}."
+            )
+        if not 1 <= self.images <= MAX_IMAGES:
+            raise InvalidRequest(f"A job asks for 1 to {MAX_IMAGES} images, not {self.images}.")
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A snapshot of one job: position 0 means running, 1 means next; None once finished."""
+
+    job_id: JobId
+    state: JobState
+    position: int | None
+    wait_seconds: float | None  # until it starts (0 once running)
+    eta_seconds: float | None  # until it finishes
+    stage: str | None  # free text set by the run, e.g. "uploading"
+    version: int  # bumps on every published change
+
+
+class Admission:
+    """The handle of an admitted job: its progress, a way to await changes, and its outcome."""
+
+    def __init__(self, scheduler: Scheduler, ticket: JobTicket, cost: int, now: float) -> None:
+        self._scheduler = scheduler
+        self.ticket = ticket
+        self.cost = cost  # images charged against the in-flight budget (clamped to the budget)
+        self.state = JobState.QUEUED
+        self.stage: str | None = None
+        self.submitted_at = now
+        self.started_at: float | None = None
+        self.finished_at: float | None = None
+        self.value: Any = None
+        self.error: BaseException | None = None
+        self._version = 0
+        self._published: tuple[Any, ...] | None = None
+        self._published_at = now
+        self._changed = asyncio.Event()
+        self._done = asyncio.Event()
+        self._final: Progress | None = None
+        self._interrupting = False
+
+    def __repr__(self) -> str:
+        return f"<Admission job={self.job_id!r} user={self.user_id} {self.state.value}>"
+
+    @property
+    def job_id(self) -> JobId:
+        """The job's id, as given in the ticket."""
+        return self.ticket.job_id
+
+    @property
+    def user_id(self) -> int:
+        """Who asked for the job."""
+        return self.ticket.user_id
+
+    @property
+    def images(self) -> int:
+        """How many images the job asked for."""
+        return self.ticket.images
+
+    @property
+    def done(self) -> bool:
+        """True once the job left the scheduler (finished, failed, cancelled, handed back)."""
+        return self.state.final
+
+    def progress(self) -> Progress:
+        """The job's position and estimates as of now."""
+        if self._final is not None:
+            return self._final
+        position, wait, eta = self._scheduler._estimate(self)
+        return Progress(self.job_id, self.state, position, wait, eta, self.stage, self._version)
+
+    @property
+    def position(self) -> int | None:
+        """0 while running, 1.. while queued (1 = next), None once finished."""
+        return self.progress().position
+
+    @property
+    def eta_seconds(self) -> float | None:
+        """Estimated seconds until the job finishes; None once finished."""
+        return self.progress().eta_seconds
+
+    def set_stage(self, stage: str | None) -> None:
+        """Let the run announce a step (e.g. "uploading"); watchers see it at once."""
+        if self.state.final or stage == self.stage:
+            return
+        self.stage = stage
+        self._publish(force=True)
+
+    async def wait_changed(self, timeout: float, since: int | None = None) -> Progress:  # noqa: ASYNC109 (required bound)
+        """Wait up to ``timeout`` seconds for a change after version ``since`` (default: now)."""
+        if since is None:
+            since = self._version
+        if self._version == since:
+            event = self._changed
+            try:
+                async with asyncio.timeout(timeout):
+                    await event.wait()
+            except TimeoutError:
+                pass
+        return self.progress()
+
+    async def updates(
+        self, min_interval: float | None = None, idle_timeout: float = 30.0
+    ) -> AsyncIterator[Progress]:
+        """Yield the current progress, then changes, ending with the final one.
+
+        Position/ETA changes are coalesced to at most one per ``min_interval`` seconds (default:
+        the scheduler's ``progress_interval``); a change of state or stage is yielded at once, so a
+        job yields at most two of those besides its throttled updates. When nothing happens for
+        ``idle_timeout`` seconds a fresh snapshot is yielded if its ETA moved by the scheduler's
+        ``eta_step`` (so "about 40 s" keeps counting down while one long job runs).
+        """
+        interval = self._scheduler.progress_interval if min_interval is None else min_interval
+        loop = asyncio.get_running_loop()
+        last = self.progress()
+        last_at = loop.time()
+        yield last
+        while not last.state.final:
+            current = await self.wait_changed(idle_timeout, since=last.version)
+            if current.version == last.version:
+                if _eta_moved(last, current, self._scheduler.eta_step):
+                    last, last_at = current, loop.time()
+                    yield current
+                continue
+            if _same_phase(last, current):
+                remaining = last_at + interval - loop.time()
+                while remaining > 0 and _same_phase(last, current):
+                    current = await self.wait_changed(remaining, since=current.version)
+                    remaining = last_at + interval - loop.time()
+            last, last_at = current, loop.time()
+            yield current
+
+    async def wait_done(self, timeout: float) -> bool:  # noqa: ASYNC109 (required bound)
+        """Wait up to ``timeout`` seconds for the job to leave the scheduler; True if it did."""
+        try:
+            async with asyncio.timeout(timeout):
+                await self._done.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    async def result(self, timeout: float) -> Any:  # noqa: ASYNC109 (required bound)
+        """The run's return value, or its exception re-raised; JobNotStarted if it never ran.
+
+        Raises TimeoutError if the job is not finished within ``timeout`` seconds.
+        """
+        if not await self.wait_done(timeout):
+            raise TimeoutError(f"job {self.job_id!r} did not finish within {timeout:g} s")
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+    # Scheduler side -------------------------------------------------------------------------
+
+    def _publish(
+        self,
+        force: bool = False,
+        eta_step: float = 0.0,
+        estimate: tuple[int | None, float | None, float | None] | None = None,
+    ) -> None:
+        """Bump the version and wake waiters if the visible progress changed."""
+        if self._final is not None:
+            return
+        if estimate is None:
+            snap = self.progress()
+        else:
+            snap = Progress(self.job_id, self.state, *estimate, self.stage, self._version)
+        key = (snap.state, snap.position, snap.stage)
+        now = self._scheduler._now()
+        if not force and self._published is not None:
+            old_key, old_eta = self._published[:3], self._published[3]
+            if old_key == key:
+                if snap.eta_seconds is None or old_eta is None:
+                    return
+                expected = old_eta - (now - self._published_at)
+                if abs(snap.eta_seconds - expected) < eta_step:
+                    return
+        self._published = (*key, snap.eta_seconds)
+        self._published_at = now
+        self._bump()
+
+    def _finish(
+        self, state: JobState, now: float, value: Any = None, error: BaseException | None = None
+    ) -> None:
+        """Record the outcome, publish the final snapshot and wake everyone."""
+        self.state = state
+        self.finished_at = now
+        self.value = value
+        self.error = error
+        self._version += 1
+        self._final = Progress(self.job_id, state, None, None, None, self.stage, self._version)
+        self._wake()
+        self._done.set()
+
+    def _bump(self) -> None:
+        self._version += 1
+        self._wake()
+
+    def _wake(self) -> None:
+        event, self._changed = self._changed, asyncio.Event()
+        event.set()
+
+
+def _same_phase(a: Progress, b: Progress) -> bool:
+    return a.state == b.state and a.stage == b.stage
+
+
+def _eta_moved(last: Progress, current: Progress, step: float) -> bool:
+    """True when the ETA a watcher is showing is off by at least ``step`` seconds."""
+    if last.eta_seconds is None or current.eta_seconds is None:
+        return False
+    return abs(current.eta_seconds - last.eta_seconds) >= step
