@@ -1,0 +1,314 @@
+"""Shared HTTP for the backends: auth headers, the paid POST, error mapping and 429 retries."""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+
+from bot.errors import (
+    InvalidImage,
+    InvalidRequest,
+    RemixAuthError,
+    RemixOutcomeUnknown,
+    RemixRateLimited,
+    RemixRejected,
+    RemixUnavailable,
+)
+from bot.media import EncodedImage
+from bot.remix import enums
+from bot.remix.backends.base import ResultImage
+from bot.secrets import redact
+from bot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MAX_REPLY_BYTES = 64 * 1024 * 1024  # inline base64 results can be large; anything past is broken
+MAX_REASON_CHARS = 200
+CONNECT_RETRIES = 2  # a refused connection never reached the backend, so retrying is free
+BACKOFF_BASE = 0.5
+BACKOFF_CAP = 30.0
+
+
+class _Transient(Exception):
+    """A failure of an idempotent call (poll) that may be retried within the deadline."""
+
+    def __init__(self, error: Exception, retry_after: float | None = None) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.retry_after = retry_after
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date), or None."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    now_ts = time.time() if now is None else now
+    return max(0.0, when.timestamp() - now_ts)
+
+
+def full_jitter(attempt: int, base: float = BACKOFF_BASE, cap: float = BACKOFF_CAP) -> float:
+    """Exponential backoff with full jitter: uniform(0, min(cap, base * 2**attempt))."""
+    return random.uniform(0, min(cap, base * (2**attempt)))
+
+
+def backend_reason(body: bytes | str | None, status: int) -> str:
+    """The backend's own reason (`error`/`message`/`errors[0].message`), redacted and trimmed."""
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else (body or "")
+    reason = ""
+    try:
+        parsed = json.loads(text) if text else None
+    except ValueError:
+        parsed = None
+    if isinstance(parsed, dict):
+        for key in ("error", "message", "detail", "msg", "task_status_msg"):
+            value = parsed.get(key)
+            if isinstance(value, str) and value.strip():
+                reason = value
+                break
+            if isinstance(value, dict) and isinstance(value.get("message"), str):
+                reason = value["message"]
+                break
+        errors = parsed.get("errors")
+        if not reason and isinstance(errors, list) and errors and isinstance(errors[0], dict):
+            first = errors[0]
+            reason = str(first.get("message") or first.get("code") or "")
+            if first.get("parameter"):
+                reason = f"{reason} (parameter {first['parameter']})"
+    elif parsed is None and text and "<" not in text[:50]:
+        reason = text  # short plain-text bodies are often the reason; HTML pages are not
+    reason = " ".join(redact(reason).split())
+    if len(reason) > MAX_REASON_CHARS:
+        reason = reason[: MAX_REASON_CHARS - 1] + "…"
+    return reason.rstrip(". ") or f"HTTP {status}"
+
+
+def check_sizes(image: EncodedImage, refs: Sequence[EncodedImage]) -> None:
+    """Refuse images over the backend's documented limits before anything is sent."""
+    if len(image.data) > enums.MAX_IMAGE_BYTES:
+        raise InvalidImage(
+            f"The image must be at most {enums.MAX_IMAGE_BYTES // 1_000_000} MB for the backend, "
+            f"not {len(image.data) / 1_000_000:.1f} MB."
+        )
+    total = sum(len(r.data) for r in refs)
+    if total > enums.MAX_REFS_BYTES:
+        raise InvalidRequest(
+            f"style reference images must be at most {enums.MAX_REFS_BYTES // 1_000_000} MB "
+            f"together, not {total / 1_000_000:.1f} MB."
+        )
+
+
+def parse_ideogram_images(body: Any) -> list[ResultImage]:
+    """Images from Ideogram's synchronous envelope `{created, data: [...]}` (v3 and legacy)."""
+    if not isinstance(body, dict) or not isinstance(body.get("data"), list):
+        raise RemixUnavailable(
+            "The backend's reply had no `data` list of images; nothing to fetch."
+        )
+    images = []
+    for item in body["data"]:
+        if not isinstance(item, dict):
+            raise RemixUnavailable("The backend's reply listed an image that is not an object.")
+        url = item.get("url") or None
+        safe = item.get("is_image_safe", True) is not False
+        seed = item.get("seed")
+        images.append(
+            ResultImage(
+                url=url if isinstance(url, str) else None,
+                seed=seed if isinstance(seed, int) and not isinstance(seed, bool) else None,
+                resolution=item.get("resolution")
+                if isinstance(item.get("resolution"), str)
+                else None,
+                is_safe=safe and isinstance(url, str),
+                prompt=item.get("prompt") if isinstance(item.get("prompt"), str) else None,
+            )
+        )
+    if not images:
+        raise RemixUnavailable("The backend answered with an empty list of images.")
+    return images
+
+
+async def _read_capped(resp: aiohttp.ClientResponse, cap: int = MAX_REPLY_BYTES) -> bytes:
+    """Read a reply body, refusing one larger than `cap` (a broken or hostile backend)."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in resp.content.iter_chunked(65536):
+        size += len(chunk)
+        if size > cap:
+            raise RemixUnavailable(f"The backend's reply was larger than {cap // 1048576} MiB.")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class HttpBackend:
+    """Base of the HTTP backends: holds settings and the API session, sends the paid POST."""
+
+    name = "http"
+
+    def __init__(
+        self,
+        settings: Settings,
+        session: aiohttp.ClientSession,
+        *,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.settings = settings
+        self.session = session
+        self._sleep = sleep
+
+    # --- helpers -------------------------------------------------------------------------------
+    def url(self, path: str) -> str:
+        """The absolute URL of a path under the configured base URL."""
+        return self.settings.backend_url.rstrip("/") + path
+
+    def auth_headers(self) -> dict[str, str]:
+        """`Api-Key: KEY` or `Authorization: Bearer KEY`, per settings.auth_scheme."""
+        key = self.settings.require_api_key()
+        if self.settings.auth_scheme == "bearer":
+            return {"Authorization": f"Bearer {key}"}
+        return {"Api-Key": key}
+
+    def timeout(self) -> aiohttp.ClientTimeout:
+        """Timeout for the paid call: the whole budget, and a short connect."""
+        total = self.settings.backend_timeout
+        return aiohttp.ClientTimeout(total=total, sock_connect=min(10.0, total))
+
+    # --- the paid POST -------------------------------------------------------------------------
+    async def post(
+        self,
+        path: str,
+        make_body: Callable[[], dict[str, Any]],
+        *,
+        what: str = "remix",
+    ) -> Any:
+        """POST once (429 and refused connections retried; nothing that may have run), parse JSON.
+
+        `make_body` returns fresh `data=`/`json=` keyword arguments per attempt (a FormData
+        cannot be sent twice).
+        """
+        url = self.url(path)
+        budget_end = time.monotonic() + self.settings.backend_timeout
+        attempt = 0
+        refused = 0
+        while True:
+            try:
+                status, headers, body = await self._send(url, make_body())
+            except _Refused as exc:
+                refused += 1
+                if refused > CONNECT_RETRIES:
+                    raise RemixUnavailable(
+                        f"The {self.name} backend could not be reached ({exc}); try again later."
+                    ) from None
+                await self._sleep(full_jitter(refused - 1, base=0.2, cap=2.0))
+                continue
+            if status == 429:
+                retry_after = parse_retry_after(headers.get("Retry-After"))
+                wait = retry_after if retry_after is not None else full_jitter(attempt)
+                attempt += 1
+                if time.monotonic() + wait > budget_end:
+                    reason = backend_reason(body, status)
+                    after = f" in {wait:.0f} seconds" if retry_after is not None else " later"
+                    raise RemixRateLimited(
+                        f"The {self.name} backend is busy ({reason}); try again{after}.",
+                        retry_after=wait,
+                    )
+                log.info(
+                    "%s: 429 from the backend, waiting %.1fs (attempt %d)", what, wait, attempt
+                )
+                await self._sleep(wait)
+                continue
+            return self._interpret(status, body)
+
+    async def _send(self, url: str, body_kwargs: dict[str, Any]) -> tuple[int, Any, bytes]:
+        """One POST; maps transport failures to refused (not sent) or outcome unknown (sent)."""
+        try:
+            async with self.session.post(
+                url,
+                headers=self.auth_headers(),
+                timeout=self.timeout(),
+                allow_redirects=False,  # never re-send a paid call, nor the key, elsewhere
+                **body_kwargs,
+            ) as resp:
+                body = await _read_capped(resp)
+                return resp.status, resp.headers, body
+        except aiohttp.ConnectionTimeoutError as exc:
+            raise _Refused("connection timed out") from exc
+        except aiohttp.ClientConnectorError as exc:
+            raise _Refused(f"connection failed: {exc.os_error.strerror or 'refused'}") from exc
+        except TimeoutError as exc:
+            raise RemixOutcomeUnknown(
+                f"The {self.name} backend did not answer within "
+                f"{self.settings.backend_timeout:g} seconds; it may still have run (and billed) "
+                "the remix, so it was not resubmitted."
+            ) from exc
+        except aiohttp.ClientError as exc:
+            raise RemixOutcomeUnknown(
+                f"The connection to the {self.name} backend broke after the request was sent "
+                f"({type(exc).__name__}); it may have run, so it was not resubmitted."
+            ) from exc
+
+    def _interpret(self, status: int, body: bytes) -> Any:
+        """Map a status and body to parsed JSON or the right RemixError."""
+        if 200 <= status < 300:
+            try:
+                return json.loads(body)
+            except ValueError:
+                raise RemixUnavailable(
+                    f"The {self.name} backend's reply was not valid JSON (HTTP {status})."
+                ) from None
+        raise map_status(self.name, status, body)
+
+
+class _Refused(Exception):
+    """The connection failed before the request left: safe to retry."""
+
+
+def map_status(name: str, status: int, body: bytes | str | None) -> Exception:
+    """The RemixError for a non-2xx status (429 included, for callers that do not retry)."""
+    reason = backend_reason(body, status)
+    if status in (401, 402, 403):
+        return RemixAuthError(
+            f"The {name} backend refused the bot's API key (HTTP {status}: {reason}); "
+            "an admin must check REMIXBOT_API_KEY and the account."
+        )
+    if status == 429:
+        return RemixRateLimited(f"The {name} backend is busy ({reason}); try again later.")
+    if 300 <= status < 400:
+        return RemixUnavailable(
+            f"The {name} backend answered with a redirect (HTTP {status}); check REMIXBOT_BACKEND_URL."
+        )
+    if status >= 500:
+        return RemixUnavailable(
+            f"The {name} backend failed (HTTP {status}: {reason}); try again later."
+        )
+    if status == 408:
+        return RemixUnavailable(f"The {name} backend timed out reading the request (HTTP 408).")
+    return RemixRejected(f"The {name} backend rejected the request (HTTP {status}): {reason}.")
+
+
+def seconds_left(deadline: float) -> float:
+    """Seconds until a monotonic deadline (never negative)."""
+    return max(0.0, deadline - time.monotonic())
+
+
+def utcnow() -> datetime:
+    """Now, timezone-aware (UTC)."""
+    return datetime.now(UTC)

@@ -1,0 +1,215 @@
+"""Runware `imageInference` for the Ideogram remix models: a JSON task array, Bearer auth."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from bot.errors import InvalidRequest, RemixRejected, RemixUnavailable
+from bot.media import EncodedImage
+from bot.remix import enums
+from bot.remix.backends.base import OnSubmitted, RemixResult, ResultImage
+from bot.remix.backends.http import HttpBackend, backend_reason, check_sizes
+from bot.remix.request import RemixRequest
+
+V3_MODEL = "ideogram:4@2"  # Ideogram 3.0 Remix
+V2A_MODEL = "ideogram:2@2"  # Ideogram 2a Remix: no negative prompt
+V3_STYLE_TYPES = ("AUTO", "GENERAL", "REALISTIC", "DESIGN", "FICTION")
+OLD_STYLE_TYPES = (*V3_STYLE_TYPES, "RENDER_3D", "ANIME")
+MAX_STYLE_REFS = 4  # providerSettings.ideogram.styleReferenceImages: 1-4 images
+
+
+def remix_strength(image_weight: int) -> int:
+    """Runware's remixStrength runs the other way from image_weight: 101 - w maps 1..100 onto 100..1."""
+    return 101 - image_weight
+
+
+def nearest_size(allowed: Sequence[str], ratio: float) -> tuple[int, int]:
+    """The allowed WxH whose ratio is nearest (in log space) to `ratio`; ties go to the larger."""
+
+    def key(size: str) -> tuple[float, int]:
+        w, h = (int(x) for x in size.split("x"))
+        return (abs(math.log(w / h) - math.log(ratio)), -(w * h))
+
+    w, h = (int(x) for x in min(allowed, key=key).split("x"))
+    return w, h
+
+
+def data_uri(image: EncodedImage) -> str:
+    """The image as a `data:` URI (one of the forms Runware takes for referenceImages)."""
+    return f"data:{image.mime};base64,{base64.b64encode(image.data).decode('ascii')}"
+
+
+class RunwareBackend(HttpBackend):
+    """Runware's REST API with the Ideogram remix models (ideogram:1@2 … ideogram:4@2)."""
+
+    name = "runware"
+
+    def model_for(self, request: RemixRequest) -> str:
+        """The AIR id to send: the request's override, else the configured one."""
+        model = request.model or self.settings.model or V3_MODEL
+        if model not in enums.RUNWARE_REMIX_MODELS:
+            raise InvalidRequest(
+                f"model must be one of {', '.join(enums.RUNWARE_REMIX_MODELS)} on the runware "
+                f"backend, not {model!r}."
+            )
+        return model
+
+    def size_for(self, request: RemixRequest, model: str) -> tuple[int, int]:
+        """Width and height: the resolution if the model allows it, else the nearest ratio."""
+        allowed = enums.RUNWARE_SIZES[model]
+        if request.resolution is not None:
+            if request.resolution not in allowed:
+                raise InvalidRequest(
+                    f"resolution {request.resolution} is not allowed for {model} on Runware; "
+                    f"use an aspect ratio or one of its {len(allowed)} sizes."
+                )
+            w, h = (int(x) for x in request.resolution.split("x"))
+            return w, h
+        return nearest_size(allowed, enums.ratio_value(request.aspect_ratio or "1x1"))
+
+    def check(self, request: RemixRequest, refs_count: int) -> None:
+        """Refuse what Runware's Ideogram remix models cannot take."""
+        model = self.model_for(request)
+        is_v3 = model == V3_MODEL
+        self.size_for(request, model)
+        if request.has_palette:
+            raise InvalidRequest(
+                "a color palette is not available on the runware backend (Runware takes it only "
+                "for text-to-image ideogram:3@1); leave it out or use the ideogram backend."
+            )
+        speeds = enums.RUNWARE_RENDERING_SPEEDS if is_v3 else ("TURBO", "DEFAULT")
+        if request.rendering_speed is not None and request.rendering_speed not in speeds:
+            raise InvalidRequest(
+                f"rendering_speed must be one of {', '.join(speeds)} for {model} on Runware, "
+                f"not {request.rendering_speed!r}."
+            )
+        styles = V3_STYLE_TYPES if is_v3 else OLD_STYLE_TYPES
+        if request.style_type is not None and request.style_type not in styles:
+            raise InvalidRequest(
+                f"style_type must be one of {', '.join(styles)} for {model} on Runware, "
+                f"not {request.style_type!r}."
+            )
+        if request.style_preset is not None and not is_v3:
+            raise InvalidRequest(
+                f"style_preset needs Ideogram 3.0 ({V3_MODEL}) on Runware, not {model}."
+            )
+        if request.style_codes and not is_v3:
+            raise InvalidRequest(
+                f"style codes need Ideogram 3.0 ({V3_MODEL}) on Runware, not {model}."
+            )
+        if len(request.style_codes) > 1:
+            raise InvalidRequest(f"Runware takes one style code, not {len(request.style_codes)}.")
+        if request.negative_prompt is not None and model == V2A_MODEL:
+            raise InvalidRequest(
+                f"negative_prompt is not supported by {model} (Ideogram 2a) on Runware."
+            )
+        if request.seed == 0:
+            raise InvalidRequest("seed must be from 1 to 2147483647 on Runware, not 0.")
+        if refs_count > MAX_STYLE_REFS:
+            raise InvalidRequest(
+                f"style reference images must be at most {MAX_STYLE_REFS} on Runware, "
+                f"not {refs_count}."
+            )
+
+    def task(
+        self, request: RemixRequest, image: EncodedImage, refs: Sequence[EncodedImage], task_id: str
+    ) -> dict[str, Any]:
+        """The imageInference task object."""
+        model = self.model_for(request)
+        width, height = self.size_for(request, model)
+        ideogram: dict[str, Any] = {"remixStrength": remix_strength(request.image_weight)}
+        if request.rendering_speed is not None:
+            ideogram["renderingSpeed"] = request.rendering_speed
+        if request.magic_prompt is not None:
+            ideogram["magicPrompt"] = request.magic_prompt
+        if request.style_type is not None:
+            ideogram["styleType"] = request.style_type
+        if request.style_preset is not None:
+            ideogram["stylePreset"] = request.style_preset
+        if request.style_codes:
+            ideogram["styleCode"] = request.style_codes[0]
+        if refs:
+            ideogram["styleReferenceImages"] = [data_uri(r) for r in refs]
+        task: dict[str, Any] = {
+            "taskType": "imageInference",
+            "taskUUID": task_id,
+            "model": model,
+            "positivePrompt": request.prompt,
+            "referenceImages": [data_uri(image)],
+            "width": width,
+            "height": height,
+            "numberResults": request.num_images,
+            "outputType": "URL",
+            "providerSettings": {"ideogram": ideogram},
+        }
+        if request.negative_prompt is not None:
+            task["negativePrompt"] = request.negative_prompt
+        if request.seed is not None:
+            task["seed"] = request.seed
+        return task
+
+    async def remix(
+        self,
+        request: RemixRequest,
+        image: EncodedImage,
+        refs: Sequence[EncodedImage],
+        *,
+        on_submitted: OnSubmitted | None = None,
+    ) -> RemixResult:
+        """One synchronous task; results carry imageURL (or inline data) per image."""
+        self.check(request, len(refs))
+        check_sizes(image, refs)
+        task_id = str(uuid.uuid4())
+        task = self.task(request, image, refs, task_id)
+        body = await self.post(self.settings.remix_path, lambda: {"json": [task]})
+        return RemixResult(
+            images=self.parse(body, task_id, f"{task['width']}x{task['height']}", request),
+            backend=self.name,
+            backend_ref=task_id,
+        )
+
+    def parse(self, body: Any, task_id: str, size: str, request: RemixRequest) -> list[ResultImage]:
+        """Images of our task from `{data: [...], errors: [...]}`."""
+        if not isinstance(body, dict):
+            raise RemixUnavailable("The runware backend's reply was not a JSON object.")
+        errors = [e for e in body.get("errors") or [] if isinstance(e, dict)]
+        items = [
+            d
+            for d in body.get("data") or []
+            if isinstance(d, dict) and d.get("taskUUID", task_id) == task_id
+        ]
+        if not items:
+            if errors:
+                reason = backend_reason(json.dumps({"errors": errors}), 200)
+                raise RemixRejected(f"The runware backend rejected the request: {reason}.")
+            raise RemixUnavailable("The runware backend's reply had no `data` for the task.")
+        images = []
+        for item in items:
+            url = item.get("imageURL")
+            data = None
+            inline = item.get("imageDataURI") or item.get("imageBase64Data")
+            if isinstance(inline, str):
+                try:
+                    data = base64.b64decode(inline.split(",", 1)[-1], validate=True)
+                except (binascii.Error, ValueError):
+                    raise RemixUnavailable(
+                        "The runware backend returned image data that is not valid base64."
+                    ) from None
+            seed = item.get("seed")
+            images.append(
+                ResultImage(
+                    url=url if isinstance(url, str) and url else None,
+                    data=data,
+                    seed=seed if isinstance(seed, int) and not isinstance(seed, bool) else None,
+                    resolution=size,
+                    is_safe=item.get("NSFWContent") is not True,
+                    prompt=request.prompt,
+                )
+            )
+        return images

@@ -1,0 +1,203 @@
+"""Asynchronous task proxies: submit the v3 form, then poll `{code, message, data: {...}}`."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+
+from bot.errors import RemixOutcomeUnknown, RemixRejected, RemixUnavailable
+from bot.media import EncodedImage
+from bot.remix.backends.base import OnSubmitted, RemixResult, ResultImage
+from bot.remix.backends.http import (
+    HttpBackend,
+    _read_capped,
+    backend_reason,
+    check_sizes,
+    full_jitter,
+    map_status,
+    parse_ideogram_images,
+    parse_retry_after,
+)
+from bot.remix.backends.ideogram_v3 import check_v3, v3_form
+from bot.remix.request import RemixRequest
+
+log = logging.getLogger(__name__)
+
+POLL_FIRST = 1.0  # seconds before the first poll; generation takes several seconds anyway
+POLL_FACTOR = 1.5
+POLL_CAP = 10.0
+TERMINAL_OK = "succeed"
+TERMINAL_FAILED = "failed"
+
+
+class TaskProxyBackend(HttpBackend):
+    """A reseller that queues Ideogram 3.0 Remix as a task (Kling-style envelope) and is polled."""
+
+    name = "task-proxy"
+    poll_first = POLL_FIRST
+    poll_cap = POLL_CAP
+
+    def check(self, request: RemixRequest, refs_count: int) -> None:
+        """The submit body is the v3 form, so the v3 rules apply."""
+        check_v3(self.name, request, refs_count)
+
+    async def remix(
+        self,
+        request: RemixRequest,
+        image: EncodedImage,
+        refs: Sequence[EncodedImage],
+        *,
+        on_submitted: OnSubmitted | None = None,
+    ) -> RemixResult:
+        """Submit once, hand the task id to `on_submitted`, then poll until done."""
+        self.check(request, len(refs))
+        check_sizes(image, refs)
+        body = await self.post(
+            self.settings.task_submit_path,
+            lambda: {"data": v3_form(request, image, refs)},
+            what="task submit",
+        )
+        # Some proxies answer synchronously with Ideogram's own body instead of a task.
+        if isinstance(body, dict) and isinstance(body.get("data"), list):
+            return RemixResult(images=parse_ideogram_images(body), backend=self.name)
+        task_id = self._task_id(body)
+        if on_submitted is not None:
+            await on_submitted(task_id)
+        return await self.resume(task_id)
+
+    def _task_id(self, body: Any) -> str:
+        """The task id of a submit reply, or the error it carries."""
+        if not isinstance(body, dict):
+            raise RemixUnavailable("The task-proxy backend's submit reply was not a JSON object.")
+        code = body.get("code")
+        if code not in (0, "0", 200, None):
+            raise RemixRejected(
+                f"The task-proxy backend refused the task (code {code}): "
+                f"{backend_reason(json.dumps(body), 200)}."
+            )
+        data = body.get("data")
+        task_id = data.get("task_id") if isinstance(data, dict) else None
+        if not isinstance(task_id, str | int) or not str(task_id):
+            raise RemixUnavailable("The task-proxy backend's submit reply had no data.task_id.")
+        if isinstance(data, dict) and data.get("task_status") == TERMINAL_FAILED:
+            raise RemixRejected(
+                f"The task-proxy backend failed the task at once: {self._failure(data)}."
+            )
+        return str(task_id)
+
+    async def resume(self, task_id: str) -> RemixResult:
+        """Poll a submitted task until `succeed` or `failed` within settings.task_max_wait."""
+        url = self.url(self.settings.task_query_path.format(task_id=quote(task_id, safe="")))
+        deadline = time.monotonic() + self.settings.task_max_wait
+        delay = self.poll_first
+        attempt = 0
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            await self._sleep(min(delay, remaining))
+            attempt += 1
+            delay = min(self.poll_cap, delay * POLL_FACTOR)
+            try:
+                data = await self._poll(url, deadline)
+            except _PollRetry as exc:
+                log.info("task %s: poll failed transiently (%s)", task_id, exc)
+                if exc.retry_after is not None:
+                    delay = max(delay, exc.retry_after)
+                else:
+                    delay = max(
+                        delay, full_jitter(attempt, base=self.poll_first, cap=self.poll_cap)
+                    )
+                continue
+            status = data.get("task_status")
+            if status == TERMINAL_OK:
+                return RemixResult(
+                    images=self._images(data), backend=self.name, backend_ref=task_id
+                )
+            if status == TERMINAL_FAILED:
+                raise RemixRejected(
+                    f"The task-proxy backend failed the task: {self._failure(data)}."
+                )
+        raise RemixOutcomeUnknown(
+            f"Task {task_id} did not finish within {self.settings.task_max_wait:g} seconds; it may "
+            "still run and be billed, so it was not resubmitted."
+        )
+
+    async def _poll(self, url: str, deadline: float) -> dict[str, Any]:
+        """One GET of the task; transient trouble raises _PollRetry, the rest a RemixError."""
+        left = max(0.5, deadline - time.monotonic())
+        timeout = aiohttp.ClientTimeout(total=min(left, 30.0), sock_connect=min(left, 10.0))
+        try:
+            async with self.session.get(
+                url, headers=self.auth_headers(), timeout=timeout, allow_redirects=False
+            ) as resp:
+                body = await _read_capped(resp)
+                status, headers = resp.status, resp.headers
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise _PollRetry(type(exc).__name__) from exc
+        if status == 429:
+            raise _PollRetry("HTTP 429", parse_retry_after(headers.get("Retry-After")))
+        if status >= 500:
+            raise _PollRetry(f"HTTP {status}")
+        if status == 404:
+            raise RemixOutcomeUnknown(
+                "The task-proxy backend no longer knows the task (HTTP 404); it may have run."
+            )
+        if status != 200:
+            raise map_status(self.name, status, body)
+        try:
+            parsed = json.loads(body)
+        except ValueError:
+            raise _PollRetry("reply was not JSON") from None
+        if not isinstance(parsed, dict) or not isinstance(parsed.get("data"), dict):
+            raise _PollRetry("reply had no data object")
+        if parsed.get("code") not in (0, "0", 200, None):
+            raise RemixRejected(
+                f"The task-proxy backend reported an error for the task (code {parsed['code']}): "
+                f"{backend_reason(body, status)}."
+            )
+        return parsed["data"]
+
+    @staticmethod
+    def _failure(data: dict[str, Any]) -> str:
+        """The failure reason of a task, redacted and trimmed."""
+        return backend_reason(json.dumps({"message": data.get("task_status_msg") or ""}), 200)
+
+    @staticmethod
+    def _images(data: dict[str, Any]) -> list[ResultImage]:
+        """Images from `data.task_result.images[].url` (unsafe or missing URLs are withheld)."""
+        result = data.get("task_result")
+        items = result.get("images") if isinstance(result, dict) else None
+        if not isinstance(items, list) or not items:
+            raise RemixUnavailable(
+                "The task-proxy backend reported success without task_result.images."
+            )
+        images = []
+        for item in items:
+            url = item.get("url") if isinstance(item, dict) else None
+            url = url if isinstance(url, str) and url else None
+            seed = item.get("seed") if isinstance(item, dict) else None
+            images.append(
+                ResultImage(
+                    url=url,
+                    seed=seed if isinstance(seed, int) and not isinstance(seed, bool) else None,
+                    resolution=item.get("resolution") if isinstance(item, dict) else None,
+                    is_safe=url is not None and item.get("is_image_safe", True) is not False,
+                    prompt=item.get("prompt") if isinstance(item, dict) else None,
+                )
+            )
+        return images
+
+
+class _PollRetry(Exception):
+    """A poll failed in a way worth trying again before the deadline."""
+
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after

@@ -1,0 +1,91 @@
+"""One remix end to end: check -> backend call -> download every safe image at once."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+
+from bot.errors import DownloadError
+from bot.media import EncodedImage
+from bot.remix.backends.base import Backend, OnSubmitted
+from bot.remix.download import DownloadedImage, DownloadPolicy, download_all
+from bot.remix.request import RemixRequest
+
+
+@dataclass(frozen=True)
+class DeliveredImage:
+    """A result image on disk with what the backend said about it."""
+
+    path: Path
+    seed: int | None
+    resolution: str | None
+    prompt: str | None
+    format: str
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """The outcome of one remix: files delivered, images withheld or lost, images billed."""
+
+    images: list[DeliveredImage]
+    withheld: int
+    failed_downloads: int
+    backend_ref: str | None
+    billed: int
+    backend: str = ""
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        """Every safe image was delivered."""
+        return self.failed_downloads == 0
+
+
+async def run_remix(
+    backend: Backend,
+    session: aiohttp.ClientSession,
+    policy: DownloadPolicy,
+    request: RemixRequest,
+    image: EncodedImage,
+    refs: Sequence[EncodedImage],
+    dest_dir: Path,
+    *,
+    on_submitted: OnSubmitted | None = None,
+    stem: str = "result",
+) -> Delivery:
+    """Run one remix and save its images; `session` is the download session (no API key)."""
+    backend.check(request, len(refs))
+    result = await backend.remix(request, image, refs, on_submitted=on_submitted)
+    outcomes = await download_all(session, result.images, dest_dir, policy, stem=stem)
+    delivered: list[DeliveredImage] = []
+    errors: list[str] = []
+    withheld = 0
+    for source, outcome in zip(result.images, outcomes, strict=True):
+        if outcome is None:
+            withheld += 1
+        elif isinstance(outcome, DownloadError):
+            errors.append(str(outcome))
+        else:
+            assert isinstance(outcome, DownloadedImage)
+            delivered.append(
+                DeliveredImage(
+                    path=outcome.path,
+                    seed=source.seed,
+                    resolution=source.resolution,
+                    prompt=source.prompt,
+                    format=outcome.format,
+                )
+            )
+    return Delivery(
+        images=delivered,
+        withheld=withheld,
+        failed_downloads=len(errors),
+        backend_ref=result.backend_ref,
+        # Every image the backend produced is billed, withheld ones included (Ideogram's rule).
+        billed=len(result.images),
+        backend=result.backend,
+        errors=errors,
+    )
