@@ -1,0 +1,49 @@
+"""`remixbot sync [--guild ID]`: upload the application commands now, then exit."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections.abc import Sequence
+
+from discord import app_commands
+
+from bot.cli._common import cli_settings
+from bot.client import DEFAULT_EXTENSIONS, RemixBot, apply_discord_endpoints, login_errors
+from bot.settings import Settings
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add `sync` to the command line."""
+    p = sub.add_parser("sync", help="upload the slash commands to Discord now")
+    p.add_argument(
+        "--guild",
+        type=int,
+        metavar="ID",
+        help="copy the commands to this server only (shows at once; for testing)",
+    )
+    p.set_defaults(handler=_sync)
+
+
+def _sync(args: argparse.Namespace) -> int:
+    settings = cli_settings()
+    synced = asyncio.run(sync_once(settings, guild=args.guild))
+    where = f"to server {args.guild}" if args.guild else "globally"
+    print(f"Synced {len(synced)} application commands {where}.")
+    return 0
+
+
+async def sync_once(
+    settings: Settings,
+    *,
+    guild: int | None = None,
+    extensions: Sequence[str] = DEFAULT_EXTENSIONS,
+) -> list[app_commands.AppCommand]:
+    """Log in over REST only, load the cogs, force a sync (global or one guild), log out."""
+    token = settings.require_discord_token()
+    apply_discord_endpoints(settings)
+    bot = RemixBot(settings, extensions=extensions, auto_sync=False)
+    async with bot:
+        with login_errors(settings):
+            await bot.login(token)
+        return await bot.sync_commands(guild=guild)

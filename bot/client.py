@@ -1,0 +1,183 @@
+"""RemixBot: the discord.py client that loads the cogs, syncs commands when their shape changed,
+and answers every app-command error with one clear sentence."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import aiohttp
+import discord
+import discord.gateway
+import discord.http
+import yarl
+from discord import app_commands
+from discord.ext import commands
+
+from bot.discord_sync import SyncState, shape_hash
+from bot.errors import RemixbotError, SettingsError
+from bot.settings import Settings
+
+log = logging.getLogger("remixbot.client")
+
+# The production cogs, by dotted module name; each exposes `async def setup(bot)`.
+DEFAULT_EXTENSIONS: tuple[str, ...] = ()
+
+_ORIGINAL_API_BASE = discord.http.Route.BASE
+_ORIGINAL_GATEWAY = discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
+
+GENERIC_FAILURE = "Something went wrong on our side; please try again in a minute."
+
+
+class DiscordTokenRejected(SettingsError):
+    """Discord refused DISCORD_TOKEN at login."""
+
+
+class DiscordUnreachable(RemixbotError):
+    """Discord's REST API (DISCORD_API_BASE) could not be reached at login."""
+
+
+@contextlib.contextmanager
+def login_errors(settings: Settings) -> Iterator[None]:
+    """Turn a rejected token or an unreachable API at login into one-sentence errors."""
+    try:
+        yield
+    except discord.LoginFailure:
+        raise DiscordTokenRejected(
+            "Discord rejected DISCORD_TOKEN; copy the token again from the Bot page of the "
+            "Developer Portal (reset it there if it leaked)."
+        ) from None
+    except (TimeoutError, aiohttp.ClientConnectionError, OSError) as exc:
+        raise DiscordUnreachable(
+            f"Could not reach Discord's API at {settings.discord_api_base} "
+            f"({type(exc).__name__}); check the network or DISCORD_API_BASE."
+        ) from None
+
+
+def apply_discord_endpoints(settings: Settings) -> None:
+    """Point discord.py's REST base and gateway at the configured URLs (process-global)."""
+    discord.http.Route.BASE = settings.discord_api_base
+    discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(settings.discord_gateway_url)
+
+
+def reset_discord_endpoints() -> None:
+    """Put discord.py's REST base and gateway back to Discord's own (used by tests)."""
+    discord.http.Route.BASE = _ORIGINAL_API_BASE
+    discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = _ORIGINAL_GATEWAY
+
+
+def error_sentence(error: BaseException) -> str:
+    """The one sentence a member sees for an app-command error."""
+    if isinstance(error, app_commands.CommandInvokeError | commands.CommandInvokeError):
+        error = error.original
+    if isinstance(error, RemixbotError):
+        return str(error)
+    if isinstance(error, app_commands.CommandOnCooldown):
+        return f"You're going a bit fast; try again in {error.retry_after:.0f} seconds."
+    if isinstance(error, app_commands.BotMissingPermissions):
+        missing = ", ".join(p.replace("_", " ") for p in error.missing_permissions)
+        return f"I'm missing permissions in this channel: {missing}; ask an admin to grant them."
+    if isinstance(error, app_commands.MissingPermissions | app_commands.MissingRole):
+        return "You don't have permission to use this command here."
+    if isinstance(error, app_commands.NoPrivateMessage):
+        return "This command works only in a server."
+    if isinstance(error, app_commands.CheckFailure):
+        return "You can't use this command here."
+    if isinstance(error, app_commands.CommandSignatureMismatch | app_commands.CommandNotFound):
+        return "This command changed since your app loaded it; reload Discord and try again."
+    return GENERIC_FAILURE
+
+
+class RemixTree(app_commands.CommandTree):
+    """The command tree with the bot's one app-command error hook."""
+
+    async def on_error(
+        self, interaction: discord.Interaction, error: app_commands.AppCommandError, /
+    ) -> None:
+        """Answer with one ephemeral sentence; log what the member does not see."""
+        sentence = error_sentence(error)
+        original = getattr(error, "original", error)
+        command = interaction.command.qualified_name if interaction.command else "?"
+        if sentence == GENERIC_FAILURE:
+            log.error(
+                "command /%s failed: %s",
+                command,
+                type(original).__name__,
+                exc_info=(type(original), original, original.__traceback__),
+            )
+        else:
+            log.info("command /%s refused: %s", command, sentence)
+        try:
+            if interaction.response.is_done():
+                await interaction.followup.send(sentence, ephemeral=True)
+            else:
+                await interaction.response.send_message(sentence, ephemeral=True)
+        except discord.HTTPException as exc:
+            log.warning("could not tell the member about the error (HTTP %s)", exc.status)
+
+
+class RemixBot(commands.Bot):
+    """The Discord client: services, cogs by dotted name, DynamicItems and command sync."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        services: object | None = None,
+        extensions: Sequence[str] = DEFAULT_EXTENSIONS,
+        auto_sync: bool = True,
+        **options: Any,
+    ) -> None:
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            intents=discord.Intents.default(),
+            tree_cls=RemixTree,
+            help_command=None,
+            **options,
+        )
+        self.settings = settings
+        self.services = services
+        self.extensions_to_load = tuple(extensions)
+        self.auto_sync = auto_sync
+        self.sync_state = SyncState(settings.data_dir / "command-sync.json")
+        self.last_sync: str | None = None  # "global", "guild:<id>" or None when skipped
+
+    async def setup_hook(self) -> None:
+        """Load the cogs (they register their DynamicItems), then sync if the shape changed."""
+        for name in self.extensions_to_load:
+            await self.load_extension(name)
+        if self.auto_sync:
+            await self.sync_if_changed()
+
+    def command_payloads(self) -> list[dict[str, Any]]:
+        """The global command payloads exactly as `tree.sync()` would upload them."""
+        return [cmd.to_dict(self.tree) for cmd in self.tree.get_commands()]
+
+    async def sync_if_changed(self) -> bool:
+        """Sync global commands when their shape differs from the last sync; True if synced."""
+        digest = shape_hash(self.command_payloads())
+        stored = await asyncio.to_thread(self.sync_state.read)
+        if stored.get("global") == digest:
+            log.info("application commands unchanged since the last sync; not syncing")
+            self.last_sync = None
+            return False
+        await self.sync_commands()
+        return True
+
+    async def sync_commands(self, *, guild: int | None = None) -> list[app_commands.AppCommand]:
+        """Upload the commands: globally, or copied to one guild (instant, for testing)."""
+        if guild is None:
+            digest = shape_hash(self.command_payloads())
+            synced = await self.tree.sync()
+            await asyncio.to_thread(self.sync_state.write, "global", digest)
+            self.last_sync = "global"
+        else:
+            target = discord.Object(id=guild)
+            self.tree.copy_global_to(guild=target)
+            synced = await self.tree.sync(guild=target)
+            self.last_sync = f"guild:{guild}"
+        log.info("synced %d application commands (%s)", len(synced), self.last_sync)
+        return synced
