@@ -85,7 +85,13 @@ def _count(n: Any, name: str, lo: int = 0) -> int:
 class Books:
     """Jobs, the quota ledger, policies and backend costs on one connection (one thread only)."""
 
-    def __init__(self, path: Path, defaults: QuotaDefaults, inputs: InputStore) -> None:
+    def __init__(
+        self,
+        path: Path,
+        defaults: QuotaDefaults,
+        inputs: InputStore,
+        busy_timeout_ms: int = BUSY_TIMEOUT_MS,
+    ) -> None:
         if sqlite3.sqlite_version_info < MIN_SQLITE:
             raise RuntimeError(
                 f"SQLite {sqlite3.sqlite_version} is too old; the store needs 3.35.0 or newer."
@@ -96,7 +102,7 @@ class Books:
         # isolation_level=None: we issue every BEGIN ourselves (Python's implicit BEGIN is deferred).
         self.conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
         self.conn.row_factory = sqlite3.Row
-        self.conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        self.conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
         self.conn.execute("PRAGMA journal_mode = WAL")
         self.conn.execute("PRAGMA synchronous = NORMAL")
         self.conn.execute("PRAGMA foreign_keys = ON")

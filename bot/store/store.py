@@ -50,9 +50,18 @@ class Store:
 
     @classmethod
     async def open(
-        cls, path: Path | str, *, defaults: QuotaDefaults, data_dir: Path | str | None = None
+        cls,
+        path: Path | str,
+        *,
+        defaults: QuotaDefaults,
+        data_dir: Path | str | None = None,
+        busy_timeout: float = 5.0,
     ) -> Store:
-        """Open (creating if needed) the database at `path` and apply pending migrations."""
+        """Open (creating if needed) the database at `path` and apply pending migrations.
+
+        `busy_timeout` (seconds) is how long a write waits for another process's lock before
+        StoreBusy; stored inputs live under `data_dir` (default: the database's directory).
+        """
         path = Path(path)
         inputs = InputStore(Path(data_dir) if data_dir is not None else path.parent)
         # One thread owns the connection: SQLite calls never block the event loop, and writes
@@ -60,7 +69,9 @@ class Store:
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="remixbot-store")
         loop = asyncio.get_running_loop()
         try:
-            books = await loop.run_in_executor(executor, Books, path, defaults, inputs)
+            books = await loop.run_in_executor(
+                executor, Books, path, defaults, inputs, int(busy_timeout * 1000)
+            )
         except BaseException:
             executor.shutdown(wait=False)
             raise

@@ -1,0 +1,214 @@
+"""Quota rules on real SQLite: periods, effective limits, blocks, grants, resets, concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from bot.errors import QuotaRefused
+from bot.store import QuotaDefaults, QuotaExceeded, Store, UserBlocked
+from bot.store.periods import period_bounds
+from tests.store_helpers import new_job
+
+T0 = datetime(2026, 11, 18, 12, 0, tzinfo=UTC)  # a Wednesday
+
+
+async def _open(tmp_path: Path, **kw) -> Store:
+    return await Store.open(tmp_path / "remixbot.sqlite3", defaults=QuotaDefaults(**kw))
+
+
+def test_period_bounds_daily_weekly_monthly_with_reset_hour() -> None:
+    d = datetime
+    assert period_bounds("daily", 0, d(2026, 11, 18, 12, tzinfo=UTC)) == (
+        d(2026, 11, 18, tzinfo=UTC),
+        d(2026, 11, 19, tzinfo=UTC),
+    )
+    # Before the reset hour the period started yesterday.
+    assert period_bounds("daily", 6, d(2026, 11, 18, 5, 59, tzinfo=UTC)) == (
+        d(2026, 11, 17, 6, tzinfo=UTC),
+        d(2026, 11, 18, 6, tzinfo=UTC),
+    )
+    assert period_bounds("daily", 6, d(2026, 11, 18, 6, tzinfo=UTC))[0] == d(
+        2026, 11, 18, 6, tzinfo=UTC
+    )
+    # Weeks start on Monday at the reset hour.
+    assert period_bounds("weekly", 3, d(2026, 11, 18, 12, tzinfo=UTC)) == (
+        d(2026, 11, 16, 3, tzinfo=UTC),
+        d(2026, 11, 23, 3, tzinfo=UTC),
+    )
+    assert period_bounds("weekly", 3, d(2026, 11, 16, 2, tzinfo=UTC))[0] == d(
+        2026, 11, 9, 3, tzinfo=UTC
+    )
+    assert period_bounds("monthly", 0, d(2026, 12, 31, 23, tzinfo=UTC)) == (
+        d(2026, 12, 1, tzinfo=UTC),
+        d(2027, 1, 1, tzinfo=UTC),
+    )
+    assert period_bounds("monthly", 5, d(2027, 3, 1, 4, tzinfo=UTC)) == (
+        d(2027, 2, 1, 5, tzinfo=UTC),
+        d(2027, 3, 1, 5, tzinfo=UTC),
+    )
+    with pytest.raises(ValueError, match="daily, weekly or monthly"):
+        period_bounds("yearly", 0, T0)
+
+
+async def test_refusal_says_what_is_left_and_when_it_resets(tmp_path: Path) -> None:
+    async with await _open(tmp_path, limit=25) as s:
+        job = await s.submit_job(new_job(images=4), now=T0)
+        await s.settle(job.id, delivered=4, now=T0)
+        for _ in range(19):
+            await s.submit_job(new_job(images=1), now=T0)
+        with pytest.raises(QuotaExceeded) as info:
+            await s.submit_job(new_job(images=4), now=T0)
+        exc = info.value
+        assert isinstance(exc, QuotaRefused) and exc.exit_code == 3
+        assert (exc.remaining, exc.limit, exc.needed) == (2, 25, 4)
+        assert exc.resets_at == datetime(2026, 11, 19, tzinfo=UTC)
+        assert str(exc) == (
+            "You have 2 of 25 images left today; this needs 4. "
+            "Your quota resets at 2026-11-19 00:00 UTC."
+        )
+        assert exc.discord_message.endswith(f"<t:{int(exc.resets_at.timestamp())}:R>.")
+        # Exactly what is left still fits.
+        await s.submit_job(new_job(images=2), now=T0)
+        for job in await s.list_jobs(state="queued", limit=100):
+            await s.fail(job.id, "test over", billed=0)
+        assert await s.check_books() == []
+
+
+async def test_period_boundary_and_reset_hour(tmp_path: Path) -> None:
+    async with await _open(tmp_path, limit=2, reset_hour=6) as s:
+        before = datetime(2026, 11, 18, 5, 59, tzinfo=UTC)
+        a = await s.submit_job(new_job(images=2), now=before)
+        with pytest.raises(QuotaExceeded) as info:
+            await s.submit_job(new_job(), now=before)
+        assert info.value.resets_at == datetime(2026, 11, 18, 6, tzinfo=UTC)
+        # Settling after the boundary still counts in the period the job was reserved in.
+        after = datetime(2026, 11, 18, 6, 0, tzinfo=UTC)
+        await s.settle(a.id, delivered=2, now=after)
+        old = await s.quota_status(42, 7, now=before)
+        assert (old.used, old.remaining) == (2, 0)
+        new = await s.quota_status(42, 7, now=after)
+        assert (new.used, new.reserved, new.remaining) == (0, 0, 2)
+        assert new.resets_at == datetime(2026, 11, 19, 6, tzinfo=UTC)
+        await s.submit_job(new_job(images=2), now=after)
+        # Weekly: switching the period keeps the ledger and recounts over the week.
+        await s.set_default(3, "weekly")
+        status = await s.quota_status(42, 7, now=after)
+        assert (status.period, status.limit, status.used, status.reserved) == ("weekly", 3, 2, 2)
+        assert status.remaining == 0
+        assert status.resets_at == datetime(2026, 11, 23, 6, tzinfo=UTC)
+
+
+async def test_scopes_are_per_guild_and_dms_are_their_own(tmp_path: Path) -> None:
+    async with await _open(tmp_path, limit=1) as s:
+        await s.submit_job(new_job(guild_id=1), now=T0)
+        await s.submit_job(new_job(guild_id=2), now=T0)
+        await s.submit_job(new_job(guild_id=None), now=T0)
+        for guild in (1, 2, None):
+            with pytest.raises(QuotaExceeded):
+                await s.submit_job(new_job(guild_id=guild), now=T0)
+        # Another user is untouched.
+        await s.submit_job(new_job(user_id=43, guild_id=1), now=T0)
+
+
+async def test_effective_limit_is_the_highest_and_exempt_roles_are_unlimited(
+    tmp_path: Path,
+) -> None:
+    async with await _open(tmp_path, limit=5) as s:
+        assert (await s.quota_status(1, 7)).limit == 5
+        await s.set_guild(7, 3)  # lower than the default: the default still wins
+        assert (await s.quota_status(1, 7)).limit == 5
+        await s.set_guild(7, 10)
+        assert (await s.quota_status(1, 7)).limit == 10
+        assert (await s.quota_status(1, 8)).limit == 5  # other guilds keep the default
+        await s.set_role(7, 100, 20)
+        await s.set_role(7, 101, 50)
+        await s.set_role(8, 102, 99)  # a role tier of another guild does not apply
+        assert (await s.quota_status(1, 7, [100])).limit == 20
+        assert (await s.quota_status(1, 7, [100, 101, 102])).limit == 50
+        assert (await s.quota_status(1, None, [101])).limit == 5  # DMs: the default only
+        await s.set_exempt_role(7, 200)
+        status = await s.quota_status(1, 7, [100, 200])
+        assert (status.limit, status.remaining, status.exempt) == (None, None, True)
+        job = await s.submit_job(new_job(user_id=1, images=8, role_ids=(200,)), now=T0)
+        await s.settle(job.id, delivered=8, billed=8)
+        assert (await s.quota_status(1, 7, [200], now=T0)).used == 8  # still counted
+        with pytest.raises(QuotaExceeded):
+            await s.submit_job(new_job(user_id=1, images=13, role_ids=(100,)), now=T0)
+        await s.set_exempt_role(7, 200, False)
+        assert (await s.quota_status(1, 7, [200])).limit == 10
+        await s.set_role(7, 101, None)
+        await s.set_guild(7, None)
+        policies = await s.policies()
+        assert (policies.guilds, policies.roles) == ({}, {(7, 100): 20, (8, 102): 99})
+
+
+async def test_block_refuses_with_reason_and_unblock_lifts_it(tmp_path: Path) -> None:
+    async with await _open(tmp_path, limit=5) as s:
+        await s.block(42, "spamming the channel")
+        with pytest.raises(UserBlocked) as info:
+            await s.submit_job(new_job())
+        assert str(info.value) == "You are blocked from remixing: spamming the channel."
+        assert info.value.exit_code == 3
+        assert (await s.quota_status(42, 7)).blocked_reason == "spamming the channel"
+        assert await s.list_jobs() == []
+        assert await s.unblock(42) is True
+        assert await s.unblock(42) is False
+        await s.submit_job(new_job())
+
+
+async def test_grant_adds_to_the_period_and_reset_forgives_charges(tmp_path: Path) -> None:
+    async with await _open(tmp_path, limit=2) as s:
+        a = await s.submit_job(new_job(images=2), now=T0)
+        await s.settle(a.id, delivered=2, now=T0)
+        with pytest.raises(QuotaExceeded):
+            await s.submit_job(new_job(), now=T0)
+        status = await s.grant(42, 7, 3, now=T0)
+        assert (status.granted, status.remaining) == (3, 3)
+        b = await s.submit_job(new_job(images=3), now=T0)
+        with pytest.raises(QuotaExceeded) as info:
+            await s.submit_job(new_job(), now=T0)
+        assert (info.value.remaining, info.value.limit) == (0, 5)
+        # The grant does not carry into the next period.
+        tomorrow = T0 + timedelta(days=1)
+        assert (await s.quota_status(42, 7, now=tomorrow)).remaining == 2
+        # Reset forgives what was charged; the job in flight stays reserved.
+        status = await s.reset(42, 7, now=T0)
+        assert (status.used, status.reserved, status.remaining) == (0, 3, 2)
+        await s.settle(b.id, delivered=1, now=T0)
+        status = await s.quota_status(42, 7, now=T0)
+        assert (status.used, status.reserved, status.remaining) == (1, 0, 4)
+        assert (await s.reset(42, 7, now=T0)).remaining == 5
+        assert (await s.reset(42, 7, now=T0)).remaining == 5  # nothing left to forgive
+        assert await s.check_books() == []
+
+
+async def test_200_concurrent_reservations_accept_exactly_the_limit(tmp_path: Path) -> None:
+    async with await _open(tmp_path, limit=5) as s:
+        results = await asyncio.wait_for(
+            asyncio.gather(
+                *(s.submit_job(new_job(images=1)) for _ in range(200)), return_exceptions=True
+            ),
+            60,
+        )
+        accepted = [r for r in results if not isinstance(r, BaseException)]
+        refused = [r for r in results if isinstance(r, QuotaExceeded)]
+        assert (len(accepted), len(refused)) == (5, 195)
+        status = await s.quota_status(42, 7)
+        assert (status.reserved, status.remaining) == (5, 0)
+        for job in accepted[:3]:
+            await s.settle(job.id, delivered=1, billed=1)
+        for job in accepted[3:]:
+            await s.fail(job.id, "backend down", billed=0)
+        assert await s.check_books() == []
+        status = await s.quota_status(42, 7)
+        assert (status.used, status.reserved, status.remaining) == (3, 0, 2)
+        # Two double-clicks with one image left: exactly one is accepted.
+        await s.settle((await s.submit_job(new_job())).id, delivered=1)
+        results = await asyncio.gather(
+            s.submit_job(new_job()), s.submit_job(new_job()), return_exceptions=True
+        )
+        assert sum(not isinstance(r, BaseException) for r in results) == 1
