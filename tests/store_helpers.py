@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -12,7 +13,8 @@ from pathlib import Path
 from bot.errors import QuotaRefused
 from bot.store import NewJob, QuotaDefaults, Store
 
-_ids = itertools.count(1_000_000)
+# Distinct per process: workers sharing one file must not replay each other's interaction ids.
+_ids = itertools.count(os.getpid() * 1_000_000)
 
 
 def new_job(
