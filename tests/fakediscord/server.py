@@ -194,6 +194,7 @@ class FakeDiscord:
         self.cdn_ttl = cdn_ttl
         self.time_offset = 0.0  # added to the clock by advance_time()
         self.ack_heartbeats = True
+        self.expire_on_arrival = False  # new interactions start expired (a bot far too slow)
 
         self.app_id = p.snowflake()
         self.bot_user = p.user(self.app_id, "remixbot", bot=True)
@@ -492,6 +493,7 @@ class FakeDiscord:
             user_id=user["id"],
             created=self.now(),
             message_id=message["id"] if message else None,
+            expired=self.expire_on_arrival,
         )
         self.interactions[token] = inter
         await self.dispatch("INTERACTION_CREATE", payload)
