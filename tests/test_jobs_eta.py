@@ -47,3 +47,8 @@ def test_simulate_clamps_jobs_larger_than_the_budget_and_handles_overdue_runs() 
     assert running[0].eta_seconds == pytest.approx(2.0)  # overdue: 20 % of a job more
     assert queued[0].wait_seconds == pytest.approx(2.0)
     assert queued[0].eta_seconds == pytest.approx(12.0)
+
+
+def test_simulate_delays_queued_starts_during_a_pause() -> None:
+    _, queued = simulate(10, [], [1, 1], 15.0, not_before=30.0)
+    assert [e.wait_seconds for e in queued] == [30.0, 30.0]

@@ -502,3 +502,21 @@ async def test_duplicate_job_ids_and_foreign_holds_are_refused() -> None:
     with pytest.raises(ValueError, match="another user"):
         scheduler.submit(backend.job("y", user_id=1), hold=scheduler.check_admission(2))
     await finish(scheduler, backend, "x")
+
+
+async def test_pause_holds_back_new_starts_and_resumes_by_itself() -> None:
+    backend = Backend()
+    scheduler = Scheduler(2)
+    first = scheduler.submit(backend.job("first", user_id=1))
+    scheduler.pause(0.05)  # e.g. the backend answered 429 inflight_limit with Retry-After
+    scheduler.pause(0.01)  # a shorter pause does not cut the longer one short
+    assert scheduler.paused and scheduler.stats().paused
+    waiting = scheduler.submit(backend.job("waiting", user_id=2, hold=False))
+    await settle()
+    assert first.state is JobState.RUNNING and waiting.state is JobState.QUEUED
+    assert 0.0 < waiting.progress().wait_seconds <= 0.05  # the pause's remainder, not a slot
+    assert await waiting.result(WAIT) == "result-waiting"
+    assert not scheduler.paused
+    await finish(scheduler, backend, "first")
+    s = load_settings({"REMIXBOT_TASK_MAX_WAIT": "1800"}, dotenv=None)
+    assert Scheduler.from_settings(s).run_timeout == 2100.0

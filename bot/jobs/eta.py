@@ -53,12 +53,14 @@ def simulate(
     queued: Sequence[int],
     job_seconds: float,
     overdue_fraction: float = 0.2,
+    not_before: float = 0.0,
 ) -> tuple[list[Estimate], list[Estimate]]:
     """Play the scheduler's rule forward with every job lasting ``job_seconds``.
 
     ``running`` holds (cost, elapsed seconds) per running job; ``queued`` the costs in fair order.
     The rule is the scheduler's: jobs start strictly in fair order, each when its cost fits in the
     free budget. A running job past its expected duration is given ``overdue_fraction`` of it more.
+    No queued job starts before ``not_before`` seconds (a pause after a backend 429).
     Returns the estimates for running jobs and for queued jobs, in the order given.
     """
     free = capacity
@@ -69,7 +71,7 @@ def simulate(
         heapq.heappush(finishing, (remaining, cost))
         free -= cost
         running_out.append(Estimate(0.0, remaining))
-    now = 0.0
+    now = max(not_before, 0.0)
     queued_out: list[Estimate] = []
     for cost in queued:
         cost = min(cost, capacity)

@@ -81,6 +81,7 @@ class SchedulerStats:
     held: int
     job_seconds: float
     closed: bool
+    paused: bool
 
 
 class Scheduler:
@@ -130,10 +131,17 @@ class Scheduler:
         self._holds: dict[int, set[AdmissionHold]] = {}
         self._inflight = 0
         self._closed = False
+        self._pause: asyncio.TimerHandle | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, **kwargs: Any) -> Scheduler:
-        """Build a scheduler from REMIXBOT_INFLIGHT_IMAGES, _USER_QUEUE_CAP and _QUEUE_MAX."""
+        """Build a scheduler from REMIXBOT_INFLIGHT_IMAGES, _USER_QUEUE_CAP and _QUEUE_MAX.
+
+        The hard run limit defaults to the longest backend wait plus 5 minutes for downloads
+        and the Discord upload, so it only ever stops a run that is truly stuck.
+        """
+        longest = max(settings.backend_timeout, settings.task_max_wait, 600.0)
+        kwargs.setdefault("run_timeout", longest + 300.0)
         return cls(settings.inflight_images, settings.user_queue_cap, settings.queue_max, **kwargs)
 
     # Introspection ---------------------------------------------------------------------------
@@ -177,6 +185,7 @@ class Scheduler:
             self._held_count(),
             self._durations.seconds,
             self._closed,
+            self._pause is not None,
         )
 
     # Admission -------------------------------------------------------------------------------
@@ -241,6 +250,34 @@ class Scheduler:
         self._changed()
         return True
 
+    def pause(self, seconds: float) -> None:
+        """Start no new job for ``seconds`` (e.g. the backend's Retry-After on a 429).
+
+        Running jobs go on and jobs are still admitted; a later pause extends, never shortens.
+        """
+        loop = asyncio.get_running_loop()
+        until = loop.time() + max(seconds, 0.0)
+        if self._pause is not None:
+            if self._pause.when() >= until:
+                return
+            self._pause.cancel()
+        self._pause = loop.call_at(until, self._resume)
+
+    @property
+    def paused(self) -> bool:
+        """True while ``pause`` holds back new starts."""
+        return self._pause is not None
+
+    def _pause_left(self) -> float:
+        if self._pause is None:
+            return 0.0
+        return max(self._pause.when() - asyncio.get_running_loop().time(), 0.0)
+
+    def _resume(self) -> None:
+        self._pause = None
+        self._pump()
+        self._changed()
+
     # Shutdown --------------------------------------------------------------------------------
 
     def close(self) -> list[JobTicket]:
@@ -252,6 +289,9 @@ class Scheduler:
         if self._closed:
             return []
         self._closed = True
+        if self._pause is not None:
+            self._pause.cancel()
+            self._pause = None
         for holds in self._holds.values():
             for hold in holds:
                 hold._active = False
@@ -323,7 +363,7 @@ class Scheduler:
 
     def _pump(self) -> None:
         """Start jobs from the head of the fair order while the head fits in the free budget."""
-        if self._closed:
+        if self._closed or self._pause is not None:
             return
         while True:
             head = self._queue.peek()
@@ -389,6 +429,7 @@ class Scheduler:
             [(a.cost, now - (a.started_at or now)) for a in running],
             [a.cost for a in order],
             seconds,
+            not_before=self._pause_left(),
         )
         out: dict[JobId, tuple[int, float, float]] = {}
         for a, e in zip(running, run_est, strict=True):
