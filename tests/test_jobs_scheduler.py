@@ -520,3 +520,14 @@ async def test_pause_holds_back_new_starts_and_resumes_by_itself() -> None:
     await finish(scheduler, backend, "first")
     s = load_settings({"REMIXBOT_TASK_MAX_WAIT": "1800"}, dotenv=None)
     assert Scheduler.from_settings(s).run_timeout == 2100.0
+
+
+async def test_waits_on_an_unfinished_job_are_bounded() -> None:
+    backend = Backend()
+    scheduler = Scheduler(1)
+    admission = scheduler.submit(backend.job("slow", user_id=1))
+    assert await admission.wait_done(0.01) is False
+    with pytest.raises(TimeoutError, match=r"did not finish within 0\.01 s"):
+        await admission.result(0.01)
+    await finish(scheduler, backend, "slow")
+    assert await admission.wait_done(0.01) is True

@@ -315,7 +315,7 @@ class Scheduler:
         tasks = dict(self._tasks)
         interrupted: list[JobTicket] = []
         if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=timeout)
+            _, pending = await asyncio.wait(list(tasks), timeout=timeout)
             for task in pending:
                 admission = tasks[task]
                 admission._interrupting = True
