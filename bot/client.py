@@ -29,11 +29,19 @@ DEFAULT_EXTENSIONS: tuple[str, ...] = ()
 _ORIGINAL_API_BASE = discord.http.Route.BASE
 _ORIGINAL_GATEWAY = discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
 
+TOKEN_REJECTED = (
+    "Discord rejected DISCORD_TOKEN; copy the token again from the Bot page of the "
+    "Developer Portal (reset it there if it leaked)."
+)
 GENERIC_FAILURE = "Something went wrong on our side; please try again in a minute."
 
 
 class DiscordTokenRejected(SettingsError):
     """Discord refused DISCORD_TOKEN at login."""
+
+
+class DiscordGatewayRefused(RemixbotError):
+    """Discord closed the gateway for good (a close code discord.py does not retry)."""
 
 
 class DiscordUnreachable(RemixbotError):
@@ -46,9 +54,17 @@ def login_errors(settings: Settings) -> Iterator[None]:
     try:
         yield
     except discord.LoginFailure:
-        raise DiscordTokenRejected(
-            "Discord rejected DISCORD_TOKEN; copy the token again from the Bot page of the "
-            "Developer Portal (reset it there if it leaked)."
+        raise DiscordTokenRejected(TOKEN_REJECTED) from None
+    except discord.PrivilegedIntentsRequired:
+        raise DiscordGatewayRefused(
+            "Discord refused the gateway connection because of privileged intents; "
+            "this bot needs none, so check for a modified build."
+        ) from None
+    except discord.ConnectionClosed as exc:
+        if exc.code == 4004:  # "Authentication failed" on the gateway
+            raise DiscordTokenRejected(TOKEN_REJECTED) from None
+        raise DiscordGatewayRefused(
+            f"Discord closed the gateway connection with code {exc.code}; see the log above."
         ) from None
     except (TimeoutError, aiohttp.ClientConnectionError, OSError) as exc:
         raise DiscordUnreachable(
@@ -131,6 +147,9 @@ class RemixBot(commands.Bot):
         auto_sync: bool = True,
         **options: Any,
     ) -> None:
+        # The bot has no voice features: skip discord.py's start-up warnings about voice libraries.
+        discord.VoiceClient.warn_nacl = False
+        discord.VoiceClient.warn_dave = False
         super().__init__(
             command_prefix=commands.when_mentioned,
             intents=discord.Intents.default(),
@@ -160,19 +179,23 @@ class RemixBot(commands.Bot):
         """Sync global commands when their shape differs from the last sync; True if synced."""
         digest = shape_hash(self.command_payloads())
         stored = await asyncio.to_thread(self.sync_state.read)
-        if stored.get("global") == digest:
+        if stored.get(self._global_scope()) == digest:
             log.info("application commands unchanged since the last sync; not syncing")
             self.last_sync = None
             return False
         await self.sync_commands()
         return True
 
+    def _global_scope(self) -> str:
+        # Keyed by application: a new token for another application must sync again.
+        return f"global:{self.application_id}"
+
     async def sync_commands(self, *, guild: int | None = None) -> list[app_commands.AppCommand]:
         """Upload the commands: globally, or copied to one guild (instant, for testing)."""
         if guild is None:
             digest = shape_hash(self.command_payloads())
             synced = await self.tree.sync()
-            await asyncio.to_thread(self.sync_state.write, "global", digest)
+            await asyncio.to_thread(self.sync_state.write, self._global_scope(), digest)
             self.last_sync = "global"
         else:
             target = discord.Object(id=guild)

@@ -27,7 +27,7 @@ async def test_login_syncs_once_then_only_when_the_shape_changes(tmp_path: Path)
             "required": True,
         }
         stored = json.loads((tmp_path / "command-sync.json").read_text())
-        assert set(stored) == {"global"}
+        assert set(stored) == {f"global:{fake.app_id}"}
 
         async with running_bot(fake, tmp_path) as bot:
             assert bot.last_sync is None
