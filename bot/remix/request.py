@@ -40,7 +40,10 @@ def _choice(field_name: str, value: object, allowed: Iterable[str]) -> str:
     """Normalise an enum value case-insensitively, or refuse it naming what is allowed."""
     options = tuple(allowed)
     if not isinstance(value, str) or value.strip().upper() not in options:
-        listing = ", ".join(options) if len(options) <= 12 else f"one of {len(options)} values"
+        if len(options) <= 12:
+            listing = ", ".join(options)
+        else:
+            listing = f"the {len(options)} allowed values such as {options[0]}"
         raise InvalidRequest(f"{field_name} must be one of {listing}, not {_short(value)}.")
     return value.strip().upper()
 
@@ -65,10 +68,12 @@ def _size(field_name: str, value: object, allowed: tuple[str, ...], example: str
     match = _SIZE.match(value) if isinstance(value, str) else None
     norm = f"{int(match.group(1))}x{int(match.group(2))}" if match else None
     if norm not in allowed:
-        raise InvalidRequest(
-            f"{field_name} must be one of the {len(allowed)} values such as {example}, "
-            f"not {_short(value)}."
+        listing = (
+            "one of " + ", ".join(allowed)
+            if len(allowed) <= 15
+            else f"an Ideogram size such as {example}"
         )
+        raise InvalidRequest(f"{field_name} must be {listing}, not {_short(value)}.")
     return norm
 
 

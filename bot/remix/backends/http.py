@@ -91,7 +91,7 @@ def backend_reason(body: bytes | str | None, status: int) -> str:
         errors = parsed.get("errors")
         if not reason and isinstance(errors, list) and errors and isinstance(errors[0], dict):
             first = errors[0]
-            reason = str(first.get("message") or first.get("code") or "")
+            reason = str(first.get("message") or first.get("code") or "").rstrip(". ")
             if first.get("parameter"):
                 reason = f"{reason} (parameter {first['parameter']})"
     elif parsed is None and text and "<" not in text[:50]:

@@ -53,7 +53,7 @@ class IdeogramLegacyBackend(HttpBackend):
         for label, value in cannot:
             if value:
                 raise InvalidRequest(
-                    f"{label} is not available on the ideogram-legacy backend (it is an Ideogram "
+                    f"{label} cannot be used on the ideogram-legacy backend (it is an Ideogram "
                     "3.0 option); use the ideogram backend or leave it out."
                 )
         if (

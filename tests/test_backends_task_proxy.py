@@ -1,0 +1,113 @@
+"""Task-proxy backend through the fake: submit, on_submitted, polling, failures, resume, sync replies."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+
+from bot.errors import RemixOutcomeUnknown, RemixRateLimited, RemixRejected
+from bot.remix.backends import RemixResult, TaskProxyBackend, make_backend
+from bot.remix.request import RemixRequest
+from tests.fakeremix import API_KEY, FakeRemix, running_fake
+from tests.fakeremix.helpers import encoded, fake_settings
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeRemix]:
+    async with running_fake() as f:
+        yield f
+
+
+def backend_for(fake: FakeRemix, session: aiohttp.ClientSession, **overrides) -> TaskProxyBackend:
+    backend = make_backend(fake_settings(fake, "task-proxy", overrides=overrides or None), session)
+    assert isinstance(backend, TaskProxyBackend)
+    backend.poll_first = 0.05  # tests poll fast; production waits a second first
+    backend.poll_cap = 0.2
+    return backend
+
+
+async def run(
+    fake: FakeRemix, request: RemixRequest, seen: list[str] | None = None, **kw
+) -> RemixResult:
+    async with aiohttp.ClientSession() as session:
+        backend = backend_for(fake, session, **kw)
+
+        async def submitted(task_id: str) -> None:
+            # The task must not be finished yet: the id is saved before any waiting.
+            assert fake.tasks[task_id]["polls"] == 0
+            if seen is not None:
+                seen.append(task_id)
+
+        return await backend.remix(request, encoded(), [], on_submitted=submitted)
+
+
+async def test_submit_then_poll_until_succeed(fake: FakeRemix) -> None:
+    fake.task_polls = 2
+    seen: list[str] = []
+    result = await run(fake, RemixRequest("a cat", num_images=2, aspect_ratio="3x2"), seen)
+    submit = fake.last()
+    assert submit.path == "/ideogram/v1/ideogram-v3/remix"
+    assert submit.headers["Authorization"] == f"Bearer {API_KEY}"
+    assert submit.fields["prompt"] == ["a cat"] and submit.fields["aspect_ratio"] == ["3x2"]
+    assert submit.files["image"][0].format == "PNG"
+    (task_id,) = seen
+    polls = [r for r in fake.requests if r.method == "GET" and r.path.endswith(task_id)]
+    assert len(polls) == 3  # two "processing", then "succeed"
+    assert all(p.headers["Authorization"] == f"Bearer {API_KEY}" for p in polls)
+    assert result.backend_ref == task_id
+    assert len(result.images) == 2 and all(i.url and i.is_safe for i in result.images)
+
+
+async def test_failed_task_is_rejected_with_reason(fake: FakeRemix) -> None:
+    fake.task_outcome = "failed"
+    with pytest.raises(RemixRejected, match="risk control"):
+        await run(fake, RemixRequest("x"))
+
+
+async def test_task_that_never_finishes_is_outcome_unknown(fake: FakeRemix) -> None:
+    fake.task_outcome = "never"
+    start = time.monotonic()
+    with pytest.raises(RemixOutcomeUnknown, match="did not finish within 1 seconds"):
+        await run(fake, RemixRequest("x"), task_max_wait=1.0)
+    assert time.monotonic() - start < 2.0
+    assert len(fake.api_requests()) == 1  # never resubmitted
+
+
+async def test_transient_poll_errors_are_retried(fake: FakeRemix) -> None:
+    fake.fail_next("500", times=2, target="poll")
+    fake.fail_next("malformed", times=1, target="poll")
+    result = await run(fake, RemixRequest("x"))
+    assert len(result.images) == 1
+    assert len(fake.api_requests()) == 1
+
+
+async def test_resume_after_restart(fake: FakeRemix) -> None:
+    seen: list[str] = []
+    await run(fake, RemixRequest("x"), seen)
+    async with aiohttp.ClientSession() as session:
+        again = await backend_for(fake, session).resume(seen[0])
+    assert again.backend_ref == seen[0] and again.images[0].url
+
+
+async def test_unknown_task_on_resume_is_outcome_unknown(fake: FakeRemix) -> None:
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(RemixOutcomeUnknown, match="no longer knows the task"):
+            await backend_for(fake, session).resume("task_gone")
+
+
+async def test_sync_reply_accepted(fake: FakeRemix) -> None:
+    fake.proxy_mode = "sync"
+    seen: list[str] = []
+    result = await run(fake, RemixRequest("x", seed=5), seen)
+    assert seen == [] and result.images[0].seed == 5
+    assert [r.method for r in fake.requests] == ["POST"]
+
+
+async def test_submit_429_retries_then_rate_limited(fake: FakeRemix) -> None:
+    fake.fail_next("429", times=3, retry_after="60")
+    with pytest.raises(RemixRateLimited):
+        await run(fake, RemixRequest("x"))
+    assert len(fake.api_requests()) == 1
