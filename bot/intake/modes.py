@@ -62,7 +62,8 @@ def to_srgb(im: Image.Image, icc: bytes | None) -> tuple[Image.Image, bool]:
     if icc and len(icc) <= MAX_ICC_BYTES and im.mode in ("RGB", "RGBA", "CMYK"):
         try:
             src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
-            if ImageCms.getProfileDescription(src).strip() not in ("sRGB", "sRGB IEC61966-2.1"):
+            # Already sRGB (by name): the transform would be an identity, skip its cost.
+            if "srgb" not in ImageCms.getProfileDescription(src).lower():
                 return ImageCms.profileToProfile(im, src, _srgb(), outputMode=out_mode), True
         except (ImageCms.PyCMSError, OSError, ValueError, TypeError) as exc:
             log.debug("ignoring unusable colour profile: %s", type(exc).__name__)

@@ -108,6 +108,12 @@ def _open(data: bytes, limits: IntakeLimits) -> Image.Image:
         found = _BOMB_PIXELS.search(str(exc))
         pixels = int(found.group(1)) if found else _pixel_cap(limits) + 1
         raise _refuse_pixels(pixels, limits) from None
+    except ValueError as exc:
+        if "TEXT" in str(exc).upper():  # PngImagePlugin.MAX_TEXT_CHUNK / MAX_TEXT_MEMORY
+            raise InvalidImage(
+                "That image carries too much embedded text; the limit is 1 MB of metadata."
+            ) from None
+        raise InvalidImage("That image is damaged or truncated.") from None
     except Exception:
         # Sniffed as an accepted format but Pillow cannot read the header: broken.
         raise InvalidImage("That image is damaged or truncated.") from None
