@@ -86,7 +86,8 @@ async def test_signal_stops_remixbot_run_cleanly(tmp_path: Path, sig: signal.Sig
 async def test_restarted_process_reconnects_and_old_button_still_works(tmp_path: Path) -> None:
     data = tmp_path / "data"
     async with FakeDiscord() as fake:
-        first = BotProcess(fake, data)
+        # DEBUG logging must still keep the bot token and interaction tokens out of the log.
+        first = BotProcess(fake, data, env={"REMIXBOT_LOG_LEVEL": "debug"})
         async with first:
             await first.start_and_wait_ready()
             att = fake.upload_attachment("cat.png", png_bytes())
@@ -106,4 +107,7 @@ async def test_restarted_process_reconnects_and_old_button_still_works(tmp_path:
             reply = await fake.wait_for_message(after=seen, within=15)
             assert reply.content == f"clicked 42 by {fake.bob['id']}"
             assert await second.stop(signal.SIGTERM) == 0
-        assert fake.token not in first.output() + second.output()
+        logs = first.output() + second.output()
+        assert fake.token not in logs
+        assert inter.token not in logs
+        assert "DEBUG" in first.output()
