@@ -155,8 +155,8 @@ class Admission:
         """Yield the current progress, then changes, ending with the final one.
 
         Position/ETA changes are coalesced to at most one per ``min_interval`` seconds (default:
-        the scheduler's ``progress_interval``); a change of state or stage is yielded at once, so a
-        job yields at most two of those besides its throttled updates. When nothing happens for
+        the scheduler's ``progress_interval``); a change of state (at most two per job) or of the
+        stage the run sets is yielded at once. When nothing happens for
         ``idle_timeout`` seconds a fresh snapshot is yielded if its ETA moved by the scheduler's
         ``eta_step`` (so "about 40 s" keeps counting down while one long job runs).
         """
