@@ -1,0 +1,379 @@
+"""One job's life on the bot: accept (prepare, store, reserve, queue), run, deliver, settle.
+
+Discord-free: the cog side hands in a `Presenter` that shows progress and posts results.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import aiohttp
+
+from bot.errors import InvalidRequest, RemixbotError, RemixError, RemixRateLimited
+from bot.intake import ImagePool, IntakeLimits, PreparedImage
+from bot.jobs import Admission, JobTicket, Progress, Scheduler
+from bot.media import EncodedImage
+from bot.remix.backends.base import Backend
+from bot.remix.download import DownloadPolicy
+from bot.remix.pipeline import Delivery, run_remix
+from bot.remix.request import RemixRequest
+from bot.settings import Settings
+from bot.store import Job, NewJob, Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Requester:
+    """Who asked, where, and what to reply to; ids are Discord snowflakes (guild None = DM)."""
+
+    user_id: int
+    guild_id: int | None
+    channel_id: int | None
+    role_ids: tuple[int, ...] = ()
+    interaction_id: int | None = None
+    request_message_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Posted:
+    """What a presenter managed to post: message ids, their channel, images attached."""
+
+    message_ids: tuple[int, ...]
+    channel_id: int | None
+    images: int
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one job came to, for the presenter's result message."""
+
+    job: Job
+    request: RemixRequest
+    delivery: Delivery
+    quota_left: int | None  # None = unlimited
+    prepared_changes: tuple[str, ...] = ()
+
+
+class Presenter(Protocol):
+    """Shows one job to its requester: progress, results, or one clear failure sentence."""
+
+    async def progress(self, progress: Progress) -> None:
+        """Show queue position / stage (called at most every few seconds)."""
+
+    async def deliver(self, outcome: Outcome) -> Posted:
+        """Post the result images; return what was posted (raise only if nothing was)."""
+
+    async def fail(self, message: str) -> None:
+        """Tell the requester the job ended without images, in one or two sentences."""
+
+
+def failure_message(exc: BaseException) -> str:
+    """The sentence a member sees when a job fails after it was accepted."""
+    if isinstance(exc, RemixError) and exc.may_have_run:
+        return f"{exc} You were not charged for it."
+    if isinstance(exc, RemixbotError):
+        return f"{exc} You were not charged."
+    return "Something went wrong on our side while remixing; you were not charged."
+
+
+class RemixService:
+    """Accepts remix and reroll jobs, runs them through the scheduler, and settles the books."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        store: Store,
+        pool: ImagePool,
+        backend: Backend,
+        download_session: aiohttp.ClientSession,
+        scheduler: Scheduler,
+        work_dir: Path | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.pool = pool
+        self.backend = backend
+        self.download_session = download_session
+        self.scheduler = scheduler
+        self.limits = IntakeLimits.from_settings(settings)
+        self.policy = DownloadPolicy.from_settings(settings)
+        self.work_dir = work_dir or settings.data_dir / "work"
+        self._watchers: set[asyncio.Task[None]] = set()
+
+    # --- requests ------------------------------------------------------------------------
+
+    def build_request(self, **options: Any) -> RemixRequest:
+        """Validate options into a RemixRequest this server and backend accept (InvalidRequest)."""
+        request = RemixRequest(**{k: v for k, v in options.items() if v is not None})
+        cap = self.settings.max_images_per_job
+        if request.num_images > cap:
+            raise InvalidRequest(
+                f"num_images must be from 1 to {cap} on this server, not {request.num_images}."
+            )
+        self.backend.check(request, request.style_ref_count)
+        return request
+
+    # --- accepting -----------------------------------------------------------------------
+
+    async def remix(
+        self,
+        who: Requester,
+        request: RemixRequest,
+        image: bytes,
+        refs: Sequence[bytes],
+        presenter: Presenter,
+        *,
+        kind: str = "remix",
+        parent_job_id: int | None = None,
+    ) -> Admission | None:
+        """Prepare, store, reserve and queue one job; None if this interaction was seen before.
+
+        Raises (nothing charged): InvalidImage, InvalidRequest, QuotaRefused, QueueFull.
+        """
+        hold = self.scheduler.check_admission(who.user_id)
+        try:
+            prepared = await self.pool.prepare(
+                image, aspect_ratio=request.aspect_ratio, limits=self.limits
+            )
+            ref_images: list[PreparedImage] = (
+                await self.pool.prepare_style_refs(list(refs), self.limits) if refs else []
+            )
+            request = self._with_chosen_ratio(request, prepared, len(ref_images))
+            input_key = await self.store.inputs.put(prepared.image.data)
+            ref_keys = [await self.store.inputs.put(r.image.data) for r in ref_images]
+            job = await self.store.submit_job(
+                NewJob(
+                    interaction_id=who.interaction_id,
+                    guild_id=who.guild_id,
+                    channel_id=who.channel_id,
+                    user_id=who.user_id,
+                    kind=kind,
+                    parent_job_id=parent_job_id,
+                    request=request.to_dict(),
+                    input_key=input_key,
+                    style_ref_keys=ref_keys,
+                    backend=self.backend.name,
+                    images=request.num_images,
+                    role_ids=who.role_ids,
+                    request_message_id=who.request_message_id,
+                )
+            )
+        except BaseException:
+            hold.release()
+            raise
+        if job.state != "queued":  # a replayed interaction: the first delivery handles it
+            hold.release()
+            return None
+        run = _Run(self, job, request, prepared, [r.image for r in ref_images], presenter)
+        ticket = JobTicket(job_id=job.id, user_id=who.user_id, images=request.num_images, run=run)
+        try:
+            admission = self.scheduler.submit(ticket, hold=hold)
+        except RemixbotError:
+            await self.store.fail(job.id, "refused by the queue", "cancelled", billed=0)
+            raise
+        self._watch(admission, presenter)
+        return admission
+
+    async def reroll(self, who: Requester, job_id: int, presenter: Presenter) -> Admission | None:
+        """Run a stored job again with a new seed, charged to ``who``."""
+        parent = await self.store.find_job(job_id)
+        data = (
+            await self.store.inputs.get(parent.input_key) if parent and parent.input_key else None
+        )
+        if parent is None or data is None:
+            raise InvalidRequest(
+                "That remix's input image is no longer stored; start a new one with /remix."
+            )
+        refs = []
+        for key in parent.style_ref_keys:
+            ref = await self.store.inputs.get(key)
+            if ref is None:
+                raise InvalidRequest(
+                    "That remix's style reference images are no longer stored; "
+                    "start a new one with /remix."
+                )
+            refs.append(ref)
+        request = RemixRequest.from_dict(parent.request).with_seed(None)
+        return await self.remix(
+            who, request, data, refs, presenter, kind="reroll", parent_job_id=parent.id
+        )
+
+    def _with_chosen_ratio(
+        self, request: RemixRequest, prepared: PreparedImage, refs: int
+    ) -> RemixRequest:
+        """Send the ratio intake cropped to; drop an auto-picked one this backend cannot take."""
+        if request.resolution or not prepared.aspect_ratio or request.aspect_ratio:
+            return request
+        chosen = dataclasses.replace(request, aspect_ratio=prepared.aspect_ratio)
+        try:
+            self.backend.check(chosen, refs)
+        except InvalidRequest:
+            return request
+        return chosen
+
+    def _watch(self, admission: Admission, presenter: Presenter) -> None:
+        """Forward progress to the presenter until the job leaves the scheduler."""
+
+        async def watch() -> None:
+            async for progress in admission.updates():
+                if progress.state.final:
+                    return
+                try:
+                    await presenter.progress(progress)
+                except Exception:  # progress is cosmetic: never let it hurt the job
+                    log.warning(
+                        "progress update failed for job %s", admission.job_id, exc_info=True
+                    )
+
+        task = asyncio.get_running_loop().create_task(watch(), name=f"progress-{admission.job_id}")
+        self._watchers.add(task)
+        task.add_done_callback(self._watchers.discard)
+
+    async def close(self) -> None:
+        """Stop progress watchers (the scheduler is closed by its owner)."""
+        for task in list(self._watchers):
+            task.cancel()
+        for task in list(self._watchers):
+            with contextlib.suppress(BaseException):
+                await task
+
+
+class _Run:
+    """The scheduler's callable for one job: backend, download, deliver, settle."""
+
+    def __init__(
+        self,
+        service: RemixService,
+        job: Job,
+        request: RemixRequest,
+        prepared: PreparedImage,
+        refs: list[EncodedImage],
+        presenter: Presenter,
+    ) -> None:
+        self.service = service
+        self.job = job
+        self.request = request
+        self.prepared = prepared
+        self.refs = refs
+        self.presenter = presenter
+
+    async def __call__(self, admission: Admission) -> Posted | None:
+        s = self.service
+        job = await s.store.mark_running(self.job.id)
+        if job.state != "running":  # cancelled while queued
+            return None
+        admission.set_stage("generating")
+        dest = s.work_dir / f"job-{job.id}"
+
+        async def saved(ref: str) -> None:
+            await s.store.set_backend_ref(job.id, ref)
+
+        try:
+            delivery = await run_remix(
+                s.backend,
+                s.download_session,
+                s.policy,
+                self.request,
+                self.prepared.image,
+                self.refs,
+                dest,
+                on_submitted=saved,
+                stem=f"remix-{job.id}",
+            )
+        except RemixError as exc:
+            if isinstance(exc, RemixRateLimited) and exc.retry_after:
+                s.scheduler.pause(exc.retry_after)
+            state = "unknown" if exc.may_have_run else "failed"
+            await s.store.fail(job.id, str(exc), state, billed=None if exc.may_have_run else 0)
+            await self._tell(failure_message(exc))
+            await _remove(dest)
+            return None
+        except asyncio.CancelledError:
+            # The scheduler's time limit or shutdown: the backend may have run it. Close the job
+            # (shielded, so the cancellation cannot also cancel the bookkeeping) and pass it on.
+            await asyncio.shield(
+                s.store.fail(job.id, "interrupted while generating", "unknown", billed=None)
+            )
+            await _remove(dest)
+            raise
+        except Exception as exc:
+            log.exception("job %s failed", job.id)
+            await s.store.fail(job.id, f"internal error: {type(exc).__name__}", "unknown")
+            await self._tell(failure_message(exc))
+            await _remove(dest)
+            return None
+        return await self._deliver(admission, job, delivery, dest)
+
+    async def _deliver(
+        self, admission: Admission, job: Job, delivery: Delivery, dest: Path
+    ) -> Posted:
+        s = self.service
+        if not delivery.images:
+            await s.store.settle(job.id, 0, delivery.withheld, delivery.billed)
+            await self._tell(_nothing_message(delivery))
+            await _remove(dest)
+            return Posted((), None, 0)
+        admission.set_stage("uploading")
+        status = await s.store.quota_status(job.user_id, job.guild_id)
+        left = None if status.remaining is None else status.remaining
+        # What settle will refund comes back to the user: count it as left already.
+        if left is not None:
+            left += max(0, job.images_reserved - len(delivery.images))
+        outcome = Outcome(job, self.request, delivery, left, self.prepared.changes)
+        try:
+            posted = await self.presenter.deliver(outcome)
+        except Exception:
+            log.exception("job %s: results could not be posted", job.id)
+            posted = Posted((), None, 0)
+        if posted.message_ids:
+            await s.store.record_messages(job.id, posted.message_ids, posted.channel_id)
+        await s.store.settle(job.id, posted.images, delivery.withheld, delivery.billed)
+        if posted.images == 0:
+            # Paid images we could not post are kept for the admin instead of being lost.
+            await asyncio.to_thread(_keep_undelivered, dest, s.settings.data_dir, job.id)
+            await self._tell(
+                "The images were generated but could not be posted here; you were not charged. "
+                "Check that I can attach files in this channel."
+            )
+        await _remove(dest)
+        return posted
+
+    async def _tell(self, message: str) -> None:
+        try:
+            await self.presenter.fail(message)
+        except Exception:
+            log.warning("could not tell the user about job %s", self.job.id, exc_info=True)
+
+
+def _nothing_message(delivery: Delivery) -> str:
+    """Why a job that ran produced no image, and that it cost the user nothing."""
+    total = delivery.withheld + delivery.failed_downloads
+    if delivery.withheld and not delivery.failed_downloads:
+        return (
+            f"All {total} image{'s' if total != 1 else ''} were withheld by the backend's "
+            "safety filter; you were not charged. Try a different prompt or image."
+        )
+    reason = delivery.errors[0] if delivery.errors else "The images could not be downloaded."
+    return f"{reason} You were not charged."
+
+
+def _keep_undelivered(dest: Path, data_dir: Path, job_id: int) -> None:
+    keep = data_dir / "undelivered" / f"job-{job_id}"
+    with contextlib.suppress(OSError):
+        keep.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(dest), keep)
+        log.warning("job %s: undelivered images kept in %s", job_id, keep)
+
+
+async def _remove(path: Path) -> None:
+    await asyncio.to_thread(shutil.rmtree, path, True)

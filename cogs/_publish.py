@@ -1,0 +1,274 @@
+"""Presenters: show a job's progress and post its results, by interaction or in the channel.
+
+An interaction token lives 15 minutes; after that (or when Discord says it is gone) results go to
+the channel with the bot token, as a reply to the request, so nothing paid for is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import io
+import logging
+from collections.abc import Sequence
+
+import discord
+
+from bot.intake import ImagePool, UploadFile
+from bot.jobs import Progress
+from bot.workflow import Outcome, Posted
+from cogs._ui import progress_line, result_embed, result_view
+
+log = logging.getLogger(__name__)
+
+DEFAULT_FILE_LIMIT = 10 * 1024 * 1024
+# Stop using the interaction token a minute early: an edit racing the 15-minute cut-off is lost.
+TOKEN_MARGIN = dt.timedelta(seconds=60)
+# Discord error codes meaning the interaction token no longer works.
+DEAD_TOKEN_CODES = {10015, 10062, 50027}
+
+
+def _token_dead(exc: discord.HTTPException) -> bool:
+    return exc.code in DEAD_TOKEN_CODES or exc.status in (401, 404)
+
+
+async def read_files(outcome: Outcome) -> list[UploadFile]:
+    """Read the delivered images from disk off the event loop."""
+
+    def read() -> list[UploadFile]:
+        return [
+            UploadFile(f"remix-{outcome.job.id}-{n + 1}{img.path.suffix}", img.path.read_bytes())
+            for n, img in enumerate(outcome.delivery.images)
+        ]
+
+    return await asyncio.to_thread(read)
+
+
+def to_discord(batch: Sequence[UploadFile]) -> list[discord.File]:
+    """discord.File objects over in-memory copies (re-seekable if discord.py retries)."""
+    return [discord.File(io.BytesIO(f.data), filename=f.filename) for f in batch]
+
+
+class _Poster:
+    """Shared posting logic: fit files, post batches, re-fit once on 413."""
+
+    def __init__(self, pool: ImagePool, file_limit: int) -> None:
+        self.pool = pool
+        self.file_limit = file_limit or DEFAULT_FILE_LIMIT
+
+    async def batches(self, files: list[UploadFile], shrink: int = 1) -> list[list[UploadFile]]:
+        """Files fitted under the per-file and per-message limits (halved per shrink step)."""
+        per_file = self.file_limit // shrink
+        per_message = (25 * 1024 * 1024) // shrink
+        return await self.pool.fit_for_upload(files, per_file, per_message)
+
+
+class InteractionPresenter(_Poster):
+    """Progress by editing the deferred response; results on it and in followups."""
+
+    def __init__(self, interaction: discord.Interaction, pool: ImagePool) -> None:
+        super().__init__(pool, interaction.filesize_limit)
+        self.interaction = interaction
+        self.client = interaction.client
+        self.channel_id = interaction.channel_id
+        self.user_id = interaction.user.id
+        self.original_id: int | None = None
+        self._dead = False
+
+    def token_alive(self) -> bool:
+        """True while the interaction token may still be used."""
+        return (
+            not self._dead and discord.utils.utcnow() < self.interaction.expires_at - TOKEN_MARGIN
+        )
+
+    async def remember_original(self) -> int | None:
+        """Fetch the deferred response's message id (the reply target for late results)."""
+        try:
+            message = await self.interaction.original_response()
+            self.original_id = message.id
+        except discord.HTTPException:
+            self.original_id = None
+        return self.original_id
+
+    async def progress(self, progress: Progress) -> None:
+        """Edit the deferred response with the queue position or stage."""
+        if not self.token_alive():
+            return
+        try:
+            await self.interaction.edit_original_response(content=progress_line(progress))
+        except discord.HTTPException as exc:
+            if _token_dead(exc):
+                self._dead = True
+            else:
+                raise
+
+    async def deliver(self, outcome: Outcome) -> Posted:
+        """Post the images (edit the response, then followups) or fall back to the channel."""
+        files = await read_files(outcome)
+        embed = result_embed(outcome, self.user_id)
+        view = result_view(outcome.job.id)
+        if self.token_alive():
+            try:
+                return await self._by_webhook(files, embed, view)
+            except discord.HTTPException as exc:
+                if not _token_dead(exc):
+                    raise
+                self._dead = True
+                log.info(
+                    "job %s: interaction token expired; posting to the channel", outcome.job.id
+                )
+        channel = ChannelPresenter(
+            self.client, self.channel_id, self.original_id, self.user_id, self.pool
+        )
+        channel.file_limit = self.file_limit
+        return await channel.post(files, embed, view)
+
+    async def _by_webhook(
+        self, files: list[UploadFile], embed: discord.Embed, view: discord.ui.View
+    ) -> Posted:
+        for shrink in (1, 2):
+            batches = await self.batches(files, shrink)
+            ids: list[int] = []
+            posted = 0
+            try:
+                first = await self.interaction.edit_original_response(
+                    content=None, embed=embed, attachments=to_discord(batches[0]), view=view
+                )
+                ids.append(first.id)
+                posted += len(batches[0])
+                for batch in batches[1:]:
+                    message = await self.interaction.followup.send(
+                        files=to_discord(batch), wait=True
+                    )
+                    ids.append(message.id)
+                    posted += len(batch)
+            except discord.HTTPException as exc:
+                if exc.status == 413 and shrink == 1 and not ids:
+                    log.info(
+                        "upload too large (413); fitting the files smaller and trying once more"
+                    )
+                    continue
+                if ids:  # some messages made it: report what was posted
+                    log.warning(
+                        "posting stopped after %d message(s): HTTP %s", len(ids), exc.status
+                    )
+                    return Posted(tuple(ids), self.channel_id, posted)
+                raise
+            return Posted(tuple(ids), self.channel_id, posted)
+        raise RuntimeError("unreachable")
+
+    async def fail(self, message: str) -> None:
+        """Show the failure on the deferred response, or in the channel once the token is gone."""
+        if self.token_alive():
+            try:
+                await self.interaction.edit_original_response(
+                    content=f"⚠️ {message}", embed=None, view=None
+                )
+                return
+            except discord.HTTPException as exc:
+                if not _token_dead(exc):
+                    raise
+                self._dead = True
+        channel = ChannelPresenter(
+            self.client, self.channel_id, self.original_id, self.user_id, self.pool
+        )
+        await channel.fail(message)
+
+
+class ChannelPresenter(_Poster):
+    """Progress and results as channel messages with the bot token, replying to a message."""
+
+    def __init__(
+        self,
+        client: discord.Client,
+        channel_id: int | None,
+        reply_to: int | None,
+        user_id: int,
+        pool: ImagePool,
+    ) -> None:
+        super().__init__(pool, DEFAULT_FILE_LIMIT)
+        if channel_id is None:
+            raise ValueError("a channel presenter needs a channel")
+        self.channel = client.get_partial_messageable(channel_id)
+        self.channel_id = channel_id
+        self.reply_to = reply_to
+        self.user_id = user_id
+        self.status: discord.PartialMessage | discord.Message | None = None
+
+    def _reference(self) -> discord.MessageReference | None:
+        if self.reply_to is None:
+            return None
+        return discord.MessageReference(
+            message_id=self.reply_to, channel_id=self.channel_id, fail_if_not_exists=False
+        )
+
+    async def progress(self, progress: Progress) -> None:
+        """Post (then edit) one status reply."""
+        text = f"<@{self.user_id}> {progress_line(progress)}"
+        mentions = discord.AllowedMentions(users=False)
+        if self.status is None:
+            self.status = await self.channel.send(
+                text, reference=self._reference(), allowed_mentions=mentions
+            )
+        else:
+            await self.status.edit(content=text)
+
+    async def post(
+        self, files: list[UploadFile], embed: discord.Embed, view: discord.ui.View
+    ) -> Posted:
+        """Send the results as replies, re-fitting once on 413."""
+        for shrink in (1, 2):
+            batches = await self.batches(files, shrink)
+            ids: list[int] = []
+            posted = 0
+            try:
+                for n, batch in enumerate(batches):
+                    first = n == 0
+                    message = await self.channel.send(
+                        content=f"<@{self.user_id}>" if first else None,
+                        embed=embed if first else discord.utils.MISSING,
+                        view=view if first else discord.utils.MISSING,
+                        files=to_discord(batch),
+                        reference=self._reference() if first else None,
+                        allowed_mentions=discord.AllowedMentions(
+                            users=[discord.Object(self.user_id)]
+                        ),
+                    )
+                    ids.append(message.id)
+                    posted += len(batch)
+            except discord.HTTPException as exc:
+                if exc.status == 413 and shrink == 1 and not ids:
+                    continue
+                if ids:
+                    return Posted(tuple(ids), self.channel_id, posted)
+                raise
+            await self._clear_status()
+            return Posted(tuple(ids), self.channel_id, posted)
+        raise RuntimeError("unreachable")
+
+    async def deliver(self, outcome: Outcome) -> Posted:
+        """Post the job's images in the channel."""
+        files = await read_files(outcome)
+        return await self.post(
+            files, result_embed(outcome, self.user_id), result_view(outcome.job.id)
+        )
+
+    async def fail(self, message: str) -> None:
+        """Say what went wrong, editing the status reply if there is one."""
+        text = f"<@{self.user_id}> ⚠️ {message}"
+        if self.status is not None:
+            await self.status.edit(content=text)
+        else:
+            await self.channel.send(
+                text,
+                reference=self._reference(),
+                allowed_mentions=discord.AllowedMentions(users=[discord.Object(self.user_id)]),
+            )
+
+    async def _clear_status(self) -> None:
+        if self.status is not None:
+            try:
+                await self.status.delete()
+            except discord.HTTPException:
+                pass
+            self.status = None

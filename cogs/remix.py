@@ -1,0 +1,278 @@
+"""/remix, /quota, the Reroll button and 🔁 reactions: Discord in, RemixService calls out."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+from discord.app_commands import Choice, Range
+from discord.ext import commands
+
+from bot.errors import InvalidImage, RemixbotError
+from bot.remix.enums import (
+    ASPECT_RATIOS,
+    MAGIC_PROMPTS,
+    MAX_SEED,
+    PALETTE_PRESETS,
+    RENDERING_SPEEDS,
+    STYLE_PRESETS,
+    STYLE_TYPES,
+)
+from bot.remix.request import MAX_PROMPT_CHARS
+from bot.workflow import Requester
+from cogs._publish import ChannelPresenter, InteractionPresenter
+from cogs._ui import REROLL_EMOJI, RerollButton
+
+if TYPE_CHECKING:
+    from bot.services import Services
+
+log = logging.getLogger(__name__)
+
+AUTO = "auto"
+
+
+def _choices(values: tuple[str, ...]) -> list[Choice[str]]:
+    return [Choice(name=v.replace("_", " ").title(), value=v) for v in values]
+
+
+ASPECT_CHOICES = [Choice(name="Match my image", value=AUTO)] + [
+    Choice(name=r.replace("x", ":"), value=r) for r in ASPECT_RATIOS
+]
+
+
+def _roles(user: discord.abc.User | discord.Member) -> tuple[int, ...]:
+    return tuple(r.id for r in getattr(user, "roles", ()) if not r.is_default())
+
+
+def _too_big(attachment: discord.Attachment, limit: int, what: str) -> str | None:
+    if attachment.size > limit:
+        return f"The {what} is {attachment.size / 1e6:.1f} MB; the limit is {limit / 1e6:.0f} MB."
+    return None
+
+
+def _missing_permissions(interaction: discord.Interaction) -> str | None:
+    perms = interaction.app_permissions
+    missing = [
+        name
+        for name, ok in (("Attach Files", perms.attach_files), ("Embed Links", perms.embed_links))
+        if not ok
+    ]
+    if interaction.guild_id is not None and not perms.send_messages:
+        missing.append("Send Messages")
+    if missing:
+        return (
+            "I can't post images in this channel: I'm missing "
+            f"{', '.join(missing)}; ask a server admin to grant them."
+        )
+    return None
+
+
+class Remix(commands.Cog):
+    """Remix images: /remix, /quota, the Reroll button and 🔁 reactions."""
+
+    def __init__(self, bot: commands.Bot, services: Services) -> None:
+        self.bot = bot
+        self.services = services
+
+    # --- /remix --------------------------------------------------------------------------
+
+    @app_commands.command(name="remix", description="Remix an image with a prompt")
+    @app_commands.describe(
+        image="The image to remix (JPEG, PNG, WebP or GIF)",
+        prompt="What the remix should show",
+        aspect_ratio="Shape of the result (default: match my image)",
+        rendering_speed="Faster is cheaper; Quality is slowest",
+        style_type="Overall style",
+        style_preset="A named style (type to search)",
+        magic_prompt="Let the backend expand the prompt",
+        image_weight="How closely to follow the image, 1-100 (default 50)",
+        num_images="How many images to make",
+        seed="Seed for repeatable results",
+        negative_prompt="What to avoid",
+        color_palette="A colour palette",
+        style_reference="An image whose style to follow",
+    )
+    @app_commands.choices(
+        aspect_ratio=ASPECT_CHOICES,
+        rendering_speed=_choices(RENDERING_SPEEDS),
+        style_type=_choices(STYLE_TYPES),
+        magic_prompt=_choices(MAGIC_PROMPTS),
+        color_palette=_choices(PALETTE_PRESETS),
+    )
+    async def remix(
+        self,
+        interaction: discord.Interaction,
+        image: discord.Attachment,
+        prompt: Range[str, 1, MAX_PROMPT_CHARS],
+        aspect_ratio: str | None = None,
+        rendering_speed: str | None = None,
+        style_type: str | None = None,
+        style_preset: str | None = None,
+        magic_prompt: str | None = None,
+        image_weight: Range[int, 1, 100] | None = None,
+        num_images: Range[int, 1, 8] | None = None,
+        seed: Range[int, 0, MAX_SEED] | None = None,
+        negative_prompt: Range[str, 1, MAX_PROMPT_CHARS] | None = None,
+        color_palette: str | None = None,
+        style_reference: discord.Attachment | None = None,
+    ) -> None:
+        """Remix an image with a prompt."""
+        svc = self.services.remix
+        # Everything before defer is pure and fast: refusals here are ephemeral and free.
+        problem = _missing_permissions(interaction) or _too_big(
+            image, svc.settings.max_input_bytes, "image"
+        )
+        if style_reference is not None and problem is None:
+            problem = _too_big(style_reference, svc.settings.max_input_bytes, "style reference")
+        if problem:
+            await interaction.response.send_message(problem, ephemeral=True)
+            return
+        request = svc.build_request(
+            prompt=prompt,
+            aspect_ratio=None if aspect_ratio in (None, AUTO) else aspect_ratio,
+            rendering_speed=rendering_speed,
+            style_type=style_type,
+            style_preset=style_preset,
+            magic_prompt=magic_prompt,
+            image_weight=image_weight,
+            num_images=num_images,
+            seed=seed,
+            negative_prompt=negative_prompt,
+            palette_name=color_palette,
+            style_ref_count=1 if style_reference else 0,
+        )
+        await interaction.response.defer(thinking=True)
+        presenter = InteractionPresenter(interaction, svc.pool)
+        await presenter.remember_original()
+        try:
+            data = await _read(image, "image")
+            refs = [await _read(style_reference, "style reference")] if style_reference else []
+            await svc.remix(self._requester(interaction, presenter), request, data, refs, presenter)
+        except RemixbotError as exc:
+            await self._refuse_after_defer(interaction, _sentence(exc))
+
+    @remix.autocomplete("style_preset")
+    async def _preset_autocomplete(
+        self, interaction: discord.Interaction, current: str
+    ) -> list[Choice[str]]:
+        needle = current.strip().upper().replace(" ", "_")
+        found = [p for p in STYLE_PRESETS if needle in p] if needle else list(STYLE_PRESETS)
+        return [Choice(name=p.replace("_", " ").title(), value=p) for p in found[:25]]
+
+    # --- /quota --------------------------------------------------------------------------
+
+    @app_commands.command(name="quota", description="Show how many remix images you have left")
+    async def quota(self, interaction: discord.Interaction) -> None:
+        """Show how many remix images you have left and when the quota resets."""
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        status = await self.services.store.quota_status(
+            interaction.user.id, interaction.guild_id, _roles(interaction.user)
+        )
+        if status.blocked_reason:
+            text = f"You are blocked from remixing: {status.blocked_reason}"
+        elif status.remaining is None:
+            text = "You have unlimited remix images here."
+        else:
+            stamp = int(status.resets_at.timestamp())
+            text = (
+                f"You have **{status.remaining}** of {status.limit} images left this "
+                f"{_period_word(status.period)}; it resets <t:{stamp}:R> (<t:{stamp}:f>)."
+            )
+        await interaction.followup.send(text, ephemeral=True)
+
+    # --- rerolls -------------------------------------------------------------------------
+
+    async def reroll_from_button(self, interaction: discord.Interaction, job_id: int) -> None:
+        """Reroll ``job_id`` for whoever clicked; the result is a new message."""
+        problem = _missing_permissions(interaction)
+        if problem:
+            await interaction.response.send_message(problem, ephemeral=True)
+            return
+        # thinking=True makes a new message; a plain component defer would edit the result itself.
+        await interaction.response.defer(thinking=True)
+        presenter = InteractionPresenter(interaction, self.services.pool)
+        await presenter.remember_original()
+        who = self._requester(interaction, presenter)
+        try:
+            await self.services.remix.reroll(who, job_id, presenter)
+        except RemixbotError as exc:
+            await self._refuse_after_defer(interaction, _sentence(exc))
+
+    @commands.Cog.listener()
+    async def on_raw_reaction_add(self, payload: discord.RawReactionActionEvent) -> None:
+        """🔁 on a result rerolls it for the reactor (raw event: works on uncached messages)."""
+        if str(payload.emoji) != REROLL_EMOJI or payload.user_id == getattr(
+            self.bot.user, "id", None
+        ):
+            return
+        job = await self.services.store.job_for_message(payload.message_id)
+        if job is None:
+            return
+        presenter = ChannelPresenter(
+            self.bot, payload.channel_id, payload.message_id, payload.user_id, self.services.pool
+        )
+        who = Requester(
+            user_id=payload.user_id,
+            guild_id=payload.guild_id,
+            channel_id=payload.channel_id,
+            role_ids=_roles(payload.member) if payload.member else (),
+            request_message_id=payload.message_id,
+        )
+        try:
+            await self.services.remix.reroll(who, job.id, presenter)
+        except RemixbotError as exc:
+            try:
+                await presenter.fail(str(exc))
+            except discord.HTTPException:
+                log.info("could not tell user about a refused reroll")
+
+    # --- helpers -------------------------------------------------------------------------
+
+    @staticmethod
+    def _requester(interaction: discord.Interaction, presenter: InteractionPresenter) -> Requester:
+        return Requester(
+            user_id=interaction.user.id,
+            guild_id=interaction.guild_id,
+            channel_id=interaction.channel_id,
+            role_ids=_roles(interaction.user),
+            interaction_id=interaction.id,
+            request_message_id=presenter.original_id,
+        )
+
+    @staticmethod
+    async def _refuse_after_defer(interaction: discord.Interaction, message: str) -> None:
+        """Replace the public 'thinking…' with an ephemeral sentence (nothing was charged)."""
+        try:
+            await interaction.delete_original_response()
+        except discord.HTTPException:
+            pass
+        await interaction.followup.send(message, ephemeral=True)
+
+
+def _sentence(exc: RemixbotError) -> str:
+    """The refusal for Discord: quota refusals carry a live relative timestamp."""
+    return str(getattr(exc, "discord_message", None) or exc)
+
+
+def _period_word(period: str) -> str:
+    return {"daily": "day", "weekly": "week", "monthly": "month"}.get(period, period)
+
+
+async def _read(attachment: discord.Attachment, what: str) -> bytes:
+    try:
+        return await attachment.read()
+    except discord.HTTPException:
+        raise InvalidImage(
+            f"I could not download the {what} from Discord; attach it again and retry."
+        ) from None
+
+
+async def setup(bot: commands.Bot) -> None:
+    """Load the cog; its services come from the bot (built in the composition root)."""
+    services = getattr(bot, "services", None)
+    if services is None or not hasattr(services, "remix"):
+        raise RuntimeError("cogs.remix needs the bot's services (bot.services.open_services)")
+    await bot.add_cog(Remix(bot, services))
+    bot.add_dynamic_items(RerollButton)
