@@ -190,8 +190,10 @@ class RemixBot(commands.Bot):
         # Keyed by application: a new token for another application must sync again.
         return f"global:{self.application_id}"
 
-    async def sync_commands(self, *, guild: int | None = None) -> list[app_commands.AppCommand]:
-        """Upload the commands: globally, or copied to one guild (instant, for testing)."""
+    async def sync_commands(
+        self, *, guild: int | None = None, clear: bool = False
+    ) -> list[app_commands.AppCommand]:
+        """Upload the commands: globally, or copied to one guild (instant); ``clear`` empties the guild."""
         if guild is None:
             digest = shape_hash(self.command_payloads())
             synced = await self.tree.sync()
@@ -199,7 +201,10 @@ class RemixBot(commands.Bot):
             self.last_sync = "global"
         else:
             target = discord.Object(id=guild)
-            self.tree.copy_global_to(guild=target)
+            if clear:
+                self.tree.clear_commands(guild=target)
+            else:
+                self.tree.copy_global_to(guild=target)
             synced = await self.tree.sync(guild=target)
             self.last_sync = f"guild:{guild}"
         log.info("synced %d application commands (%s)", len(synced), self.last_sync)

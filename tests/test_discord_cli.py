@@ -77,12 +77,16 @@ async def test_sync_forces_a_global_then_a_guild_sync(tmp_path: Path) -> None:
             assert sorted(c.name for c in synced) == ["fail", "probe"]
             synced = await sync_once(settings, extensions=(PROBE,))  # forced: syncs again
             guild_synced = await sync_once(settings, guild=int(fake.guild_id), extensions=(PROBE,))
+            cleared = await sync_once(
+                settings, guild=int(fake.guild_id), extensions=(PROBE,), clear=True
+            )
         finally:
             reset_discord_endpoints()
         assert len(fake.calls_to("PUT", COMMANDS)) == 2
         guild_puts = fake.calls_to("PUT", rf"/applications/\d+/guilds/{fake.guild_id}/commands")
-        assert len(guild_puts) == 1
+        assert len(guild_puts) == 2
         assert sorted(c["name"] for c in guild_puts[0].json) == ["fail", "probe"]
+        assert guild_puts[1].json == [] and cleared == []
         assert [c.guild_id for c in guild_synced] == [int(fake.guild_id)] * 2
         # A forced global sync also records the shape, so `run` will not sync it again.
         assert SyncState(tmp_path / "command-sync.json").read() == {

@@ -10,6 +10,7 @@ from discord import app_commands
 
 from bot.cli._common import cli_settings
 from bot.client import DEFAULT_EXTENSIONS, RemixBot, apply_discord_endpoints, login_errors
+from bot.errors import InvalidRequest
 from bot.settings import Settings
 
 
@@ -22,12 +23,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="ID",
         help="copy the commands to this server only (shows at once; for testing)",
     )
+    p.add_argument(
+        "--clear",
+        action="store_true",
+        help="with --guild: remove the server's copy of the commands",
+    )
     p.set_defaults(handler=_sync)
 
 
 def _sync(args: argparse.Namespace) -> int:
+    if args.clear and args.guild is None:
+        raise InvalidRequest(
+            "--clear needs --guild ID: it removes one server's copy of the commands."
+        )
     settings = cli_settings()
-    synced = asyncio.run(sync_once(settings, guild=args.guild))
+    synced = asyncio.run(sync_once(settings, guild=args.guild, clear=args.clear))
     where = f"to server {args.guild}" if args.guild else "globally"
     print(f"Synced {len(synced)} application commands {where}.")
     return 0
@@ -38,6 +48,7 @@ async def sync_once(
     *,
     guild: int | None = None,
     extensions: Sequence[str] = DEFAULT_EXTENSIONS,
+    clear: bool = False,
 ) -> list[app_commands.AppCommand]:
     """Log in over REST only, load the cogs, force a sync (global or one guild), log out."""
     token = settings.require_discord_token()
@@ -46,4 +57,4 @@ async def sync_once(
     async with bot:
         with login_errors(settings):
             await bot.login(token)
-        return await bot.sync_commands(guild=guild)
+        return await bot.sync_commands(guild=guild, clear=clear)
