@@ -98,3 +98,17 @@ async def test_reaction_reaches_the_bot(tmp_path: Path) -> None:
         reply = await fake.wait_for_message(after=seen)
         assert reply.content == f"saw 🔁 on {posted.id}"
         assert fake.calls_to("GET", rf"/channels/\d+/messages/{posted.id}")
+
+
+async def test_immediate_response_with_a_file_is_a_multipart_callback(tmp_path: Path) -> None:
+    async with FakeDiscord() as fake, running_bot(fake, tmp_path, extensions=(PROBE_EXTRA,)):
+        inter = await fake.slash("extra")
+        call = await fake.wait_for_call(lambda c: c.path.endswith("/callback"))
+        assert call.status == 200
+        assert call.json["type"] == 4
+        assert [(f.field, f.filename, f.data) for f in call.files] == [
+            ("files[0]", "extra.txt", b"extra-bytes")
+        ]
+        msg = fake.original(inter)
+        assert msg is not None and msg.content == "extra"
+        assert msg.attachments[0].data == b"extra-bytes"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import discord
 from discord import app_commands
 from discord.ext import commands
@@ -12,7 +14,10 @@ class Extra(commands.Cog):
 
     @app_commands.command(name="extra", description="Another command (test only)")
     async def extra(self, interaction: discord.Interaction) -> None:
-        await interaction.response.send_message("extra")
+        # Answers at once (type 4) with a file: a multipart interaction callback.
+        await interaction.response.send_message(
+            "extra", file=discord.File(io.BytesIO(b"extra-bytes"), filename="extra.txt")
+        )
 
 
 async def setup(bot: commands.Bot) -> None:
