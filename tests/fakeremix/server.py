@@ -172,6 +172,10 @@ class FakeRemix:
         """The last recorded API POST."""
         return self.api_requests()[-1]
 
+    def result_url(self, seed: int = 1, index: int = 0) -> str:
+        """A fresh result URL shaped by image_mode (what the API endpoints put in replies)."""
+        return self._result_url(seed, index)
+
     def stop(self) -> None:
         """Release hanging handlers and slow streams (called before shutdown)."""
         self._stop.set()

@@ -1,0 +1,236 @@
+"""`remixbot remix` end to end: `python -m bot remix …` as a subprocess against the fake."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from bot.cli import main
+from tests.fakeremix import API_KEY, FakeRemix, running_fake
+from tests.fakeremix.helpers import encoded, fake_env
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeRemix]:
+    async with running_fake() as f:
+        yield f
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> Path:
+    path = tmp_path / "input.png"
+    path.write_bytes(encoded("PNG", size=(120, 80)).data)
+    return path
+
+
+async def cli(
+    fake: FakeRemix, backend: str, args: list[str], tmp_path: Path, **env: str
+) -> tuple[int, str, str]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("REMIXBOT_", "DISCORD_"))}
+    full_env.update(fake_env(fake, backend, **env))
+    full_env["PYTHONPATH"] = str(ROOT)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        "remix",
+        *args,
+        cwd=tmp_path,  # no stray .env; data/ would land here
+        env=full_env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=30)
+    assert proc.returncode is not None
+    stdout, stderr = out.decode(), err.decode()
+    assert API_KEY not in stdout + stderr
+    return proc.returncode, stdout, stderr
+
+
+async def cli_inproc(
+    fake: FakeRemix,
+    backend: str,
+    args: list[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    **env: str,
+) -> tuple[int, str, str]:
+    """The same command in this process (in a thread: it runs its own event loop); faster."""
+    for key in [k for k in os.environ if k.startswith(("REMIXBOT_", "DISCORD_"))]:
+        monkeypatch.delenv(key)
+    for key, value in fake_env(fake, backend, **env).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.chdir(tmp_path)
+    code = await asyncio.to_thread(main, ["remix", *args])
+    captured = capsys.readouterr()
+    assert API_KEY not in captured.out + captured.err
+    return code, captured.out, captured.err
+
+
+def saved(out: Path) -> list[Path]:
+    return sorted(p for p in out.iterdir() if p.suffix in (".png", ".jpg", ".webp"))
+
+
+@pytest.mark.parametrize(
+    ("backend", "extra", "path"),
+    [
+        (
+            "ideogram",
+            ["--style-preset", "watercolor", "--palette", "ember"],
+            "/v1/ideogram-v3/remix",
+        ),
+        ("ideogram-legacy", ["--model", "V_2", "--negative-prompt", "dogs"], "/remix"),
+        ("runware", ["--model", "ideogram:4@2", "--rendering-speed", "turbo"], "/v1"),
+        ("task-proxy", ["--magic-prompt", "off"], "/ideogram/v1/ideogram-v3/remix"),
+    ],
+)
+async def test_each_backend_end_to_end(
+    fake: FakeRemix, source: Path, tmp_path: Path, backend: str, extra: list[str], path: str
+) -> None:
+    out = tmp_path / "out"
+    args = [
+        str(source),
+        "--prompt",
+        "a cat",
+        "--out",
+        str(out),
+        "--num-images",
+        "2",
+        "--seed",
+        "41",
+    ]
+    code, stdout, stderr = await cli(
+        fake, backend, [*args, "--aspect-ratio", "16x9", *extra], tmp_path
+    )
+    assert code == 0, stderr
+    assert fake.api_requests()[0].path == path
+    files = saved(out)
+    assert len(files) == 2
+    assert stdout.split() == [str(f) for f in files]
+    assert "saved 2 of 2 image(s)" in stderr
+    for f in files:
+        sidecar = json.loads(f.with_suffix(".json").read_text())
+        assert sidecar["backend"] == backend and sidecar["safe"] is True
+        assert sidecar["file"] == f.name
+        assert sidecar["request"]["prompt"] == "a cat" and sidecar["request"]["seed"] == 41
+        assert f.read_bytes()[:4] in (b"\x89PNG", b"\xff\xd8\xff\xe0", b"\xff\xd8\xff\xdb")
+    if backend != "task-proxy":  # the task envelope carries no seed or resolution
+        seeds = sorted(json.loads(f.with_suffix(".json").read_text())["seed"] for f in files)
+        assert seeds == [41, 42]
+        assert all(json.loads(f.with_suffix(".json").read_text())["resolution"] for f in files)
+
+
+async def test_json_summary_style_refs_and_withheld(
+    fake: FakeRemix, source: Path, tmp_path: Path
+) -> None:
+    ref = tmp_path / "style.jpg"
+    ref.write_bytes(encoded("JPEG").data)
+    fake.unsafe = {1}
+    out = tmp_path / "out"
+    args = [str(source), "--prompt", "x", "--out", str(out), "--num-images", "3", "--style-ref", str(ref),
+            "--palette-color", "#b470b3:0.5", "--palette-color", "fff", "--json"]  # fmt: skip
+    code, stdout, stderr = await cli(fake, "ideogram", args, tmp_path)
+    assert code == 0, stderr
+    summary = json.loads(stdout)
+    assert (summary["billed"], summary["withheld"], summary["failed_downloads"]) == (3, 1, 0)
+    assert len(summary["images"]) == 2 and len(saved(out)) == 2
+    rec = fake.last()
+    assert rec.files["style_reference_images"][0].format == "JPEG"
+    assert json.loads(rec.fields["color_palette"][0])["members"][1] == {"color_hex": "#fff"}
+    assert "1 withheld by the safety check" in stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--image-weight", "150"], "image_weight must be from 1 to 100, not 150."),
+        (["--aspect-ratio", "16x9", "--resolution", "1024x1024"], "cannot both be given"),
+        (["--style-code", "nothex"], "style code must be 8 hexadecimal digits"),
+        (["--model", "V_2"], "model cannot be chosen on the ideogram backend"),
+    ],
+)
+async def test_invalid_options_exit_2(
+    fake: FakeRemix,
+    source: Path,
+    tmp_path: Path,
+    args: list[str],
+    message: str,
+    monkeypatch,
+    capsys,
+) -> None:
+    argv = [str(source), "--prompt", "x", "--out", str(tmp_path / "o"), *args]
+    code, stdout, stderr = await cli_inproc(fake, "ideogram", argv, tmp_path, monkeypatch, capsys)
+    assert code == 2
+    assert message in stderr and stdout == ""
+    assert fake.api_requests() == []
+
+
+async def test_invalid_images_exit_2(fake: FakeRemix, tmp_path: Path, monkeypatch, capsys) -> None:
+    text = tmp_path / "notes.png"
+    text.write_text("not an image")
+    gif = tmp_path / "anim.gif"
+    gif.write_bytes(encoded("GIF").data)
+    for path, message in [
+        (text, "must be a JPEG, PNG or WebP file, not an unrecognised format."),
+        (gif, "must be a JPEG, PNG or WebP file, not GIF."),
+        (tmp_path / "missing.png", "does not exist."),
+    ]:
+        argv = [str(path), "--prompt", "x", "--out", str(tmp_path / "o")]
+        code, _, stderr = await cli_inproc(fake, "ideogram", argv, tmp_path, monkeypatch, capsys)
+        assert code == 2 and message in stderr
+    assert fake.api_requests() == []
+
+
+@pytest.mark.parametrize(
+    ("setup", "message"),
+    [
+        (lambda f: f.fail_next("422"), "failed safety check"),
+        (lambda f: f.fail_next("401"), "REMIXBOT_API_KEY"),
+        (lambda f: f.fail_next("500"), "HTTP 500"),
+        (lambda f: setattr(f, "image_mode", "expired"), "expired or was refused"),
+        (lambda f: setattr(f, "unsafe", {0}), "every image was withheld"),
+    ],
+)
+async def test_backend_failures_exit_1(
+    fake: FakeRemix, source: Path, tmp_path: Path, setup, message, monkeypatch, capsys
+) -> None:
+    setup(fake)
+    out = tmp_path / "out"
+    argv = [str(source), "--prompt", "x", "--out", str(out)]
+    code, _, stderr = await cli_inproc(fake, "ideogram", argv, tmp_path, monkeypatch, capsys)
+    assert code == 1
+    assert message in stderr
+    assert not out.exists() or saved(out) == []
+
+
+async def test_missing_key_is_a_settings_error(
+    fake: FakeRemix, source: Path, tmp_path: Path
+) -> None:
+    # As a subprocess: the real command's exit 2 (exit 1 is covered by the backend tests above).
+    code, _, stderr = await cli(
+        fake,
+        "ideogram",
+        [str(source), "--prompt", "x", "--out", "o"],
+        tmp_path,
+        REMIXBOT_API_KEY="",
+    )
+    assert code == 2 and "REMIXBOT_API_KEY is not set" in stderr
+
+
+async def test_backend_failure_exit_1_as_a_process(
+    fake: FakeRemix, source: Path, tmp_path: Path
+) -> None:
+    fake.fail_next("422")
+    args = [str(source), "--prompt", "x", "--out", str(tmp_path / "out")]
+    code, stdout, stderr = await cli(fake, "ideogram", args, tmp_path)
+    assert code == 1 and stdout == ""
+    assert "rejected the request (HTTP 422): Prompt provided failed safety check" in stderr
