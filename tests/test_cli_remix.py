@@ -9,6 +9,7 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from bot.cli import main
@@ -234,3 +235,41 @@ async def test_backend_failure_exit_1_as_a_process(
     code, stdout, stderr = await cli(fake, "ideogram", args, tmp_path)
     assert code == 1 and stdout == ""
     assert "rejected the request (HTTP 422): Prompt provided failed safety check" in stderr
+
+
+async def test_fake_as_a_separate_process(source: Path, tmp_path: Path) -> None:
+    """`python -m tests.fakeremix` (how later end-to-end tests run it), steered over /_control/."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tests.fakeremix",
+        "--port",
+        "0",
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        line = (await asyncio.wait_for(proc.stdout.readline(), timeout=15)).decode()
+        assert line.startswith("READY http://127.0.0.1:")
+        base = line.split()[1]
+        async with aiohttp.ClientSession() as http:
+            r = await http.post(f"{base}/_control/configure", json={"unsafe": [1]})
+            assert r.status == 200
+            remote = FakeRemix()
+            remote.base_url = base
+            out = tmp_path / "out"
+            argv = [str(source), "--prompt", "x", "--out", str(out), "--num-images", "2"]
+            code, _, stderr = await cli(remote, "ideogram", argv, tmp_path)
+            assert code == 0, stderr
+            assert len(saved(out)) == 1 and "1 withheld" in stderr
+            async with http.get(f"{base}/_control/requests") as r:
+                seen = await r.json()
+        (post,) = [q for q in seen["requests"] if q["method"] == "POST"]
+        assert (
+            post["fields"]["num_images"] == ["2"] and post["files"]["image"][0]["format"] == "PNG"
+        )
+        assert post["headers"]["Api-Key"] == API_KEY
+    finally:
+        proc.terminate()
+        await asyncio.wait_for(proc.wait(), timeout=10)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from bot.media import EncodedImage
@@ -43,7 +43,6 @@ class RemixResult:
     images: list[ResultImage]
     backend: str
     backend_ref: str | None = None
-    extra: dict[str, object] = field(default_factory=dict)
 
 
 @runtime_checkable

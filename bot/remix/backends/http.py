@@ -9,7 +9,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Any
 
 import aiohttp
@@ -36,15 +36,6 @@ MAX_REASON_CHARS = 200
 CONNECT_RETRIES = 2  # a refused connection never reached the backend, so retrying is free
 BACKOFF_BASE = 0.5
 BACKOFF_CAP = 30.0
-
-
-class _Transient(Exception):
-    """A failure of an idempotent call (poll) that may be retried within the deadline."""
-
-    def __init__(self, error: Exception, retry_after: float | None = None) -> None:
-        super().__init__(str(error))
-        self.error = error
-        self.retry_after = retry_after
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -302,13 +293,3 @@ def map_status(name: str, status: int, body: bytes | str | None) -> Exception:
     if status == 408:
         return RemixUnavailable(f"The {name} backend timed out reading the request (HTTP 408).")
     return RemixRejected(f"The {name} backend rejected the request (HTTP {status}): {reason}.")
-
-
-def seconds_left(deadline: float) -> float:
-    """Seconds until a monotonic deadline (never negative)."""
-    return max(0.0, deadline - time.monotonic())
-
-
-def utcnow() -> datetime:
-    """Now, timezone-aware (UTC)."""
-    return datetime.now(UTC)
