@@ -20,6 +20,14 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
         ),
         r"\1[REDACTED]",
     ),
+    # Dict/JSON keys that hold credentials, as discord.py's DEBUG gateway log prints events.
+    (
+        re.compile(
+            r"""(['"](?:token|access_token|refresh_token|api_key|apiKey|secret|password)['"]\s*:\s*['"])[^'"]+""",
+            re.IGNORECASE,
+        ),
+        r"\1[REDACTED]",
+    ),
     (
         re.compile(
             r"((?:Authorization|Api-Key)['\"]?\s*[:=]\s*['\"]?)(?:Bot |Bearer )?[^\s'\",}]+",

@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import io
+import json
+import logging
 from pathlib import Path
 
+import pytest
+from PIL import Image
+
+from bot.log import setup_logging
+from tests.fakediscord import payloads as p
 from tests.fakediscord.helpers import png_bytes
+from tests.fakediscord.server import FakeDiscord
+from tests.fakeremix import API_KEY, running_fake
 from tests.remixworld import running_world
 
 
@@ -28,3 +38,277 @@ async def test_remix_happy_path_posts_files_and_settles(tmp_path: Path) -> None:
         jobs = await w.jobs_final(1)
         assert [(j.state, j.images_delivered) for j in jobs] == [("delivered", 2)]
         assert await w.books_balance() == []
+
+
+async def test_every_option_group_reaches_the_backend(tmp_path: Path) -> None:
+    async with running_world(tmp_path / "data") as w:
+        inter = await w.slash_remix(
+            png_bytes(256, 256),
+            aspect_ratio="4x5",
+            rendering_speed="TURBO",
+            magic_prompt="OFF",
+            image_weight=80,
+            seed=1234,
+            negative_prompt="blurry",
+            color_palette="PASTEL",
+            style_preset="WATERCOLOR",
+        )
+        await w.result_message(inter)
+        sent = w.remix.last()
+        assert {
+            k: sent.field(k)
+            for k in (
+                "aspect_ratio",
+                "rendering_speed",
+                "magic_prompt",
+                "image_weight",
+                "seed",
+                "negative_prompt",
+                "style_preset",
+            )
+        } == {
+            "aspect_ratio": "4x5",
+            "rendering_speed": "TURBO",
+            "magic_prompt": "OFF",
+            "image_weight": "80",
+            "seed": "1234",
+            "negative_prompt": "blurry",
+            "style_preset": "WATERCOLOR",
+        }
+        assert json.loads(sent.field("color_palette") or "{}") == {"name": "PASTEL"}
+        # The input was centre-cropped to 4x5 before sending.
+        image = Image.open(io.BytesIO(sent.files["image"][0].data))
+        assert abs(image.width / image.height - 4 / 5) < 0.01
+        await w.jobs_final(1)
+
+
+async def test_style_reference_is_sent_with_the_image(tmp_path: Path) -> None:
+    async with running_world(tmp_path / "data") as w:
+        ref = w.discord.upload_attachment("style.png", png_bytes(128, 128, (10, 200, 10)))
+        inter = await w.slash_remix(png_bytes(200, 200), style_reference=ref)
+        await w.result_message(inter)
+        assert len(w.remix.last().files["style_reference_images"]) == 1
+        [job] = await w.jobs_final(1)
+        assert len(job.style_ref_keys) == 1
+
+
+async def test_invalid_option_is_refused_before_defer_and_costs_nothing(tmp_path: Path) -> None:
+    async with running_world(tmp_path / "data", REMIXBOT_MAX_IMAGES_PER_JOB="2") as w:
+        inter = await w.slash_remix(png_bytes(), num_images=4)
+        await w.discord.wait_until(lambda: w.ephemeral_replies(), 10, "an ephemeral reply")
+        assert w.ephemeral_replies() == ["num_images must be from 1 to 2 on this server, not 4."]
+        assert inter.response_type == 4  # answered directly, never deferred
+        assert w.remix.api_requests() == []
+        assert await w.services.store.list_jobs() == []
+
+
+async def test_quota_exhausted_is_ephemeral_and_free(tmp_path: Path) -> None:
+    async with running_world(tmp_path / "data", REMIXBOT_DEFAULT_LIMIT="1") as w:
+        await w.slash_remix(png_bytes(), num_images=2)
+        await w.discord.wait_until(lambda: w.ephemeral_replies(), 10, "an ephemeral reply")
+        [reply] = w.ephemeral_replies()
+        assert reply.startswith(
+            "You have 1 of 1 image left today; this needs 2. Your quota resets <t:"
+        )
+        assert w.remix.api_requests() == []
+        assert await w.services.store.list_jobs() == []
+
+
+async def test_blocked_user_is_refused_with_the_reason(tmp_path: Path) -> None:
+    async with running_world(tmp_path / "data") as w:
+        await w.services.store.block(int(w.discord.alice["id"]), "spamming the channel")
+        await w.slash_remix(png_bytes())
+        await w.discord.wait_until(lambda: w.ephemeral_replies(), 10, "an ephemeral reply")
+        assert w.ephemeral_replies() == ["You are blocked from remixing: spamming the channel."]
+        assert w.remix.api_requests() == []
+
+
+async def test_bad_image_is_refused_in_one_sentence(tmp_path: Path) -> None:
+    async with running_world(tmp_path / "data") as w:
+        await w.slash_remix(b"<html><body>not an image</body></html>", filename="cat.png")
+        await w.discord.wait_until(lambda: w.ephemeral_replies(), 10, "an ephemeral reply")
+        [reply] = w.ephemeral_replies()
+        assert "send a JPEG, PNG or WebP" in reply or "not an image" in reply
+        assert w.remix.api_requests() == []
+        assert await w.services.store.list_jobs() == []
+
+
+@pytest.mark.parametrize(
+    ("fault", "state", "words"),
+    [
+        ("422", "failed", "safety check"),
+        ("500", "failed", "You were not charged"),
+        ("hang", "unknown", "You were not charged"),
+    ],
+)
+async def test_backend_failures_refund_and_explain(
+    tmp_path: Path, fault: str, state: str, words: str
+) -> None:
+    async with running_world(tmp_path / "data", REMIXBOT_BACKEND_TIMEOUT="1") as w:
+        w.remix.fail_next(fault)
+        inter = await w.slash_remix(png_bytes())
+        [job] = await w.jobs_final(1)
+        assert job.state == state
+        msg = await w.discord.wait_until(
+            lambda: (m := w.discord.original(inter)) and "⚠️" in m.content and m, 10, "failure"
+        )
+        assert words in msg.content
+        assert not msg.attachments
+        status = await w.services.store.quota_status(job.user_id, job.guild_id)
+        assert status.used == 0 and status.reserved == 0
+        assert await w.books_balance() == []
+        w.remix.stop()
+
+
+async def test_backend_429_is_retried_then_delivered(tmp_path: Path) -> None:
+    async with running_world(tmp_path / "data") as w:
+        w.remix.fail_next("429", retry_after="0")
+        inter = await w.slash_remix(png_bytes())
+        await w.result_message(inter)
+        assert len(w.remix.api_requests()) == 2
+        [job] = await w.jobs_final(1)
+        assert (job.state, job.images_delivered) == ("delivered", 1)
+
+
+async def test_unsafe_images_are_withheld_and_not_charged(tmp_path: Path) -> None:
+    async with running_world(tmp_path / "data") as w:
+        w.remix.unsafe = {1}
+        inter = await w.slash_remix(png_bytes(), num_images=3)
+        msg = await w.result_message(inter)
+        assert len(msg.attachments) == 2
+        assert "1 of 3 images were withheld by the backend's safety filter" in json.dumps(
+            msg.embeds
+        )
+        [job] = await w.jobs_final(1)
+        assert (job.images_delivered, job.images_withheld) == (2, 1)
+        status = await w.services.store.quota_status(job.user_id, job.guild_id)
+        assert status.used == 2
+        assert await w.books_balance() == []
+
+
+async def test_discord_413_is_refitted_and_retried_once(tmp_path: Path) -> None:
+    async with running_world(tmp_path / "data") as w:
+        w.discord.fail("PATCH", r"/messages/@original", 413, code=40005, times=1)
+        inter = await w.slash_remix(png_bytes(), num_images=2)
+        msg = await w.result_message(inter)
+        assert len(msg.attachments) == 2
+        [job] = await w.jobs_final(1)
+        assert job.images_delivered == 2
+
+
+async def test_reroll_by_button_charges_the_clicker(tmp_path: Path) -> None:
+    async with running_world(tmp_path / "data") as w:
+        inter = await w.slash_remix(png_bytes(), seed=77)
+        msg = await w.result_message(inter)
+        [first] = await w.jobs_final(1)
+        click = await w.discord.click(msg.id, f"remix:reroll:{first.id}", user=w.discord.bob)
+        await w.result_message(click)
+        _, reroll = await w.jobs_final(2)
+        assert (reroll.kind, reroll.parent_job_id) == ("reroll", first.id)
+        assert reroll.user_id == int(w.discord.bob["id"])
+        assert w.remix.last().field("seed") is None  # a new seed, chosen by the backend
+        assert w.remix.last().field("prompt") == "a watercolor cat"
+        assert await w.books_balance() == []
+
+
+async def test_reroll_by_reaction_replies_in_the_channel(tmp_path: Path) -> None:
+    async with running_world(tmp_path / "data") as w:
+        inter = await w.slash_remix(png_bytes())
+        msg = await w.result_message(inter)
+        before = set(w.discord.messages)
+        await w.discord.react(msg.id, "🔁", user=w.discord.bob)
+        reply = await w.discord.wait_for_message(lambda m: bool(m.attachments), after=before)
+        assert f"<@{w.discord.bob['id']}>" in reply.content
+        _, reroll = await w.jobs_final(2)
+        assert reroll.user_id == int(w.discord.bob["id"]) and reroll.kind == "reroll"
+        assert int(reply.id) in reroll.message_ids
+
+
+async def test_rerolls_work_after_a_restart(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    async with FakeDiscord() as discord_fake, running_fake() as remix_fake:
+        async with running_world(data, discord=discord_fake, remix=remix_fake) as w:
+            inter = await w.slash_remix(png_bytes())
+            msg = await w.result_message(inter)
+            [first] = await w.jobs_final(1)
+        # A new process on the same data directory: nothing of the first lives in memory.
+        async with running_world(data, discord=discord_fake, remix=remix_fake) as w2:
+            click = await w2.discord.click(msg.id, f"remix:reroll:{first.id}")
+            await w2.result_message(click)
+            before = set(w2.discord.messages)
+            await w2.discord.react(msg.id, "🔁", user=w2.discord.bob)
+            await w2.discord.wait_for_message(lambda m: bool(m.attachments), after=before)
+            jobs = await w2.jobs_final(3)
+            assert [j.kind for j in jobs] == ["remix", "reroll", "reroll"]
+            assert await w2.books_balance() == []
+
+
+async def test_result_after_token_expiry_goes_to_the_channel(tmp_path: Path) -> None:
+    async with running_world(tmp_path / "data") as w:
+        w.services.scheduler.pause(1.0)  # hold the job in the queue past the "15 minutes"
+        inter = await w.slash_remix(png_bytes())
+        await w.discord.wait_until(lambda: inter.response_type == 5, 5, "the defer")
+        await w.discord.wait_for_call(
+            lambda c: c.method == "GET" and c.path.endswith("/messages/@original"), within=5
+        )
+        w.discord.expire_interaction(inter.token)
+        before = set(w.discord.messages)
+        reply = await w.discord.wait_for_message(lambda m: bool(m.attachments), after=before)
+        assert reply.webhook_id is None  # sent with the bot token, not the interaction webhook
+        create = w.discord.calls_to("POST", rf"/channels/{reply.channel_id}/messages")[-1]
+        payload = create.json if isinstance(create.json, dict) else {}
+        assert str(payload.get("message_reference", {}).get("message_id")) == inter.original_id
+        [job] = await w.jobs_final(1)
+        assert job.state == "delivered"
+
+
+async def test_twenty_remixes_from_ten_users_under_an_inflight_cap(tmp_path: Path) -> None:
+    async with running_world(tmp_path / "data", REMIXBOT_INFLIGHT_IMAGES="3") as w:
+        users = [p.user(p.snowflake(), f"user{n}") for n in range(10)]
+        inters = []
+        for n in range(20):
+            att = w.discord.upload_attachment("in.png", png_bytes(64 + n, 64))
+            inters.append(
+                await w.discord.slash(
+                    "remix",
+                    {"image": att, "prompt": f"p{n}", "num_images": 1 + n % 2},
+                    user=users[n % 10],
+                )
+            )
+        jobs = await w.jobs_final(20, within=60)
+        assert all(i.response_type == 5 for i in inters)  # every interaction deferred
+        assert [j.state for j in jobs] == ["delivered"] * 20
+        for inter in inters:
+            await w.result_message(inter)
+        assert await w.books_balance() == []
+
+
+async def test_debug_logs_never_hold_secrets(tmp_path: Path) -> None:
+    """A whole session at DEBUG: token, API key, interaction tokens and signatures stay out."""
+    stream = io.StringIO()
+    handler = setup_logging("DEBUG", stream=stream)
+    try:
+        async with running_world(tmp_path / "data") as w:
+            inter = await w.slash_remix(png_bytes(), num_images=2)
+            msg = await w.result_message(inter)
+            [first] = await w.jobs_final(1)
+            click = await w.discord.click(msg.id, f"remix:reroll:{first.id}", user=w.discord.bob)
+            await w.result_message(click)
+            w.remix.fail_next("401")
+            await w.slash_remix(png_bytes())
+            await w.jobs_final(3)
+            secrets = [w.discord.token, API_KEY, inter.token, click.token]
+            signatures = [
+                value
+                for call in w.discord.calls
+                for key, value in call.query.items()
+                if key in ("hm", "sig")
+            ]
+            signatures += [h.split("sig=")[1].split("&")[0] for h in w.remix.hits if "sig=" in h]
+    finally:
+        logging.getLogger().removeHandler(handler)
+    text = stream.getvalue()
+    assert "discord" in text and "remixbot" in text.lower()  # the capture really saw the run
+    assert len(text) > 2000
+    leaked = [s[:6] + "…" for s in secrets + signatures if s and s in text]
+    assert leaked == []

@@ -125,3 +125,11 @@ def test_urls_lose_tokens_and_signatures() -> None:
     assert "aW50ZXJhY3Rpb246MTIzOmFiY2RlZmdoaWprbG1ub3A" not in out
     assert "e13e12677633f646d853" not in out and "abcdef0123" not in out
     assert "/webhooks/123456/[REDACTED]" in out
+
+
+def test_event_dicts_lose_their_tokens() -> None:
+    text = "WebSocket Event: {'op': 0, 'd': {'id': '1', 'type': 2, 'token': 'aW50ZXJhY3Rpb246abc'}}"
+    record = logging.LogRecord("discord.gateway", logging.DEBUG, __file__, 1, text, None, None)
+    RedactingFilter().filter(record)
+    assert "aW50ZXJhY3Rpb246abc" not in record.getMessage()
+    assert "'token': '[REDACTED]'" in record.getMessage()
