@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import io
 
+import pytest
 from PIL import Image
 
+from bot.errors import InvalidImage
 from bot.intake import MULTIPART_MARGIN, UploadFile, fit_for_upload
 from tests import imagecorpus as corpus
 
@@ -85,3 +87,9 @@ def test_per_file_limit_above_message_budget_is_capped() -> None:
 
 def test_empty_input_gives_no_messages() -> None:
     assert fit_for_upload([], per_file_limit=10 * MIB) == []
+
+
+def test_result_declaring_too_many_pixels_is_not_decoded() -> None:
+    bomb = UploadFile("result.jpg", corpus.jpeg_declaring(10000, 6000))
+    with pytest.raises(InvalidImage, match=r"result\.jpg is over the"):
+        fit_for_upload([bomb], per_file_limit=1024)

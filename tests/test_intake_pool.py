@@ -69,3 +69,11 @@ async def test_fit_for_upload_through_pool_and_closed_pool_refuses() -> None:
     await pool.aclose()
     with pytest.raises(RuntimeError, match="closed"):
         await pool.prepare(corpus.jpeg(), aspect_ratio=None, limits=EXACT)
+
+
+async def test_run_executes_any_call_in_a_pool_thread() -> None:
+    import threading
+
+    async with ImagePool() as pool:
+        name = await pool.run(lambda: threading.current_thread().name)
+    assert name.startswith("pillow") and name != threading.current_thread().name

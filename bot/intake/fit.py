@@ -21,6 +21,8 @@ from bot.media import FORMAT_EXT
 MULTIPART_MARGIN = 512 * 1024
 DISCORD_MESSAGE_LIMIT = 25 * 1024 * 1024
 DISCORD_MAX_FILES = 10
+# Results are 1-2K images; anything declaring more than this is not decoded (4 bytes a pixel).
+MAX_RESULT_PIXELS = 50 * 1000 * 1000
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,8 @@ def _reencode(file: UploadFile, cap: int) -> UploadFile:
     """Re-encode one image under cap bytes: quality steps, then downscale; never upscale."""
     try:
         with open_restricted(file.data) as im:
+            if im.width * im.height > MAX_RESULT_PIXELS:
+                raise ValueError("too many pixels to re-encode")
             im.load()
             frame, _ = modes.before_resize(im)
             frame, _ = modes.to_srgb(frame, im.info.get("icc_profile"))

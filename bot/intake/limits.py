@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from bot.remix.enums import MAX_IMAGE_BYTES
+
+if TYPE_CHECKING:
+    from bot.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -30,7 +33,7 @@ class IntakeLimits:
     draft_slack: float = 0.95
 
     @classmethod
-    def from_settings(cls, settings: Any) -> IntakeLimits:
+    def from_settings(cls, settings: Settings) -> IntakeLimits:
         """Limits from the bot's settings (max_input_bytes, max_input_pixels, max_side, auto_aspect)."""
         return cls(
             max_bytes=settings.max_input_bytes,

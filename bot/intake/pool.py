@@ -29,7 +29,8 @@ class ImagePool:
         self.timeout = timeout
         self._closed = False
 
-    async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run any other blocking Pillow call in the pool, bounded by `timeout` (TimeoutError)."""
         if self._closed:
             raise RuntimeError("ImagePool is closed")
         loop = asyncio.get_running_loop()
@@ -41,7 +42,7 @@ class ImagePool:
     ) -> PreparedImage:
         """Async :func:`bot.intake.prepare`."""
         try:
-            return await self._run(prepare, data, aspect_ratio=aspect_ratio, limits=limits)
+            return await self.run(prepare, data, aspect_ratio=aspect_ratio, limits=limits)
         except TimeoutError:
             raise InvalidImage(
                 f"That image took more than {self.timeout:g} seconds to prepare; "
@@ -53,7 +54,7 @@ class ImagePool:
     ) -> list[PreparedImage]:
         """Async :func:`bot.intake.prepare_style_refs`."""
         try:
-            return await self._run(prepare_style_refs, list(datas), limits)
+            return await self.run(prepare_style_refs, list(datas), limits)
         except TimeoutError:
             raise InvalidImage(
                 f"The style reference images took more than {self.timeout:g} seconds to "
@@ -68,7 +69,7 @@ class ImagePool:
         max_files: int = DISCORD_MAX_FILES,
     ) -> list[list[UploadFile]]:
         """Async :func:`bot.intake.fit_for_upload` (TimeoutError past `timeout`)."""
-        return await self._run(
+        return await self.run(
             fit_for_upload, list(files), per_file_limit, per_message_limit, max_files
         )
 
