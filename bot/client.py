@@ -24,7 +24,7 @@ from bot.settings import Settings
 log = logging.getLogger("remixbot.client")
 
 # The production cogs, by dotted module name; each exposes `async def setup(bot)`.
-DEFAULT_EXTENSIONS: tuple[str, ...] = ()
+DEFAULT_EXTENSIONS: tuple[str, ...] = ("cogs.remix",)
 
 _ORIGINAL_API_BASE = discord.http.Route.BASE
 _ORIGINAL_GATEWAY = discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY

@@ -72,9 +72,16 @@ def _missing_permissions(interaction: discord.Interaction) -> str | None:
 class Remix(commands.Cog):
     """Remix images: /remix, /quota, the Reroll button and 🔁 reactions."""
 
-    def __init__(self, bot: commands.Bot, services: Services) -> None:
+    def __init__(self, bot: commands.Bot, services: Services | None) -> None:
         self.bot = bot
-        self.services = services
+        self._services = services
+
+    @property
+    def services(self) -> Services:
+        """The bot's services (absent only in `remixbot sync`, which never runs commands)."""
+        if self._services is None:
+            raise RuntimeError("the Remix cog was loaded without services")
+        return self._services
 
     # --- /remix --------------------------------------------------------------------------
 
@@ -271,8 +278,9 @@ async def _read(attachment: discord.Attachment, what: str) -> bytes:
 
 async def setup(bot: commands.Bot) -> None:
     """Load the cog; its services come from the bot (built in the composition root)."""
+    # `remixbot sync` loads the cog without services: it needs only the commands' shape.
     services = getattr(bot, "services", None)
-    if services is None or not hasattr(services, "remix"):
-        raise RuntimeError("cogs.remix needs the bot's services (bot.services.open_services)")
+    if services is not None and not hasattr(services, "remix"):
+        raise RuntimeError("cogs.remix needs the services built by bot.services.open_services")
     await bot.add_cog(Remix(bot, services))
     bot.add_dynamic_items(RerollButton)

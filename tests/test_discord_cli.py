@@ -16,7 +16,6 @@ import pytest
 from discord import app_commands
 
 from bot.cli.invite import BOT_PERMISSIONS, fetch_client_id, invite_url
-from bot.cli.run import close_services
 from bot.cli.sync import sync_once
 from bot.client import (
     GENERIC_FAILURE,
@@ -104,9 +103,12 @@ async def test_sync_command_line(tmp_path: Path) -> None:
         async with proc:
             await proc.start()
             assert await proc.wait() == 0
+        # The production cog's commands: /remix and /quota.
         assert proc.output().strip().splitlines()[-1] == (
-            f"Synced 0 application commands to server {fake.guild_id}."
+            f"Synced 2 application commands to server {fake.guild_id}."
         )
+        [put] = fake.calls_to("PUT", rf"/applications/\d+/guilds/{fake.guild_id}/commands")
+        assert sorted(c["name"] for c in put.json) == ["quota", "remix"]
 
 
 def test_shape_hash_ignores_order_but_not_content() -> None:
@@ -166,32 +168,3 @@ async def test_fake_runs_as_its_own_process() -> None:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
-
-
-class _Closable:
-    def __init__(self, log: list[str], name: str, *, fail: bool = False) -> None:
-        self.log, self.name, self.fail = log, name, fail
-
-    def close(self) -> None:
-        self.log.append(self.name)
-        if self.fail:
-            raise OSError("disk gone")
-
-
-class _AsyncClosable(_Closable):
-    async def close(self) -> None:  # type: ignore[override]
-        self.log.append(self.name)
-
-
-class _Services:
-    def __init__(self, log: list[str]) -> None:
-        self.store = _Closable(log, "store", fail=True)
-        self.pool = _AsyncClosable(log, "pool")
-        self.name = "not a service"
-
-
-async def test_close_services_closes_each_newest_first_despite_failures() -> None:
-    log: list[str] = []
-    await close_services(_Services(log))
-    assert log == ["pool", "store"]
-    await close_services(None)

@@ -6,30 +6,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import dataclasses
-import inspect
 import logging
 import signal
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import aiohttp
-
 from bot.cli._common import cli_settings
 from bot.client import DEFAULT_EXTENSIONS, RemixBot, apply_discord_endpoints, login_errors
+from bot.services import open_services
 from bot.settings import Settings
 
 log = logging.getLogger("remixbot.run")
 
 CLOSE_TIMEOUT = 10.0  # seconds for the bot, then each service, to close
-
-
-@dataclasses.dataclass
-class Services:
-    """What the cogs use besides Discord; later issues add the store, image pool, backend, scheduler."""
-
-    settings: Settings
-    session: aiohttp.ClientSession
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -57,13 +46,9 @@ def run_bot(
 ) -> int:
     """Run the bot until SIGINT/SIGTERM; returns 0 after a clean stop, raises RemixbotError else."""
     token = settings.require_discord_token()
+    settings.require_api_key()  # a bot that cannot remix should say so at start, not per member
     quiet_discord_logs(settings.log_level)
     return asyncio.run(serve(settings, token, extensions=extensions, bot_options=bot_options or {}))
-
-
-def build_services(settings: Settings, session: aiohttp.ClientSession) -> Services:
-    """Build the services the cogs need (only the shared HTTP session so far)."""
-    return Services(settings=settings, session=session)
 
 
 async def serve(
@@ -84,16 +69,14 @@ async def serve(
             installed.append(sig)
     apply_discord_endpoints(settings)
     try:
-        async with aiohttp.ClientSession() as session:
-            services = build_services(settings, session)
-            try:
-                bot = RemixBot(
-                    settings, services=services, extensions=extensions, **dict(bot_options or {})
-                )
-                async with bot:
-                    await _serve_until_stopped(bot, token, stop, settings)
-            finally:
-                await close_services(services)
+        # open_services closes in reverse: scheduler drained (queued jobs refunded), sessions,
+        # image pool, then the store, after the gateway is closed by _serve_until_stopped.
+        async with open_services(settings) as services:
+            bot = RemixBot(
+                settings, services=services, extensions=extensions, **dict(bot_options or {})
+            )
+            async with bot:
+                await _serve_until_stopped(bot, token, stop, settings)
     finally:
         for sig in installed:
             loop.remove_signal_handler(sig)
@@ -126,25 +109,3 @@ async def _serve_until_stopped(
         runner.cancel()
     except Exception as exc:  # the client may raise while being closed; we are stopping anyway
         log.debug("client ended with %s while stopping", type(exc).__name__)
-
-
-async def close_services(services: object) -> None:
-    """Close every service that has ``close()`` (sync or async), newest first, each bounded."""
-    if services is None:
-        return
-    if dataclasses.is_dataclass(services) and not isinstance(services, type):
-        items = [getattr(services, f.name) for f in dataclasses.fields(services)]
-    else:
-        items = list(vars(services).values()) if hasattr(services, "__dict__") else []
-    if callable(getattr(services, "close", None)):
-        items = [services]
-    for item in reversed(items):
-        close = getattr(item, "close", None)
-        if not callable(close) or isinstance(item, Settings):
-            continue
-        try:
-            result = close()
-            if inspect.isawaitable(result):
-                await asyncio.wait_for(result, CLOSE_TIMEOUT)
-        except Exception as exc:  # one failing close must not keep the others open
-            log.warning("closing %s failed: %s", type(item).__name__, type(exc).__name__)

@@ -36,7 +36,13 @@ def png_bytes(
 
 def bot_env(fake: FakeDiscord, data_dir: Path, **extra: str) -> dict[str, str]:
     """Environment variables for a bot pointed at ``fake`` with its own data directory."""
-    return {**fake.env(), "REMIXBOT_DATA_DIR": str(data_dir), **extra}
+    # A backend key is required to start `remixbot run`; these tests never call the backend.
+    return {
+        **fake.env(),
+        "REMIXBOT_DATA_DIR": str(data_dir),
+        "REMIXBOT_API_KEY": "test-backend-key-unused",
+        **extra,
+    }
 
 
 def bot_settings(fake: FakeDiscord, data_dir: Path, **extra: str) -> Settings:
