@@ -61,5 +61,5 @@ def encode_under(
         if max(w, h) <= 16:
             break
         size = (max(1, round(w * DOWNSCALE_STEP)), max(1, round(h * DOWNSCALE_STEP)))
-        current = current.resize(size, Image.Resampling.LANCZOS, reducing_gap=2.0)
+        current = current.resize(size, Image.Resampling.BICUBIC, reducing_gap=2.0)
     raise InvalidImage(f"That image cannot be made smaller than {max_bytes / 1e6:g} MB.")

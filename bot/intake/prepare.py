@@ -30,6 +30,11 @@ _ENCODING_KEYS = frozenset(
     transparency duration loop background gamma srgb interlace aspect version extension
     chromaticity bbox default_image disposal blend timestamp use_cached_image""".split()
 )
+# Downscale filter, measured (docs/intake.md): BICUBIC is 1.4-1.6x cheaper than LANCZOS and within
+# 43 dB (hard edges) to 55 dB (photos) PSNR of it; reducing_gap 2.0 (box-reduce by the integer
+# part of factor/2 first) as Image.thumbnail does. JPEG draft does the heavy shrinking anyway.
+RESAMPLE = Image.Resampling.BICUBIC
+REDUCING_GAP = 2.0
 _BOMB_PIXELS = re.compile(r"\((\d+) pixels\)")
 
 
@@ -253,7 +258,7 @@ def _process(
     if (cw, ch) != upright:
         changes.append(f"cropped to {ratio}")
     if target != (box_w, box_h):
-        frame = frame.resize(target, Image.Resampling.LANCZOS, box=box, reducing_gap=2.0)
+        frame = frame.resize(target, RESAMPLE, box=box, reducing_gap=REDUCING_GAP)
     elif box != (0, 0, dw, dh):
         frame = frame.crop(box)
     if max(target) < max(cw, ch):
