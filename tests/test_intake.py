@@ -229,6 +229,16 @@ def test_auto_aspect_picks_nearest_supported_ratio() -> None:
     assert p.aspect_ratio in ASPECT_RATIOS
 
 
+def test_auto_aspect_limited_to_the_backend_ratios() -> None:
+    from bot.remix.enums import LEGACY_ASPECT_RATIOS
+
+    # 4:5 is offered by v3 but not by the legacy API: the nearest legacy ratio is 3x4.
+    assert _prepare(corpus.jpeg(800, 1000)).aspect_ratio == "4x5"
+    p = _prepare(corpus.jpeg(800, 1000), ratios=LEGACY_ASPECT_RATIOS)
+    assert p.aspect_ratio == "3x4"
+    assert (p.image.width, p.image.height) == (750, 1000)
+
+
 def test_auto_aspect_off_keeps_shape_and_sends_no_ratio() -> None:
     p = _prepare(corpus.jpeg(1000, 900), auto_aspect=False)
     assert p.aspect_ratio is None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from bot.remix.enums import MAX_IMAGE_BYTES
+from bot.remix.enums import ASPECT_RATIOS, MAX_IMAGE_BYTES
 
 if TYPE_CHECKING:
     from bot.settings import Settings
@@ -31,6 +31,9 @@ class IntakeLimits:
     # result of at least this fraction of max_side instead of decoding at full size and
     # resampling. 1.0 gives exactly max_side. See docs/intake.md ("draft slack").
     draft_slack: float = 0.95
+    # Ratios auto_aspect may pick from: narrow it to what the backend takes (the legacy API has
+    # no 1x2, 4x5, ...), e.g. dataclasses.replace(limits, ratios=LEGACY_ASPECT_RATIOS).
+    ratios: tuple[str, ...] = ASPECT_RATIOS
 
     @classmethod
     def from_settings(cls, settings: Settings) -> IntakeLimits:

@@ -220,7 +220,7 @@ def _process(
     upright = geometry.stored(source_size, orientation)
     ratio = aspect_ratio
     if ratio is None and crop and limits.auto_aspect:
-        ratio = geometry.nearest_ratio(*upright)
+        ratio = geometry.nearest_ratio(*upright, ratios=limits.ratios)
     if not crop:
         ratio = None
     cw, ch = geometry.crop_size(*upright, ratio) if ratio else upright
