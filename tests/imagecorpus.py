@@ -353,3 +353,9 @@ def smooth_jpeg(width: int, height: int) -> bytes:
     """A cheap-to-make large JPEG (a gradient): for geometry tests where content does not matter."""
     im = Image.linear_gradient("L").resize((width, height), Image.Resampling.NEAREST)
     return _save(im.convert("RGB"), "JPEG", quality=90)
+
+
+@functools.cache
+def jpeg_with_garbage_icc() -> bytes:
+    """An ICC profile that is not one: must be ignored (and stripped), not crash the intake."""
+    return _save(photo(320, 240), "JPEG", quality=90, icc_profile=b"not a profile" * 50)

@@ -324,6 +324,13 @@ def test_private_metadata_never_leaves(make) -> None:
     assert_clean(p)
 
 
+def test_garbage_colour_profile_ignored_and_stripped() -> None:
+    p = _prepare(corpus.jpeg_with_garbage_icc())
+    assert "colour profile converted to sRGB" not in p.changes
+    assert "metadata stripped" in p.changes
+    assert_clean(p)
+
+
 def test_huge_text_chunk_stripped() -> None:
     data = corpus.png_huge_text()
     assert len(data) > 8_000_000
