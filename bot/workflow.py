@@ -76,6 +76,20 @@ class Presenter(Protocol):
         """Tell the requester the job ended without images, in one or two sentences."""
 
 
+def with_chosen_ratio(
+    backend: Backend, request: RemixRequest, prepared: PreparedImage, refs: int
+) -> RemixRequest:
+    """Send the ratio intake cropped to; drop an auto-picked one this backend cannot take."""
+    if request.resolution or not prepared.aspect_ratio or request.aspect_ratio:
+        return request
+    chosen = dataclasses.replace(request, aspect_ratio=prepared.aspect_ratio)
+    try:
+        backend.check(chosen, refs)
+    except InvalidRequest:
+        return request
+    return chosen
+
+
 def failure_message(exc: BaseException) -> str:
     """The sentence a member sees when a job fails after it was accepted."""
     if isinstance(exc, RemixError) and exc.may_have_run:
@@ -148,7 +162,7 @@ class RemixService:
             ref_images: list[PreparedImage] = (
                 await self.pool.prepare_style_refs(list(refs), self.limits) if refs else []
             )
-            request = self._with_chosen_ratio(request, prepared, len(ref_images))
+            request = with_chosen_ratio(self.backend, request, prepared, len(ref_images))
             input_key = await self.store.inputs.put(prepared.image.data)
             ref_keys = [await self.store.inputs.put(r.image.data) for r in ref_images]
             job = await self.store.submit_job(
@@ -207,19 +221,6 @@ class RemixService:
         return await self.remix(
             who, request, data, refs, presenter, kind="reroll", parent_job_id=parent.id
         )
-
-    def _with_chosen_ratio(
-        self, request: RemixRequest, prepared: PreparedImage, refs: int
-    ) -> RemixRequest:
-        """Send the ratio intake cropped to; drop an auto-picked one this backend cannot take."""
-        if request.resolution or not prepared.aspect_ratio or request.aspect_ratio:
-            return request
-        chosen = dataclasses.replace(request, aspect_ratio=prepared.aspect_ratio)
-        try:
-            self.backend.check(chosen, refs)
-        except InvalidRequest:
-            return request
-        return chosen
 
     def _watch(self, admission: Admission, presenter: Presenter) -> None:
         """Forward progress to the presenter until the job leaves the scheduler."""

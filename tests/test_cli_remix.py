@@ -178,11 +178,11 @@ async def test_invalid_options_exit_2(
 async def test_invalid_images_exit_2(fake: FakeRemix, tmp_path: Path, monkeypatch, capsys) -> None:
     text = tmp_path / "notes.png"
     text.write_text("not an image")
-    gif = tmp_path / "anim.gif"
-    gif.write_bytes(encoded("GIF").data)
+    tiff = tmp_path / "scan.png"  # the name lies; the content decides
+    tiff.write_bytes(encoded("TIFF").data)
     for path, message in [
-        (text, "must be a JPEG, PNG or WebP file, not an unrecognised format."),
-        (gif, "must be a JPEG, PNG or WebP file, not GIF."),
+        (text, "That file is not an image."),
+        (tiff, "That file is a TIFF; send a JPEG, PNG or WebP."),
         (tmp_path / "missing.png", "does not exist."),
     ]:
         argv = [str(path), "--prompt", "x", "--out", str(tmp_path / "o")]
@@ -267,9 +267,65 @@ async def test_fake_as_a_separate_process(source: Path, tmp_path: Path) -> None:
                 seen = await r.json()
         (post,) = [q for q in seen["requests"] if q["method"] == "POST"]
         assert (
-            post["fields"]["num_images"] == ["2"] and post["files"]["image"][0]["format"] == "PNG"
+            post["fields"]["num_images"] == ["2"]
+            and post["files"]["image"][0]["format"] == "JPEG"  # intake re-encodes; no alpha
         )
         assert post["headers"]["Api-Key"] == API_KEY
     finally:
         proc.terminate()
         await asyncio.wait_for(proc.wait(), timeout=10)
+
+
+def _photo(path: Path, size: tuple[int, int]) -> Path:
+    """A real JPEG with EXIF orientation 6 (stored landscape, shown portrait) and a GPS-ish tag."""
+    from PIL import Image
+
+    im = Image.new("RGB", size, (180, 90, 30))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    exif[0x010F] = "SecretCam"
+    im.save(path, format="JPEG", exif=exif.tobytes())
+    return path
+
+
+async def test_dry_run_prepares_and_prints_without_calling_the_backend(
+    fake: FakeRemix, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    photo = _photo(tmp_path / "photo.jpg", (4000, 3000))
+    argv = [str(photo), "--prompt", "x", "--dry-run", "--json"]
+    code, stdout, _ = await cli_inproc(
+        fake, "ideogram", argv, tmp_path, monkeypatch, capsys, REMIXBOT_API_KEY=""
+    )
+    assert code == 0
+    report = json.loads(stdout)
+    # Upright portrait (EXIF 6), downscaled to the 2048 long side, nearest ratio 3x4.
+    assert report["aspect_ratio"] == "3x4"
+    width, height = report["image"]["width"], report["image"]["height"]
+    assert 1900 <= height <= 2048 and width * 4 == height * 3
+    assert any("rotated" in c for c in report["image"]["changes"])
+    assert fake.api_requests() == []
+    assert not (tmp_path / "data" / "remixbot.sqlite3").exists()  # the books were not touched
+    code, stdout, _ = await cli_inproc(
+        fake, "ideogram", [str(photo), "--prompt", "x", "--dry-run"], tmp_path, monkeypatch, capsys
+    )
+    assert code == 0 and "3x4" in stdout and str(height) in stdout
+
+
+async def test_cli_goes_through_the_books_and_exits_3_when_refused(
+    fake: FakeRemix, source: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    argv = [str(source), "--prompt", "x", "--out", str(tmp_path / "o"), "--num-images", "2"]
+    code, _, _ = await cli_inproc(
+        fake, "ideogram", argv, tmp_path, monkeypatch, capsys, REMIXBOT_DEFAULT_LIMIT="3"
+    )
+    assert code == 0
+    code, _, stderr = await cli_inproc(
+        fake, "ideogram", argv, tmp_path, monkeypatch, capsys, REMIXBOT_DEFAULT_LIMIT="3"
+    )
+    assert code == 3
+    assert "You have 1 of 3 images left today; this needs 2." in stderr
+    assert len(fake.api_requests()) == 1  # the refused run never reached the backend
+    code, stdout, _ = await asyncio.to_thread(
+        lambda: (main(["quota", "show", "cli", "--json"]), *capsys.readouterr())
+    )
+    assert code == 0 and json.loads(stdout)["used"] == 2

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import json
 import secrets
 import sys
@@ -15,16 +14,16 @@ from typing import Any
 import aiohttp
 
 from bot.cli._common import cli_settings, print_json
-from bot.errors import InvalidImage
-from bot.media import EncodedImage, sniff_format
+from bot.errors import InvalidImage, RemixError
+from bot.intake import ImagePool, IntakeLimits, PreparedImage
 from bot.remix import enums
 from bot.remix.backends import make_backend
 from bot.remix.download import DownloadPolicy, make_download_session
 from bot.remix.pipeline import Delivery, run_remix
 from bot.remix.request import PaletteMember, RemixRequest
 from bot.settings import Settings
-
-INPUT_FORMATS = ("JPEG", "PNG", "WEBP")
+from bot.store import CLI_USER_ID, NewJob, Store
+from bot.workflow import with_chosen_ratio
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -36,7 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("image", metavar="IMAGE", help="input image (JPEG, PNG or WebP)")
     p.add_argument("--prompt", required=True, help="what the remix should show")
-    p.add_argument("--out", required=True, metavar="DIR", help="directory for images + sidecars")
+    p.add_argument(
+        "--out", default="out", metavar="DIR", help="directory for images + sidecars (default out/)"
+    )
     p.add_argument("--aspect-ratio", help=f"one of {' '.join(enums.ASPECT_RATIOS)}")
     p.add_argument("--resolution", help="WxH, e.g. 1024x1024 (instead of --aspect-ratio)")
     p.add_argument("--image-weight", help="1-100, how closely to follow the image (default 50)")
@@ -61,6 +62,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--model", help="legacy V_1 … V_3, or a Runware AIR id like ideogram:4@2")
     p.add_argument("--json", action="store_true", help="print the result summary as JSON")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="prepare the input and print what would be sent; no backend call, no quota",
+    )
     p.set_defaults(handler=_handle)
 
 
@@ -89,13 +95,8 @@ def build_request(args: argparse.Namespace) -> RemixRequest:
     return RemixRequest(**kwargs)
 
 
-def load_input(path: Path, settings: Settings, aspect_ratio: str | None) -> EncodedImage:
-    """Read an input image: size cap, JPEG/PNG/WebP magic bytes, pixel size (blocking: run off-loop).
-
-    The image-intake `prepare` step replaces this once it lands; `aspect_ratio` is for it.
-    """
-    from PIL import Image, UnidentifiedImageError  # Pillow only here, only to read the size
-
+def read_input(path: Path, settings: Settings) -> bytes:
+    """Read an input file, refusing a missing file or one over the byte cap (blocking)."""
     try:
         size = path.stat().st_size
     except FileNotFoundError:
@@ -108,27 +109,10 @@ def load_input(path: Path, settings: Settings, aspect_ratio: str | None) -> Enco
         raise InvalidImage(f"{str(path)!r} is not a file.")
     if size > settings.max_input_bytes:
         raise InvalidImage(
-            f"The image {path.name} must be at most {settings.max_input_bytes:,} bytes, "
-            f"not {size:,}."
+            f"The image {path.name} is {size / 1e6:.1f} MB; the limit is "
+            f"{settings.max_input_bytes / 1e6:.0f} MB."
         )
-    data = path.read_bytes()
-    fmt = sniff_format(data)
-    if fmt not in INPUT_FORMATS:
-        raise InvalidImage(
-            f"The image {path.name} must be a JPEG, PNG or WebP file, not "
-            f"{fmt or 'an unrecognised format'}."
-        )
-    try:
-        with Image.open(io.BytesIO(data), formats=[fmt]) as im:
-            width, height = im.size
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
-        raise InvalidImage(f"The image {path.name} is damaged and cannot be read.") from None
-    if width * height > settings.max_input_pixels:
-        raise InvalidImage(
-            f"The image {path.name} must have at most {settings.max_input_pixels:,} pixels, "
-            f"not {width * height:,}."
-        )
-    return EncodedImage(data=data, format=fmt, width=width, height=height)
+    return path.read_bytes()
 
 
 def _progress(message: str) -> None:
@@ -140,10 +124,15 @@ def _write_sidecar(path: Path, record: dict[str, Any]) -> None:
 
 
 async def _run(args: argparse.Namespace, settings: Settings, request: RemixRequest) -> int:
-    image = await asyncio.to_thread(load_input, Path(args.image), settings, request.aspect_ratio)
-    refs = [
-        await asyncio.to_thread(load_input, Path(ref), settings, None) for ref in args.style_ref
-    ]
+    limits = IntakeLimits.from_settings(settings)
+    data = await asyncio.to_thread(read_input, Path(args.image), settings)
+    ref_datas = [await asyncio.to_thread(read_input, Path(r), settings) for r in args.style_ref]
+    async with ImagePool() as pool:
+        prepared = await pool.prepare(data, aspect_ratio=request.aspect_ratio, limits=limits)
+        refs = await pool.prepare_style_refs(ref_datas, limits) if ref_datas else []
+    if args.dry_run:
+        return _dry_run(args, settings, request, prepared, refs)
+    settings.require_api_key()
     out = Path(args.out)
     policy = DownloadPolicy.from_settings(settings)
     stem = f"remix-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
@@ -151,16 +140,53 @@ async def _run(args: argparse.Namespace, settings: Settings, request: RemixReque
     async def submitted(task_id: str) -> None:
         _progress(f"task {task_id} submitted; waiting for it to finish")
 
-    async with aiohttp.ClientSession() as api, make_download_session(policy) as downloads:
+    async with (
+        aiohttp.ClientSession() as api,
+        make_download_session(policy) as downloads,
+        await Store.from_settings(settings) as store,
+    ):
         backend = make_backend(settings, api)
+        request = with_chosen_ratio(backend, request, prepared, len(refs))
         backend.check(request, len(refs))
+        # The terminal user `cli` goes through the same books as members: reserve first.
+        job = await store.submit_job(
+            NewJob(
+                interaction_id=None,
+                guild_id=None,
+                channel_id=None,
+                user_id=CLI_USER_ID,
+                kind="remix",
+                parent_job_id=None,
+                request=request.to_dict(),
+                input_key=None,
+                style_ref_keys=(),
+                backend=backend.name,
+                images=request.num_images,
+            )
+        )
+        await store.mark_running(job.id)
+        image = prepared.image
         _progress(
-            f"sending {image.format} {image.width}x{image.height} to the {backend.name} backend "
-            f"({request.num_images} image(s))"
+            f"job {job.id}: sending {image.format} {image.width}x{image.height} to the "
+            f"{backend.name} backend ({request.num_images} image(s))"
         )
-        delivery = await run_remix(
-            backend, downloads, policy, request, image, refs, out, on_submitted=submitted, stem=stem
-        )
+        try:
+            delivery = await run_remix(
+                backend,
+                downloads,
+                policy,
+                request,
+                image,
+                [r.image for r in refs],
+                out,
+                on_submitted=submitted,
+                stem=stem,
+            )
+        except RemixError as exc:
+            state = "unknown" if exc.may_have_run else "failed"
+            await store.fail(job.id, str(exc), state, billed=None if exc.may_have_run else 0)
+            raise
+        await store.settle(job.id, len(delivery.images), delivery.withheld, delivery.billed)
     for item in delivery.images:
         record = {
             "file": item.path.name,
@@ -172,11 +198,41 @@ async def _run(args: argparse.Namespace, settings: Settings, request: RemixReque
             "safe": True,
             "format": item.format,
             "request": request.to_dict(),
+            "job": job.id,
         }
         await asyncio.to_thread(_write_sidecar, item.path, record)
         if not args.json:
             print(item.path)
     return _report(args, delivery)
+
+
+def _dry_run(
+    args: argparse.Namespace,
+    settings: Settings,
+    request: RemixRequest,
+    prepared: PreparedImage,
+    refs: list[PreparedImage],
+) -> int:
+    """Print what would be sent, without calling the backend or touching the books."""
+    chosen = request.aspect_ratio or prepared.aspect_ratio
+    if args.json:
+        print_json(
+            {
+                "backend": settings.backend,
+                "aspect_ratio": chosen,
+                "image": prepared.summary(),
+                "style_refs": [r.summary() for r in refs],
+                "request": request.to_dict() | {"aspect_ratio": chosen},
+            }
+        )
+        return 0
+    print(f"backend: {settings.backend}")
+    print(f"aspect ratio: {chosen or 'backend default'}")
+    print(prepared.describe())
+    for n, ref in enumerate(refs, 1):
+        print(f"style reference {n}:")
+        print(ref.describe())
+    return 0
 
 
 def _report(args: argparse.Namespace, delivery: Delivery) -> int:
@@ -218,6 +274,5 @@ def _report(args: argparse.Namespace, delivery: Delivery) -> int:
 
 def _handle(args: argparse.Namespace) -> int:
     settings = cli_settings()
-    settings.require_api_key()
     request = build_request(args)
     return asyncio.run(_run(args, settings, request))
