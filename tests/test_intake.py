@@ -169,6 +169,15 @@ def test_global_warning_filters_and_pillow_limit_untouched() -> None:
     assert Image.MAX_IMAGE_PIXELS == pixels
 
 
+def test_crop_that_would_leave_too_little_is_refused() -> None:
+    with pytest.raises(InvalidImage) as info:
+        _prepare(corpus.jpeg(200, 20), aspect_ratio="1x3")
+    assert str(info.value) == (
+        "That image is 200x20 pixels; cropped to 1x3 it would be 7x20, "
+        "under the 16 pixels a side minimum."
+    )
+
+
 def test_unknown_aspect_ratio_is_an_invalid_request() -> None:
     with pytest.raises(InvalidRequest, match="'5x7' is not supported"):
         _prepare(corpus.jpeg(), aspect_ratio="5x7")

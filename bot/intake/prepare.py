@@ -224,6 +224,11 @@ def _process(
     if not crop:
         ratio = None
     cw, ch = geometry.crop_size(*upright, ratio) if ratio else upright
+    if min(cw, ch) < limits.min_side:
+        raise InvalidImage(
+            f"That image is {upright[0]}x{upright[1]} pixels; cropped to {ratio} it would be "
+            f"{cw}x{ch}, under the {limits.min_side} pixels a side minimum."
+        )
     out_w, out_h = geometry.fit_within(cw, ch, limits.max_side)
 
     if source_format in ("JPEG", "MPO"):
