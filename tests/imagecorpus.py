@@ -359,3 +359,15 @@ def smooth_jpeg(width: int, height: int) -> bytes:
 def jpeg_with_garbage_icc() -> bytes:
     """An ICC profile that is not one: must be ignored (and stripped), not crash the intake."""
     return _save(photo(320, 240), "JPEG", quality=90, icc_profile=b"not a profile" * 50)
+
+
+@functools.cache
+def xmp_oriented_jpeg() -> bytes:
+    """Orientation 6 given only in XMP (no EXIF), as some editors write it."""
+    im = upright_marked(300, 400).transpose(_STORE[6])
+    xmp = (
+        b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        b'<rdf:Description xmlns:tiff="http://ns.adobe.com/tiff/1.0/" tiff:Orientation="6"/>'
+        b"</rdf:RDF></x:xmpmeta>"
+    )
+    return _save(im, "JPEG", quality=90, xmp=xmp)

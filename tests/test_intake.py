@@ -210,6 +210,28 @@ def test_orientation_6_camera_shot_downscaled_to_portrait() -> None:
     assert "downscaled from 3000x4000" in p.changes
 
 
+def test_orientation_and_crop_together() -> None:
+    # Stored 4000x3000, EXIF 6 -> upright 3000x4000; 1x1 keeps the middle 3000x3000, so the
+    # red upright top-left quarter (1500x2000) becomes exactly the output's top-left quarter.
+    p = _prepare(corpus.oriented_jpeg(6, 3000, 4000), aspect_ratio="1x1", draft_slack=1.0)
+    im = _open(p)
+    assert im.size == (2048, 2048)
+    assert im.getpixel((100, 100))[0] > 200 and im.getpixel((100, 100))[1] < 60
+    assert im.getpixel((1000, 1000))[0] > 200
+    for xy in ((1100, 100), (100, 1100), (1900, 1900)):
+        assert im.getpixel(xy) == pytest.approx((128, 128, 128), abs=6)
+    assert {"rotated", "cropped to 1x1", "downscaled from 3000x3000"} <= set(p.changes)
+
+
+def test_xmp_only_orientation_applied_and_stripped() -> None:
+    p = _prepare(corpus.xmp_oriented_jpeg())
+    im = _open(p)
+    assert im.size == (300, 400)
+    assert im.getpixel((20, 20))[0] > 200
+    assert "rotated" in p.changes
+    assert_clean(p)
+
+
 def test_large_jpeg_downscaled_and_cropped_to_requested_ratio() -> None:
     p = _prepare(corpus.smooth_jpeg(3200, 2400), aspect_ratio="16x9", draft_slack=1.0)
     assert (p.image.width, p.image.height) == (2048, 1152)

@@ -77,3 +77,25 @@ async def test_run_executes_any_call_in_a_pool_thread() -> None:
     async with ImagePool() as pool:
         name = await pool.run(lambda: threading.current_thread().name)
     assert name.startswith("pillow") and name != threading.current_thread().name
+
+
+async def test_concurrent_prepares_leave_warning_filters_alone() -> None:
+    import warnings
+
+    before = list(warnings.filters)
+    inputs = [
+        corpus.jpeg_declaring(10000, 10000),  # bomb-warning territory (100 MP)
+        corpus.jpeg(320, 240),
+        corpus.png_bomb(),
+        corpus.animated_webp(),
+    ] * 5
+    limits = IntakeLimits(max_pixels=150_000_000, max_input_side=20000)
+    async with ImagePool(timeout=30) as pool:
+        results = await asyncio.gather(
+            *(pool.prepare(d, aspect_ratio=None, limits=limits) for d in inputs),
+            return_exceptions=True,
+        )
+    refused = [r for r in results if isinstance(r, InvalidImage)]
+    assert len(refused) == 10 and all("megapixels" in str(r) for r in refused)
+    assert all(not isinstance(r, BaseException) or isinstance(r, InvalidImage) for r in results)
+    assert warnings.filters == before
