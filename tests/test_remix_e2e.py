@@ -312,3 +312,34 @@ async def test_debug_logs_never_hold_secrets(tmp_path: Path) -> None:
     assert len(text) > 2000
     leaked = [s[:6] + "…" for s in secrets + signatures if s and s in text]
     assert leaked == []
+
+
+async def test_missing_attach_files_is_explained_not_failed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    without_attach = str(int(p.ALL_PERMISSIONS) & ~(1 << 15))  # ATTACH_FILES is bit 15
+    async with running_world(tmp_path / "data") as w:
+        monkeypatch.setattr(p, "ALL_PERMISSIONS", without_attach)
+        await w.slash_remix(png_bytes())
+        await w.discord.wait_until(lambda: w.ephemeral_replies(), 10, "an ephemeral reply")
+        assert w.ephemeral_replies() == [
+            "I can't post images in this channel: I'm missing Attach Files; "
+            "ask a server admin to grant them."
+        ]
+        assert w.remix.api_requests() == []
+        assert await w.services.store.list_jobs() == []
+
+
+async def test_full_queue_answers_busy_without_charging(tmp_path: Path) -> None:
+    async with running_world(tmp_path / "data", REMIXBOT_QUEUE_MAX="1") as w:
+        w.services.scheduler.pause(2.0)  # nothing starts: the first job holds the only place
+        first = await w.slash_remix(png_bytes())
+        await w.discord.wait_until(
+            lambda: (m := w.discord.original(first)) and "Queued" in m.content, 10, "queued"
+        )
+        await w.slash_remix(png_bytes())
+        await w.discord.wait_until(lambda: w.ephemeral_replies(), 10, "an ephemeral reply")
+        assert w.ephemeral_replies() == ["The remix queue is full; try again in a minute."]
+        jobs = await w.jobs_final(1)
+        assert [j.state for j in jobs] == ["delivered"]
+        assert await w.books_balance() == []
