@@ -47,7 +47,10 @@ async def test_open_applies_migrations_once_and_sets_wal(tmp_path: Path) -> None
     schema = db.execute("SELECT sql FROM sqlite_master ORDER BY name").fetchall()
     apply_migrations(db)  # a third application changes nothing
     assert db.execute("SELECT sql FROM sqlite_master ORDER BY name").fetchall() == schema
-    assert [m.name for m in MIGRATIONS.applied(db)] == ["0001_jobs_ledger_policies"]
+    assert [m.name for m in MIGRATIONS.applied(db)] == [
+        "0001_jobs_ledger_policies",
+        "0002_quota_usage",
+    ]
     assert MIGRATIONS.pending(db) == []
     assert {"jobs", "quota_ledger", "backend_costs", "policy_defaults", "policy_blocked"} <= set(
         db.table_names()
@@ -349,3 +352,34 @@ def test_books_refuses_old_sqlite_version_message() -> None:
     assert books.MIN_SQLITE == (3, 35, 0)
     assert sqlite3.sqlite_version_info >= books.MIN_SQLITE
     assert Books.__doc__
+
+
+async def test_check_books_detects_a_tampered_summary(tmp_path: Path) -> None:
+    db = tmp_path / "remixbot.sqlite3"
+    async with await Store.open(db, defaults=QuotaDefaults()) as s:
+        job = await s.submit_job(new_job(images=2))
+        await s.settle(job.id, delivered=1)
+        assert await s.check_books() == []
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE quota_usage SET settled = settled + 1")
+    conn.execute("UPDATE jobs SET images_reserved = 3")
+    conn.commit()
+    conn.close()
+    async with await Store.open(db, defaults=QuotaDefaults()) as s:
+        problems = await s.check_books()
+    assert any("quota_usage differs" in p for p in problems)
+    assert any(f"job {job.id}: reserved 3 but the ledger reserved 2" in p for p in problems)
+
+
+async def test_group_commit_isolates_each_call(tmp_path: Path) -> None:
+    # Many calls queued at once share one transaction; a refused call rolls back only itself.
+    async with await Store.open(tmp_path / "x.sqlite3", defaults=QuotaDefaults(limit=3)) as s:
+        calls = [s.submit_job(new_job(user_id=u % 4, images=2)) for u in range(40)]
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        ok = [r for r in results if not isinstance(r, BaseException)]
+        assert len(ok) == 4  # one job of 2 per user fits a limit of 3
+        assert sorted(j.user_id for j in ok) == [0, 1, 2, 3]
+        settled = await asyncio.gather(*(s.settle(j.id, delivered=1) for j in ok))
+        assert all(j.state == "delivered" for j in settled)
+        assert await s.check_books() == []
+        assert len(await s.list_jobs()) == 4

@@ -120,7 +120,14 @@ class Books:
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        """One writing transaction: BEGIN IMMEDIATE, commit on success, roll back on any error."""
+        """One writing transaction: BEGIN IMMEDIATE, commit on success, roll back on any error.
+
+        Inside a group commit (the writer already holds BEGIN IMMEDIATE and a SAVEPOINT for this
+        call) it adds nothing: the writer rolls back to the savepoint if the call raises.
+        """
+        if self.conn.in_transaction:
+            yield self.conn
+            return
         try:
             self.conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
@@ -150,55 +157,60 @@ class Books:
         row = self._one("SELECT reason FROM policy_blocked WHERE user_id = ?", (user_id,))
         return None if row is None else row["reason"]
 
-    def _limit(self, guild_id: int | None, role_ids: Sequence[int]) -> tuple[int | None, bool]:
-        """(effective limit or None for unlimited, exempt) from the default, guild and roles."""
-        default, _ = self._default_policy()
-        if guild_id is None:
-            return default, False
-        roles = [int(r) for r in role_ids]
-        marks = ",".join("?" * len(roles))
-        if roles:
-            row = self._one(
-                f"SELECT 1 FROM policy_exempt_roles WHERE guild_id = ? AND role_id IN ({marks})",
-                (guild_id, *roles),
-            )
-            if row is not None:
-                return None, True
-        limits = [default]
-        row = self._one("SELECT limit_images FROM policy_guilds WHERE guild_id = ?", (guild_id,))
-        if row is not None:
-            limits.append(row["limit_images"])
-        if roles:
-            row = self._one(
-                "SELECT max(limit_images) AS m FROM policy_roles"
-                f" WHERE guild_id = ? AND role_id IN ({marks})",
-                (guild_id, *roles),
-            )
-            if row is not None and row["m"] is not None:
-                limits.append(row["m"])
-        return max(limits), False
+    def _policy(
+        self,
+        user_id: int,
+        guild_id: int | None,
+        role_ids: Sequence[int],
+        interaction_id: int | None = None,
+    ) -> tuple[int | None, bool, str, str | None, int | None]:
+        """(limit or None, exempt, period, blocked reason, job id of the interaction): one query.
 
-    def _period(self, now: datetime) -> tuple[str, datetime, datetime]:
-        _, period = self._default_policy()
-        start, end = period_bounds(period, self.defaults.reset_hour, now)
-        return period, start, end
+        The effective limit is the highest of the default, the guild override and the user's
+        role tiers; an exempt role means unlimited; direct messages use the default only.
+        """
+        roles = [int(r) for r in role_ids] if guild_id is not None else []
+        marks = ",".join("?" * len(roles))
+        role_sql = "NULL, NULL"
+        if roles:
+            role_sql = (
+                "(SELECT max(limit_images) FROM policy_roles"
+                f" WHERE guild_id = ? AND role_id IN ({marks})),"
+                " (SELECT 1 FROM policy_exempt_roles"
+                f" WHERE guild_id = ? AND role_id IN ({marks}))"
+            )
+        row = self.conn.execute(
+            "SELECT (SELECT id FROM jobs WHERE interaction_id = ?),"
+            " (SELECT reason FROM policy_blocked WHERE user_id = ?),"
+            " (SELECT limit_images FROM policy_defaults WHERE id = 1),"
+            " (SELECT period FROM policy_defaults WHERE id = 1),"
+            " (SELECT limit_images FROM policy_guilds WHERE guild_id = ?),"
+            f" {role_sql}",
+            (interaction_id, user_id, guild_id, *([guild_id, *roles] * 2 if roles else [])),
+        ).fetchone()
+        existing, blocked, d_limit, d_period, g_limit, r_limit, exempt = tuple(row)
+        period = d_period or self.defaults.period
+        if exempt:
+            return None, True, period, blocked, existing
+        limits = [self.defaults.limit if d_limit is None else d_limit]
+        if guild_id is not None:
+            limits += [n for n in (g_limit, r_limit) if n is not None]
+        return max(limits), False, period, blocked, existing
 
     def _sums(self, user_id: int, scope: int, start: datetime, end: datetime) -> dict[str, int]:
-        sums = dict.fromkeys(("reserve", "settle", "refund", "grant", "reset"), 0)
-        for row in self.conn.execute(
-            "SELECT kind, sum(amount) AS total FROM quota_ledger"
-            " WHERE user_id = ? AND scope = ? AND period_ts >= ? AND period_ts < ?"
-            " GROUP BY kind",
-            (user_id, scope, iso(start), iso(end)),
-        ):
-            sums[row["kind"]] = row["total"]
-        return sums
+        row = self.conn.execute(
+            "SELECT coalesce(sum(reserved), 0), coalesce(sum(settled), 0),"
+            " coalesce(sum(refunded), 0), coalesce(sum(granted), 0), coalesce(sum(reset), 0)"
+            " FROM quota_usage WHERE user_id = ? AND scope = ? AND hour >= ? AND hour < ?",
+            (user_id, scope, iso(start)[:13], iso(end)[:13]),
+        ).fetchone()
+        return dict(zip(("reserve", "settle", "refund", "grant", "reset"), row, strict=True))
 
     def _status(
         self, user_id: int, guild_id: int | None, role_ids: Sequence[int], now: datetime
     ) -> QuotaStatus:
-        period, start, end = self._period(now)
-        limit, exempt = self._limit(guild_id, role_ids)
+        limit, exempt, period, blocked, _ = self._policy(user_id, guild_id, role_ids)
+        start, end = period_bounds(period, self.defaults.reset_hour, now)
         s = self._sums(user_id, _scope(guild_id), start, end)
         used = s["settle"] - s["reset"]
         reserved = s["reserve"] - s["settle"] - s["refund"]
@@ -216,7 +228,7 @@ class Books:
             period=period,
             period_start=start,
             resets_at=end,
-            blocked_reason=self._blocked(user_id),
+            blocked_reason=blocked,
             exempt=exempt,
         )
 
@@ -335,9 +347,7 @@ class Books:
         """Forgive what the user was charged this period; jobs in flight stay reserved."""
         now = utc(now)
         with self._write() as c:
-            _, start, end = self._period(now)
-            s = self._sums(user_id, _scope(guild_id), start, end)
-            used = s["settle"] - s["reset"]
+            used = self._status(user_id, guild_id, (), now).used
             if used > 0:
                 self._ledger(c, now, now, _scope(guild_id), user_id, None, "reset", used)
             return self._status(user_id, guild_id, (), now)
@@ -380,18 +390,15 @@ class Books:
         now = utc(now)
         scope = _scope(new.guild_id)
         with self._write() as c:
-            if new.interaction_id is not None:
-                row = self._one(
-                    "SELECT * FROM jobs WHERE interaction_id = ?", (new.interaction_id,)
-                )
-                if row is not None:  # a replayed interaction: the same job, no second reservation
-                    return _job(row)
-            reason = self._blocked(new.user_id)
-            if reason is not None:
-                raise UserBlocked(reason)
-            period, start, end = self._period(now)
-            limit, _ = self._limit(new.guild_id, new.role_ids)
+            limit, _, period, blocked, existing = self._policy(
+                new.user_id, new.guild_id, new.role_ids, new.interaction_id
+            )
+            if existing is not None:  # a replayed interaction: the same job, no second reservation
+                return self.get_job(existing)
+            if blocked is not None:
+                raise UserBlocked(blocked)
             if limit is not None:
+                start, end = period_bounds(period, self.defaults.reset_hour, now)
                 s = self._sums(new.user_id, scope, start, end)
                 allowance = limit + s["grant"]
                 remaining = max(0, allowance - (s["reserve"] - s["refund"] - s["reset"]))
@@ -427,10 +434,11 @@ class Books:
                 ),
             ).fetchone()
             self._ledger(c, now, now, scope, new.user_id, row["id"], "reserve", new.images)
-            c.executemany(
-                "INSERT OR IGNORE INTO job_inputs (job_id, key) VALUES (?, ?)",
-                [(row["id"], k) for k in keys],
-            )
+            if keys:
+                c.executemany(
+                    "INSERT OR IGNORE INTO job_inputs (job_id, key) VALUES (?, ?)",
+                    [(row["id"], k) for k in keys],
+                )
             return _job(row)
 
     def get_job(self, job_id: int) -> Job:
@@ -731,4 +739,20 @@ class Books:
                     f"job {jid} is {state}: reserved {r}, charged {s}, refunded {f}"
                     f" in {settles} settlements"
                 )
+        # The hourly summary must equal the ledger it summarises.
+        mismatch = self._one(
+            "WITH a AS (SELECT user_id, scope, substr(period_ts, 1, 13) AS hour,"
+            " sum(CASE kind WHEN 'reserve' THEN amount ELSE 0 END),"
+            " sum(CASE kind WHEN 'settle' THEN amount ELSE 0 END),"
+            " sum(CASE kind WHEN 'refund' THEN amount ELSE 0 END),"
+            " sum(CASE kind WHEN 'grant' THEN amount ELSE 0 END),"
+            " sum(CASE kind WHEN 'reset' THEN amount ELSE 0 END)"
+            " FROM quota_ledger GROUP BY 1, 2, 3),"
+            " b AS (SELECT user_id, scope, hour, reserved, settled, refunded, granted, reset"
+            " FROM quota_usage WHERE reserved OR settled OR refunded OR granted OR reset)"
+            " SELECT (SELECT count(*) FROM (SELECT * FROM a EXCEPT SELECT * FROM b))"
+            " + (SELECT count(*) FROM (SELECT * FROM b EXCEPT SELECT * FROM a))"
+        )
+        if mismatch is not None and mismatch[0]:
+            problems.append(f"quota_usage differs from the ledger in {mismatch[0]} hours")
         return problems

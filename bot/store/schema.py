@@ -132,6 +132,67 @@ def _initial(db: Database) -> None:
     )
 
 
+@MIGRATIONS(name="0002_quota_usage")
+def _quota_usage(db: Database) -> None:
+    # Hourly sums of the ledger, kept by triggers in the same transaction as each ledger row.
+    # Periods always start on an hour, so a period's totals are a sum of at most 744 rows
+    # (a month), however long the ledger grows; the ledger stays the record, this a summary.
+    db.execute(
+        """
+        CREATE TABLE quota_usage (
+            user_id INTEGER NOT NULL,
+            scope INTEGER NOT NULL,
+            hour TEXT NOT NULL,                     -- 'YYYY-MM-DDTHH' of the rows' period_ts
+            reserved INTEGER NOT NULL DEFAULT 0,
+            settled INTEGER NOT NULL DEFAULT 0,
+            refunded INTEGER NOT NULL DEFAULT 0,
+            granted INTEGER NOT NULL DEFAULT 0,
+            reset INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (user_id, scope, hour)
+        ) WITHOUT ROWID
+        """
+    )
+    columns = "reserved, settled, refunded, granted, reset"
+
+    def split(sign: str, row: str) -> str:
+        return ", ".join(
+            f"{sign}CASE {row}.kind WHEN '{kind}' THEN {row}.amount ELSE 0 END"
+            for kind in ("reserve", "settle", "refund", "grant", "reset")
+        )
+
+    def upsert(sign: str, row: str) -> str:
+        return (
+            f"INSERT INTO quota_usage (user_id, scope, hour, {columns})"
+            f" VALUES ({row}.user_id, {row}.scope, substr({row}.period_ts, 1, 13),"
+            f" {split(sign, row)})"
+            " ON CONFLICT (user_id, scope, hour) DO UPDATE SET"
+            " reserved = reserved + excluded.reserved, settled = settled + excluded.settled,"
+            " refunded = refunded + excluded.refunded, granted = granted + excluded.granted,"
+            " reset = reset + excluded.reset;"
+        )
+
+    db.execute(
+        f"CREATE TRIGGER quota_usage_insert AFTER INSERT ON quota_ledger BEGIN {upsert('', 'NEW')}"
+        " END"
+    )
+    # forget() moves a user's rows to the anonymous id: move the sums with them.
+    db.execute(
+        "CREATE TRIGGER quota_usage_move AFTER UPDATE OF user_id ON quota_ledger"
+        f" BEGIN {upsert('-', 'OLD')} {upsert('', 'NEW')} END"
+    )
+    # Rows written before this migration (none in a fresh database).
+    db.execute(
+        f"INSERT INTO quota_usage (user_id, scope, hour, {columns})"
+        " SELECT user_id, scope, substr(period_ts, 1, 13),"
+        " sum(CASE kind WHEN 'reserve' THEN amount ELSE 0 END),"
+        " sum(CASE kind WHEN 'settle' THEN amount ELSE 0 END),"
+        " sum(CASE kind WHEN 'refund' THEN amount ELSE 0 END),"
+        " sum(CASE kind WHEN 'grant' THEN amount ELSE 0 END),"
+        " sum(CASE kind WHEN 'reset' THEN amount ELSE 0 END)"
+        " FROM quota_ledger GROUP BY 1, 2, 3"
+    )
+
+
 def apply_migrations(db: Database) -> None:
     """Apply pending migrations inside one BEGIN IMMEDIATE, so concurrent openers take turns."""
     conn = db.conn

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -25,6 +23,7 @@ from bot.store.models import (
     QuotaStatus,
     ReconcileReport,
 )
+from bot.store.writer import Writer
 
 T = TypeVar("T")
 
@@ -42,8 +41,8 @@ def defaults_from_settings(settings: Settings) -> QuotaDefaults:
 class Store:
     """Jobs, quotas, policies and stored inputs; open with ``await Store.open(path, defaults=…)``."""
 
-    def __init__(self, executor: ThreadPoolExecutor, books: Books, inputs: InputStore) -> None:
-        self._executor = executor
+    def __init__(self, writer: Writer, books: Books, inputs: InputStore) -> None:
+        self._writer = writer
         self._books = books
         self.inputs = inputs
         self._closed = False
@@ -65,17 +64,17 @@ class Store:
         path = Path(path)
         inputs = InputStore(Path(data_dir) if data_dir is not None else path.parent)
         # One thread owns the connection: SQLite calls never block the event loop, and writes
-        # from this process are serialised before they reach SQLite's own lock.
-        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="remixbot-store")
-        loop = asyncio.get_running_loop()
+        # from this process are serialised (and group-committed) before SQLite's own lock.
+        writer = Writer()
         try:
-            books = await loop.run_in_executor(
-                executor, Books, path, defaults, inputs, int(busy_timeout * 1000)
+            books = await writer.call(
+                functools.partial(Books, path, defaults, inputs, int(busy_timeout * 1000))
             )
         except BaseException:
-            executor.shutdown(wait=False)
+            await writer.stop()
             raise
-        return cls(executor, books, inputs)
+        writer.bind(books.conn)
+        return cls(writer, books, inputs)
 
     @classmethod
     async def from_settings(cls, settings: Settings) -> Store:
@@ -87,8 +86,8 @@ class Store:
         if self._closed:
             return
         self._closed = True
-        await asyncio.get_running_loop().run_in_executor(self._executor, self._books.close)
-        self._executor.shutdown(wait=False)
+        await self._writer.call(self._books.close)
+        await self._writer.stop()
 
     async def __aenter__(self) -> Store:
         return self
@@ -101,11 +100,11 @@ class Store:
     ) -> None:
         await self.close()
 
-    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+    async def _run(self, fn: Callable[..., T], *args: Any, group: bool = False) -> T:
+        """Run a Books method on the writer thread; `group` calls may share one commit."""
         if self._closed:
             raise RuntimeError("The store is closed.")
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, functools.partial(fn, *args))
+        return await self._writer.call(functools.partial(fn, *args), group=group)
 
     # --- jobs -------------------------------------------------------------------------------
 
@@ -114,17 +113,17 @@ class Store:
 
         A replayed interaction id returns the existing job without reserving again.
         """
-        return await self._run(self._books.submit_job, new, now)
+        return await self._run(self._books.submit_job, new, now, group=True)
 
     async def mark_running(
         self, job_id: int, backend_ref: str | None = None, *, now: datetime | None = None
     ) -> Job:
         """queued -> running; check `job.state == 'running'` (a cancelled job stays cancelled)."""
-        return await self._run(self._books.mark_running, job_id, backend_ref, now)
+        return await self._run(self._books.mark_running, job_id, backend_ref, now, group=True)
 
     async def set_backend_ref(self, job_id: int, ref: str) -> Job:
         """Save the backend's request or task id on an open job."""
-        return await self._run(self._books.set_backend_ref, job_id, ref)
+        return await self._run(self._books.set_backend_ref, job_id, ref, group=True)
 
     async def settle(
         self,
@@ -136,7 +135,9 @@ class Store:
         now: datetime | None = None,
     ) -> Job:
         """Charge delivered images, refund the rest (withheld included); record the backend cost."""
-        return await self._run(self._books.settle, job_id, delivered, withheld, billed, now)
+        return await self._run(
+            self._books.settle, job_id, delivered, withheld, billed, now, group=True
+        )
 
     async def fail(
         self,
@@ -150,25 +151,27 @@ class Store:
         """End the job as failed/cancelled/unknown and refund everything; billed None = unknown."""
         if state not in FAIL_STATES:
             raise ValueError(f"state must be one of {', '.join(FAIL_STATES)}, not {state!r}.")
-        return await self._run(self._books.fail, job_id, error, state, billed, now)
+        return await self._run(self._books.fail, job_id, error, state, billed, now, group=True)
 
     async def record_messages(
         self, job_id: int, message_ids: Sequence[int], channel_id: int | None
     ) -> Job:
         """Remember the messages that carry the job's results."""
-        return await self._run(self._books.record_messages, job_id, list(message_ids), channel_id)
+        return await self._run(
+            self._books.record_messages, job_id, list(message_ids), channel_id, group=True
+        )
 
     async def get_job(self, job_id: int) -> Job:
         """The job with this id (JobNotFound otherwise)."""
-        return await self._run(self._books.get_job, job_id)
+        return await self._run(self._books.get_job, job_id, group=True)
 
     async def find_job(self, job_id: int) -> Job | None:
         """The job with this id, or None."""
-        return await self._run(self._books.find_job, job_id)
+        return await self._run(self._books.find_job, job_id, group=True)
 
     async def job_for_message(self, message_id: int) -> Job | None:
         """The job whose results a message carries (for 🔁 reactions), or None."""
-        return await self._run(self._books.job_for_message, message_id)
+        return await self._run(self._books.job_for_message, message_id, group=True)
 
     async def list_jobs(
         self,
@@ -196,7 +199,9 @@ class Store:
         now: datetime | None = None,
     ) -> QuotaStatus:
         """The user's limit, use and reset time in a guild (None = direct messages)."""
-        return await self._run(self._books.quota_status, user_id, guild_id, tuple(role_ids), now)
+        return await self._run(
+            self._books.quota_status, user_id, guild_id, tuple(role_ids), now, group=True
+        )
 
     async def set_default(self, limit: int, period: str | None = None) -> Policies:
         """Store the default limit and (optionally) period."""
