@@ -17,7 +17,7 @@ from tests import imagecorpus as corpus
 LIMITS = IntakeLimits()
 # Every case must finish well inside this (the corpus files are small; hostile ones are refused
 # from the header).
-CASE_SECONDS = 2.0
+CASE_SECONDS = 5.0
 
 
 def _prepare(data: bytes, aspect_ratio: str | None = None, **limits: object) -> PreparedImage:
