@@ -23,6 +23,7 @@ from bot.jobs import Admission, JobTicket, Progress, Scheduler
 from bot.media import EncodedImage
 from bot.remix.backends.base import Backend
 from bot.remix.download import DownloadPolicy
+from bot.remix.enums import LEGACY_ASPECT_RATIOS
 from bot.remix.pipeline import Delivery, run_remix
 from bot.remix.request import RemixRequest
 from bot.settings import Settings
@@ -76,6 +77,14 @@ class Presenter(Protocol):
         """Tell the requester the job ended without images, in one or two sentences."""
 
 
+def intake_limits(settings: Settings) -> IntakeLimits:
+    """Intake limits whose auto-picked ratios are ones the configured backend accepts."""
+    limits = IntakeLimits.from_settings(settings)
+    if settings.backend == "ideogram-legacy":
+        limits = dataclasses.replace(limits, ratios=LEGACY_ASPECT_RATIOS)
+    return limits
+
+
 def with_chosen_ratio(
     backend: Backend, request: RemixRequest, prepared: PreparedImage, refs: int
 ) -> RemixRequest:
@@ -119,7 +128,7 @@ class RemixService:
         self.backend = backend
         self.download_session = download_session
         self.scheduler = scheduler
-        self.limits = IntakeLimits.from_settings(settings)
+        self.limits = intake_limits(settings)
         self.policy = DownloadPolicy.from_settings(settings)
         self.work_dir = work_dir or settings.data_dir / "work"
         self._watchers: set[asyncio.Task[None]] = set()

@@ -329,3 +329,16 @@ async def test_cli_goes_through_the_books_and_exits_3_when_refused(
         lambda: (main(["quota", "show", "cli", "--json"]), *capsys.readouterr())
     )
     assert code == 0 and json.loads(stdout)["used"] == 2
+
+
+async def test_legacy_backend_auto_ratio_is_one_legacy_accepts(
+    fake: FakeRemix, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    from PIL import Image
+
+    tall = tmp_path / "tall.png"
+    Image.new("RGB", (400, 500), (9, 9, 9)).save(tall)  # 4x5: not a legacy ratio; 3x4 is nearest
+    argv = [str(tall), "--prompt", "x", "--out", str(tmp_path / "o")]
+    code, _, _ = await cli_inproc(fake, "ideogram-legacy", argv, tmp_path, monkeypatch, capsys)
+    assert code == 0
+    assert json.loads(fake.last().field("image_request") or "{}")["aspect_ratio"] == "ASPECT_3_4"

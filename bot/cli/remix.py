@@ -15,7 +15,7 @@ import aiohttp
 
 from bot.cli._common import cli_settings, print_json
 from bot.errors import InvalidImage, RemixError
-from bot.intake import ImagePool, IntakeLimits, PreparedImage
+from bot.intake import ImagePool, PreparedImage
 from bot.remix import enums
 from bot.remix.backends import make_backend
 from bot.remix.download import DownloadPolicy, make_download_session
@@ -23,7 +23,7 @@ from bot.remix.pipeline import Delivery, run_remix
 from bot.remix.request import PaletteMember, RemixRequest
 from bot.settings import Settings
 from bot.store import CLI_USER_ID, NewJob, Store
-from bot.workflow import with_chosen_ratio
+from bot.workflow import intake_limits, with_chosen_ratio
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -124,7 +124,7 @@ def _write_sidecar(path: Path, record: dict[str, Any]) -> None:
 
 
 async def _run(args: argparse.Namespace, settings: Settings, request: RemixRequest) -> int:
-    limits = IntakeLimits.from_settings(settings)
+    limits = intake_limits(settings)
     data = await asyncio.to_thread(read_input, Path(args.image), settings)
     ref_datas = [await asyncio.to_thread(read_input, Path(r), settings) for r in args.style_ref]
     async with ImagePool() as pool:
