@@ -12,7 +12,6 @@ import asyncio
 import platform
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -63,12 +62,14 @@ async def pairs(store: Store, n: int, concurrency: int, users: int) -> float:
     return n / (time.perf_counter() - started)
 
 
-async def _hold_lock(db: Path, seconds: float) -> subprocess.Popen[str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, str(db), str(seconds)], stdout=subprocess.PIPE, text=True
+async def _hold_lock(db: Path, seconds: float) -> asyncio.subprocess.Process:
+    """Start a process that takes the write lock (BEGIN IMMEDIATE) and holds it `seconds`."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", HOLDER, str(db), str(seconds), stdout=asyncio.subprocess.PIPE
     )
-    line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 10)
-    assert line.strip() == "locked", line
+    assert proc.stdout is not None
+    line = await asyncio.wait_for(proc.stdout.readline(), 10)
+    assert line.strip() == b"locked", line
     return proc
 
 
@@ -94,7 +95,7 @@ async def stall(store: Store, db: Path, hold: float) -> tuple[float, float]:
     done.set()
     await tick
     await store.settle(job.id, delivered=1)
-    proc.wait(timeout=10)
+    await asyncio.wait_for(proc.wait(), 10)
     return max(gaps) * 1000, waited * 1000
 
 
@@ -121,7 +122,7 @@ async def direct_stall(db: Path, hold: float) -> float:
     done.set()
     await tick
     conn.close()
-    proc.wait(timeout=10)
+    await asyncio.wait_for(proc.wait(), 10)
     return max(gaps) * 1000
 
 

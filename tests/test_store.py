@@ -47,10 +47,8 @@ async def test_open_applies_migrations_once_and_sets_wal(tmp_path: Path) -> None
     schema = db.execute("SELECT sql FROM sqlite_master ORDER BY name").fetchall()
     apply_migrations(db)  # a third application changes nothing
     assert db.execute("SELECT sql FROM sqlite_master ORDER BY name").fetchall() == schema
-    assert [m.name for m in MIGRATIONS.applied(db)] == [
-        "0001_jobs_ledger_policies",
-        "0002_quota_usage",
-    ]
+    assert [m.name for m in MIGRATIONS.applied(db)] == [m.name for m in MIGRATIONS._migrations]
+    assert len(MIGRATIONS._migrations) == 3
     assert MIGRATIONS.pending(db) == []
     assert {"jobs", "quota_ledger", "backend_costs", "policy_defaults", "policy_blocked"} <= set(
         db.table_names()

@@ -33,7 +33,7 @@ from bot.store.models import (
     QuotaStatus,
     ReconcileReport,
 )
-from bot.store.periods import iso, parse_iso, period_bounds, utc
+from bot.store.periods import iso, period_bounds, utc
 from bot.store.schema import apply_migrations
 
 PERIODS = ("daily", "weekly", "monthly")
@@ -47,6 +47,14 @@ def _scope(guild_id: int | None) -> int:
     return 0 if guild_id is None else int(guild_id)
 
 
+def _list(text: str) -> tuple[Any, ...]:
+    return () if text == "[]" else tuple(json.loads(text))
+
+
+def _ts(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
+
+
 def _job(row: sqlite3.Row) -> Job:
     return Job(
         id=row["id"],
@@ -58,18 +66,18 @@ def _job(row: sqlite3.Row) -> Job:
         parent_job_id=row["parent_job_id"],
         request=json.loads(row["request"]),
         input_key=row["input_key"],
-        style_ref_keys=tuple(json.loads(row["style_ref_keys"])),
+        style_ref_keys=_list(row["style_ref_keys"]),
         state=row["state"],
-        created_at=parse_iso(row["created_at"]),  # type: ignore[arg-type]
-        started_at=parse_iso(row["started_at"]),
-        finished_at=parse_iso(row["finished_at"]),
+        created_at=datetime.fromisoformat(row["created_at"]),
+        started_at=_ts(row["started_at"]),
+        finished_at=_ts(row["finished_at"]),
         backend=row["backend"],
         backend_ref=row["backend_ref"],
         images_requested=row["images_requested"],
         images_reserved=row["images_reserved"],
         images_delivered=row["images_delivered"],
         images_withheld=row["images_withheld"],
-        message_ids=tuple(json.loads(row["message_ids"])),
+        message_ids=_list(row["message_ids"]),
         message_channel_id=row["message_channel_id"],
         request_message_id=row["request_message_id"],
         error=row["error"],
@@ -384,8 +392,10 @@ class Books:
         _count(new.images, "The number of images", 1)
         if new.kind not in JOB_KINDS:
             raise InvalidRequest(f"A job's kind must be remix or reroll, not {new.kind!r}.")
-        keys = [check_key(k) for k in ([new.input_key] if new.input_key else [])]
-        keys += [check_key(k) for k in new.style_ref_keys]
+        for key in [new.input_key] if new.input_key else []:
+            check_key(key)
+        for key in new.style_ref_keys:
+            check_key(key)
         request = json.dumps(dict(new.request), sort_keys=True, default=str)
         now = utc(now)
         scope = _scope(new.guild_id)
@@ -433,12 +443,8 @@ class Books:
                     new.request_message_id,
                 ),
             ).fetchone()
-            self._ledger(c, now, now, scope, new.user_id, row["id"], "reserve", new.images)
-            if keys:
-                c.executemany(
-                    "INSERT OR IGNORE INTO job_inputs (job_id, key) VALUES (?, ?)",
-                    [(row["id"], k) for k in keys],
-                )
+            # One statement: the jobs_reserve and jobs_inputs triggers wrote the reservation and
+            # the input references with it, so a failure leaves nothing half-written.
             return _job(row)
 
     def get_job(self, job_id: int) -> Job:
@@ -492,27 +498,14 @@ class Books:
         now: datetime,
     ) -> Job | None:
         """Move an open job to a final state, charge `delivered`, refund the rest; None if final."""
+        # One statement; the jobs_close trigger writes the settle/refund rows and the cost.
         row = c.execute(
             "UPDATE jobs SET state = ?, finished_at = ?, images_delivered = ?,"
-            " images_withheld = ?, error = ?"
+            " images_withheld = ?, error = ?, images_billed = ?"
             f" WHERE id = ? AND state IN {_OPEN} RETURNING *",
-            (state, iso(now), delivered, withheld, error, job_id),
+            (state, iso(now), delivered, withheld, error, billed, job_id),
         ).fetchone()
-        if row is None:
-            return None
-        reserved = row["images_reserved"]
-        # Never charge more than was reserved, even if the backend returned extra images.
-        charged = min(delivered, reserved)
-        args = (c, now, row["created_at"], row["scope"], row["user_id"], job_id)
-        self._ledger(*args, "settle", charged)
-        if reserved - charged > 0:
-            self._ledger(*args, "refund", reserved - charged)
-        c.execute(
-            "INSERT INTO backend_costs (job_id, backend, images_billed, status, recorded_at)"
-            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (job_id) DO NOTHING",
-            (job_id, row["backend"], billed, "unknown" if billed is None else "billed", iso(now)),
-        )
-        return _job(row)
+        return None if row is None else _job(row)
 
     def settle(
         self, job_id: int, delivered: int, withheld: int, billed: int | None, now: datetime | None

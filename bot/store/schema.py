@@ -44,7 +44,8 @@ def _initial(db: Database) -> None:
     )
     db.execute("CREATE INDEX jobs_user ON jobs (user_id, id)")
     db.execute("CREATE INDEX jobs_state ON jobs (state)")
-    db.execute("CREATE INDEX jobs_created ON jobs (created_at)")
+    # No index on created_at: only the daily retention sweep reads it, and every index costs
+    # each job insert.
     # Result message -> job, so a 🔁 reaction on any result message finds its job.
     db.execute(
         "CREATE TABLE job_messages ("
@@ -71,7 +72,7 @@ def _initial(db: Database) -> None:
         )
         """
     )
-    db.execute("CREATE INDEX quota_ledger_scope ON quota_ledger (user_id, scope, period_ts)")
+    # Quota checks read the hourly summary (quota_usage), not the ledger: no scope index here.
     db.execute("CREATE INDEX quota_ledger_job ON quota_ledger (job_id)")
     # Append-only: no deletes; the only update allowed is forget() anonymising the user id.
     db.execute(
@@ -190,6 +191,68 @@ def _quota_usage(db: Database) -> None:
         " sum(CASE kind WHEN 'grant' THEN amount ELSE 0 END),"
         " sum(CASE kind WHEN 'reset' THEN amount ELSE 0 END)"
         " FROM quota_ledger GROUP BY 1, 2, 3"
+    )
+
+
+@MIGRATIONS(name="0003_ledger_by_triggers")
+def _ledger_triggers(db: Database) -> None:
+    # The job row and its ledger rows are written by ONE statement: inserting a job reserves,
+    # moving it to a final state settles and refunds and records the backend cost. A single
+    # statement is atomic on its own, so the books cannot be half-written, and no caller can
+    # forget a ledger row.
+    db.execute("ALTER TABLE jobs ADD COLUMN images_billed INTEGER")  # NULL: unknown
+    db.execute(
+        """
+        CREATE TRIGGER jobs_reserve AFTER INSERT ON jobs
+        BEGIN
+            INSERT INTO quota_ledger (ts, period_ts, scope, user_id, job_id, kind, amount)
+            VALUES (NEW.created_at, NEW.created_at, NEW.scope, NEW.user_id, NEW.id, 'reserve',
+                    NEW.images_reserved);
+        END
+        """
+    )
+    # Charge what was delivered (never more than reserved), refund the rest, record the cost.
+    db.execute(
+        """
+        CREATE TRIGGER jobs_close AFTER UPDATE OF state ON jobs
+        WHEN OLD.state IN ('queued', 'running')
+         AND NEW.state IN ('delivered', 'failed', 'cancelled', 'unknown')
+        BEGIN
+            INSERT INTO quota_ledger (ts, period_ts, scope, user_id, job_id, kind, amount)
+            VALUES (NEW.finished_at, NEW.created_at, NEW.scope, NEW.user_id, NEW.id, 'settle',
+                    min(NEW.images_delivered, NEW.images_reserved));
+            INSERT INTO quota_ledger (ts, period_ts, scope, user_id, job_id, kind, amount)
+            SELECT NEW.finished_at, NEW.created_at, NEW.scope, NEW.user_id, NEW.id, 'refund',
+                   NEW.images_reserved - min(NEW.images_delivered, NEW.images_reserved)
+            WHERE NEW.images_reserved > NEW.images_delivered;
+            INSERT INTO backend_costs (job_id, backend, images_billed, status, recorded_at)
+            VALUES (NEW.id, NEW.backend, NEW.images_billed,
+                    CASE WHEN NEW.images_billed IS NULL THEN 'unknown' ELSE 'billed' END,
+                    NEW.finished_at)
+            ON CONFLICT (job_id) DO NOTHING;
+        END
+        """
+    )
+    # Every stored input a job uses, from the row itself (style references are a JSON list).
+    db.execute(
+        """
+        CREATE TRIGGER jobs_inputs AFTER INSERT ON jobs
+        BEGIN
+            INSERT OR IGNORE INTO job_inputs (job_id, key)
+            SELECT NEW.id, NEW.input_key WHERE NEW.input_key IS NOT NULL;
+            INSERT OR IGNORE INTO job_inputs (job_id, key)
+            SELECT NEW.id, value FROM json_each(NEW.style_ref_keys);
+        END
+        """
+    )
+    # A final job never changes state again.
+    db.execute(
+        """
+        CREATE TRIGGER jobs_final AFTER UPDATE OF state ON jobs
+        WHEN OLD.state IN ('delivered', 'failed', 'cancelled', 'unknown')
+         AND NEW.state IS NOT OLD.state
+        BEGIN SELECT RAISE(ABORT, 'a final job cannot change state'); END
+        """
     )
 
 

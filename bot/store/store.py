@@ -100,11 +100,13 @@ class Store:
     ) -> None:
         await self.close()
 
-    async def _run(self, fn: Callable[..., T], *args: Any, group: bool = False) -> T:
+    async def _run(
+        self, fn: Callable[..., T], *args: Any, group: bool = False, atomic: bool = False
+    ) -> T:
         """Run a Books method on the writer thread; `group` calls may share one commit."""
         if self._closed:
             raise RuntimeError("The store is closed.")
-        return await self._writer.call(functools.partial(fn, *args), group=group)
+        return await self._writer.call(functools.partial(fn, *args), group=group, atomic=atomic)
 
     # --- jobs -------------------------------------------------------------------------------
 
@@ -113,17 +115,19 @@ class Store:
 
         A replayed interaction id returns the existing job without reserving again.
         """
-        return await self._run(self._books.submit_job, new, now, group=True)
+        return await self._run(self._books.submit_job, new, now, group=True, atomic=True)
 
     async def mark_running(
         self, job_id: int, backend_ref: str | None = None, *, now: datetime | None = None
     ) -> Job:
         """queued -> running; check `job.state == 'running'` (a cancelled job stays cancelled)."""
-        return await self._run(self._books.mark_running, job_id, backend_ref, now, group=True)
+        return await self._run(
+            self._books.mark_running, job_id, backend_ref, now, group=True, atomic=True
+        )
 
     async def set_backend_ref(self, job_id: int, ref: str) -> Job:
         """Save the backend's request or task id on an open job."""
-        return await self._run(self._books.set_backend_ref, job_id, ref, group=True)
+        return await self._run(self._books.set_backend_ref, job_id, ref, group=True, atomic=True)
 
     async def settle(
         self,
@@ -136,7 +140,7 @@ class Store:
     ) -> Job:
         """Charge delivered images, refund the rest (withheld included); record the backend cost."""
         return await self._run(
-            self._books.settle, job_id, delivered, withheld, billed, now, group=True
+            self._books.settle, job_id, delivered, withheld, billed, now, group=True, atomic=True
         )
 
     async def fail(
@@ -151,7 +155,9 @@ class Store:
         """End the job as failed/cancelled/unknown and refund everything; billed None = unknown."""
         if state not in FAIL_STATES:
             raise ValueError(f"state must be one of {', '.join(FAIL_STATES)}, not {state!r}.")
-        return await self._run(self._books.fail, job_id, error, state, billed, now, group=True)
+        return await self._run(
+            self._books.fail, job_id, error, state, billed, now, group=True, atomic=True
+        )
 
     async def record_messages(
         self, job_id: int, message_ids: Sequence[int], channel_id: int | None
@@ -163,15 +169,15 @@ class Store:
 
     async def get_job(self, job_id: int) -> Job:
         """The job with this id (JobNotFound otherwise)."""
-        return await self._run(self._books.get_job, job_id, group=True)
+        return await self._run(self._books.get_job, job_id, group=True, atomic=True)
 
     async def find_job(self, job_id: int) -> Job | None:
         """The job with this id, or None."""
-        return await self._run(self._books.find_job, job_id, group=True)
+        return await self._run(self._books.find_job, job_id, group=True, atomic=True)
 
     async def job_for_message(self, message_id: int) -> Job | None:
         """The job whose results a message carries (for 🔁 reactions), or None."""
-        return await self._run(self._books.job_for_message, message_id, group=True)
+        return await self._run(self._books.job_for_message, message_id, group=True, atomic=True)
 
     async def list_jobs(
         self,
@@ -200,7 +206,13 @@ class Store:
     ) -> QuotaStatus:
         """The user's limit, use and reset time in a guild (None = direct messages)."""
         return await self._run(
-            self._books.quota_status, user_id, guild_id, tuple(role_ids), now, group=True
+            self._books.quota_status,
+            user_id,
+            guild_id,
+            tuple(role_ids),
+            now,
+            group=True,
+            atomic=True,
         )
 
     async def set_default(self, limit: int, period: str | None = None) -> Policies:

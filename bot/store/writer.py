@@ -25,6 +25,7 @@ MAX_GROUP = 64
 class _Call:
     fn: Callable[[], Any]
     group: bool  # may share a transaction with other calls
+    atomic: bool  # writes at most one statement per outcome: needs no savepoint of its own
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[Any]
 
@@ -52,11 +53,18 @@ class Writer:
         """The connection group commits run on (set from the writer thread by the first call)."""
         self._conn = conn
 
-    async def call(self, fn: Callable[[], Any], *, group: bool = False) -> Any:
-        """Run `fn()` on the writer thread and return its result (or raise its exception)."""
+    async def call(
+        self, fn: Callable[[], Any], *, group: bool = False, atomic: bool = False
+    ) -> Any:
+        """Run `fn()` on the writer thread and return its result (or raise its exception).
+
+        `group`: may share a transaction with calls queued at the same time. `atomic`: the call
+        writes a single statement (SQLite undoes a failed statement by itself) or only reads,
+        so it needs no savepoint inside a group.
+        """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        self._queue.put(_Call(fn, group, loop, future))
+        self._queue.put(_Call(fn, group, atomic, loop, future))
         return await future
 
     async def stop(self, wait: float = 30.0) -> None:
@@ -118,13 +126,25 @@ class Writer:
         results: list[tuple[bool, Any]] = []
         try:
             for call in batch:
-                conn.execute("SAVEPOINT call")
-                try:
-                    results.append((True, call.fn()))
-                except Exception as exc:
-                    conn.execute("ROLLBACK TO call")
-                    results.append((False, exc))
-                conn.execute("RELEASE call")
+                if call.atomic:
+                    try:
+                        results.append((True, call.fn()))
+                    except Exception as exc:
+                        results.append((False, exc))
+                else:
+                    conn.execute("SAVEPOINT call")
+                    try:
+                        results.append((True, call.fn()))
+                    except Exception as exc:
+                        if conn.in_transaction:
+                            conn.execute("ROLLBACK TO call")
+                        results.append((False, exc))
+                    if conn.in_transaction:
+                        conn.execute("RELEASE call")
+                if not conn.in_transaction:
+                    # SQLite rolled the whole transaction back (disk full, I/O error): every call
+                    # of the group so far was undone, so none of them may report success.
+                    raise sqlite3.OperationalError("the transaction was rolled back by SQLite")
             conn.execute("COMMIT")
         except BaseException as exc:
             if conn.in_transaction:
