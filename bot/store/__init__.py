@@ -23,7 +23,7 @@ from bot.store.models import (
     QuotaStatus,
     ReconcileReport,
 )
-from bot.store.store import Store
+from bot.store.store import Store, defaults_from_settings
 
 __all__ = [
     "ANON_USER_ID",
@@ -44,4 +44,5 @@ __all__ = [
     "Store",
     "StoreBusy",
     "UserBlocked",
+    "defaults_from_settings",
 ]

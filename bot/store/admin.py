@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 from bot.errors import InvalidRequest
 from bot.settings import Settings
-from bot.store.models import CLI_USER_ID, Job, QuotaStatus
+from bot.store.models import ANON_USER_ID, CLI_USER_ID, Job, QuotaStatus
 from bot.store.store import Store
 
 T = TypeVar("T")
@@ -42,8 +42,10 @@ def parse_snowflake(text: str, what: str) -> int:
 
 
 def user_label(user_id: int) -> str:
-    """How a user id is shown: `cli` for the terminal user."""
-    return "cli" if user_id == CLI_USER_ID else str(user_id)
+    """How a user id is shown: `cli` for the terminal user, `forgotten` after `forget`."""
+    if user_id == CLI_USER_ID:
+        return "cli"
+    return "forgotten" if user_id == ANON_USER_ID else str(user_id)
 
 
 def when(dt: datetime | None) -> str:
