@@ -381,3 +381,13 @@ async def test_group_commit_isolates_each_call(tmp_path: Path) -> None:
         assert all(j.state == "delivered" for j in settled)
         assert await s.check_books() == []
         assert len(await s.list_jobs()) == 4
+
+
+def test_job_columns_follow_the_job_fields() -> None:
+    # Rows are read by position, so the column list and the dataclass must stay in step.
+    from dataclasses import fields
+
+    from bot.store.books import JOB_COLUMNS
+    from bot.store.models import Job
+
+    assert [c.strip() for c in JOB_COLUMNS.split(",")] == [f.name for f in fields(Job)]

@@ -55,32 +55,45 @@ def _ts(text: str | None) -> datetime | None:
     return None if text is None else datetime.fromisoformat(text)
 
 
-def _job(row: sqlite3.Row) -> Job:
+# The jobs columns in the order of Job's fields: reads use positions, not name lookups.
+JOB_COLUMNS = ", ".join(
+    (
+        "id, interaction_id, guild_id, channel_id, user_id, kind, parent_job_id, request",
+        "input_key, style_ref_keys, state, created_at, started_at, finished_at, backend",
+        "backend_ref, images_requested, images_reserved, images_delivered, images_withheld",
+        "message_ids, message_channel_id, request_message_id, error",
+    )
+)
+
+
+def _job(row: sqlite3.Row | tuple[Any, ...]) -> Job:
+    """A Job from a row selected (or returned) as JOB_COLUMNS."""
+    r = tuple(row)
     return Job(
-        id=row["id"],
-        interaction_id=row["interaction_id"],
-        guild_id=row["guild_id"],
-        channel_id=row["channel_id"],
-        user_id=row["user_id"],
-        kind=row["kind"],
-        parent_job_id=row["parent_job_id"],
-        request=json.loads(row["request"]),
-        input_key=row["input_key"],
-        style_ref_keys=_list(row["style_ref_keys"]),
-        state=row["state"],
-        created_at=datetime.fromisoformat(row["created_at"]),
-        started_at=_ts(row["started_at"]),
-        finished_at=_ts(row["finished_at"]),
-        backend=row["backend"],
-        backend_ref=row["backend_ref"],
-        images_requested=row["images_requested"],
-        images_reserved=row["images_reserved"],
-        images_delivered=row["images_delivered"],
-        images_withheld=row["images_withheld"],
-        message_ids=_list(row["message_ids"]),
-        message_channel_id=row["message_channel_id"],
-        request_message_id=row["request_message_id"],
-        error=row["error"],
+        r[0],
+        r[1],
+        r[2],
+        r[3],
+        r[4],
+        r[5],
+        r[6],
+        json.loads(r[7]),
+        r[8],
+        _list(r[9]),
+        r[10],
+        datetime.fromisoformat(r[11]),
+        _ts(r[12]),
+        _ts(r[13]),
+        r[14],
+        r[15],
+        r[16],
+        r[17],
+        r[18],
+        r[19],
+        _list(r[20]),
+        r[21],
+        r[22],
+        r[23],
     )
 
 
@@ -424,7 +437,7 @@ class Books:
                 "INSERT INTO jobs (interaction_id, guild_id, scope, channel_id, user_id, kind,"
                 " parent_job_id, request, input_key, style_ref_keys, state, created_at, backend,"
                 " images_requested, images_reserved, request_message_id)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?) RETURNING *",
+                f" VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?) RETURNING {JOB_COLUMNS}",
                 (
                     new.interaction_id,
                     new.guild_id,
@@ -449,14 +462,14 @@ class Books:
 
     def get_job(self, job_id: int) -> Job:
         """The job with this id, or JobNotFound."""
-        row = self._one("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        row = self._one(f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,))
         if row is None:
             raise JobNotFound(job_id)
         return _job(row)
 
     def find_job(self, job_id: int) -> Job | None:
         """The job with this id, or None."""
-        row = self._one("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        row = self._one(f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,))
         return None if row is None else _job(row)
 
     def mark_running(self, job_id: int, backend_ref: str | None, now: datetime | None) -> Job:
@@ -465,13 +478,13 @@ class Books:
             row = c.execute(
                 "UPDATE jobs SET state = 'running', started_at = ?,"
                 " backend_ref = coalesce(?, backend_ref)"
-                " WHERE id = ? AND state = 'queued' RETURNING *",
+                f" WHERE id = ? AND state = 'queued' RETURNING {JOB_COLUMNS}",
                 (iso(utc(now)), backend_ref, job_id),
             ).fetchone()
             if row is None and backend_ref is not None:
                 row = c.execute(
                     "UPDATE jobs SET backend_ref = ? WHERE id = ? AND state = 'running'"
-                    " RETURNING *",
+                    f" RETURNING {JOB_COLUMNS}",
                     (backend_ref, job_id),
                 ).fetchone()
             return _job(row) if row is not None else self.get_job(job_id)
@@ -480,7 +493,7 @@ class Books:
         """Save the backend's request or task id while the job is open (for resuming)."""
         with self._write() as c:
             row = c.execute(
-                f"UPDATE jobs SET backend_ref = ? WHERE id = ? AND state IN {_OPEN} RETURNING *",
+                f"UPDATE jobs SET backend_ref = ? WHERE id = ? AND state IN {_OPEN} RETURNING {JOB_COLUMNS}",
                 (ref, job_id),
             ).fetchone()
             return _job(row) if row is not None else self.get_job(job_id)
@@ -502,7 +515,7 @@ class Books:
         row = c.execute(
             "UPDATE jobs SET state = ?, finished_at = ?, images_delivered = ?,"
             " images_withheld = ?, error = ?, images_billed = ?"
-            f" WHERE id = ? AND state IN {_OPEN} RETURNING *",
+            f" WHERE id = ? AND state IN {_OPEN} RETURNING {JOB_COLUMNS}",
             (state, iso(now), delivered, withheld, error, billed, job_id),
         ).fetchone()
         return None if row is None else _job(row)
@@ -559,7 +572,7 @@ class Books:
             merged = list(job.message_ids) + [m for m in ids if m not in job.message_ids]
             row = c.execute(
                 "UPDATE jobs SET message_ids = ?, message_channel_id = coalesce(?, message_channel_id)"
-                " WHERE id = ? RETURNING *",
+                f" WHERE id = ? RETURNING {JOB_COLUMNS}",
                 (json.dumps(merged), channel_id, job_id),
             ).fetchone()
             c.executemany(
@@ -571,7 +584,7 @@ class Books:
     def job_for_message(self, message_id: int) -> Job | None:
         """The job whose results are in this message, if any."""
         row = self._one(
-            "SELECT jobs.* FROM job_messages JOIN jobs ON jobs.id = job_messages.job_id"
+            f"SELECT {JOB_COLUMNS} FROM job_messages JOIN jobs ON jobs.id = job_messages.job_id"
             " WHERE job_messages.message_id = ?",
             (message_id,),
         )
@@ -591,7 +604,7 @@ class Books:
         if guild_id is not None:
             where.append("guild_id = ?")
             params.append(guild_id)
-        sql = "SELECT * FROM jobs"
+        sql = f"SELECT {JOB_COLUMNS} FROM jobs"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY id DESC LIMIT ?"
@@ -611,7 +624,9 @@ class Books:
         now = utc(now)
         failed, unknown, resumable = [], [], []
         with self._write() as c:
-            rows = c.execute(f"SELECT * FROM jobs WHERE state IN {_OPEN} ORDER BY id").fetchall()
+            rows = c.execute(
+                f"SELECT {JOB_COLUMNS} FROM jobs WHERE state IN {_OPEN} ORDER BY id"
+            ).fetchall()
             for row in rows:
                 if row["state"] == "queued":
                     self._close(
