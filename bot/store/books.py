@@ -121,7 +121,7 @@ class Books:
         self.defaults = defaults
         self.inputs = inputs
         # isolation_level=None: we issue every BEGIN ourselves (Python's implicit BEGIN is deferred).
-        self.conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+        self.conn = sqlite3.connect(str(path), timeout=busy_timeout_ms / 1000, isolation_level=None)
         self.conn.row_factory = sqlite3.Row
         self.conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
         self.conn.execute("PRAGMA journal_mode = WAL")
@@ -157,11 +157,12 @@ class Books:
             raise
         try:
             yield self.conn
+            self.conn.execute("COMMIT")
         except BaseException:
+            # Also when COMMIT itself fails: never leave a transaction open on the connection.
             if self.conn.in_transaction:
                 self.conn.execute("ROLLBACK")
             raise
-        self.conn.execute("COMMIT")
 
     def _one(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
         return self.conn.execute(sql, params).fetchone()

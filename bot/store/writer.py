@@ -98,7 +98,10 @@ class Writer:
                 return
 
     def _finish(self, batch: list[_Call]) -> None:
-        results = self._run_one(batch[0]) if len(batch) == 1 else self._run_group(batch)
+        try:
+            results = self._run_one(batch[0]) if len(batch) == 1 else self._run_group(batch)
+        except BaseException as exc:  # a bug here must not kill the thread and strand callers
+            results = [(False, exc) for _ in batch]
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
         for call, (ok, value) in zip(batch, results, strict=True):
             by_loop.setdefault(call.loop, []).append((call.future, ok, value))
