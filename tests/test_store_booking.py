@@ -75,3 +75,15 @@ async def test_cancellation_still_closes_the_books(store: Store) -> None:
     (job,) = await store.list_jobs()
     assert job.state == "unknown"
     assert (await store.quota_status(42, 7)).remaining == 4
+
+
+async def test_a_replayed_interaction_leaves_the_first_handlers_job_alone(store: Store) -> None:
+    async with booked(store, new_job(images=2, interaction_id=55)) as first:
+        await first.running("req-1")
+        async with booked(store, new_job(images=2, interaction_id=55)) as again:
+            assert again.replayed and again.job.id == first.job.id
+        # The replay left without settling; the first handler's job is untouched.
+        assert (await store.get_job(first.job.id)).state == "running"
+        await first.settle(delivered=2, billed=2)
+    status = await store.quota_status(42, 7)
+    assert (status.used, status.reserved) == (2, 0)

@@ -3,9 +3,14 @@
 Use it around one backend call (the CLI's `remixbot remix`, the job runner):
 
     async with booked(store, new_job) as booking:      # QuotaRefused here: nothing reserved
+        if booking.replayed:
+            return
         await booking.running(backend_ref=None)
         result = await backend.remix(...)
         await booking.settle(delivered=len(images), withheld=n_unsafe, billed=n_billed)
+
+A replayed interaction (double click, redelivery) yields the existing job with
+`booking.replayed` True: skip the work, the first handler owns the job and its books.
 
 Leaving the block without settling closes the job by the exception: a RemixError that may have
 run (timeout after sending) -> `unknown` with the backend cost unknown; one that did not run ->
@@ -35,6 +40,11 @@ class Booking:
     def closed(self) -> bool:
         """True once the job is in a final state."""
         return self.job.final
+
+    @property
+    def replayed(self) -> bool:
+        """True when the interaction was seen before: another handler owns this job, skip it."""
+        return self.job.replayed
 
     async def running(self, backend_ref: str | None = None) -> Job:
         """Mark the job running (call just before sending it to the backend)."""
@@ -69,6 +79,9 @@ def _closing(exc: BaseException, started: bool) -> tuple[str, str, int | None]:
 async def booked(store: Store, new: NewJob) -> AsyncIterator[Booking]:
     """Reserve for `new` (raising QuotaRefused when refused) and close the books on every path."""
     booking = Booking(store, await store.submit_job(new))
+    if booking.replayed:
+        yield booking  # the first handler runs and closes it; a replay must not touch it
+        return
     try:
         yield booking
     except BaseException as exc:

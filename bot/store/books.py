@@ -6,6 +6,7 @@ first read and the busy timeout applies (a deferred transaction could fail at on
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 from collections.abc import Iterator, Sequence
@@ -418,7 +419,7 @@ class Books:
                 new.user_id, new.guild_id, new.role_ids, new.interaction_id
             )
             if existing is not None:  # a replayed interaction: the same job, no second reservation
-                return self.get_job(existing)
+                return dataclasses.replace(self.get_job(existing), replayed=True)
             if blocked is not None:
                 raise UserBlocked(blocked)
             if limit is not None:

@@ -79,6 +79,9 @@ class Job:
     message_channel_id: int | None
     request_message_id: int | None
     error: str | None
+    # Not a column: True when submit_job found this job under a replayed interaction id (a double
+    # click or a redelivery); whoever got it first runs it, the replay must not.
+    replayed: bool = field(default=False, compare=False)
 
     @property
     def final(self) -> bool:
