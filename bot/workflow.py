@@ -194,7 +194,7 @@ class RemixService:
         except BaseException:
             hold.release()
             raise
-        if job.state != "queued":  # a replayed interaction: the first delivery handles it
+        if job.replayed:  # a replayed interaction: the first handler owns the job
             hold.release()
             return None
         run = _Run(self, job, request, prepared, [r.image for r in ref_images], presenter)

@@ -342,3 +342,17 @@ async def test_legacy_backend_auto_ratio_is_one_legacy_accepts(
     code, _, _ = await cli_inproc(fake, "ideogram-legacy", argv, tmp_path, monkeypatch, capsys)
     assert code == 0
     assert json.loads(fake.last().field("image_request") or "{}")["aspect_ratio"] == "ASPECT_3_4"
+
+
+async def test_task_proxy_job_keeps_its_task_id_for_resuming(
+    fake: FakeRemix, source: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    argv = [str(source), "--prompt", "x", "--out", str(tmp_path / "o")]
+    code, _, _ = await cli_inproc(fake, "task-proxy", argv, tmp_path, monkeypatch, capsys)
+    assert code == 0
+    code, stdout, _ = await asyncio.to_thread(
+        lambda: (main(["jobs", "list", "--json"]), *capsys.readouterr())
+    )
+    [job] = json.loads(stdout)
+    assert job["state"] == "delivered" and job["backend"] == "task-proxy"
+    assert job["backend_ref"] in fake.tasks  # the id the proxy handed out, saved on the job

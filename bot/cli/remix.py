@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 
 from bot.cli._common import cli_settings, print_json
-from bot.errors import InvalidImage, RemixError
+from bot.errors import InvalidImage
 from bot.intake import ImagePool, PreparedImage
 from bot.remix import enums
 from bot.remix.backends import make_backend
@@ -23,6 +23,7 @@ from bot.remix.pipeline import Delivery, run_remix
 from bot.remix.request import PaletteMember, RemixRequest
 from bot.settings import Settings
 from bot.store import CLI_USER_ID, NewJob, Store
+from bot.store.booking import booked
 from bot.workflow import intake_limits, with_chosen_ratio
 
 
@@ -137,9 +138,6 @@ async def _run(args: argparse.Namespace, settings: Settings, request: RemixReque
     policy = DownloadPolicy.from_settings(settings)
     stem = f"remix-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
 
-    async def submitted(task_id: str) -> None:
-        _progress(f"task {task_id} submitted; waiting for it to finish")
-
     async with (
         aiohttp.ClientSession() as api,
         make_download_session(policy) as downloads,
@@ -148,29 +146,34 @@ async def _run(args: argparse.Namespace, settings: Settings, request: RemixReque
         backend = make_backend(settings, api)
         request = with_chosen_ratio(backend, request, prepared, len(refs))
         backend.check(request, len(refs))
-        # The terminal user `cli` goes through the same books as members: reserve first.
-        job = await store.submit_job(
-            NewJob(
-                interaction_id=None,
-                guild_id=None,
-                channel_id=None,
-                user_id=CLI_USER_ID,
-                kind="remix",
-                parent_job_id=None,
-                request=request.to_dict(),
-                input_key=None,
-                style_ref_keys=(),
-                backend=backend.name,
-                images=request.num_images,
+        new_job = NewJob(
+            interaction_id=None,
+            guild_id=None,
+            channel_id=None,
+            user_id=CLI_USER_ID,
+            kind="remix",
+            parent_job_id=None,
+            request=request.to_dict(),
+            input_key=None,
+            style_ref_keys=(),
+            backend=backend.name,
+            images=request.num_images,
+        )
+        # The terminal user `cli` goes through the same books as members. booked() reserves
+        # first and closes the job on every way out (errors, Ctrl-C), refunding what was not
+        # delivered.
+        async with booked(store, new_job) as booking:
+            job = await booking.running()
+
+            async def submitted(task_id: str) -> None:
+                await store.set_backend_ref(job.id, task_id)  # resumable after a crash
+                _progress(f"task {task_id} submitted; waiting for it to finish")
+
+            image = prepared.image
+            _progress(
+                f"job {job.id}: sending {image.format} {image.width}x{image.height} to the "
+                f"{backend.name} backend ({request.num_images} image(s))"
             )
-        )
-        await store.mark_running(job.id)
-        image = prepared.image
-        _progress(
-            f"job {job.id}: sending {image.format} {image.width}x{image.height} to the "
-            f"{backend.name} backend ({request.num_images} image(s))"
-        )
-        try:
             delivery = await run_remix(
                 backend,
                 downloads,
@@ -182,11 +185,7 @@ async def _run(args: argparse.Namespace, settings: Settings, request: RemixReque
                 on_submitted=submitted,
                 stem=stem,
             )
-        except RemixError as exc:
-            state = "unknown" if exc.may_have_run else "failed"
-            await store.fail(job.id, str(exc), state, billed=None if exc.may_have_run else 0)
-            raise
-        await store.settle(job.id, len(delivery.images), delivery.withheld, delivery.billed)
+            await booking.settle(len(delivery.images), delivery.withheld, delivery.billed)
     for item in delivery.images:
         record = {
             "file": item.path.name,
