@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -21,6 +22,8 @@ log = logging.getLogger(__name__)
 
 # How long shutdown waits for jobs already at the backend before calling them interrupted.
 DRAIN_SECONDS = 20.0
+# How often stored input images past REMIXBOT_RETENTION_DAYS are deleted (also once at start).
+SWEEP_EVERY_SECONDS = 6 * 3600.0
 
 
 @dataclass
@@ -35,8 +38,12 @@ class Services:
     remix: RemixService
     reconciled: ReconcileReport
 
+    sweeper: asyncio.Task[None] | None = None
+
     async def close(self) -> None:
         """Stop taking work, refund queued jobs, wait briefly for running ones."""
+        if self.sweeper is not None:
+            self.sweeper.cancel()
         result = await self.scheduler.drain(DRAIN_SECONDS)
         for ticket in result.returned:
             await self.store.fail(
@@ -45,6 +52,18 @@ class Services:
         for ticket in result.interrupted:
             await self.store.fail(int(ticket.job_id), "the bot shut down while it ran", "unknown")
         await self.remix.close()
+
+
+async def _sweep_forever(store: Store, every: float = SWEEP_EVERY_SECONDS) -> None:
+    """Delete stored inputs past the retention period, now and then every few hours."""
+    while True:
+        try:
+            removed = await store.sweep_inputs()
+            if removed:
+                log.info("retention sweep removed %d stored input image(s)", removed)
+        except Exception:  # a failed sweep is retried next time; it must not stop the bot
+            log.warning("retention sweep failed", exc_info=True)
+        await asyncio.sleep(every)
 
 
 @contextlib.asynccontextmanager
@@ -81,6 +100,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             scheduler=scheduler,
         )
         services = Services(settings, store, pool, backend, scheduler, remix, report)
+        services.sweeper = asyncio.create_task(_sweep_forever(store), name="retention-sweep")
         try:
             yield services
         finally:

@@ -10,7 +10,7 @@ import contextlib
 import dataclasses
 import logging
 import shutil
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -24,7 +24,7 @@ from bot.media import EncodedImage
 from bot.remix.backends.base import Backend
 from bot.remix.download import DownloadPolicy
 from bot.remix.enums import LEGACY_ASPECT_RATIOS
-from bot.remix.pipeline import Delivery, run_remix
+from bot.remix.pipeline import Delivery, resume_remix, run_remix
 from bot.remix.request import RemixRequest
 from bot.settings import Settings
 from bot.store import Job, NewJob, Store
@@ -197,7 +197,15 @@ class RemixService:
         if job.replayed:  # a replayed interaction: the first handler owns the job
             hold.release()
             return None
-        run = _Run(self, job, request, prepared, [r.image for r in ref_images], presenter)
+        run = _Run(
+            self,
+            job,
+            request,
+            presenter,
+            prepared=prepared,
+            refs=[r.image for r in ref_images],
+            role_ids=who.role_ids,
+        )
         ticket = JobTicket(job_id=job.id, user_id=who.user_id, images=request.num_images, run=run)
         try:
             admission = self.scheduler.submit(ticket, hold=hold)
@@ -249,6 +257,27 @@ class RemixService:
         self._watchers.add(task)
         task.add_done_callback(self._watchers.discard)
 
+    async def resume(self, job: Job, presenter: Presenter) -> Posted | None:
+        """Finish a job left running at the backend by a previous process (task proxy only)."""
+        if not job.backend_ref:
+            await self.store.fail(job.id, "no task id to resume", "unknown")
+            return None
+        request = RemixRequest.from_dict(job.request)
+        task_id = job.backend_ref
+
+        def produce(dest: Path) -> Awaitable[Delivery]:
+            return resume_remix(
+                self.backend,
+                self.download_session,
+                self.policy,
+                task_id,
+                dest,
+                stem=f"remix-{job.id}",
+            )
+
+        log.info("job %s: resuming task after a restart", job.id)
+        return await _Run(self, job, request, presenter).finish(job, produce)
+
     async def close(self) -> None:
         """Stop progress watchers (the scheduler is closed by its owner)."""
         for task in list(self._watchers):
@@ -259,47 +288,66 @@ class RemixService:
 
 
 class _Run:
-    """The scheduler's callable for one job: backend, download, deliver, settle."""
+    """One job's run: produce a Delivery (fresh, or resumed after a restart), post it, settle."""
 
     def __init__(
         self,
         service: RemixService,
         job: Job,
         request: RemixRequest,
-        prepared: PreparedImage,
-        refs: list[EncodedImage],
         presenter: Presenter,
+        *,
+        prepared: PreparedImage | None = None,
+        refs: Sequence[EncodedImage] = (),
+        role_ids: Sequence[int] = (),
     ) -> None:
         self.service = service
         self.job = job
         self.request = request
-        self.prepared = prepared
-        self.refs = refs
         self.presenter = presenter
+        self.prepared = prepared
+        self.refs = list(refs)
+        self.role_ids = tuple(role_ids)
 
     async def __call__(self, admission: Admission) -> Posted | None:
+        """The scheduler's callable: mark running, call the backend, then finish."""
         s = self.service
         job = await s.store.mark_running(self.job.id)
         if job.state != "running":  # cancelled while queued
             return None
+        assert self.prepared is not None
+        image = self.prepared.image
         admission.set_stage("generating")
-        dest = s.work_dir / f"job-{job.id}"
 
         async def saved(ref: str) -> None:
             await s.store.set_backend_ref(job.id, ref)
 
-        try:
-            delivery = await run_remix(
+        def produce(dest: Path) -> Awaitable[Delivery]:
+            return run_remix(
                 s.backend,
                 s.download_session,
                 s.policy,
                 self.request,
-                self.prepared.image,
+                image,
                 self.refs,
                 dest,
                 on_submitted=saved,
                 stem=f"remix-{job.id}",
             )
+
+        return await self.finish(job, produce, admission)
+
+    async def finish(
+        self,
+        job: Job,
+        produce: Callable[[Path], Awaitable[Delivery]],
+        admission: Admission | None = None,
+    ) -> Posted | None:
+        """Get the delivery, close the books on every failure, and post what came back."""
+        s = self.service
+        dest = s.work_dir / f"job-{job.id}"
+        try:
+            delivery = await produce(dest)
         except RemixError as exc:
             if isinstance(exc, RemixRateLimited) and exc.retry_after:
                 s.scheduler.pause(exc.retry_after)
@@ -325,7 +373,7 @@ class _Run:
         return await self._deliver(admission, job, delivery, dest)
 
     async def _deliver(
-        self, admission: Admission, job: Job, delivery: Delivery, dest: Path
+        self, admission: Admission | None, job: Job, delivery: Delivery, dest: Path
     ) -> Posted:
         s = self.service
         if not delivery.images:
@@ -333,13 +381,15 @@ class _Run:
             await self._tell(_nothing_message(delivery))
             await _remove(dest)
             return Posted((), None, 0)
-        admission.set_stage("uploading")
-        status = await s.store.quota_status(job.user_id, job.guild_id)
+        if admission is not None:
+            admission.set_stage("uploading")
+        status = await s.store.quota_status(job.user_id, job.guild_id, self.role_ids)
         left = None if status.remaining is None else status.remaining
         # What settle will refund comes back to the user: count it as left already.
         if left is not None:
             left += max(0, job.images_reserved - len(delivery.images))
-        outcome = Outcome(job, self.request, delivery, left, self.prepared.changes)
+        changes = self.prepared.changes if self.prepared else ()
+        outcome = Outcome(job, self.request, delivery, left, changes)
         try:
             posted = await self.presenter.deliver(outcome)
         except Exception:

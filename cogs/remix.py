@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING
 
@@ -21,6 +22,7 @@ from bot.remix.enums import (
     STYLE_TYPES,
 )
 from bot.remix.request import MAX_PROMPT_CHARS
+from bot.store import Job
 from bot.workflow import Requester
 from cogs._publish import ChannelPresenter, InteractionPresenter
 from cogs._ui import REROLL_EMOJI, RerollButton
@@ -75,6 +77,35 @@ class Remix(commands.Cog):
     def __init__(self, bot: commands.Bot, services: Services | None) -> None:
         self.bot = bot
         self._services = services
+
+    async def cog_load(self) -> None:
+        """Resume task-proxy jobs the last process left running, once the gateway is ready."""
+        self._resumer: asyncio.Task[None] | None = None
+        if self._services is not None and self._services.reconciled.resumable:
+            self._resumer = asyncio.create_task(self._resume_jobs(), name="resume-jobs")
+
+    async def cog_unload(self) -> None:
+        """Stop resuming (the jobs stay open for the next start's reconcile)."""
+        if self._resumer is not None:
+            self._resumer.cancel()
+
+    async def _resume_jobs(self) -> None:
+        await self.bot.wait_until_ready()
+        jobs = self.services.reconciled.resumable
+        await asyncio.gather(*(self._resume_one(job) for job in jobs), return_exceptions=True)
+
+    async def _resume_one(self, job: Job) -> None:
+        svc = self.services
+        if job.channel_id is None:  # started from the terminal: nowhere to post it
+            await svc.store.fail(job.id, "started outside Discord; not resumed", "unknown")
+            return
+        presenter = ChannelPresenter(
+            self.bot, job.channel_id, job.request_message_id, job.user_id, svc.pool
+        )
+        try:
+            await svc.remix.resume(job, presenter)
+        except Exception:
+            log.exception("job %s: resuming failed", job.id)
 
     @property
     def services(self) -> Services:

@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import io
 import json
 import logging
 from pathlib import Path
 
+import aiohttp
 import pytest
 from PIL import Image
 
 from bot.log import setup_logging
+from bot.remix.backends import make_backend
+from bot.remix.request import RemixRequest
+from bot.store import NewJob, Store
 from tests.fakediscord import payloads as p
 from tests.fakediscord.helpers import png_bytes
-from tests.fakediscord.server import FakeDiscord
+from tests.fakediscord.server import FakeDiscord, StoredMessage
 from tests.fakeremix import API_KEY, running_fake
-from tests.remixworld import running_world
+from tests.fakeremix.helpers import encoded
+from tests.remixworld import running_world, world_settings
 
 
 async def test_remix_happy_path_posts_files_and_settles(tmp_path: Path) -> None:
@@ -343,3 +350,69 @@ async def test_full_queue_answers_busy_without_charging(tmp_path: Path) -> None:
         jobs = await w.jobs_final(1)
         assert [j.state for j in jobs] == ["delivered"]
         assert await w.books_balance() == []
+
+
+async def test_task_proxy_job_is_resumed_after_a_restart(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    async with FakeDiscord() as discord_fake, running_fake() as remix_fake:
+        settings = world_settings(discord_fake, remix_fake, data, REMIXBOT_BACKEND="task-proxy")
+        # The state a killed process leaves: a task submitted at the proxy, its job running.
+        remix_fake.task_outcome = "never"
+        submitted: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+        async def on_submitted(task_id: str) -> None:
+            submitted.set_result(task_id)
+
+        async with aiohttp.ClientSession() as session:
+            backend = make_backend(settings, session)
+            run = asyncio.create_task(
+                backend.remix(
+                    RemixRequest(prompt="resume me"), encoded(), [], on_submitted=on_submitted
+                )
+            )
+            task_id = await asyncio.wait_for(submitted, 10)
+            run.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await run
+        remix_fake.task_outcome = "succeed"
+        # The member's request message, already in the channel (no bot is connected yet).
+        request_msg = StoredMessage(
+            id=p.snowflake(),
+            channel_id=discord_fake.channel_id,
+            author=discord_fake.alice,
+            content="please remix this",
+        )
+        discord_fake.messages[request_msg.id] = request_msg
+        alice = int(discord_fake.alice["id"])
+        async with await Store.from_settings(settings) as store:
+            job = await store.submit_job(
+                NewJob(
+                    interaction_id=None,
+                    guild_id=int(discord_fake.guild_id),
+                    channel_id=int(discord_fake.channel_id),
+                    user_id=alice,
+                    kind="remix",
+                    parent_job_id=None,
+                    request=RemixRequest(prompt="resume me").to_dict(),
+                    input_key=None,
+                    style_ref_keys=(),
+                    backend="task-proxy",
+                    images=1,
+                    request_message_id=int(request_msg.id),
+                )
+            )
+            await store.mark_running(job.id, task_id)
+
+        before = set(discord_fake.messages)
+        async with running_world(
+            data, discord=discord_fake, remix=remix_fake, REMIXBOT_BACKEND="task-proxy"
+        ) as w:
+            reply = await w.discord.wait_for_message(
+                lambda m: bool(m.attachments), after=before, within=20
+            )
+            assert f"<@{alice}>" in reply.content
+            create = w.discord.calls_to("POST", rf"/channels/{reply.channel_id}/messages")[-1]
+            assert str(create.json["message_reference"]["message_id"]) == request_msg.id
+            [done] = await w.jobs_final(1)
+            assert (done.state, done.images_delivered) == ("delivered", 1)
+            assert await w.books_balance() == []

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import aiohttp
 
-from bot.errors import DownloadError
+from bot.errors import DownloadError, RemixOutcomeUnknown
 from bot.media import EncodedImage
-from bot.remix.backends.base import Backend, OnSubmitted
+from bot.remix.backends.base import Backend, OnSubmitted, RemixResult
 from bot.remix.download import DownloadedImage, DownloadPolicy, download_all
 from bot.remix.request import RemixRequest
 
@@ -59,6 +59,37 @@ async def run_remix(
     """Run one remix and save its images; `session` is the download session (no API key)."""
     backend.check(request, len(refs))
     result = await backend.remix(request, image, refs, on_submitted=on_submitted)
+    return await collect(result, session, policy, dest_dir, stem=stem)
+
+
+async def resume_remix(
+    backend: Backend,
+    session: aiohttp.ClientSession,
+    policy: DownloadPolicy,
+    task_id: str,
+    dest_dir: Path,
+    *,
+    stem: str = "result",
+) -> Delivery:
+    """Finish a job submitted before a restart: poll its task, then download like run_remix."""
+    resume = getattr(backend, "resume", None)
+    if resume is None:
+        raise RemixOutcomeUnknown(
+            f"The {backend.name} backend cannot resume a request after a restart."
+        )
+    result = await resume(task_id)
+    return await collect(result, session, policy, dest_dir, stem=stem)
+
+
+async def collect(
+    result: RemixResult,
+    session: aiohttp.ClientSession,
+    policy: DownloadPolicy,
+    dest_dir: Path,
+    *,
+    stem: str = "result",
+) -> Delivery:
+    """Download every safe image of a backend result at once and account for the rest."""
     outcomes = await download_all(session, result.images, dest_dir, policy, stem=stem)
     delivered: list[DeliveredImage] = []
     errors: list[str] = []
