@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import TYPE_CHECKING
 
 import discord
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 AUTO = "auto"
+# A second 🔁 from the same member on the same result within this many seconds is ignored.
+REACTION_WINDOW = 10.0
 
 
 def _choices(values: tuple[str, ...]) -> list[Choice[str]]:
@@ -77,6 +80,7 @@ class Remix(commands.Cog):
     def __init__(self, bot: commands.Bot, services: Services | None) -> None:
         self.bot = bot
         self._services = services
+        self._recent_reactions: dict[tuple[int, int], float] = {}
 
     async def cog_load(self) -> None:
         """Resume task-proxy jobs the last process left running, once the gateway is ready."""
@@ -245,6 +249,8 @@ class Remix(commands.Cog):
             self.bot.user, "id", None
         ):
             return
+        if not self._first_reaction(payload.message_id, payload.user_id):
+            return
         job = await self.services.store.job_for_message(payload.message_id)
         if job is None:
             return
@@ -267,6 +273,21 @@ class Remix(commands.Cog):
                 log.info("could not tell user about a refused reroll")
 
     # --- helpers -------------------------------------------------------------------------
+
+    def _first_reaction(self, message_id: int, user_id: int) -> bool:
+        """False for a repeat 🔁 by the same member on the same message within the window.
+
+        A double tap, a quick remove-and-add or a redelivered event must not buy two rerolls.
+        """
+        now = time.monotonic()
+        seen = self._recent_reactions
+        for key in [k for k, at in seen.items() if now - at > REACTION_WINDOW]:
+            del seen[key]
+        key = (message_id, user_id)
+        if key in seen:
+            return False
+        seen[key] = now
+        return True
 
     @staticmethod
     def _requester(interaction: discord.Interaction, presenter: InteractionPresenter) -> Requester:

@@ -416,3 +416,27 @@ async def test_task_proxy_job_is_resumed_after_a_restart(tmp_path: Path) -> None
             [done] = await w.jobs_final(1)
             assert (done.state, done.images_delivered) == ("delivered", 1)
             assert await w.books_balance() == []
+
+
+async def test_a_double_tapped_reaction_rerolls_once(tmp_path: Path) -> None:
+    async with running_world(tmp_path / "data") as w:
+        inter = await w.slash_remix(png_bytes())
+        msg = await w.result_message(inter)
+        before = set(w.discord.messages)
+        await w.discord.react(msg.id, "🔁", user=w.discord.bob)
+        await w.discord.react(msg.id, "🔁", user=w.discord.bob)  # redelivered / tapped twice
+        await w.discord.react(msg.id, "🔁", user=w.discord.owner)  # someone else: a reroll
+        await w.discord.wait_until(
+            lambda: (
+                len(
+                    [m for m in w.discord.messages.values() if m.id not in before and m.attachments]
+                )
+                >= 2
+            ),
+            15,
+            "two reroll results",
+        )
+        jobs = await w.jobs_final(3)
+        rerollers = sorted(j.user_id for j in jobs if j.kind == "reroll")
+        assert rerollers == sorted([int(w.discord.bob["id"]), int(w.discord.owner["id"])])
+        assert await w.books_balance() == []
