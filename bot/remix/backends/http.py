@@ -25,7 +25,8 @@ from bot.errors import (
 )
 from bot.media import EncodedImage
 from bot.remix import enums
-from bot.remix.backends.base import ResultImage
+from bot.remix.backends.base import OnSubmitted, RemixResult, ResultImage
+from bot.remix.request import RemixRequest
 from bot.secrets import redact
 from bot.settings import Settings
 
@@ -166,6 +167,33 @@ class HttpBackend:
         self._sleep = sleep
 
     # --- helpers -------------------------------------------------------------------------------
+    def check(self, request: RemixRequest, refs_count: int) -> None:
+        """Refuse options this backend cannot express (each backend says which)."""
+        raise NotImplementedError
+
+    async def remix(
+        self,
+        request: RemixRequest,
+        image: EncodedImage,
+        refs: Sequence[EncodedImage],
+        *,
+        on_submitted: OnSubmitted | None = None,
+    ) -> RemixResult:
+        """Check the request and the sizes before any money is spent, then send it."""
+        self.check(request, len(refs))
+        check_sizes(image, refs)
+        return await self._submit(request, image, refs, on_submitted)
+
+    async def _submit(
+        self,
+        request: RemixRequest,
+        image: EncodedImage,
+        refs: Sequence[EncodedImage],
+        on_submitted: OnSubmitted | None,
+    ) -> RemixResult:
+        """Send one checked request in this backend's wire format."""
+        raise NotImplementedError
+
     def url(self, path: str) -> str:
         """The absolute URL of a path under the configured base URL."""
         return self.settings.backend_url.rstrip("/") + path

@@ -12,7 +12,7 @@ from bot.errors import InvalidRequest
 from bot.media import EncodedImage
 from bot.remix import enums
 from bot.remix.backends.base import OnSubmitted, RemixResult
-from bot.remix.backends.http import HttpBackend, check_sizes, parse_ideogram_images
+from bot.remix.backends.http import HttpBackend, parse_ideogram_images
 from bot.remix.request import RemixRequest
 
 # The spec says resolution is "for model_version 2.0 only"; 1.0 surely has none. Later models are
@@ -125,17 +125,14 @@ class IdeogramLegacyBackend(HttpBackend):
         )
         return form
 
-    async def remix(
+    async def _submit(
         self,
         request: RemixRequest,
         image: EncodedImage,
         refs: Sequence[EncodedImage],
-        *,
-        on_submitted: OnSubmitted | None = None,
+        on_submitted: OnSubmitted | None,
     ) -> RemixResult:
         """One synchronous call; images come back in the reply."""
-        self.check(request, len(refs))
-        check_sizes(image, refs)
         body = await self.post(
             self.settings.remix_path, lambda: {"data": self.form(request, image)}
         )

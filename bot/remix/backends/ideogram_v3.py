@@ -12,7 +12,7 @@ from bot.errors import InvalidRequest
 from bot.media import EncodedImage
 from bot.remix import enums
 from bot.remix.backends.base import OnSubmitted, RemixResult
-from bot.remix.backends.http import HttpBackend, check_sizes, parse_ideogram_images
+from bot.remix.backends.http import HttpBackend, parse_ideogram_images
 from bot.remix.request import RemixRequest
 
 
@@ -90,17 +90,14 @@ class IdeogramV3Backend(HttpBackend):
         """Refuse options the v3 endpoint cannot express."""
         check_v3(self.name, request, refs_count)
 
-    async def remix(
+    async def _submit(
         self,
         request: RemixRequest,
         image: EncodedImage,
         refs: Sequence[EncodedImage],
-        *,
-        on_submitted: OnSubmitted | None = None,
+        on_submitted: OnSubmitted | None,
     ) -> RemixResult:
         """One synchronous call; images come back in the reply."""
-        self.check(request, len(refs))
-        check_sizes(image, refs)
         body = await self.post(
             self.settings.remix_path, lambda: {"data": v3_form(request, image, refs)}
         )

@@ -14,7 +14,7 @@ from bot.errors import InvalidRequest, RemixRejected, RemixUnavailable
 from bot.media import EncodedImage
 from bot.remix import enums
 from bot.remix.backends.base import OnSubmitted, RemixResult, ResultImage
-from bot.remix.backends.http import HttpBackend, backend_reason, check_sizes
+from bot.remix.backends.http import HttpBackend, backend_reason
 from bot.remix.request import RemixRequest
 
 V3_MODEL = "ideogram:4@2"  # Ideogram 3.0 Remix
@@ -154,17 +154,14 @@ class RunwareBackend(HttpBackend):
             task["seed"] = request.seed
         return task
 
-    async def remix(
+    async def _submit(
         self,
         request: RemixRequest,
         image: EncodedImage,
         refs: Sequence[EncodedImage],
-        *,
-        on_submitted: OnSubmitted | None = None,
+        on_submitted: OnSubmitted | None,
     ) -> RemixResult:
         """One synchronous task; results carry imageURL (or inline data) per image."""
-        self.check(request, len(refs))
-        check_sizes(image, refs)
         task_id = str(uuid.uuid4())
         task = self.task(request, image, refs, task_id)
         body = await self.post(self.settings.remix_path, lambda: {"json": [task]})

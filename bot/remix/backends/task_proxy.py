@@ -18,7 +18,6 @@ from bot.remix.backends.http import (
     HttpBackend,
     _read_capped,
     backend_reason,
-    check_sizes,
     full_jitter,
     map_status,
     parse_ideogram_images,
@@ -47,17 +46,14 @@ class TaskProxyBackend(HttpBackend):
         """The submit body is the v3 form, so the v3 rules apply."""
         check_v3(self.name, request, refs_count)
 
-    async def remix(
+    async def _submit(
         self,
         request: RemixRequest,
         image: EncodedImage,
         refs: Sequence[EncodedImage],
-        *,
-        on_submitted: OnSubmitted | None = None,
+        on_submitted: OnSubmitted | None,
     ) -> RemixResult:
         """Submit once, hand the task id to `on_submitted`, then poll until done."""
-        self.check(request, len(refs))
-        check_sizes(image, refs)
         body = await self.post(
             self.settings.task_submit_path,
             lambda: {"data": v3_form(request, image, refs)},
