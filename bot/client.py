@@ -19,12 +19,11 @@ from discord.ext import commands
 
 from bot.discord_sync import SyncState, shape_hash
 from bot.errors import RemixbotError, SettingsError
+from bot.extensions import DEFAULT_EXTENSIONS
 from bot.settings import Settings
 
 log = logging.getLogger("remixbot.client")
 
-# The production cogs, by dotted module name; each exposes `async def setup(bot)`.
-DEFAULT_EXTENSIONS: tuple[str, ...] = ("cogs.remix",)
 
 _ORIGINAL_API_BASE = discord.http.Route.BASE
 _ORIGINAL_GATEWAY = discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY

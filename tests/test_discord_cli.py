@@ -39,7 +39,7 @@ def test_invite_url_has_the_scopes_and_permissions() -> None:
     assert query["scope"] == ["bot applications.commands"]
     # View Channel, Send Messages (+ in Threads), Embed Links, Attach Files, Read History, Reactions.
     expected = (1 << 10) | (1 << 11) | (1 << 38) | (1 << 14) | (1 << 15) | (1 << 16) | (1 << 6)
-    assert query["permissions"] == [str(expected)] == [str(BOT_PERMISSIONS.value)]
+    assert query["permissions"] == [str(expected)] == [str(BOT_PERMISSIONS)]
 
 
 async def test_invite_asks_discord_for_the_client_id(tmp_path: Path) -> None:

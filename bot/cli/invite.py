@@ -4,26 +4,26 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-
-import discord
+from urllib.parse import urlencode
 
 from bot.cli._common import cli_settings
-from bot.client import apply_discord_endpoints, login_errors
 from bot.settings import Settings
 
 SCOPES = ("bot", "applications.commands")
 
 # What /remix needs: see the channel and its history, post results with files, embeds and buttons
 # (also in threads), and react.
-BOT_PERMISSIONS = discord.Permissions(
-    view_channel=True,
-    send_messages=True,
-    send_messages_in_threads=True,
-    embed_links=True,
-    attach_files=True,
-    read_message_history=True,
-    add_reactions=True,
-)
+# (bit numbers from Discord's permission table; an int keeps `remixbot --help` free of discord.py)
+PERMISSION_BITS = {
+    "view_channel": 10,
+    "send_messages": 11,
+    "send_messages_in_threads": 38,
+    "embed_links": 14,
+    "attach_files": 15,
+    "read_message_history": 16,
+    "add_reactions": 6,
+}
+BOT_PERMISSIONS = sum(1 << bit for bit in PERMISSION_BITS.values())
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -48,11 +48,18 @@ def _invite(args: argparse.Namespace) -> int:
 
 def invite_url(client_id: int) -> str:
     """The OAuth2 authorize URL with the bot's scopes and permissions."""
-    return discord.utils.oauth_url(client_id, permissions=BOT_PERMISSIONS, scopes=SCOPES)
+    query = urlencode(
+        {"client_id": client_id, "scope": " ".join(SCOPES), "permissions": BOT_PERMISSIONS}
+    )
+    return f"https://discord.com/oauth2/authorize?{query}"
 
 
 async def fetch_client_id(settings: Settings) -> int:
     """Log in over REST with the token and return the application id."""
+    import discord  # here, not at import: every `remixbot` command loads this module
+
+    from bot.client import apply_discord_endpoints, login_errors
+
     token = settings.require_discord_token()
     apply_discord_endpoints(settings)
     client = discord.Client(intents=discord.Intents.none())

@@ -9,12 +9,14 @@ import contextlib
 import logging
 import signal
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.cli._common import cli_settings
-from bot.client import DEFAULT_EXTENSIONS, RemixBot, apply_discord_endpoints, login_errors
-from bot.services import open_services
+from bot.extensions import DEFAULT_EXTENSIONS
 from bot.settings import Settings
+
+if TYPE_CHECKING:
+    from bot.client import RemixBot
 
 log = logging.getLogger("remixbot.run")
 
@@ -60,6 +62,10 @@ async def serve(
     stop: asyncio.Event | None = None,
 ) -> int:
     """Log in and serve until ``stop`` is set (SIGINT/SIGTERM set it); then close everything."""
+    # Imported here so that other `remixbot` commands start without discord.py and the services.
+    from bot.client import RemixBot, apply_discord_endpoints
+    from bot.services import open_services
+
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     installed: list[signal.Signals] = []
@@ -87,6 +93,8 @@ async def serve(
 async def _serve_until_stopped(
     bot: RemixBot, token: str, stop: asyncio.Event, settings: Settings
 ) -> None:
+    from bot.client import login_errors
+
     runner = asyncio.create_task(bot.start(token), name="remixbot-client")
     stopper = asyncio.create_task(stop.wait(), name="remixbot-stop")
     try:

@@ -5,12 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 from collections.abc import Sequence
-
-from discord import app_commands
+from typing import Any
 
 from bot.cli._common import cli_settings
-from bot.client import DEFAULT_EXTENSIONS, RemixBot, apply_discord_endpoints, login_errors
 from bot.errors import InvalidRequest
+from bot.extensions import DEFAULT_EXTENSIONS
 from bot.settings import Settings
 
 
@@ -49,8 +48,10 @@ async def sync_once(
     guild: int | None = None,
     extensions: Sequence[str] = DEFAULT_EXTENSIONS,
     clear: bool = False,
-) -> list[app_commands.AppCommand]:
+) -> list[Any]:
     """Log in over REST only, load the cogs, force a sync (global or one guild), log out."""
+    from bot.client import RemixBot, apply_discord_endpoints, login_errors  # not at CLI start
+
     token = settings.require_discord_token()
     apply_discord_endpoints(settings)
     bot = RemixBot(settings, extensions=extensions, auto_sync=False)
