@@ -74,6 +74,10 @@ class InteractionPresenter(_Poster):
         self.user_id = interaction.user.id
         self.original_id: int | None = None
         self._dead = False
+        # Progress edits and the final edit go through one lock, and nothing after the final one:
+        # a late "Uploading…" must never land on top of the result.
+        self._edits = asyncio.Lock()
+        self._final = False
 
     def token_alive(self) -> bool:
         """True while the interaction token may still be used."""
@@ -92,19 +96,25 @@ class InteractionPresenter(_Poster):
 
     async def progress(self, progress: Progress) -> None:
         """Edit the deferred response with the queue position or stage."""
-        if not self.token_alive():
-            return
-        try:
-            await self.interaction.edit_original_response(content=progress_line(progress))
-        except discord.HTTPException as exc:
-            if _token_dead(exc):
-                self._dead = True
-            else:
-                raise
+        async with self._edits:
+            if self._final or not self.token_alive():
+                return
+            try:
+                await self.interaction.edit_original_response(content=progress_line(progress))
+            except discord.HTTPException as exc:
+                if _token_dead(exc):
+                    self._dead = True
+                else:
+                    raise
 
     async def deliver(self, outcome: Outcome) -> Posted:
         """Post the images (edit the response, then followups) or fall back to the channel."""
         files = await read_files(outcome)
+        async with self._edits:
+            self._final = True
+            return await self._deliver(outcome, files)
+
+    async def _deliver(self, outcome: Outcome, files: list[UploadFile]) -> Posted:
         embed = result_embed(outcome, self.user_id)
         view = result_view(outcome.job.id)
         if self.token_alive():
@@ -132,7 +142,7 @@ class InteractionPresenter(_Poster):
             posted = 0
             try:
                 first = await self.interaction.edit_original_response(
-                    content=None, embed=embed, attachments=to_discord(batches[0]), view=view
+                    content="", embed=embed, attachments=to_discord(batches[0]), view=view
                 )
                 ids.append(first.id)
                 posted += len(batches[0])
@@ -159,6 +169,11 @@ class InteractionPresenter(_Poster):
 
     async def fail(self, message: str) -> None:
         """Show the failure on the deferred response, or in the channel once the token is gone."""
+        async with self._edits:
+            self._final = True
+            await self._fail(message)
+
+    async def _fail(self, message: str) -> None:
         if self.token_alive():
             try:
                 await self.interaction.edit_original_response(
@@ -194,6 +209,8 @@ class ChannelPresenter(_Poster):
         self.reply_to = reply_to
         self.user_id = user_id
         self.status: discord.PartialMessage | discord.Message | None = None
+        self._edits = asyncio.Lock()
+        self._final = False
 
     def _reference(self) -> discord.MessageReference | None:
         if self.reply_to is None:
@@ -204,6 +221,11 @@ class ChannelPresenter(_Poster):
 
     async def progress(self, progress: Progress) -> None:
         """Post (then edit) one status reply."""
+        async with self._edits:
+            if not self._final:
+                await self._show(progress)
+
+    async def _show(self, progress: Progress) -> None:
         text = f"<@{self.user_id}> {progress_line(progress)}"
         mentions = discord.AllowedMentions(users=False)
         if self.status is None:
@@ -249,12 +271,19 @@ class ChannelPresenter(_Poster):
     async def deliver(self, outcome: Outcome) -> Posted:
         """Post the job's images in the channel."""
         files = await read_files(outcome)
-        return await self.post(
-            files, result_embed(outcome, self.user_id), result_view(outcome.job.id)
-        )
+        async with self._edits:
+            self._final = True
+            return await self.post(
+                files, result_embed(outcome, self.user_id), result_view(outcome.job.id)
+            )
 
     async def fail(self, message: str) -> None:
         """Say what went wrong, editing the status reply if there is one."""
+        async with self._edits:
+            self._final = True
+            await self._say(message)
+
+    async def _say(self, message: str) -> None:
         text = f"<@{self.user_id}> ⚠️ {message}"
         if self.status is not None:
             await self.status.edit(content=text)

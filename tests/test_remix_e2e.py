@@ -44,6 +44,8 @@ async def test_remix_happy_path_posts_files_and_settles(tmp_path: Path) -> None:
         assert sent.field("aspect_ratio") == "16x10"  # nearest the 320x200 input
         jobs = await w.jobs_final(1)
         assert [(j.state, j.images_delivered) for j in jobs] == [("delivered", 2)]
+        # No progress line ("Queued…", "Uploading…") was left on top of the result.
+        assert not w.discord.original(inter).content
         assert await w.books_balance() == []
 
 
