@@ -24,6 +24,7 @@ from bot.remix.enums import (
 )
 from bot.remix.request import MAX_PROMPT_CHARS
 from bot.store import Job
+from bot.store.periods import PERIOD_WORDS
 from bot.workflow import Requester
 from cogs._publish import ChannelPresenter, InteractionPresenter
 from cogs._ui import REROLL_EMOJI, RerollButton
@@ -219,8 +220,9 @@ class Remix(commands.Cog):
         else:
             stamp = int(status.resets_at.timestamp())
             text = (
-                f"You have **{status.remaining}** of {status.limit} images left this "
-                f"{_period_word(status.period)}; it resets <t:{stamp}:R> (<t:{stamp}:f>)."
+                f"You have **{status.remaining}** of {status.limit} images left "
+                f"{PERIOD_WORDS.get(status.period, 'this period')}; "
+                f"it resets <t:{stamp}:R> (<t:{stamp}:f>)."
             )
         await interaction.followup.send(text, ephemeral=True)
 
@@ -313,10 +315,6 @@ class Remix(commands.Cog):
 def _sentence(exc: RemixbotError) -> str:
     """The refusal for Discord: quota refusals carry a live relative timestamp."""
     return str(getattr(exc, "discord_message", None) or exc)
-
-
-def _period_word(period: str) -> str:
-    return {"daily": "day", "weekly": "week", "monthly": "month"}.get(period, period)
 
 
 async def _read(attachment: discord.Attachment, what: str) -> bytes:

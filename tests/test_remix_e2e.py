@@ -442,3 +442,18 @@ async def test_a_double_tapped_reaction_rerolls_once(tmp_path: Path) -> None:
         rerollers = sorted(j.user_id for j in jobs if j.kind == "reroll")
         assert rerollers == sorted([int(w.discord.bob["id"]), int(w.discord.owner["id"])])
         assert await w.books_balance() == []
+
+
+async def test_quota_command_shows_what_is_left_and_when_it_resets(tmp_path: Path) -> None:
+    async with running_world(tmp_path / "data", REMIXBOT_DEFAULT_LIMIT="5") as w:
+        inter = await w.slash_remix(png_bytes(), num_images=2)
+        await w.result_message(inter)
+        await w.jobs_final(1)
+        await w.discord.slash("quota", {})
+        await w.discord.wait_until(lambda: w.ephemeral_replies(), 10, "the quota reply")
+        [reply] = w.ephemeral_replies()
+        assert reply.startswith("You have **3** of 5 images left today; it resets <t:")
+        await w.services.store.block(int(w.discord.alice["id"]), "testing")
+        await w.discord.slash("quota", {})
+        await w.discord.wait_until(lambda: len(w.ephemeral_replies()) == 2, 10, "second reply")
+        assert w.ephemeral_replies()[1] == "You are blocked from remixing: testing"
