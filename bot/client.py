@@ -170,6 +170,14 @@ class RemixBot(commands.Bot):
         if self.auto_sync:
             await self.sync_if_changed()
 
+    async def on_ready(self) -> None:
+        """Tell the admin the bot is up (fires again after a reconnect that needed a new session)."""
+        log.info(
+            "ready: logged in as %s in %d server(s); members can use /remix",
+            self.user,
+            len(self.guilds),
+        )
+
     def command_payloads(self) -> list[dict[str, Any]]:
         """The global command payloads exactly as `tree.sync()` would upload them."""
         return [cmd.to_dict(self.tree) for cmd in self.tree.get_commands()]
