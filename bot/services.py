@@ -41,17 +41,10 @@ class Services:
     sweeper: asyncio.Task[None] | None = None
 
     async def close(self) -> None:
-        """Stop taking work, refund queued jobs, wait briefly for running ones."""
+        """Stop taking work (if the bot has not already), then stop the background tasks."""
         if self.sweeper is not None:
             self.sweeper.cancel()
-        result = await self.scheduler.drain(DRAIN_SECONDS)
-        for ticket in result.returned:
-            await self.store.fail(
-                int(ticket.job_id), "the bot shut down before it ran", "cancelled", 0
-            )
-        for ticket in result.interrupted:
-            await self.store.fail(int(ticket.job_id), "the bot shut down while it ran", "unknown")
-        await self.remix.close()
+        await self.remix.shutdown(DRAIN_SECONDS)  # a second call finds nothing left to drain
 
 
 async def _sweep_forever(store: Store, every: float = SWEEP_EVERY_SECONDS) -> None:

@@ -31,6 +31,9 @@ from bot.store import Job, NewJob, Store
 
 log = logging.getLogger(__name__)
 
+# Longest wait to show a member a failure (Discord may be rate limiting or going away).
+TELL_TIMEOUT = 10.0
+
 
 @dataclass(frozen=True)
 class Requester:
@@ -132,19 +135,25 @@ class RemixService:
         self.policy = DownloadPolicy.from_settings(settings)
         self.work_dir = work_dir or settings.data_dir / "work"
         self._watchers: set[asyncio.Task[None]] = set()
+        # Set by shutdown(): interrupted jobs are told "restarting", resumable ones are left open.
+        self.stopping = False
 
     # --- requests ------------------------------------------------------------------------
 
     def build_request(self, **options: Any) -> RemixRequest:
         """Validate options into a RemixRequest this server and backend accept (InvalidRequest)."""
         request = RemixRequest(**{k: v for k, v in options.items() if v is not None})
+        self.check_request(request)
+        return request
+
+    def check_request(self, request: RemixRequest) -> None:
+        """The server's per-job cap and the backend's own limits (InvalidRequest)."""
         cap = self.settings.max_images_per_job
         if request.num_images > cap:
             raise InvalidRequest(
                 f"num_images must be from 1 to {cap} on this server, not {request.num_images}."
             )
         self.backend.check(request, request.style_ref_count)
-        return request
 
     # --- accepting -----------------------------------------------------------------------
 
@@ -235,6 +244,14 @@ class RemixService:
                 )
             refs.append(ref)
         request = RemixRequest.from_dict(parent.request).with_seed(None)
+        try:
+            # The server's cap or backend may have changed since: check before reserving.
+            self.check_request(request)
+        except InvalidRequest as exc:
+            raise InvalidRequest(
+                f"That remix can't be rerolled on this server any more ({exc}); "
+                "start a new one with /remix."
+            ) from None
         return await self.remix(
             who, request, data, refs, presenter, kind="reroll", parent_job_id=parent.id
         )
@@ -277,6 +294,23 @@ class RemixService:
 
         log.info("job %s: resuming task after a restart", job.id)
         return await _Run(self, job, request, presenter).finish(job, produce)
+
+    async def shutdown(self, grace: float) -> None:
+        """Stop taking work while Discord is still connected: queued jobs are refunded and their
+        members told; running jobs get ``grace`` seconds to finish and post."""
+        self.stopping = True
+        result = await self.scheduler.drain(grace)
+        for ticket in result.returned:
+            await self.store.fail(
+                int(ticket.job_id), "the bot shut down before it ran", "cancelled", billed=0
+            )
+            if isinstance(ticket.run, _Run):
+                await ticket.run.tell(
+                    "The bot is restarting, so this remix was not started; you were not "
+                    "charged. Try again in a minute."
+                )
+        # Interrupted runs closed their own books (or were left open for resuming) in finish().
+        await self.close()
 
     async def close(self) -> None:
         """Stop progress watchers (the scheduler is closed by its owner)."""
@@ -353,24 +387,70 @@ class _Run:
                 s.scheduler.pause(exc.retry_after)
             state = "unknown" if exc.may_have_run else "failed"
             await s.store.fail(job.id, str(exc), state, billed=None if exc.may_have_run else 0)
-            await self._tell(failure_message(exc))
+            await self.tell(failure_message(exc))
             await _remove(dest)
             return None
         except asyncio.CancelledError:
-            # The scheduler's time limit or shutdown: the backend may have run it. Close the job
-            # (shielded, so the cancellation cannot also cancel the bookkeeping) and pass it on.
-            await asyncio.shield(
-                s.store.fail(job.id, "interrupted while generating", "unknown", billed=None)
-            )
-            await _remove(dest)
+            # The scheduler's time limit or shutdown: the backend may have run it. Shielded, so
+            # the cancellation cannot also cancel the bookkeeping; then pass it on.
+            await asyncio.shield(self._interrupted(job, dest))
             raise
+        except RemixbotError as exc:  # refused before anything was sent (e.g. InvalidRequest)
+            await s.store.fail(job.id, str(exc), "failed", billed=0)
+            await self.tell(failure_message(exc))
+            await _remove(dest)
+            return None
         except Exception as exc:
             log.exception("job %s failed", job.id)
             await s.store.fail(job.id, f"internal error: {type(exc).__name__}", "unknown")
-            await self._tell(failure_message(exc))
+            await self.tell(failure_message(exc))
             await _remove(dest)
             return None
-        return await self._deliver(admission, job, delivery, dest)
+        try:
+            return await self._deliver(admission, job, delivery, dest)
+        except BaseException as exc:
+            # The images exist and were billed; whatever stopped the posting, close the books.
+            await asyncio.shield(self._not_posted(job, delivery, dest, exc))
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            log.exception("job %s: posting the results failed", job.id)
+            return None
+
+    async def _interrupted(self, job: Job, dest: Path) -> None:
+        """Close a job stopped while at the backend, or leave it for the next start to resume."""
+        s = self.service
+        await _remove(dest)
+        current = await s.store.find_job(job.id)
+        if current is None or current.final:
+            return
+        resumable = bool(current.backend_ref) and hasattr(s.backend, "resume")
+        if s.stopping and resumable and current.state == "running":
+            log.info("job %s: left running; the next start resumes its task", job.id)
+            await self.tell("The bot is restarting; this remix will be posted when it is back.")
+            return
+        await s.store.fail(job.id, "interrupted while generating", "unknown", billed=None)
+        if s.stopping:
+            await self.tell(
+                "The bot is restarting and this remix was interrupted; you were not charged."
+            )
+        else:
+            await self.tell("This remix took too long and was stopped; you were not charged.")
+
+    async def _not_posted(
+        self, job: Job, delivery: Delivery, dest: Path, exc: BaseException
+    ) -> None:
+        """After an error while posting: refund, keep the paid files for the admin, tell."""
+        s = self.service
+        current = await s.store.find_job(job.id)
+        if current is not None and not current.final:
+            await s.store.fail(
+                job.id, f"posting failed: {type(exc).__name__}", "failed", delivery.billed
+            )
+            await asyncio.to_thread(_keep_undelivered, dest, s.settings.data_dir, job.id)
+            await self.tell(
+                "The images were generated but could not be posted; you were not charged."
+            )
+        await _remove(dest)
 
     async def _deliver(
         self, admission: Admission | None, job: Job, delivery: Delivery, dest: Path
@@ -378,7 +458,7 @@ class _Run:
         s = self.service
         if not delivery.images:
             await s.store.settle(job.id, 0, delivery.withheld, delivery.billed)
-            await self._tell(_nothing_message(delivery))
+            await self.tell(_nothing_message(delivery))
             await _remove(dest)
             return Posted((), None, 0)
         if admission is not None:
@@ -395,22 +475,26 @@ class _Run:
         except Exception:
             log.exception("job %s: results could not be posted", job.id)
             posted = Posted((), None, 0)
+        if posted.images == 0:
+            # Paid images we could not post: not charged, kept for the admin, job failed.
+            await s.store.fail(job.id, "results could not be posted", "failed", delivery.billed)
+            await asyncio.to_thread(_keep_undelivered, dest, s.settings.data_dir, job.id)
+            await self.tell(
+                "The images were generated but could not be posted here; you were not charged. "
+                "If this keeps happening, ask an admin to check my permissions in this channel."
+            )
+            await _remove(dest)
+            return posted
         if posted.message_ids:
             await s.store.record_messages(job.id, posted.message_ids, posted.channel_id)
         await s.store.settle(job.id, posted.images, delivery.withheld, delivery.billed)
-        if posted.images == 0:
-            # Paid images we could not post are kept for the admin instead of being lost.
-            await asyncio.to_thread(_keep_undelivered, dest, s.settings.data_dir, job.id)
-            await self._tell(
-                "The images were generated but could not be posted here; you were not charged. "
-                "Check that I can attach files in this channel."
-            )
         await _remove(dest)
         return posted
 
-    async def _tell(self, message: str) -> None:
+    async def tell(self, message: str) -> None:
+        """Show the member a failure sentence; bounded, and never raising."""
         try:
-            await self.presenter.fail(message)
+            await asyncio.wait_for(self.presenter.fail(message), TELL_TIMEOUT)
         except Exception:
             log.warning("could not tell the user about job %s", self.job.id, exc_info=True)
 

@@ -197,10 +197,13 @@ async def test_unsafe_images_are_withheld_and_not_charged(tmp_path: Path) -> Non
 
 async def test_discord_413_is_refitted_and_retried_once(tmp_path: Path) -> None:
     async with running_world(tmp_path / "data") as w:
-        w.discord.fail("PATCH", r"/messages/@original", 413, code=40005, times=1)
+        # The first upload of files is refused, as Discord does for a request over its limit.
+        w.discord.fail("PATCH", r".*/messages/@original", 413, code=40005, times=1, with_files=True)
         inter = await w.slash_remix(png_bytes(), num_images=2)
         msg = await w.result_message(inter)
         assert len(msg.attachments) == 2
+        uploads = [c for c in w.discord.calls if c.method == "PATCH" and c.files]
+        assert [c.status for c in uploads] == [413, 200]  # refused once, re-fitted, retried
         [job] = await w.jobs_final(1)
         assert job.images_delivered == 2
 

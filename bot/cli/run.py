@@ -105,7 +105,14 @@ async def _serve_until_stopped(
                 return
     finally:
         stopper.cancel()
-    log.info("stop requested: closing the gateway, then the services")
+    log.info("stop requested: finishing running remixes, then closing the gateway")
+    # Drain while the client can still post: jobs that finish now are delivered, queued ones are
+    # refunded with a message. Only then close the gateway and (in open_services) the services.
+    from bot.services import DRAIN_SECONDS
+
+    remix = getattr(bot.services, "remix", None)
+    if remix is not None:
+        await remix.shutdown(DRAIN_SECONDS)
     # Closing the client first stops new interactions from arriving.
     try:
         await asyncio.wait_for(bot.close(), CLOSE_TIMEOUT)

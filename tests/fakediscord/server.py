@@ -83,6 +83,7 @@ class Fault:
     is_global: bool = False
     code: int = 0
     message: str = ""
+    with_files: bool = False  # only requests that upload files (e.g. a result, not a progress edit)
 
 
 @dataclass
@@ -301,8 +302,13 @@ class FakeDiscord:
         is_global: bool = False,
         code: int = 0,
         message: str = "",
+        with_files: bool = False,
     ) -> Fault:
-        """Answer the next ``times`` matching requests with ``status`` (429 carries Via + retry_after)."""
+        """Answer the next ``times`` matching requests with ``status`` (429 carries Via + retry_after).
+
+        ``path_regex`` must match the whole path (relative to the API base); ``with_files`` limits
+        the fault to requests that upload files.
+        """
         fault = Fault(
             method.upper(),
             re.compile(path_regex),
@@ -312,6 +318,7 @@ class FakeDiscord:
             is_global,
             code,
             message,
+            with_files,
         )
         self.faults.append(fault)
         return fault
@@ -834,7 +841,7 @@ class FakeDiscord:
     async def _route(
         self, request: web.Request, call: Call, path: str, raw_path: str
     ) -> web.StreamResponse:
-        fault = self._take_fault(call.method, path)
+        fault = self._take_fault(call.method, path, bool(call.files))
         if fault is not None:
             return _fault_response(fault)
         for method, pattern, handler, auth in self._routes:
@@ -850,9 +857,9 @@ class FakeDiscord:
             return await handler(Req(request, match, call))
         return _json({"message": "404: Not Found", "code": 0}, 404)
 
-    def _take_fault(self, method: str, path: str) -> Fault | None:
+    def _take_fault(self, method: str, path: str, has_files: bool = False) -> Fault | None:
         for fault in self.faults:
-            if fault.times <= 0:
+            if fault.times <= 0 or (fault.with_files and not has_files):
                 continue
             if re.fullmatch(fault.method, method) and fault.pattern.fullmatch(path):
                 fault.times -= 1

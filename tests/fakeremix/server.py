@@ -151,6 +151,7 @@ class FakeRemix:
         self.task_polls = 1  # polls answered "processing" before the terminal state
         self.task_outcome = "succeed"  # "succeed", "failed", "never"
         self.hang_seconds = 30.0
+        self.api_delay = 0.0  # seconds every API call takes before it answers (or faults)
         self.slow_delay = 0.3
         self.big_size = 2 * 1024 * 1024
         self.tasks: dict[str, dict[str, Any]] = {}
@@ -255,6 +256,9 @@ class FakeRemix:
             raise Reject(401, {"error": "Invalid or missing API key."})
 
     async def _fault(self, target: str) -> web.StreamResponse | None:
+        if target == "api" and self.api_delay > 0:  # a generation that takes a while
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self.api_delay)
         for fault in self.faults:
             if fault.target == target and fault.times > 0:
                 fault.times -= 1
