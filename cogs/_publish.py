@@ -147,10 +147,7 @@ class InteractionPresenter(_Poster):
                 ids.append(first.id)
                 posted += len(batches[0])
                 for batch in batches[1:]:
-                    message = await self.interaction.followup.send(
-                        files=to_discord(batch), wait=True
-                    )
-                    ids.append(message.id)
+                    ids.append(await self._followup(batch))
                     posted += len(batch)
             except discord.HTTPException as exc:
                 if exc.status == 413 and shrink == 1 and not ids:
@@ -164,8 +161,28 @@ class InteractionPresenter(_Poster):
                     )
                     return Posted(tuple(ids), self.channel_id, posted)
                 raise
+            except Exception:
+                if ids:  # e.g. the connection dropped: what was posted still counts
+                    log.warning("posting stopped after %d message(s)", len(ids), exc_info=True)
+                    return Posted(tuple(ids), self.channel_id, posted)
+                raise
             return Posted(tuple(ids), self.channel_id, posted)
         raise RuntimeError("unreachable")
+
+    async def _followup(self, batch: list[UploadFile]) -> int:
+        """One more message of files: a followup, or a channel message once the token is gone."""
+        if self.token_alive():
+            try:
+                message = await self.interaction.followup.send(files=to_discord(batch), wait=True)
+                return message.id
+            except discord.HTTPException as exc:
+                if not _token_dead(exc):
+                    raise
+                self._dead = True
+        channel = ChannelPresenter(
+            self.client, self.channel_id, self.original_id, self.user_id, self.pool
+        )
+        return await channel.send_files(batch)
 
     async def fail(self, message: str) -> None:
         """Show the failure on the deferred response, or in the channel once the token is gone."""
@@ -267,6 +284,11 @@ class ChannelPresenter(_Poster):
             await self._clear_status()
             return Posted(tuple(ids), self.channel_id, posted)
         raise RuntimeError("unreachable")
+
+    async def send_files(self, batch: list[UploadFile]) -> int:
+        """Send one message of files (no embed) and return its id."""
+        message = await self.channel.send(files=to_discord(batch))
+        return message.id
 
     async def deliver(self, outcome: Outcome) -> Posted:
         """Post the job's images in the channel."""

@@ -86,7 +86,7 @@ def _show(value: Any) -> str:
 
 
 class RerollButton(
-    discord.ui.DynamicItem[discord.ui.Button], template=r"remix:reroll:(?P<job>[0-9]{1,19})"
+    discord.ui.DynamicItem[discord.ui.Button], template=r"remix:reroll:(?P<job>[0-9]{1,18})"
 ):
     """The Reroll button: only a job id lives in its custom id, so it works after restarts."""
 

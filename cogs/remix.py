@@ -12,6 +12,7 @@ from discord import app_commands
 from discord.app_commands import Choice, Range
 from discord.ext import commands
 
+from bot.client import GENERIC_FAILURE
 from bot.errors import InvalidImage, RemixbotError
 from bot.remix.enums import (
     ASPECT_RATIOS,
@@ -35,7 +36,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 AUTO = "auto"
-# A second 🔁 from the same member on the same result within this many seconds is ignored.
+# A second reroll (🔁 or button) by the same member of the same result within this many seconds
+# is ignored.
 REACTION_WINDOW = 10.0
 
 
@@ -65,8 +67,13 @@ def _missing_permissions(interaction: discord.Interaction) -> str | None:
         for name, ok in (("Attach Files", perms.attach_files), ("Embed Links", perms.embed_links))
         if not ok
     ]
-    if interaction.guild_id is not None and not perms.send_messages:
-        missing.append("Send Messages")
+    # Results after the 15-minute token and 🔁 rerolls are posted as ordinary messages.
+    in_thread = isinstance(interaction.channel, discord.Thread)
+    if interaction.guild_id is not None:
+        if in_thread and not perms.send_messages_in_threads:
+            missing.append("Send Messages in Threads")
+        elif not in_thread and not perms.send_messages:
+            missing.append("Send Messages")
     if missing:
         return (
             "I can't post images in this channel: I'm missing "
@@ -195,6 +202,9 @@ class Remix(commands.Cog):
             await svc.remix(self._requester(interaction, presenter), request, data, refs, presenter)
         except RemixbotError as exc:
             await self._refuse_after_defer(interaction, _sentence(exc))
+        except Exception:
+            log.exception("/remix failed before the job was queued")
+            await self._refuse_after_defer(interaction, GENERIC_FAILURE)
 
     @remix.autocomplete("style_preset")
     async def _preset_autocomplete(
@@ -231,6 +241,9 @@ class Remix(commands.Cog):
     async def reroll_from_button(self, interaction: discord.Interaction, job_id: int) -> None:
         """Reroll ``job_id`` for whoever clicked; the result is a new message."""
         problem = _missing_permissions(interaction)
+        message_id = interaction.message.id if interaction.message else job_id
+        if problem is None and not self._first_request(message_id, interaction.user.id):
+            problem = "You're already rerolling this one; the result will appear below."
         if problem:
             await interaction.response.send_message(problem, ephemeral=True)
             return
@@ -243,6 +256,9 @@ class Remix(commands.Cog):
             await self.services.remix.reroll(who, job_id, presenter)
         except RemixbotError as exc:
             await self._refuse_after_defer(interaction, _sentence(exc))
+        except Exception:
+            log.exception("a reroll failed before the job was queued")
+            await self._refuse_after_defer(interaction, GENERIC_FAILURE)
 
     @commands.Cog.listener()
     async def on_raw_reaction_add(self, payload: discord.RawReactionActionEvent) -> None:
@@ -251,7 +267,9 @@ class Remix(commands.Cog):
             self.bot.user, "id", None
         ):
             return
-        if not self._first_reaction(payload.message_id, payload.user_id):
+        if payload.member is not None and payload.member.bot:
+            return
+        if not self._first_request(payload.message_id, payload.user_id):
             return
         job = await self.services.store.job_for_message(payload.message_id)
         if job is None:
@@ -270,17 +288,15 @@ class Remix(commands.Cog):
             await self.services.remix.reroll(who, job.id, presenter)
         except RemixbotError as exc:
             try:
-                await presenter.fail(str(exc))
+                await presenter.fail(_sentence(exc))
             except discord.HTTPException:
                 log.info("could not tell user about a refused reroll")
 
     # --- helpers -------------------------------------------------------------------------
 
-    def _first_reaction(self, message_id: int, user_id: int) -> bool:
-        """False for a repeat 🔁 by the same member on the same message within the window.
-
-        A double tap, a quick remove-and-add or a redelivered event must not buy two rerolls.
-        """
+    def _first_request(self, message_id: int, user_id: int) -> bool:
+        """False for a repeat reroll (🔁 or button) by the same member on the same message soon
+        after the first: a double tap, a double click or a redelivered event must not buy two."""
         now = time.monotonic()
         seen = self._recent_reactions
         for key in [k for k, at in seen.items() if now - at > REACTION_WINDOW]:

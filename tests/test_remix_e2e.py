@@ -460,3 +460,41 @@ async def test_quota_command_shows_what_is_left_and_when_it_resets(tmp_path: Pat
         await w.discord.slash("quota", {})
         await w.discord.wait_until(lambda: len(w.ephemeral_replies()) == 2, 10, "second reply")
         assert w.ephemeral_replies()[1] == "You are blocked from remixing: testing"
+
+
+async def test_a_double_clicked_reroll_button_charges_once(tmp_path: Path) -> None:
+    async with running_world(tmp_path / "data") as w:
+        inter = await w.slash_remix(png_bytes())
+        msg = await w.result_message(inter)
+        [first] = await w.jobs_final(1)
+        custom_id = f"remix:reroll:{first.id}"
+        one = await w.discord.click(msg.id, custom_id, user=w.discord.bob)
+        await w.discord.click(msg.id, custom_id, user=w.discord.bob)
+        await w.result_message(one)
+        await w.discord.wait_until(lambda: w.ephemeral_replies(), 10, "the second click's reply")
+        assert w.ephemeral_replies() == [
+            "You're already rerolling this one; the result will appear below."
+        ]
+        jobs = await w.jobs_final(2)
+        assert [j.kind for j in jobs] == ["remix", "reroll"]
+        assert await w.books_balance() == []
+
+
+async def test_reroll_refused_when_the_backend_can_no_longer_do_it(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    async with FakeDiscord() as discord_fake, running_fake() as remix_fake:
+        async with running_world(data, discord=discord_fake, remix=remix_fake) as w:
+            inter = await w.slash_remix(png_bytes(), rendering_speed="TURBO")
+            msg = await w.result_message(inter)
+            [first] = await w.jobs_final(1)
+        # The admin moves to the legacy backend, which has no rendering_speed.
+        legacy = {"REMIXBOT_BACKEND": "ideogram-legacy"}
+        async with running_world(data, discord=discord_fake, remix=remix_fake, **legacy) as w2:
+            calls_before = len(remix_fake.api_requests())
+            await w2.discord.click(msg.id, f"remix:reroll:{first.id}", user=w2.discord.bob)
+            await w2.discord.wait_until(lambda: w2.ephemeral_replies(), 10, "the refusal")
+            [reply] = w2.ephemeral_replies()
+            assert reply.startswith("That remix can't be rerolled on this server any more (")
+            assert reply.endswith("start a new one with /remix.")
+            assert len(remix_fake.api_requests()) == calls_before
+            assert len(await w2.services.store.list_jobs()) == 1  # nothing reserved
