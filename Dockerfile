@@ -1,4 +1,5 @@
-# Remixbot container: `docker build -t remixbot . && docker run --env-file .env -v remixbot-data:/data remixbot`
+# Remixbot container: `docker build -t remixbot . && docker run --env-file .env -v remixbot-data:/data --stop-timeout 30 remixbot`
+# (the bot drains running remixes for up to 20 s on SIGTERM: allow more than Docker's default 10 s)
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 REMIXBOT_DATA_DIR=/data
 WORKDIR /app

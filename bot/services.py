@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shutil
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import aiohttp
 
@@ -47,13 +50,31 @@ class Services:
         await self.remix.shutdown(DRAIN_SECONDS)  # a second call finds nothing left to drain
 
 
-async def _sweep_forever(store: Store, every: float = SWEEP_EVERY_SECONDS) -> None:
-    """Delete stored inputs past the retention period, now and then every few hours."""
+def sweep_undelivered(data_dir: Path, retention_days: int) -> int:
+    """Delete kept-but-unposted result folders older than the retention period (blocking)."""
+    cutoff = time.time() - retention_days * 86400
+    removed = 0
+    for folder in (data_dir / "undelivered").glob("job-*"):
+        with contextlib.suppress(OSError):
+            if folder.stat().st_mtime < cutoff:
+                shutil.rmtree(folder)
+                removed += 1
+    return removed
+
+
+async def _sweep_forever(
+    store: Store, settings: Settings, every: float = SWEEP_EVERY_SECONDS
+) -> None:
+    """Delete stored inputs and undelivered results past the retention period, now and then
+    every few hours."""
     while True:
         try:
             removed = await store.sweep_inputs()
+            removed += await asyncio.to_thread(
+                sweep_undelivered, settings.data_dir, settings.retention_days
+            )
             if removed:
-                log.info("retention sweep removed %d stored input image(s)", removed)
+                log.info("retention sweep removed %d stored image(s) or folder(s)", removed)
         except Exception:  # a failed sweep is retried next time; it must not stop the bot
             log.warning("retention sweep failed", exc_info=True)
         await asyncio.sleep(every)
@@ -93,7 +114,9 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             scheduler=scheduler,
         )
         services = Services(settings, store, pool, backend, scheduler, remix, report)
-        services.sweeper = asyncio.create_task(_sweep_forever(store), name="retention-sweep")
+        services.sweeper = asyncio.create_task(
+            _sweep_forever(store, settings), name="retention-sweep"
+        )
         try:
             yield services
         finally:

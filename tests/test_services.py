@@ -7,7 +7,7 @@ import os
 import time
 from pathlib import Path
 
-from bot.services import open_services
+from bot.services import open_services, sweep_undelivered
 from bot.settings import load_settings
 from bot.store import Store
 
@@ -31,3 +31,15 @@ async def test_start_sweeps_inputs_past_retention_and_keeps_fresh_ones(tmp_path:
             await asyncio.sleep(0.02)
         assert await services.store.inputs.get(old) is None
         assert await services.store.inputs.get(fresh) == b"fresh input image bytes"
+
+
+def test_undelivered_results_past_retention_are_deleted(tmp_path: Path) -> None:
+    old = tmp_path / "undelivered" / "job-1"
+    fresh = tmp_path / "undelivered" / "job-2"
+    for folder in (old, fresh):
+        folder.mkdir(parents=True)
+        (folder / "remix-1.png").write_bytes(b"png")
+    forty_days_ago = time.time() - 40 * 86400
+    os.utime(old, (forty_days_ago, forty_days_ago))
+    assert sweep_undelivered(tmp_path, 30) == 1
+    assert not old.exists() and fresh.exists()
