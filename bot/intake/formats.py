@@ -64,6 +64,8 @@ def identify(data: bytes) -> str:
     if not data:
         raise InvalidImage("That file is empty, not an image.")
     fmt = sniff_format(data)
+    if fmt == "JPEG":
+        check_jpeg_scans(data)
     if fmt in ACCEPTED:
         return fmt
     head = data[:4096]
@@ -78,6 +80,22 @@ def identify(data: bytes) -> str:
     if kind == "html":
         raise InvalidImage("That file is a web page (HTML), not an image.")
     raise InvalidImage("That file is not an image.")
+
+
+# Progressive JPEG encoders write about 10-20 scans; libjpeg decodes every scan across the whole
+# image (draft() does not help) and only warns about a repeated one, so a small file with
+# thousands of scans costs minutes of CPU. Count start-of-scan markers before decoding:
+# byte stuffing (FF 00) means FF DA occurs only as a marker (an EXIF thumbnail adds a few).
+MAX_JPEG_SCANS = 100
+
+
+def check_jpeg_scans(data: bytes, limit: int = MAX_JPEG_SCANS) -> None:
+    """Refuse a JPEG with more start-of-scan markers than any real encoder writes."""
+    scans = data.count(b"\xff\xda")
+    if scans > limit:
+        raise InvalidImage(
+            f"That JPEG has {scans} scans; the limit is {limit}. Save it again as a normal JPEG."
+        )
 
 
 def open_restricted(data: bytes) -> Image.Image:
