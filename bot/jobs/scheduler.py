@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,6 +30,10 @@ if TYPE_CHECKING:
     from bot.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+# The longest pause() honoured (seconds).
+MAX_PAUSE = 300.0
 
 
 class AdmissionHold:
@@ -256,7 +261,9 @@ class Scheduler:
         Running jobs go on and jobs are still admitted; a later pause extends, never shortens.
         """
         loop = asyncio.get_running_loop()
-        until = loop.time() + max(seconds, 0.0)
+        # A backend's Retry-After is untrusted: never stop the whole queue for long.
+        seconds = min(max(seconds, 0.0), MAX_PAUSE) if math.isfinite(seconds) else MAX_PAUSE
+        until = loop.time() + seconds
         if self._pause is not None:
             if self._pause.when() >= until:
                 return

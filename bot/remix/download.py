@@ -80,8 +80,14 @@ def address_allowed(address: str) -> bool:
         ip = ipaddress.ip_address(address.split("%", 1)[0])
     except ValueError:
         return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.is_site_local:  # fec0::/10, deprecated but still routed on some networks
+            return False
+        # Tunnels that carry an IPv4 address: judge the address inside (6to4 2002::/16 was not
+        # treated as non-global before CPython 3.11.10).
+        inner = ip.ipv4_mapped or ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
+        if inner is not None:
+            ip = inner
     # is_global had gaps before CPython 3.11.10 (CVE-2024-4032): check the named ranges as well.
     return ip.is_global and not (
         ip.is_private
@@ -263,7 +269,12 @@ async def _fetch(
                 location = resp.headers.get("Location")
                 if not location:
                     raise DownloadError(f"{host} redirected a result image link nowhere.")
-                current = str(target.join(URL(location)))
+                try:
+                    current = str(target.join(URL(location)))
+                except ValueError:
+                    raise DownloadError(
+                        f"{host} redirected a result image link to an invalid address."
+                    ) from None
                 continue
             if resp.status in EXPIRED:
                 raise DownloadError(
@@ -389,5 +400,10 @@ async def download_all(
         except DownloadError as exc:
             log.warning("result image %d not delivered: %s", i + 1, exc)
             return exc
+        except Exception as exc:  # one bad image must not sink the others (or leave them running)
+            log.warning("result image %d not delivered", i + 1, exc_info=True)
+            return DownloadError(
+                f"A result image could not be fetched ({type(exc).__name__}); it was not posted."
+            )
 
     return list(await asyncio.gather(*(one(i, im) for i, im in enumerate(images))))

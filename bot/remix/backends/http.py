@@ -6,6 +6,7 @@ import asyncio
 import email.utils
 import json
 import logging
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -37,6 +38,15 @@ MAX_REASON_CHARS = 200
 CONNECT_RETRIES = 2  # a refused connection never reached the backend, so retrying is free
 BACKOFF_BASE = 0.5
 BACKOFF_CAP = 30.0
+# A 429 is never retried sooner than this, nor more than this many times, whatever Retry-After
+# says (a "Retry-After: 0" must not turn the upload of a 10 MB form into a hot loop).
+MIN_429_WAIT = 0.5
+MAX_429_RETRIES = 5
+# Longest Retry-After honoured; a larger (or absurd) value is clamped, so one reply cannot pause
+# the whole queue for days.
+MAX_RETRY_AFTER = 300.0
+# JSON bodies larger than this are parsed off the event loop.
+PARSE_OFF_LOOP_BYTES = 256 * 1024
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -45,9 +55,11 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
         return None
     value = value.strip()
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        return _clamp_wait(seconds)
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
@@ -55,7 +67,14 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     now_ts = time.time() if now is None else now
-    return max(0.0, when.timestamp() - now_ts)
+    return _clamp_wait(when.timestamp() - now_ts)
+
+
+def _clamp_wait(seconds: float) -> float | None:
+    """A usable wait in [0, MAX_RETRY_AFTER], or None for nan/inf."""
+    if not math.isfinite(seconds):
+        return None
+    return min(MAX_RETRY_AFTER, max(0.0, seconds))
 
 
 def full_jitter(attempt: int, base: float = BACKOFF_BASE, cap: float = BACKOFF_CAP) -> float:
@@ -69,7 +88,7 @@ def backend_reason(body: bytes | str | None, status: int) -> str:
     reason = ""
     try:
         parsed = json.loads(text) if text else None
-    except ValueError:
+    except (ValueError, RecursionError):
         parsed = None
     if isinstance(parsed, dict):
         for key in ("error", "message", "detail", "msg", "task_status_msg"):
@@ -109,12 +128,23 @@ def check_sizes(image: EncodedImage, refs: Sequence[EncodedImage]) -> None:
         )
 
 
+def check_count(items: Sequence[Any], name: str) -> None:
+    """Refuse a reply listing more images than any remix can make (a broken or hostile reply
+    must not fan out into thousands of downloads)."""
+    if len(items) > enums.MAX_NUM_IMAGES:
+        raise RemixOutcomeUnknown(
+            f"The {name} backend's reply listed {len(items)} images, more than the "
+            f"{enums.MAX_NUM_IMAGES} a remix can make; it was not used."
+        )
+
+
 def parse_ideogram_images(body: Any) -> list[ResultImage]:
     """Images from Ideogram's synchronous envelope `{created, data: [...]}` (v3 and legacy)."""
     if not isinstance(body, dict) or not isinstance(body.get("data"), list):
         raise RemixUnavailable(
             "The backend's reply had no `data` list of images; nothing to fetch."
         )
+    check_count(body["data"], "remix")
     images = []
     for item in body["data"]:
         if not isinstance(item, dict):
@@ -240,9 +270,9 @@ class HttpBackend:
                 continue
             if status == 429:
                 retry_after = parse_retry_after(headers.get("Retry-After"))
-                wait = retry_after if retry_after is not None else full_jitter(attempt)
+                wait = max(retry_after or 0.0, full_jitter(attempt), MIN_429_WAIT)
                 attempt += 1
-                if time.monotonic() + wait > budget_end:
+                if attempt > MAX_429_RETRIES or time.monotonic() + wait > budget_end:
                     reason = backend_reason(body, status)
                     after = f" in {wait:.0f} seconds" if retry_after is not None else " later"
                     raise RemixRateLimited(
@@ -254,7 +284,7 @@ class HttpBackend:
                 )
                 await self._sleep(wait)
                 continue
-            return self._interpret(status, body)
+            return await self._interpret(status, body)
 
     async def _send(self, url: str, body_kwargs: dict[str, Any]) -> tuple[int, Any, bytes]:
         """One POST; maps transport failures to refused (not sent) or outcome unknown (sent)."""
@@ -284,16 +314,23 @@ class HttpBackend:
                 f"({type(exc).__name__}); it may have run, so it was not resubmitted."
             ) from exc
 
-    def _interpret(self, status: int, body: bytes) -> Any:
+    async def _interpret(self, status: int, body: bytes) -> Any:
         """Map a status and body to parsed JSON or the right RemixError."""
         if 200 <= status < 300:
             try:
-                return json.loads(body)
-            except ValueError:
+                return await parse_json(body)
+            except (ValueError, RecursionError):
                 raise RemixUnavailable(
                     f"The {self.name} backend's reply was not valid JSON (HTTP {status})."
                 ) from None
         raise map_status(self.name, status, body)
+
+
+async def parse_json(body: bytes) -> Any:
+    """json.loads, off the event loop for large bodies (inline images can be megabytes)."""
+    if len(body) > PARSE_OFF_LOOP_BYTES:
+        return await asyncio.to_thread(json.loads, body)
+    return json.loads(body)
 
 
 class _Refused(Exception):

@@ -14,7 +14,7 @@ from bot.errors import InvalidRequest, RemixRejected, RemixUnavailable
 from bot.media import EncodedImage
 from bot.remix import enums
 from bot.remix.backends.base import OnSubmitted, RemixResult, ResultImage
-from bot.remix.backends.http import HttpBackend, backend_reason
+from bot.remix.backends.http import HttpBackend, backend_reason, check_count
 from bot.remix.request import RemixRequest
 
 V3_MODEL = "ideogram:4@2"  # Ideogram 3.0 Remix
@@ -175,12 +175,13 @@ class RunwareBackend(HttpBackend):
         """Images of our task from `{data: [...], errors: [...]}`."""
         if not isinstance(body, dict):
             raise RemixUnavailable("The runware backend's reply was not a JSON object.")
-        errors = [e for e in body.get("errors") or [] if isinstance(e, dict)]
+        errors = [e for e in _as_list(body.get("errors")) if isinstance(e, dict)]
         items = [
             d
-            for d in body.get("data") or []
+            for d in _as_list(body.get("data"))
             if isinstance(d, dict) and d.get("taskUUID", task_id) == task_id
         ]
+        check_count(items, self.name)
         if not items:
             if errors:
                 reason = backend_reason(json.dumps({"errors": errors}), 200)
@@ -210,3 +211,8 @@ class RunwareBackend(HttpBackend):
                 )
             )
         return images
+
+
+def _as_list(value: Any) -> list[Any]:
+    """``value`` if it is a list, else an empty one (a malformed reply must not raise TypeError)."""
+    return value if isinstance(value, list) else []

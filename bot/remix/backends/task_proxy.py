@@ -18,8 +18,8 @@ from bot.remix.backends.http import (
     HttpBackend,
     _read_capped,
     backend_reason,
+    check_count,
     full_jitter,
-    map_status,
     parse_ideogram_images,
     parse_retry_after,
 )
@@ -146,10 +146,16 @@ class TaskProxyBackend(HttpBackend):
                 "The task-proxy backend no longer knows the task (HTTP 404); it may have run."
             )
         if status != 200:
-            raise map_status(self.name, status, body)
+            # The task was accepted and may run (and be billed) whatever this query says: never
+            # "rejected", or the member would be refunded and resubmit a second paid remix.
+            raise RemixOutcomeUnknown(
+                f"The task-proxy backend would not report on task {task_id_of(url)} "
+                f"(HTTP {status}: {backend_reason(body, status)}); it may still run, so it was "
+                "not resubmitted."
+            )
         try:
             parsed = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise _PollRetry("reply was not JSON") from None
         if not isinstance(parsed, dict) or not isinstance(parsed.get("data"), dict):
             raise _PollRetry("reply had no data object")
@@ -170,6 +176,8 @@ class TaskProxyBackend(HttpBackend):
         """Images from `data.task_result.images[].url` (unsafe or missing URLs are withheld)."""
         result = data.get("task_result")
         items = result.get("images") if isinstance(result, dict) else None
+        if isinstance(items, list):
+            check_count(items, "task-proxy")
         if not isinstance(items, list) or not items:
             raise RemixUnavailable(
                 "The task-proxy backend reported success without task_result.images."
@@ -189,6 +197,11 @@ class TaskProxyBackend(HttpBackend):
                 )
             )
         return images
+
+
+def task_id_of(url: str) -> str:
+    """The last path segment of a task query URL (for messages)."""
+    return url.rstrip("/").rsplit("/", 1)[-1][:64]
 
 
 class _PollRetry(Exception):
