@@ -78,6 +78,19 @@ def apply_discord_endpoints(settings: Settings) -> None:
     discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(settings.discord_gateway_url)
 
 
+async def fetch_application_id(settings: Settings) -> int:
+    """Log in over REST only (no gateway) with the token and return the application id."""
+    token = settings.require_discord_token()
+    apply_discord_endpoints(settings)
+    client = discord.Client(intents=discord.Intents.none())
+    async with client:
+        with login_errors(settings):
+            await client.login(token)
+        if client.application_id is None:
+            raise DiscordUnreachable("Discord did not report the application id; try again.")
+        return client.application_id
+
+
 def reset_discord_endpoints() -> None:
     """Put discord.py's REST base and gateway back to Discord's own (used by tests)."""
     discord.http.Route.BASE = _ORIGINAL_API_BASE

@@ -56,16 +56,6 @@ def invite_url(client_id: int) -> str:
 
 async def fetch_client_id(settings: Settings) -> int:
     """Log in over REST with the token and return the application id."""
-    import discord  # here, not at import: every `remixbot` command loads this module
+    from bot.client import fetch_application_id  # here: other commands start without discord.py
 
-    from bot.client import apply_discord_endpoints, login_errors
-
-    token = settings.require_discord_token()
-    apply_discord_endpoints(settings)
-    client = discord.Client(intents=discord.Intents.none())
-    async with client:
-        with login_errors(settings):
-            await client.login(token)
-        if client.application_id is None:
-            raise RuntimeError("Discord did not report the application id")
-        return client.application_id
+    return await fetch_application_id(settings)
