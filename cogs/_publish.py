@@ -10,7 +10,7 @@ import asyncio
 import datetime as dt
 import io
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import discord
 
@@ -22,6 +22,8 @@ from cogs._ui import progress_line, result_embed, result_view
 log = logging.getLogger(__name__)
 
 DEFAULT_FILE_LIMIT = 10 * 1024 * 1024
+# Sends one batch of files (the n-th message of a result) and returns the message id.
+SendBatch = Callable[[int, list[UploadFile]], Awaitable[int]]
 # Stop using the interaction token a minute early: an edit racing the 15-minute cut-off is lost.
 TOKEN_MARGIN = dt.timedelta(seconds=60)
 # Discord error codes meaning the interaction token no longer works.
@@ -61,6 +63,31 @@ class _Poster:
         per_file = self.file_limit // shrink
         per_message = (25 * 1024 * 1024) // shrink
         return await self.pool.fit_for_upload(files, per_file, per_message)
+
+    async def post_fitted(
+        self, files: list[UploadFile], send: SendBatch, channel_id: int | None
+    ) -> Posted:
+        """Fit the files and send them batch by batch; re-fit smaller once on a 413; after a
+        failure part-way, report what was posted (it was delivered, so it is charged)."""
+        for shrink in (1, 2):
+            batches = await self.batches(files, shrink)
+            ids: list[int] = []
+            posted = 0
+            try:
+                for n, batch in enumerate(batches):
+                    ids.append(await send(n, batch))
+                    posted += len(batch)
+            except Exception as exc:
+                too_large = isinstance(exc, discord.HTTPException) and exc.status == 413
+                if too_large and shrink == 1 and not ids:
+                    log.info("upload too large (413); fitting the files smaller, once more")
+                    continue
+                if ids:
+                    log.warning("posting stopped after %d message(s)", len(ids), exc_info=True)
+                    return Posted(tuple(ids), channel_id, posted)
+                raise
+            return Posted(tuple(ids), channel_id, posted)
+        raise RuntimeError("unreachable")
 
 
 class InteractionPresenter(_Poster):
@@ -136,38 +163,15 @@ class InteractionPresenter(_Poster):
     async def _by_webhook(
         self, files: list[UploadFile], embed: discord.Embed, view: discord.ui.View
     ) -> Posted:
-        for shrink in (1, 2):
-            batches = await self.batches(files, shrink)
-            ids: list[int] = []
-            posted = 0
-            try:
-                first = await self.interaction.edit_original_response(
-                    content="", embed=embed, attachments=to_discord(batches[0]), view=view
-                )
-                ids.append(first.id)
-                posted += len(batches[0])
-                for batch in batches[1:]:
-                    ids.append(await self._followup(batch))
-                    posted += len(batch)
-            except discord.HTTPException as exc:
-                if exc.status == 413 and shrink == 1 and not ids:
-                    log.info(
-                        "upload too large (413); fitting the files smaller and trying once more"
-                    )
-                    continue
-                if ids:  # some messages made it: report what was posted
-                    log.warning(
-                        "posting stopped after %d message(s): HTTP %s", len(ids), exc.status
-                    )
-                    return Posted(tuple(ids), self.channel_id, posted)
-                raise
-            except Exception:
-                if ids:  # e.g. the connection dropped: what was posted still counts
-                    log.warning("posting stopped after %d message(s)", len(ids), exc_info=True)
-                    return Posted(tuple(ids), self.channel_id, posted)
-                raise
-            return Posted(tuple(ids), self.channel_id, posted)
-        raise RuntimeError("unreachable")
+        async def send(n: int, batch: list[UploadFile]) -> int:
+            if n > 0:
+                return await self._followup(batch)
+            first = await self.interaction.edit_original_response(
+                content="", embed=embed, attachments=to_discord(batch), view=view
+            )
+            return first.id
+
+        return await self.post_fitted(files, send, self.channel_id)
 
     async def _followup(self, batch: list[UploadFile]) -> int:
         """One more message of files: a followup, or a channel message once the token is gone."""
@@ -255,35 +259,24 @@ class ChannelPresenter(_Poster):
     async def post(
         self, files: list[UploadFile], embed: discord.Embed, view: discord.ui.View
     ) -> Posted:
-        """Send the results as replies, re-fitting once on 413."""
-        for shrink in (1, 2):
-            batches = await self.batches(files, shrink)
-            ids: list[int] = []
-            posted = 0
-            try:
-                for n, batch in enumerate(batches):
-                    first = n == 0
-                    message = await self.channel.send(
-                        content=f"<@{self.user_id}>" if first else None,
-                        embed=embed if first else discord.utils.MISSING,
-                        view=view if first else discord.utils.MISSING,
-                        files=to_discord(batch),
-                        reference=self._reference() if first else None,
-                        allowed_mentions=discord.AllowedMentions(
-                            users=[discord.Object(self.user_id)]
-                        ),
-                    )
-                    ids.append(message.id)
-                    posted += len(batch)
-            except discord.HTTPException as exc:
-                if exc.status == 413 and shrink == 1 and not ids:
-                    continue
-                if ids:
-                    return Posted(tuple(ids), self.channel_id, posted)
-                raise
-            await self._clear_status()
-            return Posted(tuple(ids), self.channel_id, posted)
-        raise RuntimeError("unreachable")
+        """Send the results as replies (embed and Reroll on the first), re-fitting once on 413."""
+        mention = discord.AllowedMentions(users=[discord.Object(self.user_id)])
+
+        async def send(n: int, batch: list[UploadFile]) -> int:
+            first = n == 0
+            message = await self.channel.send(
+                content=f"<@{self.user_id}>" if first else None,
+                embed=embed if first else discord.utils.MISSING,
+                view=view if first else discord.utils.MISSING,
+                files=to_discord(batch),
+                reference=self._reference() if first else None,
+                allowed_mentions=mention,
+            )
+            return message.id
+
+        posted = await self.post_fitted(files, send, self.channel_id)
+        await self._clear_status()
+        return posted
 
     async def send_files(self, batch: list[UploadFile]) -> int:
         """Send one message of files (no embed) and return its id."""

@@ -498,3 +498,18 @@ async def test_reroll_refused_when_the_backend_can_no_longer_do_it(tmp_path: Pat
             assert reply.endswith("start a new one with /remix.")
             assert len(remix_fake.api_requests()) == calls_before
             assert len(await w2.services.store.list_jobs()) == 1  # nothing reserved
+
+
+async def test_late_result_413_in_the_channel_is_refitted_once(tmp_path: Path) -> None:
+    async with running_world(tmp_path / "data") as w:
+        w.discord.fail("POST", r"/channels/\d+/messages", 413, code=40005, with_files=True)
+        w.services.scheduler.pause(1.0)  # hold the job past the "15 minutes"
+        inter = await w.slash_remix(png_bytes(), num_images=2)
+        await w.discord.wait_for_call(
+            lambda c: c.method == "GET" and c.path.endswith("/messages/@original"), within=5
+        )
+        w.discord.expire_interaction(inter.token)  # results now go to the channel
+        [job] = await w.jobs_final(1)
+        uploads = [c for c in w.discord.calls if c.method == "POST" and c.files]
+        assert [c.status for c in uploads] == [413, 200]
+        assert (job.state, job.images_delivered) == ("delivered", 2)
