@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -25,14 +24,8 @@ from bot.remix.download import (
     make_download_session,
 )
 from bot.remix.request import RemixRequest
-from tests.fakeremix import FakeRemix, running_fake
+from tests.fakeremix import FakeRemix
 from tests.fakeremix.helpers import encoded, fake_settings
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeRemix]:
-    async with running_fake() as f:
-        yield f
 
 
 async def test_retry_after_zero_does_not_become_a_hot_loop(fake: FakeRemix) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import socket
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
@@ -23,14 +22,8 @@ from bot.errors import (
 from bot.remix.backends import IdeogramV3Backend, RemixResult, make_backend
 from bot.remix.backends.http import backend_reason, parse_retry_after
 from bot.remix.request import RemixRequest
-from tests.fakeremix import API_KEY, FakeRemix, running_fake
+from tests.fakeremix import API_KEY, FakeRemix
 from tests.fakeremix.helpers import encoded, fake_settings
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeRemix]:
-    async with running_fake() as f:
-        yield f
 
 
 async def remix(fake: FakeRemix, request: RemixRequest, refs=(), **settings_kw) -> RemixResult:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -14,16 +13,10 @@ from bot.remix import enums
 from bot.remix.backends import RemixResult, RunwareBackend, make_backend
 from bot.remix.backends.runware import nearest_size, remix_strength
 from bot.remix.request import RemixRequest
-from tests.fakeremix import API_KEY, FakeRemix, running_fake
+from tests.fakeremix import API_KEY, FakeRemix
 from tests.fakeremix.helpers import encoded, fake_settings
 
 UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeRemix]:
-    async with running_fake() as f:
-        yield f
 
 
 async def remix(fake: FakeRemix, request: RemixRequest, refs=(), **env: str) -> RemixResult:

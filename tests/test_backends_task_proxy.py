@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -11,14 +10,8 @@ import pytest
 from bot.errors import RemixOutcomeUnknown, RemixRateLimited, RemixRejected
 from bot.remix.backends import RemixResult, TaskProxyBackend, make_backend
 from bot.remix.request import RemixRequest
-from tests.fakeremix import API_KEY, FakeRemix, running_fake
+from tests.fakeremix import API_KEY, FakeRemix
 from tests.fakeremix.helpers import encoded, fake_settings
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeRemix]:
-    async with running_fake() as f:
-        yield f
 
 
 def backend_for(fake: FakeRemix, session: aiohttp.ClientSession, **overrides) -> TaskProxyBackend:

@@ -6,23 +6,16 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 
 from bot.cli import main
-from tests.fakeremix import API_KEY, FakeRemix, running_fake
+from tests.fakeremix import API_KEY, FakeRemix
 from tests.fakeremix.helpers import encoded, fake_env
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeRemix]:
-    async with running_fake() as f:
-        yield f
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import quote
 
@@ -20,7 +19,7 @@ from bot.remix.download import (
     make_download_session,
 )
 from bot.settings import Settings
-from tests.fakeremix import FakeRemix, running_fake
+from tests.fakeremix import FakeRemix
 from tests.fakeremix.images import make_image
 
 TRUSTED = DownloadPolicy(
@@ -31,12 +30,6 @@ TRUSTED = DownloadPolicy(
     trusted_hosts=frozenset({"127.0.0.1"}),
 )
 UNTRUSTED = DownloadPolicy(max_bytes=1024 * 1024, total_timeout=1.0)
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeRemix]:
-    async with running_fake() as f:
-        yield f
 
 
 async def fetch(
