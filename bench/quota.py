@@ -73,21 +73,22 @@ async def _hold_lock(db: Path, seconds: float) -> asyncio.subprocess.Process:
     return proc
 
 
+async def _ticker(gaps: list[float], done: asyncio.Event) -> None:
+    """Record the gaps of a 1 ms sleep loop until `done`: the event loop's stalls."""
+    last = time.perf_counter()
+    while not done.is_set():
+        await asyncio.sleep(0.001)
+        now = time.perf_counter()
+        gaps.append(now - last)
+        last = now
+
+
 async def stall(store: Store, db: Path, hold: float) -> tuple[float, float]:
     """(max ticker gap ms, reservation wait ms) while another process holds the write lock."""
     proc = await _hold_lock(db, hold)
     gaps: list[float] = []
     done = asyncio.Event()
-
-    async def ticker() -> None:
-        last = time.perf_counter()
-        while not done.is_set():
-            await asyncio.sleep(0.001)
-            now = time.perf_counter()
-            gaps.append(now - last)
-            last = now
-
-    tick = asyncio.create_task(ticker())
+    tick = asyncio.create_task(_ticker(gaps, done))
     started = time.perf_counter()
     job = await store.submit_job(_job(0, 999_999))
     waited = time.perf_counter() - started
@@ -105,16 +106,7 @@ async def direct_stall(db: Path, hold: float) -> float:
     conn = sqlite3.connect(db, isolation_level=None, timeout=5)
     gaps: list[float] = []
     done = asyncio.Event()
-
-    async def ticker() -> None:
-        last = time.perf_counter()
-        while not done.is_set():
-            await asyncio.sleep(0.001)
-            now = time.perf_counter()
-            gaps.append(now - last)
-            last = now
-
-    tick = asyncio.create_task(ticker())
+    tick = asyncio.create_task(_ticker(gaps, done))
     await asyncio.sleep(0.01)
     conn.execute("BEGIN IMMEDIATE")  # blocks the loop until the holder commits
     conn.execute("COMMIT")
