@@ -22,6 +22,11 @@ sys.path.insert(0, str(ROOT))
 
 from bot.store import NewJob, QuotaDefaults, Store  # noqa: E402
 
+# reliability.md §2.2: the reference machine's µs per transaction, synchronous=NORMAL.
+REF_AUTOCOMMIT_US = 10
+REF_WITH_JOB_US = 16
+TARGET_PAIRS = 5000
+
 HOLDER = """
 import sqlite3, sys, time
 conn = sqlite3.connect(sys.argv[1], isolation_level=None)
@@ -118,6 +123,38 @@ async def direct_stall(db: Path, hold: float) -> float:
     return max(gaps) * 1000
 
 
+def calibrate(folder: Path, n: int = 5000) -> tuple[float, float]:
+    """This machine's µs per transaction for the two rows of reliability.md §2.2 (NORMAL).
+
+    The reference measured 10 µs for an autocommit `UPDATE … RETURNING` and 16 µs for
+    `BEGIN IMMEDIATE` + reserve + insert job. The same two loops here tell how much slower
+    this machine is at SQLite itself, whatever the store does on top.
+    """
+    path = folder / "calibrate.sqlite3"
+    for stale in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        stale.unlink(missing_ok=True)
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("CREATE TABLE quota (user_id INTEGER PRIMARY KEY, used INTEGER, lim INTEGER)")
+    conn.execute("CREATE TABLE jobs (id INTEGER PRIMARY KEY, user_id INTEGER, created TEXT)")
+    conn.execute("INSERT INTO quota VALUES (1, 0, ?)", (10 * n,))
+    update = "UPDATE quota SET used = used + 1 WHERE user_id = 1 AND used < lim RETURNING used"
+    started = time.perf_counter()
+    for _ in range(n):
+        conn.execute(update).fetchone()
+    autocommit = (time.perf_counter() - started) / n
+    started = time.perf_counter()
+    for _ in range(n):
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(update).fetchone()
+        conn.execute("INSERT INTO jobs (user_id, created) VALUES (1, datetime('now'))")
+        conn.execute("COMMIT")
+    with_job = (time.perf_counter() - started) / n
+    conn.close()
+    return autocommit * 1e6, with_job * 1e6
+
+
 async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--pairs", type=int, default=5000)
@@ -130,6 +167,15 @@ async def main() -> None:
     )
     with tempfile.TemporaryDirectory(dir=ROOT / "data" if (ROOT / "data").is_dir() else None) as d:
         db = Path(d) / "bench.sqlite3"
+        runs = [calibrate(Path(d)) for _ in range(args.runs)]
+        auto, job = (statistics.median(r[i] for r in runs) for i in (0, 1))
+        factor = statistics.mean((auto / REF_AUTOCOMMIT_US, job / REF_WITH_JOB_US))
+        print(
+            f"this machine: autocommit UPDATE…RETURNING {auto:.1f} µs (reference {REF_AUTOCOMMIT_US}),"
+            f" BEGIN IMMEDIATE+reserve+insert {job:.1f} µs (reference {REF_WITH_JOB_US});"
+            f" {factor:.1f}× the reference's time, so the 5,000 pairs/s target corresponds to"
+            f" {TARGET_PAIRS / factor:,.0f} pairs/s here"
+        )
         defaults = QuotaDefaults(limit=1_000_000)
         async with await Store.open(db, defaults=defaults) as store:
             for label, conc, users in (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import sqlite3
 import threading
@@ -48,7 +49,7 @@ async def test_open_applies_migrations_once_and_sets_wal(tmp_path: Path) -> None
     apply_migrations(db)  # a third application changes nothing
     assert db.execute("SELECT sql FROM sqlite_master ORDER BY name").fetchall() == schema
     assert [m.name for m in MIGRATIONS.applied(db)] == [m.name for m in MIGRATIONS._migrations]
-    assert len(MIGRATIONS._migrations) == 3
+    assert len(MIGRATIONS._migrations) == 4
     assert MIGRATIONS.pending(db) == []
     assert {"jobs", "quota_ledger", "backend_costs", "policy_defaults", "policy_blocked"} <= set(
         db.table_names()
@@ -205,6 +206,59 @@ async def test_reconcile_rules(tmp_path: Path) -> None:
         await s.settle(task_running.id, delivered=4, billed=4)
         assert await s.check_books() == []
         assert (await s.quota_status(42, 7)).used == 5
+
+
+async def test_submitted_job_is_exactly_what_was_stored(store: Store) -> None:
+    # submit_job builds its Job without reading the row back: it must equal the stored row.
+    parent = await store.submit_job(new_job())
+    variants = [
+        new_job(guild_id=None),
+        new_job(input_key="a" * 64, style_ref_keys=("b" * 64, "c" * 64)),
+        new_job(kind="reroll", parent_job_id=parent.id, interaction_id=None),
+    ]
+    odd = new_job()
+    variants.append(
+        dataclasses.replace(
+            odd, request={"z": (1, 2), "when": datetime(2026, 1, 1, tzinfo=UTC), "a": None}
+        )
+    )
+    for new in variants:
+        job = await store.submit_job(new)
+        assert job == await store.get_job(job.id)
+        assert job.request == (await store.get_job(job.id)).request
+        await store.settle(job.id, delivered=0)
+
+
+async def test_a_file_from_before_0004_upgrades_in_place(tmp_path: Path) -> None:
+    # A database written by the first three migrations keeps its jobs, inputs and books.
+    from sqlite_utils.migrations import Migrations
+
+    db_path = tmp_path / "remixbot.sqlite3"
+    old = Migrations("remixbot.store")
+    for m in MIGRATIONS._migrations[:3]:
+        old(name=m.name)(m.fn)
+    conn = sqlite3.connect(db_path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    old.apply(Database(conn))
+    conn.execute(
+        "INSERT INTO jobs (guild_id, scope, user_id, kind, input_key, style_ref_keys, state,"
+        " created_at, backend, images_requested, images_reserved)"
+        " VALUES (7, 7, 42, 'remix', ?, ?, 'queued', ?, 'ideogram', 2, 2)",
+        ("a" * 64, f'["{"b" * 64}"]', datetime.now(UTC).isoformat(timespec="microseconds")),
+    )
+    conn.close()
+    async with await Store.open(db_path, defaults=QuotaDefaults(limit=25)) as s:
+        assert (await s.reconcile()).failed == (1,)  # found through the new open-jobs index
+        fresh = await s.submit_job(new_job(images=1, input_key="c" * 64))
+        assert fresh.state == "queued" and (await s.quota_status(42, 7)).reserved == 1
+        await s.settle(fresh.id, delivered=1)
+        assert await s.check_books() == []
+    conn = sqlite3.connect(db_path)
+    refs = conn.execute("SELECT job_id, key FROM job_inputs ORDER BY job_id, key").fetchall()
+    indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    conn.close()
+    assert refs == [(1, "a" * 64), (1, "b" * 64), (fresh.id, "c" * 64)]
+    assert "jobs_open" in indexes and "jobs_state" not in indexes
 
 
 async def test_ledger_is_append_only(tmp_path: Path) -> None:

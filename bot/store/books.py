@@ -7,6 +7,7 @@ first read and the busy timeout applies (a deferred transaction could fail at on
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import sqlite3
 from collections.abc import Iterator, Sequence
@@ -104,6 +105,52 @@ def _count(n: Any, name: str, lo: int = 0) -> int:
     return n
 
 
+@functools.cache
+def _reserve_sql(n_roles: int) -> str:
+    """INSERT the job only if the user may reserve its images now; no row back otherwise.
+
+    Parameters 1-14 are the job's columns, 15-16 the configured default limit and period,
+    17-22 the first and end hour of the daily, weekly and monthly period, then the role ids.
+    The rules are the ones `_policy` and `_not_reserved` spell out (and explain a refusal with):
+    blocked users never; an exempt role always; otherwise the period's grants, minus what is
+    reserved and not refunded or reset, plus the highest of the default, the guild override and
+    the role tiers must cover the images. A replayed interaction id inserts nothing.
+    """
+    roles = ", ".join(f"?{23 + i}" for i in range(n_roles))
+    exempt = "0"
+    role_limit = "NULL"
+    if n_roles:
+        exempt = (
+            "EXISTS (SELECT 1 FROM policy_exempt_roles"
+            f" WHERE guild_id = ?2 AND role_id IN ({roles}))"
+        )
+        role_limit = f"(SELECT max(limit_images) FROM policy_roles WHERE guild_id = ?2 AND role_id IN ({roles}))"
+    return f"""
+        WITH d AS (
+            SELECT coalesce((SELECT limit_images FROM policy_defaults WHERE id = 1), ?15) AS lim,
+                   coalesce((SELECT period FROM policy_defaults WHERE id = 1), ?16) AS period
+        ), h AS (
+            SELECT CASE period WHEN 'daily' THEN ?17 WHEN 'weekly' THEN ?19 ELSE ?21 END AS h0,
+                   CASE period WHEN 'daily' THEN ?18 WHEN 'weekly' THEN ?20 ELSE ?22 END AS h1,
+                   lim
+            FROM d
+        )
+        INSERT INTO jobs (interaction_id, guild_id, scope, channel_id, user_id, kind,
+            parent_job_id, request, input_key, style_ref_keys, state, created_at, backend,
+            images_requested, images_reserved, request_message_id)
+        SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'queued', ?11, ?12, ?13, ?13, ?14 FROM h
+        WHERE NOT EXISTS (SELECT 1 FROM policy_blocked WHERE user_id = ?5)
+          AND ({exempt} OR ?13 <= max(
+                lim,
+                coalesce((SELECT limit_images FROM policy_guilds WHERE guild_id = ?2), lim),
+                coalesce({role_limit}, lim))
+              + (SELECT coalesce(sum(granted - reserved + refunded + reset), 0) FROM quota_usage
+                 WHERE user_id = ?5 AND scope = ?3 AND hour >= h.h0 AND hour < h.h1))
+        ON CONFLICT (interaction_id) DO NOTHING
+        RETURNING id
+    """
+
+
 class Books:
     """Jobs, the quota ledger, policies and backend costs on one connection (one thread only)."""
 
@@ -121,6 +168,7 @@ class Books:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.defaults = defaults
         self.inputs = inputs
+        self._hours_cache: tuple[datetime | None, tuple[str, ...]] = (None, ())
         # isolation_level=None: we issue every BEGIN ourselves (Python's implicit BEGIN is deferred).
         self.conn = sqlite3.connect(str(path), timeout=busy_timeout_ms / 1000, isolation_level=None)
         self.conn.row_factory = sqlite3.Row
@@ -407,39 +455,20 @@ class Books:
         _count(new.images, "The number of images", 1)
         if new.kind not in JOB_KINDS:
             raise InvalidRequest(f"A job's kind must be remix or reroll, not {new.kind!r}.")
-        for key in [new.input_key] if new.input_key else []:
-            check_key(key)
+        if new.input_key:
+            check_key(new.input_key)
         for key in new.style_ref_keys:
             check_key(key)
         request = json.dumps(dict(new.request), sort_keys=True, default=str)
+        style_refs = json.dumps(list(new.style_ref_keys))
         now = utc(now)
+        created = iso(now)
         scope = _scope(new.guild_id)
+        roles = [int(r) for r in new.role_ids] if new.guild_id is not None else []
         with self._write() as c:
-            limit, _, period, blocked, existing = self._policy(
-                new.user_id, new.guild_id, new.role_ids, new.interaction_id
-            )
-            if existing is not None:  # a replayed interaction: the same job, no second reservation
-                return dataclasses.replace(self.get_job(existing), replayed=True)
-            if blocked is not None:
-                raise UserBlocked(blocked)
-            if limit is not None:
-                start, end = period_bounds(period, self.defaults.reset_hour, now)
-                s = self._sums(new.user_id, scope, start, end)
-                allowance = limit + s["grant"]
-                remaining = max(0, allowance - (s["reserve"] - s["refund"] - s["reset"]))
-                if new.images > remaining:
-                    raise QuotaExceeded(
-                        remaining=remaining,
-                        limit=allowance,
-                        needed=new.images,
-                        period=period,
-                        resets_at=end,
-                    )
+            # The common case is one statement: policy, the period's sums and the insert.
             row = c.execute(
-                "INSERT INTO jobs (interaction_id, guild_id, scope, channel_id, user_id, kind,"
-                " parent_job_id, request, input_key, style_ref_keys, state, created_at, backend,"
-                " images_requested, images_reserved, request_message_id)"
-                f" VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?) RETURNING {JOB_COLUMNS}",
+                _reserve_sql(len(roles)),
                 (
                     new.interaction_id,
                     new.guild_id,
@@ -450,17 +479,80 @@ class Books:
                     new.parent_job_id,
                     request,
                     new.input_key,
-                    json.dumps(list(new.style_ref_keys)),
-                    iso(now),
+                    style_refs,
+                    created,
                     new.backend,
                     new.images,
-                    new.images,
                     new.request_message_id,
+                    self.defaults.limit,
+                    self.defaults.period,
+                    *self._hours(now),
+                    *roles,
                 ),
             ).fetchone()
-            # One statement: the jobs_reserve and jobs_inputs triggers wrote the reservation and
-            # the input references with it, so a failure leaves nothing half-written.
-            return _job(row)
+            if row is None:  # a replay, a block or the quota: find out which
+                return self._not_reserved(new, now)
+        # The row is exactly what was inserted: build it here instead of reading it back.
+        return Job(
+            row[0],
+            new.interaction_id,
+            new.guild_id,
+            new.channel_id,
+            new.user_id,
+            new.kind,
+            new.parent_job_id,
+            json.loads(request),
+            new.input_key,
+            _list(style_refs),
+            "queued",
+            datetime.fromisoformat(created),
+            None,
+            None,
+            new.backend,
+            None,
+            new.images,
+            new.images,
+            0,
+            0,
+            (),
+            None,
+            new.request_message_id,
+            None,
+        )
+
+    def _hours(self, now: datetime) -> tuple[str, ...]:
+        """First and end hour ('YYYY-MM-DDTHH') of the daily, weekly and monthly period of `now`.
+
+        Cached per hour: periods start on the hour, so the answer only changes when the hour does.
+        """
+        hour = now.replace(minute=0, second=0, microsecond=0)
+        if self._hours_cache[0] != hour:
+            bounds = [period_bounds(p, self.defaults.reset_hour, now) for p in PERIODS]
+            self._hours_cache = (hour, tuple(iso(t)[:13] for pair in bounds for t in pair))
+        return self._hours_cache[1]
+
+    def _not_reserved(self, new: NewJob, now: datetime) -> Job:
+        """Why the reserving insert wrote nothing: the replayed job, or the refusal to raise."""
+        limit, _, period, blocked, existing = self._policy(
+            new.user_id, new.guild_id, new.role_ids, new.interaction_id
+        )
+        if existing is not None:  # a replayed interaction: the same job, no second reservation
+            return dataclasses.replace(self.get_job(existing), replayed=True)
+        if blocked is not None:
+            raise UserBlocked(blocked)
+        if limit is None:  # exempt, yet the insert refused: the two checks disagree
+            raise RuntimeError("the reservation was refused for an exempt user")
+        start, end = period_bounds(period, self.defaults.reset_hour, now)
+        s = self._sums(new.user_id, _scope(new.guild_id), start, end)
+        allowance = limit + s["grant"]
+        remaining = max(0, allowance - (s["reserve"] - s["refund"] - s["reset"]))
+        raise QuotaExceeded(
+            remaining=remaining,
+            limit=allowance,
+            needed=new.images,
+            period=period,
+            resets_at=end,
+        )
 
     def get_job(self, job_id: int) -> Job:
         """The job with this id, or JobNotFound."""

@@ -18,7 +18,9 @@ def utc(dt: datetime | None = None) -> datetime:
 
 def iso(dt: datetime) -> str:
     """Fixed-width ISO text, so that timestamps stored as TEXT sort and compare correctly."""
-    return utc(dt).isoformat(timespec="microseconds")
+    if dt.tzinfo is not UTC:
+        dt = utc(dt)
+    return dt.isoformat(timespec="microseconds")
 
 
 def parse_iso(text: str | None) -> datetime | None:
