@@ -49,11 +49,10 @@ async def test_open_applies_migrations_once_and_sets_wal(tmp_path: Path) -> None
     apply_migrations(db)  # a third application changes nothing
     assert db.execute("SELECT sql FROM sqlite_master ORDER BY name").fetchall() == schema
     assert [m.name for m in MIGRATIONS.applied(db)] == [m.name for m in MIGRATIONS._migrations]
-    assert len(MIGRATIONS._migrations) == 4
+    assert len(MIGRATIONS._migrations) == 5
     assert MIGRATIONS.pending(db) == []
-    assert {"jobs", "quota_ledger", "backend_costs", "policy_defaults", "policy_blocked"} <= set(
-        db.table_names()
-    )
+    assert {"jobs", "quota_ledger", "policy_defaults", "policy_blocked"} <= set(db.table_names())
+    assert "backend_costs" in db.view_names()
 
 
 async def test_lifecycle_settle_charges_delivered_and_refunds_rest(store: Store) -> None:
@@ -229,8 +228,8 @@ async def test_submitted_job_is_exactly_what_was_stored(store: Store) -> None:
         await store.settle(job.id, delivered=0)
 
 
-async def test_a_file_from_before_0004_upgrades_in_place(tmp_path: Path) -> None:
-    # A database written by the first three migrations keeps its jobs, inputs and books.
+async def test_a_file_from_0003_upgrades_in_place(tmp_path: Path) -> None:
+    # A database written by the first three migrations keeps its jobs, inputs, bills and books.
     from sqlite_utils.migrations import Migrations
 
     db_path = tmp_path / "remixbot.sqlite3"
@@ -240,24 +239,38 @@ async def test_a_file_from_before_0004_upgrades_in_place(tmp_path: Path) -> None
     conn = sqlite3.connect(db_path, isolation_level=None)
     conn.execute("PRAGMA journal_mode = WAL")
     old.apply(Database(conn))
+    now = datetime.now(UTC).isoformat(timespec="microseconds")
+    for _ in range(2):
+        conn.execute(
+            "INSERT INTO jobs (guild_id, scope, user_id, kind, input_key, style_ref_keys, state,"
+            " created_at, backend, images_requested, images_reserved)"
+            " VALUES (7, 7, 42, 'remix', ?, ?, 'queued', ?, 'ideogram', 2, 2)",
+            ("a" * 64, f'["{"b" * 64}"]', now),
+        )
     conn.execute(
-        "INSERT INTO jobs (guild_id, scope, user_id, kind, input_key, style_ref_keys, state,"
-        " created_at, backend, images_requested, images_reserved)"
-        " VALUES (7, 7, 42, 'remix', ?, ?, 'queued', ?, 'ideogram', 2, 2)",
-        ("a" * 64, f'["{"b" * 64}"]', datetime.now(UTC).isoformat(timespec="microseconds")),
+        "UPDATE jobs SET state = 'delivered', finished_at = ?, images_delivered = 2,"
+        " images_billed = 3 WHERE id = 2",
+        (now,),
     )
+    # As before 0003, when the bill was kept only in the table.
+    conn.execute("UPDATE jobs SET images_billed = NULL WHERE id = 2")
     conn.close()
     async with await Store.open(db_path, defaults=QuotaDefaults(limit=25)) as s:
         assert (await s.reconcile()).failed == (1,)  # found through the new open-jobs index
+        assert await s.backend_cost(1) == ("billed", 0)
+        assert await s.backend_cost(2) == ("billed", 3)  # carried over from the old table
         fresh = await s.submit_job(new_job(images=1, input_key="c" * 64))
         assert fresh.state == "queued" and (await s.quota_status(42, 7)).reserved == 1
-        await s.settle(fresh.id, delivered=1)
+        assert await s.backend_cost(fresh.id) is None
+        await s.settle(fresh.id, delivered=1, billed=1)
+        assert await s.backend_cost(fresh.id) == ("billed", 1)
         assert await s.check_books() == []
     conn = sqlite3.connect(db_path)
     refs = conn.execute("SELECT job_id, key FROM job_inputs ORDER BY job_id, key").fetchall()
     indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
     conn.close()
-    assert refs == [(1, "a" * 64), (1, "b" * 64), (fresh.id, "c" * 64)]
+    old_refs = [(1, "a" * 64), (1, "b" * 64), (2, "a" * 64), (2, "b" * 64)]
+    assert refs == [*old_refs, (fresh.id, "c" * 64)]
     assert "jobs_open" in indexes and "jobs_state" not in indexes
 
 

@@ -284,6 +284,45 @@ def _leaner_job_writes(db: Database) -> None:
     )
 
 
+@MIGRATIONS(name="0005_backend_costs_from_jobs")
+def _backend_costs_view(db: Database) -> None:
+    # The backend's bill already lives on the job row (images_billed, set when the job closes);
+    # the table copied it. A view keeps one source of truth and one fewer write per job.
+    # Rows written before 0003 may have the bill only in the table: carry it over first.
+    db.execute(
+        "UPDATE jobs SET images_billed = (SELECT images_billed FROM backend_costs"
+        " WHERE job_id = jobs.id) WHERE id IN (SELECT job_id FROM backend_costs)"
+    )
+    db.execute("DROP TRIGGER jobs_close")
+    db.execute(
+        """
+        CREATE TRIGGER jobs_close AFTER UPDATE OF state ON jobs
+        WHEN OLD.state IN ('queued', 'running')
+         AND NEW.state IN ('delivered', 'failed', 'cancelled', 'unknown')
+        BEGIN
+            INSERT INTO quota_ledger (ts, period_ts, scope, user_id, job_id, kind, amount)
+            VALUES (NEW.finished_at, NEW.created_at, NEW.scope, NEW.user_id, NEW.id, 'settle',
+                    min(NEW.images_delivered, NEW.images_reserved));
+            INSERT INTO quota_ledger (ts, period_ts, scope, user_id, job_id, kind, amount)
+            SELECT NEW.finished_at, NEW.created_at, NEW.scope, NEW.user_id, NEW.id, 'refund',
+                   NEW.images_reserved - min(NEW.images_delivered, NEW.images_reserved)
+            WHERE NEW.images_reserved > NEW.images_delivered;
+        END
+        """
+    )
+    db.execute("DROP TABLE backend_costs")
+    # What each final job cost at the backend, apart from the user's quota (NULL: unknown).
+    db.execute(
+        """
+        CREATE VIEW backend_costs AS
+        SELECT id AS job_id, backend, images_billed,
+               CASE WHEN images_billed IS NULL THEN 'unknown' ELSE 'billed' END AS status,
+               finished_at AS recorded_at
+        FROM jobs WHERE state IN ('delivered', 'failed', 'cancelled', 'unknown')
+        """
+    )
+
+
 def apply_migrations(db: Database) -> None:
     """Apply pending migrations inside one BEGIN IMMEDIATE, so concurrent openers take turns."""
     conn = db.conn
