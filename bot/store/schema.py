@@ -194,6 +194,25 @@ def _quota_usage(db: Database) -> None:
     )
 
 
+def _close_trigger(also: str = "") -> str:
+    """The trigger that settles a job's books when it closes, then runs `also` (more SQL)."""
+    return f"""
+        CREATE TRIGGER jobs_close AFTER UPDATE OF state ON jobs
+        WHEN OLD.state IN ('queued', 'running')
+         AND NEW.state IN ('delivered', 'failed', 'cancelled', 'unknown')
+        BEGIN
+            INSERT INTO quota_ledger (ts, period_ts, scope, user_id, job_id, kind, amount)
+            VALUES (NEW.finished_at, NEW.created_at, NEW.scope, NEW.user_id, NEW.id, 'settle',
+                    min(NEW.images_delivered, NEW.images_reserved));
+            INSERT INTO quota_ledger (ts, period_ts, scope, user_id, job_id, kind, amount)
+            SELECT NEW.finished_at, NEW.created_at, NEW.scope, NEW.user_id, NEW.id, 'refund',
+                   NEW.images_reserved - min(NEW.images_delivered, NEW.images_reserved)
+            WHERE NEW.images_reserved > NEW.images_delivered;
+            {also}
+        END
+        """
+
+
 @MIGRATIONS(name="0003_ledger_by_triggers")
 def _ledger_triggers(db: Database) -> None:
     # The job row and its ledger rows are written by ONE statement: inserting a job reserves,
@@ -213,25 +232,15 @@ def _ledger_triggers(db: Database) -> None:
     )
     # Charge what was delivered (never more than reserved), refund the rest, record the cost.
     db.execute(
-        """
-        CREATE TRIGGER jobs_close AFTER UPDATE OF state ON jobs
-        WHEN OLD.state IN ('queued', 'running')
-         AND NEW.state IN ('delivered', 'failed', 'cancelled', 'unknown')
-        BEGIN
-            INSERT INTO quota_ledger (ts, period_ts, scope, user_id, job_id, kind, amount)
-            VALUES (NEW.finished_at, NEW.created_at, NEW.scope, NEW.user_id, NEW.id, 'settle',
-                    min(NEW.images_delivered, NEW.images_reserved));
-            INSERT INTO quota_ledger (ts, period_ts, scope, user_id, job_id, kind, amount)
-            SELECT NEW.finished_at, NEW.created_at, NEW.scope, NEW.user_id, NEW.id, 'refund',
-                   NEW.images_reserved - min(NEW.images_delivered, NEW.images_reserved)
-            WHERE NEW.images_reserved > NEW.images_delivered;
+        _close_trigger(
+            """
             INSERT INTO backend_costs (job_id, backend, images_billed, status, recorded_at)
             VALUES (NEW.id, NEW.backend, NEW.images_billed,
                     CASE WHEN NEW.images_billed IS NULL THEN 'unknown' ELSE 'billed' END,
                     NEW.finished_at)
             ON CONFLICT (job_id) DO NOTHING;
-        END
-        """
+            """
+        )
     )
     # Every stored input a job uses, from the row itself (style references are a JSON list).
     db.execute(
@@ -294,22 +303,7 @@ def _backend_costs_view(db: Database) -> None:
         " WHERE job_id = jobs.id) WHERE id IN (SELECT job_id FROM backend_costs)"
     )
     db.execute("DROP TRIGGER jobs_close")
-    db.execute(
-        """
-        CREATE TRIGGER jobs_close AFTER UPDATE OF state ON jobs
-        WHEN OLD.state IN ('queued', 'running')
-         AND NEW.state IN ('delivered', 'failed', 'cancelled', 'unknown')
-        BEGIN
-            INSERT INTO quota_ledger (ts, period_ts, scope, user_id, job_id, kind, amount)
-            VALUES (NEW.finished_at, NEW.created_at, NEW.scope, NEW.user_id, NEW.id, 'settle',
-                    min(NEW.images_delivered, NEW.images_reserved));
-            INSERT INTO quota_ledger (ts, period_ts, scope, user_id, job_id, kind, amount)
-            SELECT NEW.finished_at, NEW.created_at, NEW.scope, NEW.user_id, NEW.id, 'refund',
-                   NEW.images_reserved - min(NEW.images_delivered, NEW.images_reserved)
-            WHERE NEW.images_reserved > NEW.images_delivered;
-        END
-        """
-    )
+    db.execute(_close_trigger())
     db.execute("DROP TABLE backend_costs")
     # What each final job cost at the backend, apart from the user's quota (NULL: unknown).
     db.execute(
