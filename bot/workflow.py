@@ -290,6 +290,7 @@ class RemixService:
                 task_id,
                 dest,
                 stem=f"remix-{job.id}",
+                verify=self.pool.check_result,
             )
 
         log.info("job %s: resuming task after a restart", job.id)
@@ -367,6 +368,7 @@ class _Run:
                 dest,
                 on_submitted=saved,
                 stem=f"remix-{job.id}",
+                verify=s.pool.check_result,
             )
 
         return await self.finish(job, produce, admission)

@@ -195,6 +195,22 @@ async def test_unsafe_images_are_withheld_and_not_charged(tmp_path: Path) -> Non
         assert await w.books_balance() == []
 
 
+async def test_damaged_result_image_is_not_posted_or_charged(tmp_path: Path) -> None:
+    async with running_world(tmp_path / "data") as w:
+        # The second image's body is cut in half: right magic bytes, undecodable pixels.
+        w.remix.damaged = {1}
+        inter = await w.slash_remix(png_bytes(), num_images=3)
+        msg = await w.result_message(inter)
+        assert len(msg.attachments) == 2
+        assert "1 image(s) could not be downloaded (not charged)" in json.dumps(msg.embeds)
+        [job] = await w.jobs_final(1)
+        assert job.images_delivered == 2
+        status = await w.services.store.quota_status(job.user_id, job.guild_id)
+        assert status.used == 2
+        assert await w.services.store.backend_cost(job.id) == ("billed", 3)
+        assert await w.books_balance() == []
+
+
 async def test_discord_413_is_refitted_and_retried_once(tmp_path: Path) -> None:
     async with running_world(tmp_path / "data") as w:
         # The first upload of files is refused, as Discord does for a request over its limit.

@@ -128,9 +128,22 @@ async def _run(args: argparse.Namespace, settings: Settings, request: RemixReque
     limits = intake_limits(settings)
     data = await asyncio.to_thread(read_input, Path(args.image), settings)
     ref_datas = [await asyncio.to_thread(read_input, Path(r), settings) for r in args.style_ref]
+    # One pool for the whole run: it prepares the input and decodes the results.
     async with ImagePool() as pool:
         prepared = await pool.prepare(data, aspect_ratio=request.aspect_ratio, limits=limits)
         refs = await pool.prepare_style_refs(ref_datas, limits) if ref_datas else []
+        return await _generate(args, settings, request, pool, prepared, refs)
+
+
+async def _generate(
+    args: argparse.Namespace,
+    settings: Settings,
+    request: RemixRequest,
+    pool: ImagePool,
+    prepared: PreparedImage,
+    refs: list[PreparedImage],
+) -> int:
+    """Everything after intake: --dry-run, or the booked backend call, download and report."""
     if args.dry_run:
         return _dry_run(args, settings, request, prepared, refs)
     settings.require_api_key()
@@ -184,6 +197,7 @@ async def _run(args: argparse.Namespace, settings: Settings, request: RemixReque
                 out,
                 on_submitted=submitted,
                 stem=stem,
+                verify=pool.check_result,
             )
             await booking.settle(len(delivery.images), delivery.withheld, delivery.billed)
     for item in delivery.images:

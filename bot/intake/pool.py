@@ -6,18 +6,20 @@ import asyncio
 import functools
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, TypeVar
 
 from bot.errors import InvalidImage
 from bot.intake.fit import DISCORD_MAX_FILES, DISCORD_MESSAGE_LIMIT, UploadFile, fit_for_upload
 from bot.intake.limits import IntakeLimits
 from bot.intake.prepare import PreparedImage, prepare, prepare_style_refs
+from bot.intake.verify import check_result
 
 T = TypeVar("T")
 
 
 class ImagePool:
-    """Runs prepare / prepare_style_refs / fit_for_upload off the event loop (2 threads).
+    """Runs prepare / prepare_style_refs / check_result / fit_for_upload off the loop (2 threads).
 
     Pillow releases the GIL while decoding, resampling and encoding, so two workers use both
     cores of a small VM while the loop keeps serving the gateway. Each call is bounded by
@@ -59,6 +61,15 @@ class ImagePool:
             raise InvalidImage(
                 f"The style reference images took more than {self.timeout:g} seconds to "
                 "prepare; send smaller ones."
+            ) from None
+
+    async def check_result(self, path: Path) -> None:
+        """Async :func:`bot.intake.verify.check_result` (InvalidImage when damaged or too slow)."""
+        try:
+            await self.run(check_result, path)
+        except TimeoutError:
+            raise InvalidImage(
+                f"A result image took more than {self.timeout:g} seconds to decode."
             ) from None
 
     async def fit_for_upload(

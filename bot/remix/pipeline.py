@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
 
-from bot.errors import DownloadError, RemixOutcomeUnknown
+from bot.errors import DownloadError, InvalidImage, RemixOutcomeUnknown
 from bot.media import EncodedImage
 from bot.remix.backends.base import Backend, OnSubmitted, RemixResult
 from bot.remix.download import DownloadedImage, DownloadPolicy, download_all
 from bot.remix.request import RemixRequest
+
+log = logging.getLogger(__name__)
+
+# Decodes a saved result image off the event loop; raises InvalidImage when it is damaged.
+Verify = Callable[[Path], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -55,11 +62,12 @@ async def run_remix(
     *,
     on_submitted: OnSubmitted | None = None,
     stem: str = "result",
+    verify: Verify | None = None,
 ) -> Delivery:
     """Run one remix and save its images; `session` is the download session (no API key)."""
     backend.check(request, len(refs))
     result = await backend.remix(request, image, refs, on_submitted=on_submitted)
-    return await collect(result, session, policy, dest_dir, stem=stem)
+    return await collect(result, session, policy, dest_dir, stem=stem, verify=verify)
 
 
 async def resume_remix(
@@ -70,6 +78,7 @@ async def resume_remix(
     dest_dir: Path,
     *,
     stem: str = "result",
+    verify: Verify | None = None,
 ) -> Delivery:
     """Finish a job submitted before a restart: poll its task, then download like run_remix."""
     resume = getattr(backend, "resume", None)
@@ -78,7 +87,7 @@ async def resume_remix(
             f"The {backend.name} backend cannot resume a request after a restart."
         )
     result = await resume(task_id)
-    return await collect(result, session, policy, dest_dir, stem=stem)
+    return await collect(result, session, policy, dest_dir, stem=stem, verify=verify)
 
 
 async def collect(
@@ -88,9 +97,16 @@ async def collect(
     dest_dir: Path,
     *,
     stem: str = "result",
+    verify: Verify | None = None,
 ) -> Delivery:
-    """Download every safe image of a backend result at once and account for the rest."""
+    """Download every safe image of a backend result at once and account for the rest.
+
+    With `verify`, each saved image is also decoded; a damaged one counts as not downloaded
+    (deleted, not posted, not charged).
+    """
     outcomes = await download_all(session, result.images, dest_dir, policy, stem=stem)
+    if verify is not None:
+        outcomes = list(await asyncio.gather(*(_verified(o, verify) for o in outcomes)))
     delivered: list[DeliveredImage] = []
     errors: list[str] = []
     withheld = 0
@@ -120,3 +136,18 @@ async def collect(
         backend=result.backend,
         errors=errors,
     )
+
+
+async def _verified(
+    outcome: DownloadedImage | DownloadError | None, verify: Verify
+) -> DownloadedImage | DownloadError | None:
+    """The outcome, or a DownloadError (file deleted) when the saved image does not decode."""
+    if not isinstance(outcome, DownloadedImage):
+        return outcome
+    try:
+        await verify(outcome.path)
+    except InvalidImage as exc:
+        log.warning("result image %d not delivered: %s", outcome.index + 1, exc)
+        await asyncio.to_thread(outcome.path.unlink, missing_ok=True)
+        return DownloadError(f"{exc} It was not posted.")
+    return outcome

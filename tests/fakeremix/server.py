@@ -146,6 +146,7 @@ class FakeRemix:
         self.faults: list[Fault] = []
         self.image_mode = "ok"
         self.unsafe: set[int] = set()
+        self.damaged: set[int] = set()  # result indexes served cut in half (a truncated body)
         self.url_ttl = 3600
         self.proxy_mode = "task"  # "task" or "sync"
         self.task_polls = 1  # polls answered "processing" before the terminal state
@@ -309,7 +310,10 @@ class FakeRemix:
         base = self.image_base or self.base_url
         fmt = "PNG" if index % 2 == 0 else "JPEG"
         name = f"{uuid.uuid4().hex}.{'png' if fmt == 'PNG' else 'jpg'}"
-        self._images[name] = (make_image(fmt, seed=seed), fmt)
+        data = make_image(fmt, seed=seed)
+        if index in self.damaged:
+            data = data[: len(data) // 2]  # the magic bytes stay: only decoding finds it
+        self._images[name] = (data, fmt)
         exp = int(time.time()) + self.url_ttl
         mode = self.image_mode
         if mode == "expired":
@@ -759,7 +763,7 @@ class FakeRemix:
         for key, value in body.items():
             if key.startswith("_") or not hasattr(self, key) or callable(getattr(self, key)):
                 return web.json_response({"error": f"unknown knob {key}"}, status=400)
-            setattr(self, key, set(value) if key == "unsafe" else value)
+            setattr(self, key, set(value) if key in ("unsafe", "damaged") else value)
         return web.json_response({"ok": True})
 
     async def c_fault(self, request: web.Request) -> web.StreamResponse:
@@ -777,8 +781,8 @@ class FakeRemix:
     async def c_reset(self, request: web.Request) -> web.StreamResponse:
         """Forget requests and faults; restore default knobs."""
         fresh = FakeRemix()
-        for key in ("requests", "hits", "faults", "image_mode", "unsafe", "url_ttl", "proxy_mode",
-                    "task_polls", "task_outcome", "tasks"):  # fmt: skip
+        for key in ("requests", "hits", "faults", "image_mode", "unsafe", "damaged", "url_ttl",
+                    "proxy_mode", "task_polls", "task_outcome", "tasks"):  # fmt: skip
             setattr(self, key, getattr(fresh, key))
         return web.json_response({"ok": True})
 
