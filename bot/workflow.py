@@ -274,8 +274,13 @@ class RemixService:
         self._watchers.add(task)
         task.add_done_callback(self._watchers.discard)
 
-    async def resume(self, job: Job, presenter: Presenter) -> Posted | None:
-        """Finish a job left running at the backend by a previous process (task proxy only)."""
+    async def resume(
+        self, job: Job, presenter: Presenter, role_ids: Sequence[int] = ()
+    ) -> Posted | None:
+        """Finish a job left running at the backend by a previous process (task proxy only).
+
+        `role_ids`: the member's roles now, so the "images left" line counts their tier.
+        """
         if not job.backend_ref:
             await self.store.fail(job.id, "no task id to resume", "unknown")
             return None
@@ -294,7 +299,8 @@ class RemixService:
             )
 
         log.info("job %s: resuming task after a restart", job.id)
-        return await _Run(self, job, request, presenter).finish(job, produce)
+        run = _Run(self, job, request, presenter, role_ids=role_ids)
+        return await run.finish(job, produce)
 
     async def shutdown(self, grace: float) -> None:
         """Stop taking work while Discord is still connected: queued jobs are refunded and their

@@ -115,9 +115,23 @@ class Remix(commands.Cog):
             self.bot, job.channel_id, job.request_message_id, job.user_id, svc.pool
         )
         try:
-            await svc.remix.resume(job, presenter)
+            roles = await self._member_roles(job.guild_id, job.user_id)
+            await svc.remix.resume(job, presenter, roles)
         except Exception:
             log.exception("job %s: resuming failed", job.id)
+
+    async def _member_roles(self, guild_id: int | None, user_id: int) -> tuple[int, ...]:
+        """The member's role ids now (roles are not stored with a job); () if unknown."""
+        guild = self.bot.get_guild(guild_id) if guild_id is not None else None
+        if guild is None:
+            return ()
+        member = guild.get_member(user_id)
+        if member is None:
+            try:
+                member = await guild.fetch_member(user_id)
+            except discord.HTTPException:  # left the server, or no access: default tier only
+                return ()
+        return _roles(member)
 
     @property
     def services(self) -> Services:

@@ -405,7 +405,10 @@ async def test_task_proxy_job_is_resumed_after_a_restart(tmp_path: Path) -> None
         )
         discord_fake.messages[request_msg.id] = request_msg
         alice = int(discord_fake.alice["id"])
+        # Alice's tier: roles are not stored with the job, so the resumed run must ask Discord.
+        patron = await discord_fake.give_role(discord_fake.alice, "Patron")
         async with await Store.from_settings(settings) as store:
+            await store.set_role(int(discord_fake.guild_id), patron, 50)
             job = await store.submit_job(
                 NewJob(
                     interaction_id=None,
@@ -432,6 +435,7 @@ async def test_task_proxy_job_is_resumed_after_a_restart(tmp_path: Path) -> None
                 lambda m: bool(m.attachments), after=before, within=20
             )
             assert f"<@{alice}>" in reply.content
+            assert "images left: 49" in json.dumps(reply.embeds)  # her tier of 50, not 25
             create = w.discord.calls_to("POST", rf"/channels/{reply.channel_id}/messages")[-1]
             assert str(create.json["message_reference"]["message_id"]) == request_msg.id
             [done] = await w.jobs_final(1)
@@ -476,6 +480,33 @@ async def test_quota_command_shows_what_is_left_and_when_it_resets(tmp_path: Pat
         await w.discord.slash("quota", {})
         await w.discord.wait_until(lambda: len(w.ephemeral_replies()) == 2, 10, "second reply")
         assert w.ephemeral_replies()[1] == "You are blocked from remixing: testing"
+
+
+async def test_role_tiers_and_exempt_roles_come_from_the_member(tmp_path: Path) -> None:
+    async with running_world(tmp_path / "data", REMIXBOT_DEFAULT_LIMIT="2") as w:
+        store, guild = w.services.store, int(w.discord.guild_id)
+        patron = await w.discord.give_role(w.discord.alice, "Patron")
+        await store.set_role(guild, patron, 10)
+        # Over the default of 2, within Alice's tier of 10.
+        inter = await w.slash_remix(png_bytes(), num_images=4)
+        msg = await w.result_message(inter)
+        assert len(msg.attachments) == 4
+        assert "images left: 6" in json.dumps(msg.embeds)
+        await w.discord.slash("quota", {})
+        await w.discord.wait_until(lambda: w.ephemeral_replies(), 10, "the quota reply")
+        assert w.ephemeral_replies()[0].startswith("You have **6** of 10 images left today")
+        # Bob has no role: the default applies to him.
+        await w.discord.slash("remix", {"image": w.discord.upload_attachment("b.png", png_bytes()),
+                                        "prompt": "x", "num_images": 3}, user=w.discord.bob)  # fmt: skip
+        await w.discord.wait_until(lambda: len(w.ephemeral_replies()) == 2, 10, "Bob's refusal")
+        assert w.ephemeral_replies()[1].startswith("You have 2 of 2 images left today")
+        # An exempt role makes him unlimited.
+        staff = await w.discord.give_role(w.discord.bob, "Staff")
+        await store.set_exempt_role(guild, staff)
+        await w.discord.slash("quota", {}, user=w.discord.bob)
+        await w.discord.wait_until(lambda: len(w.ephemeral_replies()) == 3, 10, "Bob's quota")
+        assert "unlimited" in w.ephemeral_replies()[2].lower()
+        assert await w.books_balance() == []
 
 
 async def test_a_double_clicked_reroll_button_charges_once(tmp_path: Path) -> None:

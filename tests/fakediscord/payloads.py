@@ -47,11 +47,15 @@ def user(user_id: str, username: str, *, bot: bool = False) -> dict[str, Any]:
     return data
 
 
-def member(user_data: dict[str, Any], permissions: str = ALL_PERMISSIONS) -> dict[str, Any]:
+def member(
+    user_data: dict[str, Any],
+    permissions: str = ALL_PERMISSIONS,
+    roles: list[str] | tuple[str, ...] = (),
+) -> dict[str, Any]:
     """A guild member object, with the ``roles`` and ``flags`` keys discord.py requires."""
     return {
         "user": user_data,
-        "roles": [],
+        "roles": list(roles),
         "flags": 0,
         "joined_at": "2025-01-01T00:00:00+00:00",
         "deaf": False,
@@ -81,10 +85,28 @@ def text_channel(channel_id: str, guild_id: str, name: str = "general") -> dict[
     return {"id": channel_id, "type": 0, "name": name, "position": 0, "guild_id": guild_id}
 
 
+def role(role_id: str, name: str, position: int = 1) -> dict[str, Any]:
+    """A guild role object (no permissions of its own)."""
+    return {
+        "id": role_id,
+        "name": name,
+        "permissions": "0",
+        "position": position,
+        "color": 0,
+        "hoist": False,
+        "managed": False,
+        "mentionable": False,
+        "flags": 0,
+    }
+
+
 def guild_create(
-    guild_id: str, channels: list[dict[str, Any]], name: str = "Test"
+    guild_id: str,
+    channels: list[dict[str, Any]],
+    name: str = "Test",
+    roles: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """A GUILD_CREATE payload with the @everyone role and the given channels."""
+    """A GUILD_CREATE payload with the @everyone role, any other roles and the given channels."""
     return {
         "id": guild_id,
         "name": name,
@@ -94,7 +116,8 @@ def guild_create(
         "large": False,
         "owner_id": "1",
         "roles": [
-            {"id": guild_id, "name": "@everyone", "permissions": ALL_PERMISSIONS, "position": 0}
+            {"id": guild_id, "name": "@everyone", "permissions": ALL_PERMISSIONS, "position": 0},
+            *(roles or []),
         ],
         "channels": channels,
         "members": [],
@@ -171,6 +194,7 @@ def interaction_base(
     user_data: dict[str, Any],
     attachment_size_limit: int,
     interaction_id: str | None = None,
+    roles: list[str] | tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """The part every guild interaction shares, including ``version`` and ``attachment_size_limit``."""
     return {
@@ -183,7 +207,7 @@ def interaction_base(
         "guild_id": guild_id,
         "channel_id": channel["id"],
         "channel": channel,
-        "member": member(user_data),
+        "member": member(user_data, roles=roles),
         "app_permissions": ALL_PERMISSIONS,
         "locale": "en-US",
         "guild_locale": "en-US",
@@ -215,6 +239,7 @@ def reaction_add(
     guild_id: str,
     emoji: str,
     message_author_id: str | None = None,
+    roles: list[str] | tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """A MESSAGE_REACTION_ADD payload for a unicode emoji."""
     data: dict[str, Any] = {
@@ -225,7 +250,7 @@ def reaction_add(
         "emoji": {"id": None, "name": emoji},
         "burst": False,
         "type": 0,
-        "member": member(user_data),
+        "member": member(user_data, roles=roles),
     }
     if message_author_id is not None:
         data["message_author_id"] = message_author_id

@@ -205,6 +205,8 @@ class FakeDiscord:
         self.guild_id = p.snowflake()
         self.channel_id = p.snowflake()
         self.channels = {self.channel_id: p.text_channel(self.channel_id, self.guild_id)}
+        self.roles: dict[str, dict[str, Any]] = {}  # guild roles besides @everyone, by id
+        self.member_roles: dict[str, list[str]] = {}  # user id -> role ids
 
         self.calls: list[Call] = []
         self.frames: list[GatewayFrame] = []
@@ -367,6 +369,19 @@ class FakeDiscord:
 
     # ------------------------------------------------------------------ user actions
 
+    async def give_role(self, user: dict[str, Any], name: str) -> int:
+        """Give the member a role (created, and announced with GUILD_ROLE_CREATE, if new)."""
+        role_id = next((r for r, data in self.roles.items() if data["name"] == name), None)
+        if role_id is None:
+            role_id = p.snowflake()
+            self.roles[role_id] = p.role(role_id, name, position=len(self.roles) + 1)
+            if self.current is not None:
+                await self.dispatch(
+                    "GUILD_ROLE_CREATE", {"guild_id": self.guild_id, "role": self.roles[role_id]}
+                )
+        self.member_roles.setdefault(user["id"], []).append(role_id)
+        return int(role_id)
+
     def upload_attachment(
         self,
         filename: str,
@@ -446,6 +461,7 @@ class FakeDiscord:
                 guild_id=self.guild_id,
                 emoji=emoji,
                 message_author_id=msg.author["id"],
+                roles=self.member_roles.get(user["id"], []),
             ),
         )
 
@@ -467,7 +483,8 @@ class FakeDiscord:
         )
         self.messages[msg.id] = msg
         data = self.message_json(msg)
-        data["member"] = {k: v for k, v in p.member(msg.author).items() if k != "user"}
+        roles = self.member_roles.get(msg.author["id"], [])
+        data["member"] = {k: v for k, v in p.member(msg.author, roles=roles).items() if k != "user"}
         await self.dispatch("MESSAGE_CREATE", data)
         return msg
 
@@ -488,6 +505,7 @@ class FakeDiscord:
             channel=self.channels[channel_id],
             user_data=user,
             attachment_size_limit=self.attachment_size_limit,
+            roles=self.member_roles.get(user["id"], []),
         )
         payload["data"] = data
         if message is not None:
@@ -746,7 +764,11 @@ class FakeDiscord:
             ),
         )
         await self._dispatch_to(
-            session, "GUILD_CREATE", p.guild_create(self.guild_id, list(self.channels.values()))
+            session,
+            "GUILD_CREATE",
+            p.guild_create(
+                self.guild_id, list(self.channels.values()), roles=list(self.roles.values())
+            ),
         )
 
     async def _resume(self, ws: web.WebSocketResponse, conn: int, d: dict[str, Any]) -> None:
@@ -821,6 +843,8 @@ class FakeDiscord:
             rf"/channels/{chan}/messages/{snow.format('message')}/reactions/(?P<emoji>[^/]+)/(?P<who>@me|\d+)"
         )
         r.append(("PUT", reaction, self._reaction, "bot"))
+        member = re.compile(rf"/guilds/{snow.format('guild')}/members/{snow.format('user')}")
+        r.append(("GET", member, self._guild_member, "bot"))
         r.append(("DELETE", reaction, self._reaction, "bot"))
 
     async def _rest(self, request: web.Request) -> web.StreamResponse:
@@ -1080,6 +1104,15 @@ class FakeDiscord:
         else:
             users.discard(who)
         return web.Response(status=204)
+
+    async def _guild_member(self, req: Req) -> web.StreamResponse:
+        if req.match["guild"] != self.guild_id:
+            return _json({"message": "Unknown Guild", "code": 10004}, 404)
+        users = (self.owner, self.alice, self.bob)
+        user = next((u for u in users if u["id"] == req.match["user"]), None)
+        if user is None:
+            return _json({"message": "Unknown Member", "code": 10007}, 404)
+        return _json(p.member(user, roles=self.member_roles.get(user["id"], [])))
 
     def _apply(
         self, msg: StoredMessage, body: dict[str, Any], files: list[UploadedFile], *, editing: bool
