@@ -59,7 +59,8 @@ class Settings:
     remix_path: str = ""
     model: str = ""
     task_submit_path: str = "/ideogram/v1/ideogram-v3/remix"
-    task_query_path: str = "/ideogram/v1/tasks/{task_id}"
+    # The only task query path the reference documents (the Kling-style envelope proxies reuse).
+    task_query_path: str = "/kling/v1/images/generations/{task_id}"
     task_max_wait: float = 600.0
     backend_timeout: float = 180.0
     # Result downloads

@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from bot.errors import DownloadError, RemixOutcomeUnknown, RemixRateLimited, RemixUnavailable
+from bot.errors import DownloadError, RemixOutcomeUnknown, RemixRateLimited
 from bot.jobs import Scheduler
 from bot.remix.backends import TaskProxyBackend, make_backend
 from bot.remix.backends.base import ResultImage
@@ -68,7 +68,7 @@ async def _serve(body: bytes) -> tuple[web.AppRunner, str]:
     ("body", "error"),
     [
         (json.dumps({"data": [{}] * 100_000}).encode(), RemixOutcomeUnknown),
-        (b"[" * 200_000 + b"]" * 200_000, RemixUnavailable),
+        (b"[" * 200_000 + b"]" * 200_000, RemixOutcomeUnknown),
     ],
     ids=["100k-images", "deeply-nested"],
 )

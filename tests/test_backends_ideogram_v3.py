@@ -149,12 +149,16 @@ async def test_oversized_refs_refused_before_sending(fake: FakeRemix) -> None:
         ("404", RemixRejected, "Injected HTTP 404"),
         ("422", RemixRejected, "failed safety check"),
         ("401", RemixAuthError, "HTTP 401"),
-        ("402", RemixAuthError, "Insufficient funds"),
+        ("402", RemixAuthError, "balance and limits"),
         ("403", RemixAuthError, "HTTP 403"),
         ("500", RemixUnavailable, "HTTP 500"),
         ("503", RemixUnavailable, "HTTP 503"),
-        ("malformed", RemixUnavailable, "not valid JSON"),
-        ("missing_data", RemixUnavailable, "no `data` list"),
+        # A gateway gave up waiting: the remix may still run and be billed.
+        ("502", RemixOutcomeUnknown, "gateway timed out (HTTP 502)"),
+        ("504", RemixOutcomeUnknown, "gateway timed out (HTTP 504)"),
+        ("524", RemixOutcomeUnknown, "gateway timed out (HTTP 524)"),
+        ("malformed", RemixOutcomeUnknown, "not valid JSON"),
+        ("missing_data", RemixOutcomeUnknown, "no `data` list"),
         ("redirect", RemixUnavailable, "redirect"),
     ],
 )
@@ -166,6 +170,16 @@ async def test_fault_maps_to_error(fake: FakeRemix, kind: str, error: type, frag
     assert API_KEY not in str(info.value)
     assert len(fake.api_requests()) == 1  # never resubmitted
     assert "/elsewhere" not in fake.hits  # redirects of the paid POST are not followed
+
+
+def test_402_reason_is_read_from_reject_reason() -> None:
+    # Ideogram's 402 "includes reject_reason (insufficient_funds, daily_limit)".
+    from bot.remix.backends.http import backend_reason, map_status
+
+    assert backend_reason(b'{"reject_reason": "daily_limit"}', 402) == "daily_limit"
+    error = map_status("ideogram", 402, b'{"reject_reason": "insufficient_funds"}')
+    assert isinstance(error, RemixAuthError)
+    assert "HTTP 402: insufficient_funds" in str(error)
 
 
 async def test_wrong_key_is_an_auth_error(fake: FakeRemix) -> None:

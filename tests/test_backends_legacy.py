@@ -126,7 +126,7 @@ async def test_reseller_path_with_bearer(fake: FakeRemix) -> None:
         (
             {"resolution": "1024x1024", "model": "V_1"},
             0,
-            "resolution is not available with model V_1",
+            "resolution is only available with model V_2 or V_2_TURBO, not V_1",
         ),
         ({"model": "ideogram:4@2"}, 0, "model must be one of V_1"),
     ],

@@ -8,7 +8,7 @@ import re
 import aiohttp
 import pytest
 
-from bot.errors import InvalidRequest, RemixRejected, RemixUnavailable
+from bot.errors import InvalidRequest, RemixOutcomeUnknown, RemixRejected
 from bot.remix import enums
 from bot.remix.backends import RemixResult, RunwareBackend, make_backend
 from bot.remix.backends.runware import nearest_size, remix_strength
@@ -51,6 +51,7 @@ async def test_minimal_task(fake: FakeRemix) -> None:
         "height": 1024,
         "numberResults": 1,
         "outputType": "URL",
+        "deliveryMethod": "sync",
         "providerSettings": {"ideogram": {"remixStrength": 51}},
     }
     assert result.backend_ref and UUID4.match(result.backend_ref)
@@ -91,11 +92,11 @@ async def test_every_option_mapped(fake: FakeRemix) -> None:
     assert [i.seed for i in result.images] == [77, 78]
 
 
-async def test_style_code_and_explicit_resolution(fake: FakeRemix) -> None:
-    await remix(fake, RemixRequest("x", style_codes=("0123abcd",), resolution="1280x800"))
+async def test_explicit_resolution(fake: FakeRemix) -> None:
+    await remix(fake, RemixRequest("x", resolution="1280x800"))
     task = task_of(fake)
     assert (task["width"], task["height"]) == (1280, 800)
-    assert task["providerSettings"]["ideogram"]["styleCode"] == "0123ABCD"
+    assert "styleCode" not in task["providerSettings"]["ideogram"]
 
 
 async def test_older_model_sizes_and_styles(fake: FakeRemix) -> None:
@@ -137,7 +138,12 @@ def test_size_rule_and_strength_mapping() -> None:
             0,
             "style codes need Ideogram 3.0",
         ),
-        ({"style_codes": ("0123abcd", "0123abce")}, 0, "Runware takes one style code, not 2"),
+        # Runware: styleCode "cannot be used together with … referenceImages" (every remix).
+        (
+            {"style_codes": ("0123abcd",)},
+            0,
+            "style codes cannot be used for a remix on the runware",
+        ),
         ({"negative_prompt": "x", "model": "ideogram:2@2"}, 0, "negative_prompt is not supported"),
         ({"seed": 0}, 0, "seed must be from 1 to 2147483647 on Runware, not 0"),
         ({"resolution": "1024x768"}, 0, "resolution 1024x768 is not allowed for ideogram:4@2"),
@@ -164,7 +170,8 @@ async def test_runware_error_envelope_becomes_rejection(fake: FakeRemix) -> None
             await backend.post("/v1", lambda: {"json": [task]})
 
 
-async def test_reply_without_data_is_unavailable(fake: FakeRemix) -> None:
+async def test_reply_without_data_is_outcome_unknown(fake: FakeRemix) -> None:
+    # An HTTP 200 means the task ran (and was billed): never "not charged, try again".
     fake.fail_next("missing_data")
-    with pytest.raises(RemixUnavailable, match="no `data`"):
+    with pytest.raises(RemixOutcomeUnknown, match="no `data`"):
         await remix(fake, RemixRequest("x"))

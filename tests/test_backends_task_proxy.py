@@ -77,6 +77,21 @@ async def test_transient_poll_errors_are_retried(fake: FakeRemix) -> None:
     assert len(fake.api_requests()) == 1
 
 
+async def test_polls_use_the_documented_query_path(fake: FakeRemix) -> None:
+    seen: list[str] = []
+    await run(fake, RemixRequest("x"), seen)
+    polls = [r.path for r in fake.requests if r.method == "GET"]
+    assert polls and set(polls) == {f"/kling/v1/images/generations/{seen[0]}"}
+
+
+async def test_an_error_code_while_the_task_runs_is_asked_again(fake: FakeRemix) -> None:
+    # Once submitted the task may run and be billed: a poll's error code is never a rejection.
+    fake.fail_next("busy_code", times=2, target="poll")
+    result = await run(fake, RemixRequest("x"))
+    assert len(result.images) == 1
+    assert len(fake.api_requests()) == 1
+
+
 async def test_resume_after_restart(fake: FakeRemix) -> None:
     seen: list[str] = []
     await run(fake, RemixRequest("x"), seen)

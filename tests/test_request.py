@@ -127,11 +127,12 @@ def test_palette_members_parse_and_encode() -> None:
             {"color_hex": "#000", "color_weight": 1},
         ),
     )
+    # Sent highest weight first, as Ideogram asks; unweighted colours last, in order.
     assert r.palette_dict() == {
         "members": [
+            {"color_hex": "#000", "color_weight": 1.0},
             {"color_hex": "#b470b3", "color_weight": 0.5},
             {"color_hex": "#fff"},
-            {"color_hex": "#000", "color_weight": 1.0},
         ]
     }
     assert RemixRequest("x", palette_name="PASTEL").palette_dict() == {"name": "PASTEL"}

@@ -267,7 +267,10 @@ class RemixRequest:
         if self.palette_name is not None:
             return {"name": self.palette_name}
         if self.palette_members:
-            return {"members": [m.to_dict() for m in self.palette_members]}
+            # Ideogram: "list highest first". Colours given without a weight keep their order,
+            # after the weighted ones (the API does not say where they rank).
+            members = sorted(self.palette_members, key=lambda m: -(m.weight or 0.0))
+            return {"members": [m.to_dict() for m in members]}
         return None
 
     def with_seed(self, seed: int | None) -> RemixRequest:

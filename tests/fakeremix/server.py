@@ -129,7 +129,8 @@ class Recorded:
 class Fault:
     """A fault to inject on the next matching API call(s)."""
 
-    kind: str  # 429 400 401 402 403 404 422 500 503 hang malformed missing_data redirect
+    kind: str  # 429 400 401 402 403 404 422 500 502 503 504 524 hang malformed missing_data
+    # redirect busy_code
     times: int = 1
     retry_after: str | None = None
     target: str = "api"  # "api" (POSTs) or "poll" (task queries)
@@ -192,7 +193,7 @@ class FakeRemix:
         r.add_post("/ideogram/remix", self.legacy_bearer)
         r.add_post("/v1", self.runware)
         r.add_post("/ideogram/v1/ideogram-v3/remix", self.proxy_submit)
-        r.add_get("/ideogram/v1/tasks/{task_id}", self.proxy_query)
+        r.add_get("/kling/v1/images/generations/{task_id}", self.proxy_query)
         r.add_get("/images/{name}", self.image)
         r.add_get("/dl/slow", self.dl_slow)
         r.add_get("/dl/huge", self.dl_huge)
@@ -287,7 +288,11 @@ class FakeRemix:
             return web.json_response(
                 {"error": "Insufficient funds.", "reject_reason": "insufficient_funds"}, status=402
             )
-        if kind in ("400", "401", "403", "404", "500", "503"):
+        if kind == "busy_code":  # a poll answer with an error code while the task still runs
+            return web.json_response(
+                {"code": 1303, "message": "busy, try later", "data": {"task_status": "processing"}}
+            )
+        if kind in ("400", "401", "403", "404", "500", "502", "503", "504", "524"):
             return web.json_response({"error": f"Injected HTTP {kind}."}, status=int(kind))
         if kind == "hang":
             with contextlib.suppress(TimeoutError):
@@ -648,7 +653,8 @@ class FakeRemix:
         )
 
     async def proxy_query(self, request: web.Request) -> web.StreamResponse:
-        """`GET …/tasks/{task_id}`: processing for task_polls polls, then the outcome."""
+        """`GET /kling/v1/images/generations/{task_id}`: processing for task_polls polls, then
+        the outcome."""
         await self._record(request)
         self._auth(request, "bearer")
         fault = await self._fault("poll")

@@ -91,7 +91,7 @@ def backend_reason(body: bytes | str | None, status: int) -> str:
     except (ValueError, RecursionError):
         parsed = None
     if isinstance(parsed, dict):
-        for key in ("error", "message", "detail", "msg", "task_status_msg"):
+        for key in ("error", "message", "detail", "msg", "task_status_msg", "reject_reason"):
             value = parsed.get(key)
             if isinstance(value, str) and value.strip():
                 reason = value
@@ -140,15 +140,21 @@ def check_count(items: Sequence[Any], name: str) -> None:
 
 def parse_ideogram_images(body: Any) -> list[ResultImage]:
     """Images from Ideogram's synchronous envelope `{created, data: [...]}` (v3 and legacy)."""
+    # A 2xx means the remix ran and was billed (Ideogram bills on completion), so a reply we
+    # cannot read is "outcome unknown", never "not charged, try again".
     if not isinstance(body, dict) or not isinstance(body.get("data"), list):
-        raise RemixUnavailable(
-            "The backend's reply had no `data` list of images; nothing to fetch."
+        raise RemixOutcomeUnknown(
+            "The backend's reply had no `data` list of images; it may have run, so it was not "
+            "resubmitted."
         )
     check_count(body["data"], "remix")
     images = []
     for item in body["data"]:
         if not isinstance(item, dict):
-            raise RemixUnavailable("The backend's reply listed an image that is not an object.")
+            raise RemixOutcomeUnknown(
+                "The backend's reply listed an image that is not an object; it may have run, so "
+                "it was not resubmitted."
+            )
         url = item.get("url") or None
         safe = item.get("is_image_safe", True) is not False
         seed = item.get("seed")
@@ -320,8 +326,9 @@ class HttpBackend:
             try:
                 return await parse_json(body)
             except (ValueError, RecursionError):
-                raise RemixUnavailable(
-                    f"The {self.name} backend's reply was not valid JSON (HTTP {status})."
+                raise RemixOutcomeUnknown(
+                    f"The {self.name} backend's reply was not valid JSON (HTTP {status}); it may "
+                    "have run, so it was not resubmitted."
                 ) from None
         raise map_status(self.name, status, body)
 
@@ -333,6 +340,10 @@ async def parse_json(body: bytes) -> Any:
     return json.loads(body)
 
 
+# Gateway/proxy timeouts (Cloudflare's 524 included): the request reached the backend.
+GATEWAY_TIMEOUTS = frozenset({502, 504, 524})
+
+
 class _Refused(Exception):
     """The connection failed before the request left: safe to retry."""
 
@@ -340,7 +351,12 @@ class _Refused(Exception):
 def map_status(name: str, status: int, body: bytes | str | None) -> Exception:
     """The RemixError for a non-2xx status (429 included, for callers that do not retry)."""
     reason = backend_reason(body, status)
-    if status in (401, 402, 403):
+    if status == 402:
+        return RemixAuthError(
+            f"The {name} backend's account cannot pay for this remix (HTTP 402: {reason}); "
+            "an admin must check the account's balance and limits."
+        )
+    if status in (401, 403):
         return RemixAuthError(
             f"The {name} backend refused the bot's API key (HTTP {status}: {reason}); "
             "an admin must check REMIXBOT_API_KEY and the account."
@@ -350,6 +366,12 @@ def map_status(name: str, status: int, body: bytes | str | None) -> Exception:
     if 300 <= status < 400:
         return RemixUnavailable(
             f"The {name} backend answered with a redirect (HTTP {status}); check REMIXBOT_BACKEND_URL."
+        )
+    if status in GATEWAY_TIMEOUTS:
+        # A proxy gave up waiting; the backend behind it may still run and bill the remix.
+        return RemixOutcomeUnknown(
+            f"The {name} backend's gateway timed out (HTTP {status}); the remix may still run, "
+            "so it was not resubmitted."
         )
     if status >= 500:
         return RemixUnavailable(

@@ -15,9 +15,9 @@ from bot.remix.backends.base import OnSubmitted, RemixResult
 from bot.remix.backends.http import HttpBackend, parse_ideogram_images
 from bot.remix.request import RemixRequest
 
-# The spec says resolution is "for model_version 2.0 only"; 1.0 surely has none. Later models are
-# allowed: the backend answers 400 (not billed) if it disagrees.
-NO_RESOLUTION = frozenset({"V_1", "V_1_TURBO"})
+# Ideogram: resolution is "for model_version 2.0 only"; other models are refused here, free,
+# rather than accepted and refused by the backend after the member waited.
+RESOLUTION_MODELS = frozenset({"V_2", "V_2_TURBO"})
 NO_STYLE_TYPE = frozenset({"V_1", "V_1_TURBO"})
 
 
@@ -71,9 +71,10 @@ class IdeogramLegacyBackend(HttpBackend):
                     f"resolution must be one of the {len(enums.LEGACY_RESOLUTIONS)} legacy "
                     f"resolutions such as 1024x1024, not {request.resolution!r}."
                 )
-            if model in NO_RESOLUTION:
+            if model not in RESOLUTION_MODELS:
                 raise InvalidRequest(
-                    f"resolution is not available with model {model}; use an aspect ratio."
+                    f"resolution is only available with model V_2 or V_2_TURBO, not {model}; "
+                    "use an aspect ratio."
                 )
         if request.has_palette and model in enums.LEGACY_NO_PALETTE:
             raise InvalidRequest(

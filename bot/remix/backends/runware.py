@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from bot.errors import InvalidRequest, RemixRejected, RemixUnavailable
+from bot.errors import InvalidRequest, RemixOutcomeUnknown, RemixRejected
 from bot.media import EncodedImage
 from bot.remix import enums
 from bot.remix.backends.base import OnSubmitted, RemixResult, ResultImage
@@ -103,8 +103,13 @@ class RunwareBackend(HttpBackend):
             raise InvalidRequest(
                 f"style codes need Ideogram 3.0 ({V3_MODEL}) on Runware, not {model}."
             )
-        if len(request.style_codes) > 1:
-            raise InvalidRequest(f"Runware takes one style code, not {len(request.style_codes)}.")
+        if request.style_codes:
+            # Runware: styleCode "cannot be used together with styleType or referenceImages",
+            # and a remix always sends its input as referenceImages.
+            raise InvalidRequest(
+                "style codes cannot be used for a remix on the runware backend (Runware refuses "
+                "them with a reference image); leave them out or use the ideogram backend."
+            )
         if request.negative_prompt is not None and model == V2A_MODEL:
             raise InvalidRequest(
                 f"negative_prompt is not supported by {model} (Ideogram 2a) on Runware."
@@ -132,8 +137,6 @@ class RunwareBackend(HttpBackend):
             ideogram["styleType"] = request.style_type
         if request.style_preset is not None:
             ideogram["stylePreset"] = request.style_preset
-        if request.style_codes:
-            ideogram["styleCode"] = request.style_codes[0]
         if refs:
             ideogram["styleReferenceImages"] = [data_uri(r) for r in refs]
         task: dict[str, Any] = {
@@ -146,6 +149,7 @@ class RunwareBackend(HttpBackend):
             "height": height,
             "numberResults": request.num_images,
             "outputType": "URL",
+            "deliveryMethod": "sync",
             "providerSettings": {"ideogram": ideogram},
         }
         if request.negative_prompt is not None:
@@ -174,7 +178,10 @@ class RunwareBackend(HttpBackend):
     def parse(self, body: Any, task_id: str, size: str, request: RemixRequest) -> list[ResultImage]:
         """Images of our task from `{data: [...], errors: [...]}`."""
         if not isinstance(body, dict):
-            raise RemixUnavailable("The runware backend's reply was not a JSON object.")
+            raise RemixOutcomeUnknown(
+                "The runware backend's reply was not a JSON object; it may have run, so it was "
+                "not resubmitted."
+            )
         errors = [e for e in _as_list(body.get("errors")) if isinstance(e, dict)]
         items = [
             d
@@ -186,7 +193,10 @@ class RunwareBackend(HttpBackend):
             if errors:
                 reason = backend_reason(json.dumps({"errors": errors}), 200)
                 raise RemixRejected(f"The runware backend rejected the request: {reason}.")
-            raise RemixUnavailable("The runware backend's reply had no `data` for the task.")
+            raise RemixOutcomeUnknown(
+                "The runware backend's reply had no `data` for the task; it may have run, so it "
+                "was not resubmitted."
+            )
         images = []
         for item in items:
             url = item.get("imageURL")
@@ -196,8 +206,9 @@ class RunwareBackend(HttpBackend):
                 try:
                     data = base64.b64decode(inline.split(",", 1)[-1], validate=True)
                 except (binascii.Error, ValueError):
-                    raise RemixUnavailable(
-                        "The runware backend returned image data that is not valid base64."
+                    raise RemixOutcomeUnknown(
+                        "The runware backend returned image data that is not valid base64; it "
+                        "ran, so it was not resubmitted."
                     ) from None
             seed = item.get("seed")
             images.append(

@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 import aiohttp
 
-from bot.errors import RemixOutcomeUnknown, RemixRejected, RemixUnavailable
+from bot.errors import RemixOutcomeUnknown, RemixRejected
 from bot.media import EncodedImage
 from bot.remix.backends.base import OnSubmitted, RemixResult, ResultImage
 from bot.remix.backends.http import (
@@ -70,7 +70,10 @@ class TaskProxyBackend(HttpBackend):
     def _task_id(self, body: Any) -> str:
         """The task id of a submit reply, or the error it carries."""
         if not isinstance(body, dict):
-            raise RemixUnavailable("The task-proxy backend's submit reply was not a JSON object.")
+            raise RemixOutcomeUnknown(
+                "The task-proxy backend's submit reply was not a JSON object; the task may run, "
+                "so it was not resubmitted."
+            )
         code = body.get("code")
         if code not in (0, "0", 200, None):
             raise RemixRejected(
@@ -80,7 +83,10 @@ class TaskProxyBackend(HttpBackend):
         data = body.get("data")
         task_id = data.get("task_id") if isinstance(data, dict) else None
         if not isinstance(task_id, str | int) or not str(task_id):
-            raise RemixUnavailable("The task-proxy backend's submit reply had no data.task_id.")
+            raise RemixOutcomeUnknown(
+                "The task-proxy backend's submit reply had no data.task_id; the task may run, so "
+                "it was not resubmitted."
+            )
         if isinstance(data, dict) and data.get("task_status") == TERMINAL_FAILED:
             raise RemixRejected(
                 f"The task-proxy backend failed the task at once: {self._failure(data)}."
@@ -160,10 +166,14 @@ class TaskProxyBackend(HttpBackend):
         if not isinstance(parsed, dict) or not isinstance(parsed.get("data"), dict):
             raise _PollRetry("reply had no data object")
         if parsed.get("code") not in (0, "0", 200, None):
-            raise RemixRejected(
-                f"The task-proxy backend reported an error for the task (code {parsed['code']}): "
-                f"{backend_reason(body, status)}."
-            )
+            # After submit the task may run (and be billed) whatever a query says: never
+            # "rejected". A still-running status is worth asking again; anything else is unknown.
+            if parsed["data"].get("task_status") in (TERMINAL_OK, TERMINAL_FAILED):
+                raise RemixOutcomeUnknown(
+                    f"The task-proxy backend reported an error for task {task_id_of(url)} (code "
+                    f"{parsed['code']}): {backend_reason(body, status)}; it may have run."
+                )
+            raise _PollRetry(f"code {parsed['code']}")
         return parsed["data"]
 
     @staticmethod
@@ -179,8 +189,9 @@ class TaskProxyBackend(HttpBackend):
         if isinstance(items, list):
             check_count(items, "task-proxy")
         if not isinstance(items, list) or not items:
-            raise RemixUnavailable(
-                "The task-proxy backend reported success without task_result.images."
+            raise RemixOutcomeUnknown(
+                "The task-proxy backend reported success without task_result.images; the task "
+                "ran, so it was not resubmitted."
             )
         images = []
         for item in items:
