@@ -221,11 +221,33 @@ async def test_submitted_job_is_exactly_what_was_stored(store: Store) -> None:
             odd, request={"z": (1, 2), "when": datetime(2026, 1, 1, tzinfo=UTC), "a": None}
         )
     )
+    # Ids that are not ints yet (strings from JSON, floats) are stored, and returned, as ints.
+    variants.append(
+        dataclasses.replace(
+            new_job(), interaction_id="900", guild_id="7", channel_id=55.0, user_id="42"
+        )
+    )
     for new in variants:
         job = await store.submit_job(new)
         assert job == await store.get_job(job.id)
         assert job.request == (await store.get_job(job.id)).request
         await store.settle(job.id, delivered=0)
+
+
+async def test_a_cancelled_submit_leaves_nothing_reserved(store: Store) -> None:
+    # Ctrl-C or a shutdown while the call waits for the writer: the writer still creates the job.
+    task = asyncio.create_task(store.submit_job(new_job(images=4)))
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert (await store.quota_status(42, 7)).reserved == 0
+    assert [j.state for j in await store.list_jobs()] in ([], ["cancelled"])
+
+
+async def test_ids_that_are_not_numbers_are_refused(store: Store) -> None:
+    with pytest.raises(InvalidRequest, match="user_id must be a whole number, not 'alice'"):
+        await store.submit_job(dataclasses.replace(new_job(), user_id="alice"))
 
 
 async def test_a_file_from_0003_upgrades_in_place(tmp_path: Path) -> None:

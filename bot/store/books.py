@@ -99,6 +99,20 @@ def _job(row: sqlite3.Row | tuple[Any, ...]) -> Job:
     )
 
 
+def _snowflakes(**ids: Any) -> list[int | None]:
+    """Each id as an int (None stays None); one sentence for an id that is not a number."""
+    out: list[int | None] = []
+    for name, value in ids.items():
+        if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+            out.append(value)
+            continue
+        try:
+            out.append(int(value))
+        except (TypeError, ValueError):
+            raise InvalidRequest(f"{name} must be a whole number, not {value!r}.") from None
+    return out
+
+
 def _count(n: Any, name: str, lo: int = 0) -> int:
     if isinstance(n, bool) or not isinstance(n, int) or n < lo:
         raise InvalidRequest(f"{name} must be a whole number of at least {lo}, not {n!r}.")
@@ -459,31 +473,44 @@ class Books:
             check_key(new.input_key)
         for key in new.style_ref_keys:
             check_key(key)
+        # Ids as SQLite stores them (INTEGER affinity), so the Job built below equals the row.
+        interaction_id, guild_id, channel_id, user_id, parent_job_id, request_message_id = (
+            _snowflakes(
+                interaction_id=new.interaction_id,
+                guild_id=new.guild_id,
+                channel_id=new.channel_id,
+                user_id=new.user_id,
+                parent_job_id=new.parent_job_id,
+                request_message_id=new.request_message_id,
+            )
+        )
+        if user_id is None:
+            raise InvalidRequest("A job needs the id of the user who asked.")
         request = json.dumps(dict(new.request), sort_keys=True, default=str)
         style_refs = json.dumps(list(new.style_ref_keys))
         now = utc(now)
         created = iso(now)
-        scope = _scope(new.guild_id)
-        roles = [int(r) for r in new.role_ids] if new.guild_id is not None else []
+        scope = _scope(guild_id)
+        roles = [int(r) for r in new.role_ids] if guild_id is not None else []
         with self._write() as c:
             # The common case is one statement: policy, the period's sums and the insert.
             row = c.execute(
                 _reserve_sql(len(roles)),
                 (
-                    new.interaction_id,
-                    new.guild_id,
+                    interaction_id,
+                    guild_id,
                     scope,
-                    new.channel_id,
-                    new.user_id,
+                    channel_id,
+                    user_id,
                     new.kind,
-                    new.parent_job_id,
+                    parent_job_id,
                     request,
                     new.input_key,
                     style_refs,
                     created,
                     new.backend,
                     new.images,
-                    new.request_message_id,
+                    request_message_id,
                     self.defaults.limit,
                     self.defaults.period,
                     *self._hours(now),
@@ -491,16 +518,17 @@ class Books:
                 ),
             ).fetchone()
             if row is None:  # a replay, a block or the quota: find out which
-                return self._not_reserved(new, now)
+                ids = {"interaction_id": interaction_id, "guild_id": guild_id, "user_id": user_id}
+                return self._not_reserved(dataclasses.replace(new, **ids), now)
         # The row is exactly what was inserted: build it here instead of reading it back.
         return Job(
             row[0],
-            new.interaction_id,
-            new.guild_id,
-            new.channel_id,
-            new.user_id,
+            interaction_id,
+            guild_id,
+            channel_id,
+            user_id,
             new.kind,
-            new.parent_job_id,
+            parent_job_id,
             json.loads(request),
             new.input_key,
             _list(style_refs),
@@ -516,7 +544,7 @@ class Books:
             0,
             (),
             None,
-            new.request_message_id,
+            request_message_id,
             None,
         )
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -26,6 +28,9 @@ from bot.store.models import (
 from bot.store.writer import Writer
 
 T = TypeVar("T")
+
+# How long a cancelled submit waits for the writer before giving up on undoing it (seconds).
+CANCEL_WAIT = 30.0
 
 
 def defaults_from_settings(settings: Settings) -> QuotaDefaults:
@@ -115,7 +120,27 @@ class Store:
 
         A replayed interaction id returns the existing job without reserving again.
         """
-        return await self._run(self._books.submit_job, new, now, group=True, atomic=True)
+        call = asyncio.ensure_future(
+            self._run(self._books.submit_job, new, now, group=True, atomic=True)
+        )
+        try:
+            return await asyncio.shield(call)
+        except asyncio.CancelledError:
+            # The writer runs a queued call anyway; a job nobody will run must not keep its
+            # images reserved until the next restart's reconcile.
+            await self._cancel_created(call)
+            raise
+
+    async def _cancel_created(self, call: asyncio.Future[Job]) -> None:
+        """Wait (bounded) for a submit whose caller was cancelled, and cancel the job it made."""
+        try:
+            job = await asyncio.wait_for(call, CANCEL_WAIT)
+        except BaseException:  # refused, failed or still stuck: nothing to undo here
+            return
+        if not job.replayed:  # a replay belongs to the first request, which is still running
+            with contextlib.suppress(Exception):
+                await self.fail(job.id, "the request was cancelled before it was queued",
+                                "cancelled", billed=0)  # fmt: skip
 
     async def mark_running(
         self, job_id: int, backend_ref: str | None = None, *, now: datetime | None = None
