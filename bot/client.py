@@ -162,6 +162,11 @@ class RemixBot(commands.Bot):
         # The bot has no voice features: skip discord.py's start-up warnings about voice libraries.
         discord.VoiceClient.warn_nacl = False
         discord.VoiceClient.warn_dave = False
+        # Never @everyone/@here or role pings: messages can carry prompts and backend reasons.
+        options.setdefault(
+            "allowed_mentions",
+            discord.AllowedMentions(everyone=False, roles=False, users=True, replied_user=True),
+        )
         super().__init__(
             command_prefix=commands.when_mentioned,
             intents=discord.Intents.default(),

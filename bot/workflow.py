@@ -27,7 +27,7 @@ from bot.remix.enums import LEGACY_ASPECT_RATIOS
 from bot.remix.pipeline import Delivery, resume_remix, run_remix
 from bot.remix.request import RemixRequest
 from bot.settings import Settings
-from bot.store import Job, NewJob, Store
+from bot.store import Job, NewJob, QuotaExceeded, Store, UserBlocked
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +156,22 @@ class RemixService:
         self.backend.check(request, request.style_ref_count)
 
     # --- accepting -----------------------------------------------------------------------
+
+    async def precheck(self, who: Requester, images: int) -> None:
+        """The refusals known before any download (queue room, block, quota), so a member can
+        be answered at once and privately. remix() checks them all again when it reserves."""
+        self.scheduler.refuse_if_full(who.user_id)
+        status = await self.store.quota_status(who.user_id, who.guild_id, who.role_ids)
+        if status.blocked_reason is not None:
+            raise UserBlocked(status.blocked_reason)
+        if status.remaining is not None and images > status.remaining:
+            raise QuotaExceeded(
+                remaining=status.remaining,
+                limit=(status.limit or 0) + status.granted,
+                needed=images,
+                period=status.period,
+                resets_at=status.resets_at,
+            )
 
     async def remix(
         self,

@@ -233,6 +233,15 @@ class ChannelPresenter(_Poster):
         self._edits = asyncio.Lock()
         self._final = False
 
+    async def announce(self, text: str) -> None:
+        """Post the status reply now (raises discord.HTTPException if the bot cannot post)."""
+        async with self._edits:
+            self.status = await self.channel.send(
+                f"<@{self.user_id}> {text}",
+                reference=self._reference(),
+                allowed_mentions=discord.AllowedMentions(users=False),
+            )
+
     def _reference(self) -> discord.MessageReference | None:
         if self.reply_to is None:
             return None

@@ -39,6 +39,8 @@ AUTO = "auto"
 # A second reroll (🔁 or button) by the same member of the same result within this many seconds
 # is ignored.
 REACTION_WINDOW = 10.0
+# The most the pre-defer quota check may take of the 3 s Discord gives the first response.
+PRECHECK_SECONDS = 1.0
 
 
 def _choices(values: tuple[str, ...]) -> list[Choice[str]]:
@@ -51,7 +53,16 @@ ASPECT_CHOICES = [Choice(name="Match my image", value=AUTO)] + [
 
 
 def _roles(user: discord.abc.User | discord.Member) -> tuple[int, ...]:
-    return tuple(r.id for r in getattr(user, "roles", ()) if not r.is_default())
+    """The member's role ids as the event carried them (none outside a guild).
+
+    `Member.roles` keeps only roles in discord.py's cache; the payload's ids are what the member
+    has, whether or not the guild's roles were announced to this session.
+    """
+    raw = getattr(user, "_roles", None)
+    if raw is None:
+        return tuple(r.id for r in getattr(user, "roles", ()) if not r.is_default())
+    everyone = getattr(getattr(user, "guild", None), "id", None)
+    return tuple(int(r) for r in raw if int(r) != everyone)
 
 
 def _too_big(attachment: discord.Attachment, limit: int, what: str) -> str | None:
@@ -62,6 +73,10 @@ def _too_big(attachment: discord.Attachment, limit: int, what: str) -> str | Non
 
 def _missing_permissions(interaction: discord.Interaction) -> str | None:
     perms = interaction.app_permissions
+    if perms.value == 0:
+        # Not sent (component interactions may omit app_permissions): unknown, not "none".
+        # Posting will tell if something is missing.
+        return None
     missing = [
         name
         for name, ok in (("Attach Files", perms.attach_files), ("Embed Links", perms.embed_links))
@@ -207,6 +222,8 @@ class Remix(commands.Cog):
             palette_name=color_palette,
             style_ref_count=1 if style_reference else 0,
         )
+        if await self._refused_early(interaction, request.num_images):
+            return
         await interaction.response.defer(thinking=True)
         presenter = InteractionPresenter(interaction, svc.pool)
         await presenter.remember_original()
@@ -261,6 +278,10 @@ class Remix(commands.Cog):
         if problem:
             await interaction.response.send_message(problem, ephemeral=True)
             return
+        parent = await self.services.store.find_job(job_id)
+        images = parent.images_requested if parent is not None else 1
+        if await self._refused_early(interaction, images):
+            return
         # thinking=True makes a new message; a plain component defer would edit the result itself.
         await interaction.response.defer(thinking=True)
         presenter = InteractionPresenter(interaction, self.services.pool)
@@ -298,6 +319,13 @@ class Remix(commands.Cog):
             role_ids=_roles(payload.member) if payload.member else (),
             request_message_id=payload.message_id,
         )
+        # A reaction carries no app_permissions: post the status reply first, so a channel the
+        # bot cannot post in costs nothing (no reservation, no paid backend call).
+        try:
+            await presenter.announce(f"{REROLL_EMOJI} Rerolling…")
+        except discord.HTTPException as exc:
+            log.info("not rerolling in channel %s: cannot post there (%s)", payload.channel_id, exc)
+            return
         try:
             await self.services.remix.reroll(who, job.id, presenter)
         except RemixbotError as exc:
@@ -307,6 +335,27 @@ class Remix(commands.Cog):
                 log.info("could not tell user about a refused reroll")
 
     # --- helpers -------------------------------------------------------------------------
+
+    async def _refused_early(self, interaction: discord.Interaction, images: int) -> bool:
+        """Answer privately, before the defer, the refusals known at once (queue room, block,
+        quota); True if refused. After a public defer Discord has no private answer left."""
+        who = Requester(
+            user_id=interaction.user.id,
+            guild_id=interaction.guild_id,
+            channel_id=interaction.channel_id,
+            role_ids=_roles(interaction.user),
+        )
+        try:
+            # Bounded: the 3-second deadline of the first response comes first. If the store is
+            # slow (another process holds its lock), reserving checks the same things later.
+            async with asyncio.timeout(PRECHECK_SECONDS):
+                await self.services.remix.precheck(who, images)
+        except RemixbotError as exc:
+            await interaction.response.send_message(_sentence(exc), ephemeral=True)
+            return True
+        except TimeoutError:
+            log.info("the quota pre-check took over %gs; checking when reserving", PRECHECK_SECONDS)
+        return False
 
     def _first_request(self, message_id: int, user_id: int) -> bool:
         """False for a repeat reroll (🔁 or button) by the same member on the same message soon
@@ -334,12 +383,15 @@ class Remix(commands.Cog):
 
     @staticmethod
     async def _refuse_after_defer(interaction: discord.Interaction, message: str) -> None:
-        """Replace the public 'thinking…' with an ephemeral sentence (nothing was charged)."""
+        """Replace the 'thinking…' with the sentence (nothing was charged).
+
+        After a public defer the first followup would edit that same message anyway, and a
+        deleted one may leave nothing to answer on, so the refusal is this edit.
+        """
         try:
-            await interaction.delete_original_response()
+            await interaction.edit_original_response(content=message)
         except discord.HTTPException:
-            pass
-        await interaction.followup.send(message, ephemeral=True)
+            log.info("could not tell a member why their request was refused")
 
 
 def _sentence(exc: RemixbotError) -> str:

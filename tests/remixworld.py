@@ -42,6 +42,15 @@ class World:
 
         return await self.discord.wait_until(check, within, "the result on the original response")
 
+    async def refusal(self, interaction: Any, within: float = 10.0) -> str:
+        """The sentence that replaced the 'thinking…' of a deferred response (bounded wait)."""
+
+        def check() -> str | None:
+            msg = self.discord.original(interaction)
+            return msg.content if msg is not None and not msg.deleted and msg.content else None
+
+        return await self.discord.wait_until(check, within, "the refusal on the original response")
+
     async def jobs_final(self, count: int, within: float = 15.0) -> list[Any]:
         """Wait (bounded) until ``count`` jobs exist and all are in a final state."""
         loop = asyncio.get_running_loop()

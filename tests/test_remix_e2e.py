@@ -119,6 +119,9 @@ async def test_quota_exhausted_is_ephemeral_and_free(tmp_path: Path) -> None:
         assert reply.startswith(
             "You have 1 of 1 image left today; this needs 2. Your quota resets <t:"
         )
+        # Answered at once (type 4, ephemeral), not after a public "thinking…".
+        callbacks = w.discord.calls_to("POST", r"/interactions/\d+/[^/]+/callback")
+        assert [(c.json["type"], c.json["data"]["flags"] & 64) for c in callbacks] == [(4, 64)]
         assert w.remix.api_requests() == []
         assert await w.services.store.list_jobs() == []
 
@@ -134,10 +137,12 @@ async def test_blocked_user_is_refused_with_the_reason(tmp_path: Path) -> None:
 
 async def test_bad_image_is_refused_in_one_sentence(tmp_path: Path) -> None:
     async with running_world(tmp_path / "data") as w:
-        await w.slash_remix(b"<html><body>not an image</body></html>", filename="cat.png")
-        await w.discord.wait_until(lambda: w.ephemeral_replies(), 10, "an ephemeral reply")
-        [reply] = w.ephemeral_replies()
+        # Known only after the download, so after the public defer: the sentence replaces the
+        # "thinking…" (a followup would edit that same message; Discord has no private answer).
+        inter = await w.slash_remix(b"<html><body>not an image</body></html>", filename="cat.png")
+        reply = await w.refusal(inter)
         assert "send a JPEG, PNG or WebP" in reply or "not an image" in reply
+        assert w.ephemeral_replies() == []
         assert w.remix.api_requests() == []
         assert await w.services.store.list_jobs() == []
 
@@ -250,6 +255,50 @@ async def test_reroll_by_reaction_replies_in_the_channel(tmp_path: Path) -> None
         _, reroll = await w.jobs_final(2)
         assert reroll.user_id == int(w.discord.bob["id"]) and reroll.kind == "reroll"
         assert int(reply.id) in reroll.message_ids
+        # It pings the member who rerolled, and never @everyone or a role (prompts and backend
+        # reasons end up in messages).
+        create = w.discord.calls_to("POST", rf"/channels/{reply.channel_id}/messages")[-1]
+        mentions = create.json["allowed_mentions"]
+        assert [str(u) for u in mentions["users"]] == [w.discord.bob["id"]]
+        assert "everyone" not in mentions["parse"] and "roles" not in mentions["parse"]
+
+
+async def test_reaction_reroll_where_the_bot_cannot_post_costs_nothing(tmp_path: Path) -> None:
+    async with running_world(tmp_path / "data") as w:
+        inter = await w.slash_remix(png_bytes())
+        msg = await w.result_message(inter)
+        await w.jobs_final(1)
+        calls = len(w.remix.api_requests())
+        # The bot lost Send Messages here; a reaction carries no app_permissions to check.
+        w.discord.fail(
+            "POST", r"/channels/\d+/messages", 403, code=50013, message="Missing Permissions"
+        )
+        await w.discord.react(msg.id, "🔁", user=w.discord.bob)
+        await w.discord.wait_for_call(
+            lambda c: c.method == "POST" and c.path.endswith("/messages") and c.status == 403,
+            within=5,
+        )
+        await asyncio.sleep(0.3)
+        assert len(w.remix.api_requests()) == calls  # no paid backend call
+        assert len(await w.services.store.list_jobs()) == 1  # nothing reserved
+        assert await w.books_balance() == []
+
+
+async def test_a_lost_reply_on_a_channel_post_does_not_post_twice(tmp_path: Path) -> None:
+    async with running_world(tmp_path / "data") as w:
+        inter = await w.slash_remix(png_bytes())
+        msg = await w.result_message(inter)
+        await w.jobs_final(1)
+        # The result reply is created, but its HTTP answer is lost (a 500 after the fact).
+        # discord.py retries the POST with the same nonce and enforce_nonce, so Discord returns
+        # the first message instead of making a second (the fake does as the reference says).
+        w.discord.fail("POST", r"/channels/\d+/messages", 500, with_files=True, after=True)
+        before = set(w.discord.messages)
+        await w.discord.react(msg.id, "🔁", user=w.discord.bob)
+        _, reroll = await w.jobs_final(2, within=20)
+        results = [m for i, m in w.discord.messages.items() if i not in before and m.attachments]
+        assert len(results) == 1
+        assert reroll.message_ids == (int(results[0].id),)
 
 
 async def test_rerolls_work_after_a_restart(tmp_path: Path) -> None:
@@ -482,10 +531,14 @@ async def test_quota_command_shows_what_is_left_and_when_it_resets(tmp_path: Pat
         assert w.ephemeral_replies()[1] == "You are blocked from remixing: testing"
 
 
-async def test_role_tiers_and_exempt_roles_come_from_the_member(tmp_path: Path) -> None:
+@pytest.mark.parametrize("announced", [True, False])
+async def test_role_tiers_and_exempt_roles_come_from_the_member(
+    tmp_path: Path, announced: bool
+) -> None:
+    # announced=False: the roles are only in the member's payload, not in the session's cache.
     async with running_world(tmp_path / "data", REMIXBOT_DEFAULT_LIMIT="2") as w:
         store, guild = w.services.store, int(w.discord.guild_id)
-        patron = await w.discord.give_role(w.discord.alice, "Patron")
+        patron = await w.discord.give_role(w.discord.alice, "Patron", announce=announced)
         await store.set_role(guild, patron, 10)
         # Over the default of 2, within Alice's tier of 10.
         inter = await w.slash_remix(png_bytes(), num_images=4)
@@ -501,12 +554,23 @@ async def test_role_tiers_and_exempt_roles_come_from_the_member(tmp_path: Path) 
         await w.discord.wait_until(lambda: len(w.ephemeral_replies()) == 2, 10, "Bob's refusal")
         assert w.ephemeral_replies()[1].startswith("You have 2 of 2 images left today")
         # An exempt role makes him unlimited.
-        staff = await w.discord.give_role(w.discord.bob, "Staff")
+        staff = await w.discord.give_role(w.discord.bob, "Staff", announce=announced)
         await store.set_exempt_role(guild, staff)
         await w.discord.slash("quota", {}, user=w.discord.bob)
         await w.discord.wait_until(lambda: len(w.ephemeral_replies()) == 3, 10, "Bob's quota")
         assert "unlimited" in w.ephemeral_replies()[2].lower()
         assert await w.books_balance() == []
+
+
+async def test_reroll_button_works_when_the_click_has_no_app_permissions(tmp_path: Path) -> None:
+    async with running_world(tmp_path / "data") as w:
+        inter = await w.slash_remix(png_bytes())
+        msg = await w.result_message(inter)
+        [first] = await w.jobs_final(1)
+        w.discord.send_app_permissions = False  # the key is optional; absent is not "none"
+        click = await w.discord.click(msg.id, f"remix:reroll:{first.id}", user=w.discord.bob)
+        await w.result_message(click)
+        assert w.ephemeral_replies() == []
 
 
 async def test_a_double_clicked_reroll_button_charges_once(tmp_path: Path) -> None:
@@ -538,9 +602,8 @@ async def test_reroll_refused_when_the_backend_can_no_longer_do_it(tmp_path: Pat
         legacy = {"REMIXBOT_BACKEND": "ideogram-legacy"}
         async with running_world(data, discord=discord_fake, remix=remix_fake, **legacy) as w2:
             calls_before = len(remix_fake.api_requests())
-            await w2.discord.click(msg.id, f"remix:reroll:{first.id}", user=w2.discord.bob)
-            await w2.discord.wait_until(lambda: w2.ephemeral_replies(), 10, "the refusal")
-            [reply] = w2.ephemeral_replies()
+            click = await w2.discord.click(msg.id, f"remix:reroll:{first.id}", user=w2.discord.bob)
+            reply = await w2.refusal(click)
             assert reply.startswith("That remix can't be rerolled on this server any more (")
             assert reply.endswith("start a new one with /remix.")
             assert len(remix_fake.api_requests()) == calls_before

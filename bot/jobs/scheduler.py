@@ -358,6 +358,11 @@ class Scheduler:
             if not holds:
                 del self._holds[hold.user_id]
 
+    def refuse_if_full(self, user_id: int) -> None:
+        """Raise what check_admission would (QueueFull, UserQueueFull, SchedulerClosed); hold
+        nothing. For answering at once, before any slow work."""
+        self._refuse_if_full(user_id)
+
     def _refuse_if_full(self, user_id: int) -> None:
         if self._closed:
             raise SchedulerClosed()

@@ -26,6 +26,7 @@ from tests.fakediscord import payloads as p
 API_PREFIX = "/api/v10"
 INTERACTION_TTL = 15 * 60  # seconds an interaction token stays valid (Discord's 15 minutes)
 MiB = 1024 * 1024
+NONCE_WINDOW = 300.0  # seconds a Create Message nonce is remembered ("a few minutes")
 
 Handler = Callable[["Req"], Awaitable[web.StreamResponse]]
 
@@ -84,6 +85,7 @@ class Fault:
     code: int = 0
     message: str = ""
     with_files: bool = False  # only requests that upload files (e.g. a result, not a progress edit)
+    after: bool = False  # do the request, then answer with the fault (a reply lost on the way)
 
 
 @dataclass
@@ -116,6 +118,8 @@ class StoredMessage:
     reactions: dict[str, set[str]] = field(default_factory=dict)
     edited: bool = False
     deleted: bool = False
+    nonce: str | None = None
+    created: float = field(default_factory=time.time)
 
     def custom_ids(self) -> list[str]:
         """Every component custom_id in the message (rows and their children)."""
@@ -205,6 +209,7 @@ class FakeDiscord:
         self.guild_id = p.snowflake()
         self.channel_id = p.snowflake()
         self.channels = {self.channel_id: p.text_channel(self.channel_id, self.guild_id)}
+        self.send_app_permissions = True  # False: interactions omit app_permissions (allowed)
         self.roles: dict[str, dict[str, Any]] = {}  # guild roles besides @everyone, by id
         self.member_roles: dict[str, list[str]] = {}  # user id -> role ids
 
@@ -305,11 +310,13 @@ class FakeDiscord:
         code: int = 0,
         message: str = "",
         with_files: bool = False,
+        after: bool = False,
     ) -> Fault:
         """Answer the next ``times`` matching requests with ``status`` (429 carries Via + retry_after).
 
         ``path_regex`` must match the whole path (relative to the API base); ``with_files`` limits
-        the fault to requests that upload files.
+        the fault to requests that upload files; ``after`` carries the request out first and
+        then answers with the fault (the reply was lost).
         """
         fault = Fault(
             method.upper(),
@@ -321,6 +328,7 @@ class FakeDiscord:
             code,
             message,
             with_files,
+            after,
         )
         self.faults.append(fault)
         return fault
@@ -369,10 +377,16 @@ class FakeDiscord:
 
     # ------------------------------------------------------------------ user actions
 
-    async def give_role(self, user: dict[str, Any], name: str) -> int:
-        """Give the member a role (created, and announced with GUILD_ROLE_CREATE, if new)."""
+    async def give_role(self, user: dict[str, Any], name: str, *, announce: bool = True) -> int:
+        """Give the member a role (created, and announced with GUILD_ROLE_CREATE, if new).
+
+        ``announce=False``: the role id only appears in the member's payloads, never in the
+        guild's role list (a session may not know every role).
+        """
         role_id = next((r for r, data in self.roles.items() if data["name"] == name), None)
-        if role_id is None:
+        if role_id is None and not announce:
+            role_id = p.snowflake()
+        elif role_id is None:
             role_id = p.snowflake()
             self.roles[role_id] = p.role(role_id, name, position=len(self.roles) + 1)
             if self.current is not None:
@@ -507,6 +521,8 @@ class FakeDiscord:
             attachment_size_limit=self.attachment_size_limit,
             roles=self.member_roles.get(user["id"], []),
         )
+        if not self.send_app_permissions:
+            del payload["app_permissions"]
         payload["data"] = data
         if message is not None:
             payload["message"] = message
@@ -866,8 +882,12 @@ class FakeDiscord:
         self, request: web.Request, call: Call, path: str, raw_path: str
     ) -> web.StreamResponse:
         fault = self._take_fault(call.method, path, bool(call.files))
-        if fault is not None:
+        if fault is not None and not fault.after:
             return _fault_response(fault)
+        response = await self._handle(request, call, raw_path)
+        return _fault_response(fault) if fault is not None else response
+
+    async def _handle(self, request: web.Request, call: Call, raw_path: str) -> web.StreamResponse:
         for method, pattern, handler, auth in self._routes:
             m = pattern.fullmatch(raw_path)
             if m is None or method != call.method:
@@ -1062,11 +1082,23 @@ class FakeDiscord:
         if channel not in self.channels:
             return _json({"message": "Unknown Channel", "code": 10003}, 404)
         body = req.body or {}
+        nonce = body.get("nonce")
+        if nonce is not None and body.get("enforce_nonce"):
+            # Discord: with enforce_nonce, a nonce seen in the last few minutes returns that
+            # message instead of creating another.
+            for old in self.messages.values():
+                if (
+                    old.channel_id == channel
+                    and old.nonce == str(nonce)
+                    and (time.time() - old.created < NONCE_WINDOW)
+                ):
+                    return _json(self.message_json(old))
         msg = StoredMessage(
             id=p.snowflake(),
             channel_id=channel,
             author=self.bot_user,
             type=19 if body.get("message_reference") else 0,
+            nonce=None if nonce is None else str(nonce),
         )
         self._apply(msg, body, req.call.files, editing=False)
         self.messages[msg.id] = msg
