@@ -94,6 +94,13 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                 len(report.failed),
                 len(report.unknown),
             )
+        if report.elsewhere:
+            log.warning(
+                "%d open job(s) belong to another process still using %s (remixbot remix, or a "
+                "second bot?); left alone",
+                len(report.elsewhere),
+                settings.db_path,
+            )
         pool = ImagePool()
         stack.push_async_callback(pool.aclose)
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=15)

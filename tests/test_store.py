@@ -49,7 +49,7 @@ async def test_open_applies_migrations_once_and_sets_wal(tmp_path: Path) -> None
     apply_migrations(db)  # a third application changes nothing
     assert db.execute("SELECT sql FROM sqlite_master ORDER BY name").fetchall() == schema
     assert [m.name for m in MIGRATIONS.applied(db)] == [m.name for m in MIGRATIONS._migrations]
-    assert len(MIGRATIONS._migrations) == 5
+    assert len(MIGRATIONS._migrations) == 6
     assert MIGRATIONS.pending(db) == []
     assert {"jobs", "quota_ledger", "policy_defaults", "policy_blocked"} <= set(db.table_names())
     assert "backend_costs" in db.view_names()
@@ -294,6 +294,26 @@ async def test_a_file_from_0003_upgrades_in_place(tmp_path: Path) -> None:
     old_refs = [(1, "a" * 64), (1, "b" * 64), (2, "a" * 64), (2, "b" * 64)]
     assert refs == [*old_refs, (fresh.id, "c" * 64)]
     assert "jobs_open" in indexes and "jobs_state" not in indexes
+
+
+async def test_reconcile_leaves_the_jobs_of_a_running_process_alone(tmp_path: Path) -> None:
+    # `remixbot remix` is mid-job when the bot starts on the same file: its job is not closed.
+    db = tmp_path / "remixbot.sqlite3"
+    async with await Store.open(db, defaults=QuotaDefaults(limit=25)) as cli:
+        job = await cli.submit_job(new_job(images=2))
+        await cli.mark_running(job.id, "req-1")
+        async with await Store.open(db, defaults=QuotaDefaults(limit=25)) as bot:
+            report = await bot.reconcile()
+            assert (report.elsewhere, report.unknown, report.failed) == ((job.id,), (), ())
+            await cli.settle(job.id, delivered=2, billed=2)
+            assert (await bot.get_job(job.id)).state == "delivered"  # charged, as delivered
+        left = await cli.submit_job(new_job(images=1))
+    # The CLI is gone with a job still open (as a crash leaves it): now it is reconciled.
+    async with await Store.open(db, defaults=QuotaDefaults(limit=25)) as bot:
+        assert (await bot.reconcile()).failed == (left.id,)
+        status = await bot.quota_status(42, 7)
+        assert (status.used, status.reserved) == (2, 0)
+        assert await bot.check_books() == []
 
 
 async def test_ledger_is_append_only(tmp_path: Path) -> None:

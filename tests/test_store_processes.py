@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from bot.store import QuotaDefaults, Store
+from bot.store.owners import owners_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -62,11 +63,20 @@ async def test_four_processes_open_a_fresh_file_at_once(tmp_path: Path) -> None:
     assert len(accepted) == 3
 
 
-async def _killed_worker(db: Path, backend: str, ref: str) -> dict[str, int]:
+async def _killed_worker(
+    db: Path, backend: str, ref: str, *, reconcile_while_alive: bool = False
+) -> dict[str, int]:
     proc = _spawn("hold", str(db), backend, ref, "3")
     try:
         line = proc.stdout.readline()  # bounded: the worker prints within a second or two
         ids = json.loads(line)
+        if reconcile_while_alive:
+            # While the worker lives, another process's reconcile (a bot starting) leaves its
+            # jobs alone.
+            async with await Store.open(db, defaults=QuotaDefaults(limit=100)) as s:
+                report = await s.reconcile()
+                assert sorted(report.elsewhere) == sorted(ids.values())
+                assert (report.failed, report.unknown, report.resumable) == ((), (), ())
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
@@ -78,7 +88,7 @@ async def test_sigkilled_worker_books_balance_after_restart(tmp_path: Path) -> N
     db = tmp_path / "remixbot.sqlite3"
     async with await Store.open(db, defaults=QuotaDefaults(limit=100)):
         pass
-    sync_ids = await _killed_worker(db, "ideogram", "-")
+    sync_ids = await _killed_worker(db, "ideogram", "-", reconcile_while_alive=True)
     task_ids = await _killed_worker(db, "task-proxy", "task-77")
     async with await Store.open(db, defaults=QuotaDefaults(limit=100)) as s:
         before = await s.quota_status(9, 7)
@@ -96,3 +106,5 @@ async def test_sigkilled_worker_books_balance_after_restart(tmp_path: Path) -> N
             balance = await s.ledger_balance(job_id)
             assert balance.balanced and balance.reserved == 3
         assert (await s.quota_status(9, 7)).used == 3
+    # The killed workers' lock files were swept; a closed Store removes its own.
+    assert list(owners_folder(db).glob("*.lock")) == []

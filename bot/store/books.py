@@ -35,6 +35,7 @@ from bot.store.models import (
     QuotaStatus,
     ReconcileReport,
 )
+from bot.store.owners import OwnerLock, owner_alive, owners_folder, sweep_stale
 from bot.store.periods import iso, period_bounds, utc
 from bot.store.schema import apply_migrations
 
@@ -124,13 +125,14 @@ def _reserve_sql(n_roles: int) -> str:
     """INSERT the job only if the user may reserve its images now; no row back otherwise.
 
     Parameters 1-14 are the job's columns, 15-16 the configured default limit and period,
-    17-22 the first and end hour of the daily, weekly and monthly period, then the role ids.
+    17-22 the first and end hour of the daily, weekly and monthly period, 23 the owner token,
+    then the role ids.
     The rules are the ones `_policy` and `_not_reserved` spell out (and explain a refusal with):
     blocked users never; an exempt role always; otherwise the period's grants, minus what is
     reserved and not refunded or reset, plus the highest of the default, the guild override and
     the role tiers must cover the images. A replayed interaction id inserts nothing.
     """
-    roles = ", ".join(f"?{23 + i}" for i in range(n_roles))
+    roles = ", ".join(f"?{24 + i}" for i in range(n_roles))
     exempt = "0"
     role_limit = "NULL"
     if n_roles:
@@ -151,8 +153,9 @@ def _reserve_sql(n_roles: int) -> str:
         )
         INSERT INTO jobs (interaction_id, guild_id, scope, channel_id, user_id, kind,
             parent_job_id, request, input_key, style_ref_keys, state, created_at, backend,
-            images_requested, images_reserved, request_message_id)
-        SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'queued', ?11, ?12, ?13, ?13, ?14 FROM h
+            images_requested, images_reserved, request_message_id, owner)
+        SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'queued', ?11, ?12, ?13, ?13, ?14, ?23
+        FROM h
         WHERE NOT EXISTS (SELECT 1 FROM policy_blocked WHERE user_id = ?5)
           AND ({exempt} OR ?13 <= max(
                 lim,
@@ -174,6 +177,7 @@ class Books:
         defaults: QuotaDefaults,
         inputs: InputStore,
         busy_timeout_ms: int = BUSY_TIMEOUT_MS,
+        owner: OwnerLock | None = None,
     ) -> None:
         if sqlite3.sqlite_version_info < MIN_SQLITE:
             raise RuntimeError(
@@ -182,6 +186,9 @@ class Books:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.defaults = defaults
         self.inputs = inputs
+        self._owner_lock = owner
+        self.owner = owner.token if owner is not None else None
+        self._owners = owners_folder(path)
         self._hours_cache: tuple[datetime | None, tuple[str, ...]] = (None, ())
         # isolation_level=None: we issue every BEGIN ourselves (Python's implicit BEGIN is deferred).
         self.conn = sqlite3.connect(str(path), timeout=busy_timeout_ms / 1000, isolation_level=None)
@@ -199,8 +206,13 @@ class Books:
             raise
 
     def close(self) -> None:
-        """Close the connection (checkpoints the WAL when it is the last one)."""
-        self.conn.close()
+        """Close the connection (checkpoints the WAL when it is the last one) and give up the
+        claim on this process's jobs."""
+        try:
+            self.conn.close()
+        finally:
+            if self._owner_lock is not None:
+                self._owner_lock.release()
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -514,6 +526,7 @@ class Books:
                     self.defaults.limit,
                     self.defaults.period,
                     *self._hours(now),
+                    self.owner,
                     *roles,
                 ),
             ).fetchone()
@@ -744,12 +757,22 @@ class Books:
     def reconcile(self, now: datetime | None) -> ReconcileReport:
         """Settle every open job by rule after a restart (see the module docs in __init__)."""
         now = utc(now)
-        failed, unknown, resumable = [], [], []
+        failed, unknown, resumable, elsewhere = [], [], [], []
+        alive: dict[str, bool] = {}
         with self._write() as c:
             rows = c.execute(
-                f"SELECT {JOB_COLUMNS} FROM jobs WHERE state IN {_OPEN} ORDER BY id"
+                f"SELECT {JOB_COLUMNS}, owner FROM jobs WHERE state IN {_OPEN} ORDER BY id"
             ).fetchall()
             for row in rows:
+                owner = row["owner"]
+                if owner is not None and owner == self.owner:
+                    continue  # this process's own job, running now
+                if owner is not None:
+                    if owner not in alive:
+                        alive[owner] = owner_alive(self._owners, owner)
+                    if alive[owner]:  # another process on this file is still running it
+                        elsewhere.append(row["id"])
+                        continue
                 if row["state"] == "queued":
                     self._close(
                         c,
@@ -763,6 +786,8 @@ class Books:
                     )
                     failed.append(row["id"])
                 elif row["backend"] in RESUMABLE_BACKENDS and row["backend_ref"]:
+                    # This process resumes it now: claim it, so another start leaves it alone.
+                    c.execute("UPDATE jobs SET owner = ? WHERE id = ?", (self.owner, row["id"]))
                     resumable.append(_job(row))
                 else:
                     self._close(
@@ -779,7 +804,10 @@ class Books:
                         now=now,
                     )
                     unknown.append(row["id"])
-        return ReconcileReport(tuple(failed), tuple(unknown), tuple(resumable))
+        sweep_stale(self._owners, keep=self.owner)
+        return ReconcileReport(
+            tuple(failed), tuple(unknown), tuple(resumable), elsewhere=tuple(elsewhere)
+        )
 
     def sweep_inputs(self, now: datetime | None) -> int:
         """Delete stored inputs unused for retention_days (by file age and by job age)."""

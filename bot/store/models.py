@@ -129,6 +129,8 @@ class ReconcileReport:
     failed: tuple[int, ...] = ()
     unknown: tuple[int, ...] = ()
     resumable: tuple[Job, ...] = field(default_factory=tuple)
+    # Open jobs of another process that is still running on the same file: left alone.
+    elsewhere: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -317,6 +317,13 @@ def _backend_costs_view(db: Database) -> None:
     )
 
 
+@MIGRATIONS(name="0006_job_owner")
+def _job_owner(db: Database) -> None:
+    # The process (its lock-file token, bot/store/owners.py) whose Store created the job, so a
+    # restart reconciles only the jobs of processes that are gone. NULL: from before owners.
+    db.execute("ALTER TABLE jobs ADD COLUMN owner TEXT")
+
+
 def apply_migrations(db: Database) -> None:
     """Apply pending migrations inside one BEGIN IMMEDIATE, so concurrent openers take turns."""
     conn = db.conn

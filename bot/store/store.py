@@ -25,6 +25,7 @@ from bot.store.models import (
     QuotaStatus,
     ReconcileReport,
 )
+from bot.store.owners import OwnerLock, owners_folder
 from bot.store.writer import Writer
 
 T = TypeVar("T")
@@ -71,11 +72,16 @@ class Store:
         # One thread owns the connection: SQLite calls never block the event loop, and writes
         # from this process are serialised (and group-committed) before SQLite's own lock.
         writer = Writer()
+        owner: OwnerLock | None = None
         try:
+            # This process's claim on the jobs it creates (see bot/store/owners.py).
+            owner = await asyncio.to_thread(OwnerLock.acquire, owners_folder(path))
             books = await writer.call(
-                functools.partial(Books, path, defaults, inputs, int(busy_timeout * 1000))
+                functools.partial(Books, path, defaults, inputs, int(busy_timeout * 1000), owner)
             )
         except BaseException:
+            if owner is not None:
+                owner.release()
             await writer.stop()
             raise
         writer.bind(books.conn)
