@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import discord
@@ -278,8 +279,11 @@ class Remix(commands.Cog):
         if problem:
             await interaction.response.send_message(problem, ephemeral=True)
             return
-        parent = await self.services.store.find_job(job_id)
-        images = parent.images_requested if parent is not None else 1
+
+        async def images() -> int:
+            parent = await self.services.store.find_job(job_id)
+            return parent.images_requested if parent is not None else 1
+
         if await self._refused_early(interaction, images):
             return
         # thinking=True makes a new message; a plain component defer would edit the result itself.
@@ -336,7 +340,9 @@ class Remix(commands.Cog):
 
     # --- helpers -------------------------------------------------------------------------
 
-    async def _refused_early(self, interaction: discord.Interaction, images: int) -> bool:
+    async def _refused_early(
+        self, interaction: discord.Interaction, images: int | Callable[[], Awaitable[int]]
+    ) -> bool:
         """Answer privately, before the defer, the refusals known at once (queue room, block,
         quota); True if refused. After a public defer Discord has no private answer left."""
         who = Requester(
@@ -349,7 +355,8 @@ class Remix(commands.Cog):
             # Bounded: the 3-second deadline of the first response comes first. If the store is
             # slow (another process holds its lock), reserving checks the same things later.
             async with asyncio.timeout(PRECHECK_SECONDS):
-                await self.services.remix.precheck(who, images)
+                count = images if isinstance(images, int) else await images()
+                await self.services.remix.precheck(who, count)
         except RemixbotError as exc:
             await interaction.response.send_message(_sentence(exc), ephemeral=True)
             return True
