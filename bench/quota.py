@@ -184,9 +184,11 @@ async def main() -> None:
                 ("concurrent (64 in flight, 500 users)", 64, 500),
             ):
                 rates = [await pairs(store, args.pairs, conc, users) for _ in range(args.runs)]
+                median = statistics.median(rates)
                 print(
-                    f"pairs/s {label}: median {statistics.median(rates):,.0f}"
-                    f" (runs: {', '.join(f'{r:,.0f}' for r in rates)})"
+                    f"pairs/s {label}: median {median:,.0f}"
+                    f" (runs: {', '.join(f'{r:,.0f}' for r in rates)});"
+                    f" × {factor:.1f} = {median * factor:,.0f} at the reference's SQLite speed"
                 )
             ledger_rows = len(await store.list_jobs(limit=10**9))
             print(f"jobs in the file after the runs: {ledger_rows:,}")
