@@ -25,7 +25,7 @@ from bot.remix.enums import (
     STYLE_TYPES,
 )
 from bot.remix.request import MAX_PROMPT_CHARS
-from bot.store import Job
+from bot.store import Job, UserBlocked
 from bot.store.periods import PERIOD_WORDS
 from bot.workflow import Requester
 from cogs._publish import ChannelPresenter, InteractionPresenter
@@ -42,6 +42,8 @@ AUTO = "auto"
 REACTION_WINDOW = 10.0
 # The most the pre-defer quota check may take of the 3 s Discord gives the first response.
 PRECHECK_SECONDS = 1.0
+# A resumed job asks Discord for the member's roles (only its "images left" line needs them).
+ROLES_LOOKUP_SECONDS = 10.0
 
 
 def _choices(values: tuple[str, ...]) -> list[Choice[str]]:
@@ -144,8 +146,10 @@ class Remix(commands.Cog):
         member = guild.get_member(user_id)
         if member is None:
             try:
-                member = await guild.fetch_member(user_id)
-            except discord.HTTPException:  # left the server, or no access: default tier only
+                async with asyncio.timeout(ROLES_LOOKUP_SECONDS):
+                    member = await guild.fetch_member(user_id)
+            except Exception:  # gone, no access, network: the default tier only (a footer line)
+                log.info("roles of user %s not found; counting the default tier", user_id)
                 return ()
         return _roles(member)
 
@@ -233,7 +237,7 @@ class Remix(commands.Cog):
             refs = [await _read(style_reference, "style reference")] if style_reference else []
             await svc.remix(self._requester(interaction, presenter), request, data, refs, presenter)
         except RemixbotError as exc:
-            await self._refuse_after_defer(interaction, _sentence(exc))
+            await self._refuse_after_defer(interaction, _public_sentence(exc))
         except Exception:
             log.exception("/remix failed before the job was queued")
             await self._refuse_after_defer(interaction, GENERIC_FAILURE)
@@ -294,7 +298,7 @@ class Remix(commands.Cog):
         try:
             await self.services.remix.reroll(who, job_id, presenter)
         except RemixbotError as exc:
-            await self._refuse_after_defer(interaction, _sentence(exc))
+            await self._refuse_after_defer(interaction, _public_sentence(exc))
         except Exception:
             log.exception("a reroll failed before the job was queued")
             await self._refuse_after_defer(interaction, GENERIC_FAILURE)
@@ -333,12 +337,20 @@ class Remix(commands.Cog):
         try:
             await self.services.remix.reroll(who, job.id, presenter)
         except RemixbotError as exc:
-            try:
-                await presenter.fail(_sentence(exc))
-            except discord.HTTPException:
-                log.info("could not tell user about a refused reroll")
+            await self._tell_in_channel(presenter, _public_sentence(exc))
+        except Exception:
+            log.exception("a 🔁 reroll failed before the job was queued")
+            await self._tell_in_channel(presenter, GENERIC_FAILURE)
 
     # --- helpers -------------------------------------------------------------------------
+
+    @staticmethod
+    async def _tell_in_channel(presenter: ChannelPresenter, message: str) -> None:
+        """Replace the 🔁 status reply with why nothing runs (nothing was charged)."""
+        try:
+            await presenter.fail(message)
+        except Exception:
+            log.info("could not tell a member why their reroll did not run")
 
     async def _refused_early(
         self, interaction: discord.Interaction, images: int | Callable[[], Awaitable[int]]
@@ -399,6 +411,13 @@ class Remix(commands.Cog):
             await interaction.edit_original_response(content=message)
         except discord.HTTPException:
             log.info("could not tell a member why their request was refused")
+
+
+def _public_sentence(exc: RemixbotError) -> str:
+    """The refusal for a message the channel sees: a block's reason stays private (/quota)."""
+    if isinstance(exc, UserBlocked):
+        return "You can't remix here right now; /quota tells you why (only you see it)."
+    return _sentence(exc)
 
 
 def _sentence(exc: RemixbotError) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,16 @@ def test_whole_images_pass_and_cut_ones_do_not(tmp_path: Path, fmt: str) -> None
     assert check_result(_write(tmp_path, "ok", data)) == (320, 200)
     with pytest.raises(InvalidImage, match="damaged or truncated"):
         check_result(_write(tmp_path, "cut", data[: len(data) // 2]))
+
+
+def test_large_noisy_png_and_webp_pass(tmp_path: Path) -> None:
+    # Megabytes of compressed data contain FF DA by chance: that is a JPEG marker only in a JPEG.
+    im = Image.frombytes("RGB", (2048, 2048), os.urandom(2048 * 2048 * 3))
+    for fmt, kw in (("PNG", {}), ("WEBP", {"lossless": True})):
+        buf = io.BytesIO()
+        im.save(buf, fmt, **kw)
+        assert buf.getvalue().count(b"\xff\xda") > 100
+        assert check_result(_write(tmp_path, f"big.{fmt.lower()}", buf.getvalue())) == (2048, 2048)
 
 
 def test_too_many_pixels_is_refused_from_the_header(tmp_path: Path) -> None:

@@ -301,6 +301,44 @@ async def test_a_lost_reply_on_a_channel_post_does_not_post_twice(tmp_path: Path
         assert reroll.message_ids == (int(results[0].id),)
 
 
+async def test_a_blocked_member_s_reaction_keeps_the_reason_private(tmp_path: Path) -> None:
+    async with running_world(tmp_path / "data") as w:
+        inter = await w.slash_remix(png_bytes())
+        msg = await w.result_message(inter)
+        await w.jobs_final(1)
+        await w.services.store.block(int(w.discord.bob["id"]), "posted gore twice")
+        before = set(w.discord.messages)
+        await w.discord.react(msg.id, "🔁", user=w.discord.bob)
+
+        def told() -> str | None:
+            new = [m for i, m in w.discord.messages.items() if i not in before]
+            return new[0].content if new and "can't remix" in new[0].content else None
+
+        text = await w.discord.wait_until(told, 10, "the refusal in the channel")
+        assert "/quota" in text
+        assert not any("gore" in m.content for m in w.discord.messages.values())
+
+
+async def test_an_unexpected_reroll_failure_replaces_the_status_reply(tmp_path: Path) -> None:
+    async with running_world(tmp_path / "data") as w:
+        inter = await w.slash_remix(png_bytes())
+        msg = await w.result_message(inter)
+        [job] = await w.jobs_final(1)
+        # The stored input cannot be read (an I/O error, not a refusal).
+        path = w.services.store.inputs.path(job.input_key)
+        path.unlink()
+        path.mkdir()
+        before = set(w.discord.messages)
+        await w.discord.react(msg.id, "🔁", user=w.discord.bob)
+
+        def status() -> str | None:
+            new = [m for i, m in w.discord.messages.items() if i not in before]
+            return new[0].content if new and "Rerolling" not in new[0].content else None
+
+        text = await w.discord.wait_until(status, 10, "the status reply replaced")
+        assert "went wrong" in text.lower() or "try again" in text.lower()
+
+
 async def test_rerolls_work_after_a_restart(tmp_path: Path) -> None:
     data = tmp_path / "data"
     async with FakeDiscord() as discord_fake, running_fake() as remix_fake:

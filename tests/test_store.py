@@ -245,6 +245,22 @@ async def test_a_cancelled_submit_leaves_nothing_reserved(store: Store) -> None:
     assert [j.state for j in await store.list_jobs()] in ([], ["cancelled"])
 
 
+async def test_a_submit_cancelled_twice_still_leaves_nothing_reserved(store: Store) -> None:
+    task = asyncio.create_task(store.submit_job(new_job(images=4)))
+    await asyncio.sleep(0)
+    task.cancel()
+    await asyncio.sleep(0)  # now waiting for the writer to undo it…
+    task.cancel()  # …and cancelled again
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    for _ in range(100):  # the undo runs when the writer answers (bounded wait)
+        if (await store.quota_status(42, 7)).reserved == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert (await store.quota_status(42, 7)).reserved == 0
+    assert [j.state for j in await store.list_jobs()] in ([], ["cancelled"])
+
+
 async def test_ids_that_are_not_numbers_are_refused(store: Store) -> None:
     with pytest.raises(InvalidRequest, match="user_id must be a whole number, not 'alice'"):
         await store.submit_job(dataclasses.replace(new_job(), user_id="alice"))

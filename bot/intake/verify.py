@@ -8,6 +8,7 @@ from PIL import Image
 
 from bot.errors import InvalidImage
 from bot.intake.formats import check_jpeg_scans, open_restricted
+from bot.media import sniff_format
 
 # Backends return at most a few megapixels; anything far larger is not a remix result, and
 # decoding it would take hundreds of MB.
@@ -22,7 +23,8 @@ def check_result(path: Path) -> tuple[int, int]:
     """
     data = path.read_bytes()
     try:
-        check_jpeg_scans(data)
+        if sniff_format(data) == "JPEG":  # FF DA pairs occur by chance in PNG/WebP data
+            check_jpeg_scans(data)
         with open_restricted(data) as im:
             w, h = im.size
             if w * h > RESULT_MAX_PIXELS:

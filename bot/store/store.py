@@ -52,6 +52,7 @@ class Store:
         self._books = books
         self.inputs = inputs
         self._closed = False
+        self._late: set[asyncio.Task[None]] = set()  # undoing submits cancelled twice
 
     @classmethod
     async def open(
@@ -140,9 +141,25 @@ class Store:
     async def _cancel_created(self, call: asyncio.Future[Job]) -> None:
         """Wait (bounded) for a submit whose caller was cancelled, and cancel the job it made."""
         try:
-            job = await asyncio.wait_for(call, CANCEL_WAIT)
-        except BaseException:  # refused, failed or still stuck: nothing to undo here
+            job = await asyncio.wait_for(asyncio.shield(call), CANCEL_WAIT)
+        except asyncio.CancelledError:
+            call.add_done_callback(self._cancel_when_done)  # cancelled again: undo it later
+            raise
+        except Exception:  # refused or failed (nothing made), or still stuck at the writer
+            if not call.done():
+                call.add_done_callback(self._cancel_when_done)
             return
+        await self._cancel_job(job)
+
+    def _cancel_when_done(self, call: asyncio.Future[Job]) -> None:
+        """Cancel the job of a submit nobody waits for any more, once the writer made it."""
+        if call.cancelled() or call.exception() is not None:
+            return
+        task = asyncio.ensure_future(self._cancel_job(call.result()))
+        self._late.add(task)
+        task.add_done_callback(self._late.discard)
+
+    async def _cancel_job(self, job: Job) -> None:
         if not job.replayed:  # a replay belongs to the first request, which is still running
             with contextlib.suppress(Exception):
                 await self.fail(job.id, "the request was cancelled before it was queued",
