@@ -165,13 +165,7 @@ class RemixService:
         if status.blocked_reason is not None:
             raise UserBlocked(status.blocked_reason)
         if status.remaining is not None and images > status.remaining:
-            raise QuotaExceeded(
-                remaining=status.remaining,
-                limit=(status.limit or 0) + status.granted,
-                needed=images,
-                period=status.period,
-                resets_at=status.resets_at,
-            )
+            raise QuotaExceeded.from_status(status, images)
 
     async def remix(
         self,

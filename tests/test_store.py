@@ -234,6 +234,14 @@ async def test_submitted_job_is_exactly_what_was_stored(store: Store) -> None:
         await store.settle(job.id, delivered=0)
 
 
+async def _until_nothing_reserved(store: Store) -> None:
+    """The undo of a cancelled submit runs when the writer answers: wait for it (bounded)."""
+    for _ in range(100):
+        if (await store.quota_status(42, 7)).reserved == 0:
+            return
+        await asyncio.sleep(0.02)
+
+
 async def test_a_cancelled_submit_leaves_nothing_reserved(store: Store) -> None:
     # Ctrl-C or a shutdown while the call waits for the writer: the writer still creates the job.
     task = asyncio.create_task(store.submit_job(new_job(images=4)))
@@ -241,6 +249,7 @@ async def test_a_cancelled_submit_leaves_nothing_reserved(store: Store) -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+    await _until_nothing_reserved(store)
     assert (await store.quota_status(42, 7)).reserved == 0
     assert [j.state for j in await store.list_jobs()] in ([], ["cancelled"])
 
@@ -253,10 +262,7 @@ async def test_a_submit_cancelled_twice_still_leaves_nothing_reserved(store: Sto
     task.cancel()  # …and cancelled again
     with pytest.raises(asyncio.CancelledError):
         await task
-    for _ in range(100):  # the undo runs when the writer answers (bounded wait)
-        if (await store.quota_status(42, 7)).reserved == 0:
-            break
-        await asyncio.sleep(0.02)
+    await _until_nothing_reserved(store)
     assert (await store.quota_status(42, 7)).reserved == 0
     assert [j.state for j in await store.list_jobs()] in ([], ["cancelled"])
 

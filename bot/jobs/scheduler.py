@@ -201,7 +201,7 @@ class Scheduler:
         Call it before reserving quota; pass the hold to ``submit``. A held submit is refused only
         if the scheduler closed in between (SchedulerClosed) — then refund the reservation.
         """
-        self._refuse_if_full(user_id)
+        self.refuse_if_full(user_id)
         hold = AdmissionHold(self, user_id, self._now() + self.hold_ttl)
         self._holds.setdefault(user_id, set()).add(hold)
         return hold
@@ -226,7 +226,7 @@ class Scheduler:
         else:
             if hold is not None:
                 hold.release()
-            self._refuse_if_full(ticket.user_id)
+            self.refuse_if_full(ticket.user_id)
         admission = Admission(self, ticket, min(ticket.images, self.capacity), self._now())
         self._jobs[ticket.job_id] = admission
         self._queue.push(ticket.user_id, admission)
@@ -360,10 +360,7 @@ class Scheduler:
 
     def refuse_if_full(self, user_id: int) -> None:
         """Raise what check_admission would (QueueFull, UserQueueFull, SchedulerClosed); hold
-        nothing. For answering at once, before any slow work."""
-        self._refuse_if_full(user_id)
-
-    def _refuse_if_full(self, user_id: int) -> None:
+        nothing. Also for answering at once, before any slow work."""
         if self._closed:
             raise SchedulerClosed()
         self._purge_holds()

@@ -259,9 +259,8 @@ class Books:
         user_id: int,
         guild_id: int | None,
         role_ids: Sequence[int],
-        interaction_id: int | None = None,
-    ) -> tuple[int | None, bool, str, str | None, int | None]:
-        """(limit or None, exempt, period, blocked reason, job id of the interaction): one query.
+    ) -> tuple[int | None, bool, str, str | None]:
+        """(limit or None, exempt, period, blocked reason): one query.
 
         The effective limit is the highest of the default, the guild override and the user's
         role tiers; an exempt role means unlimited; direct messages use the default only.
@@ -277,22 +276,21 @@ class Books:
                 f" WHERE guild_id = ? AND role_id IN ({marks}))"
             )
         row = self.conn.execute(
-            "SELECT (SELECT id FROM jobs WHERE interaction_id = ?),"
-            " (SELECT reason FROM policy_blocked WHERE user_id = ?),"
+            "SELECT (SELECT reason FROM policy_blocked WHERE user_id = ?),"
             " (SELECT limit_images FROM policy_defaults WHERE id = 1),"
             " (SELECT period FROM policy_defaults WHERE id = 1),"
             " (SELECT limit_images FROM policy_guilds WHERE guild_id = ?),"
             f" {role_sql}",
-            (interaction_id, user_id, guild_id, *([guild_id, *roles] * 2 if roles else [])),
+            (user_id, guild_id, *([guild_id, *roles] * 2 if roles else [])),
         ).fetchone()
-        existing, blocked, d_limit, d_period, g_limit, r_limit, exempt = tuple(row)
+        blocked, d_limit, d_period, g_limit, r_limit, exempt = tuple(row)
         period = d_period or self.defaults.period
         if exempt:
-            return None, True, period, blocked, existing
+            return None, True, period, blocked
         limits = [self.defaults.limit if d_limit is None else d_limit]
         if guild_id is not None:
             limits += [n for n in (g_limit, r_limit) if n is not None]
-        return max(limits), False, period, blocked, existing
+        return max(limits), False, period, blocked
 
     def _sums(self, user_id: int, scope: int, start: datetime, end: datetime) -> dict[str, int]:
         row = self.conn.execute(
@@ -306,7 +304,7 @@ class Books:
     def _status(
         self, user_id: int, guild_id: int | None, role_ids: Sequence[int], now: datetime
     ) -> QuotaStatus:
-        limit, exempt, period, blocked, _ = self._policy(user_id, guild_id, role_ids)
+        limit, exempt, period, blocked = self._policy(user_id, guild_id, role_ids)
         start, end = period_bounds(period, self.defaults.reset_hour, now)
         s = self._sums(user_id, _scope(guild_id), start, end)
         used = s["settle"] - s["reset"]
@@ -574,26 +572,18 @@ class Books:
 
     def _not_reserved(self, new: NewJob, now: datetime) -> Job:
         """Why the reserving insert wrote nothing: the replayed job, or the refusal to raise."""
-        limit, _, period, blocked, existing = self._policy(
-            new.user_id, new.guild_id, new.role_ids, new.interaction_id
-        )
-        if existing is not None:  # a replayed interaction: the same job, no second reservation
-            return dataclasses.replace(self.get_job(existing), replayed=True)
-        if blocked is not None:
-            raise UserBlocked(blocked)
-        if limit is None:  # exempt, yet the insert refused: the two checks disagree
+        if new.interaction_id is not None:
+            row = self._one(
+                f"SELECT {JOB_COLUMNS} FROM jobs WHERE interaction_id = ?", (new.interaction_id,)
+            )
+            if row is not None:  # a replayed interaction: the same job, no second reservation
+                return dataclasses.replace(_job(row), replayed=True)
+        status = self._status(new.user_id, new.guild_id, new.role_ids, now)
+        if status.blocked_reason is not None:
+            raise UserBlocked(status.blocked_reason)
+        if status.exempt:  # exempt, yet the insert refused: the two checks disagree
             raise RuntimeError("the reservation was refused for an exempt user")
-        start, end = period_bounds(period, self.defaults.reset_hour, now)
-        s = self._sums(new.user_id, _scope(new.guild_id), start, end)
-        allowance = limit + s["grant"]
-        remaining = max(0, allowance - (s["reserve"] - s["refund"] - s["reset"]))
-        raise QuotaExceeded(
-            remaining=remaining,
-            limit=allowance,
-            needed=new.images,
-            period=period,
-            resets_at=end,
-        )
+        raise QuotaExceeded.from_status(status, new.images)
 
     def get_job(self, job_id: int) -> Job:
         """The job with this id, or JobNotFound."""

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from bot.errors import QuotaRefused, RemixbotError
 from bot.store.periods import PERIOD_WORDS
+
+if TYPE_CHECKING:
+    from bot.store.models import QuotaStatus
 
 
 def _images(n: int) -> str:
@@ -24,6 +28,18 @@ class QuotaExceeded(QuotaRefused):
         self.period = period
         self.resets_at = resets_at
         super().__init__(self._sentence(resets_at.strftime("at %Y-%m-%d %H:%M UTC")))
+
+    @classmethod
+    def from_status(cls, status: QuotaStatus, needed: int) -> QuotaExceeded:
+        """The refusal for `needed` images given the user's quota report (limited, not exempt)."""
+        assert status.limit is not None and status.remaining is not None
+        return cls(
+            remaining=status.remaining,
+            limit=status.limit + status.granted,
+            needed=needed,
+            period=status.period,
+            resets_at=status.resets_at,
+        )
 
     def _sentence(self, when: str) -> str:
         word = PERIOD_WORDS.get(self.period, "this period")

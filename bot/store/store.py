@@ -30,9 +30,6 @@ from bot.store.writer import Writer
 
 T = TypeVar("T")
 
-# How long a cancelled submit waits for the writer before giving up on undoing it (seconds).
-CANCEL_WAIT = 30.0
-
 
 def defaults_from_settings(settings: Settings) -> QuotaDefaults:
     """The quota defaults a deployment configured (REMIXBOT_DEFAULT_LIMIT and friends)."""
@@ -52,7 +49,7 @@ class Store:
         self._books = books
         self.inputs = inputs
         self._closed = False
-        self._late: set[asyncio.Task[None]] = set()  # undoing submits cancelled twice
+        self._late: set[asyncio.Task[None]] = set()  # undoing cancelled submits
 
     @classmethod
     async def open(
@@ -97,6 +94,8 @@ class Store:
         """Close the connection and stop the writer thread; safe to call twice."""
         if self._closed:
             return
+        if self._late:  # cancelled submits being undone
+            await asyncio.gather(*self._late, return_exceptions=True)
         self._closed = True
         await self._writer.call(self._books.close)
         await self._writer.stop()
@@ -134,22 +133,10 @@ class Store:
             return await asyncio.shield(call)
         except asyncio.CancelledError:
             # The writer runs a queued call anyway; a job nobody will run must not keep its
-            # images reserved until the next restart's reconcile.
-            await self._cancel_created(call)
+            # images reserved until the next restart's reconcile. Undo it when it is made,
+            # without holding up the cancellation.
+            call.add_done_callback(self._cancel_when_done)
             raise
-
-    async def _cancel_created(self, call: asyncio.Future[Job]) -> None:
-        """Wait (bounded) for a submit whose caller was cancelled, and cancel the job it made."""
-        try:
-            job = await asyncio.wait_for(asyncio.shield(call), CANCEL_WAIT)
-        except asyncio.CancelledError:
-            call.add_done_callback(self._cancel_when_done)  # cancelled again: undo it later
-            raise
-        except Exception:  # refused or failed (nothing made), or still stuck at the writer
-            if not call.done():
-                call.add_done_callback(self._cancel_when_done)
-            return
-        await self._cancel_job(job)
 
     def _cancel_when_done(self, call: asyncio.Future[Job]) -> None:
         """Cancel the job of a submit nobody waits for any more, once the writer made it."""
