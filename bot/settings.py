@@ -1,11 +1,16 @@
-"""Settings from the environment, a `.env` file and an optional TOML file, validated once at start."""
+"""Settings from the environment, a `.env` file and an optional TOML file, validated once at start.
+
+Each setting is declared once, as a field of `Settings`: its name and type, its default, the
+environment variable, the parser that validates it and the sentence that documents it. Everything
+else (the TOML keys, the known `.env` names, the README's configuration table) is derived from
+those declarations.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,6 +18,7 @@ from urllib.parse import urlsplit
 
 from bot.errors import SettingsError
 from bot.secrets import Secret
+from bot.settings_files import read_dotenv, read_toml
 
 BACKENDS = ("ideogram", "ideogram-legacy", "runware", "task-proxy")
 AUTH_SCHEMES = ("api-key", "bearer")
@@ -46,90 +52,22 @@ BACKEND_DEFAULTS: dict[str, dict[str, str]] = {
     },
 }
 
+# --- parsers: each turns a raw value into the setting's type, or raises one sentence ----------
 
-@dataclass(frozen=True)
-class Settings:
-    """Every setting of the bot; build it with :func:`load_settings`."""
-
-    # Backend
-    backend: str = "ideogram"
-    backend_url: str = ""
-    api_key: Secret | None = None
-    auth_scheme: str = ""
-    remix_path: str = ""
-    model: str = ""
-    task_submit_path: str = "/ideogram/v1/ideogram-v3/remix"
-    # The only task query path the reference documents (the Kling-style envelope proxies reuse).
-    task_query_path: str = "/kling/v1/images/generations/{task_id}"
-    task_max_wait: float = 600.0
-    backend_timeout: float = 180.0
-    # Result downloads
-    trusted_hosts: tuple[str, ...] = ()
-    max_download_bytes: int = 30 * 1024 * 1024
-    download_timeout: float = 60.0
-    # Data
-    data_dir: Path = Path("./data")
-    retention_days: int = 30
-    # Image intake
-    max_input_bytes: int = 25 * 1000 * 1000
-    max_input_pixels: int = 50 * 1000 * 1000
-    max_side: int = 2048
-    auto_aspect: bool = True
-    # Quotas
-    default_limit: int = 25
-    quota_period: str = "daily"
-    reset_hour: int = 0
-    # Discord
-    discord_token: Secret | None = None
-    discord_api_base: str = "https://discord.com/api/v10"
-    discord_gateway_url: str = "wss://gateway.discord.gg/"
-    max_images_per_job: int = 4
-    inflight_images: int = 10
-    user_queue_cap: int = 3
-    queue_max: int = 50
-    log_level: str = "INFO"
-
-    @property
-    def db_path(self) -> Path:
-        """The SQLite file under the data directory."""
-        return self.data_dir / "remixbot.sqlite3"
-
-    def require_api_key(self) -> str:
-        """Return the backend API key, or say which setting is missing."""
-        if not self.api_key:
-            raise SettingsError(
-                "REMIXBOT_API_KEY is not set; put the backend's API key in the environment or .env."
-            )
-        return self.api_key.get()
-
-    def require_discord_token(self) -> str:
-        """Return the bot token, or say which setting is missing."""
-        if not self.discord_token:
-            raise SettingsError(
-                "DISCORD_TOKEN is not set; copy the bot token from the Discord Developer Portal."
-            )
-        return self.discord_token.get()
+Parser = Callable[[str, Any], Any]
 
 
-@dataclass(frozen=True)
-class _Spec:
-    env: str
-    parse: Callable[[str, str], Any]
-    doc: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
+def _str(name: str, raw: Any) -> str:
+    return str(raw).strip()
 
 
-def _str(name: str, raw: str) -> str:
-    return raw.strip()
-
-
-def _secret(name: str, raw: str) -> Secret | None:
-    raw = raw.strip()
+def _secret(name: str, raw: Any) -> Secret | None:
+    raw = str(raw).strip()
     return Secret(raw) if raw else None
 
 
-def _int(lo: int, hi: int) -> Callable[[str, str], int]:
-    def parse(name: str, raw: str) -> int:
+def _int(lo: int, hi: int) -> Parser:
+    def parse(name: str, raw: Any) -> int:
         try:
             value = int(str(raw).strip())
         except ValueError:
@@ -143,8 +81,8 @@ def _int(lo: int, hi: int) -> Callable[[str, str], int]:
     return parse
 
 
-def _float(lo: float, hi: float) -> Callable[[str, str], float]:
-    def parse(name: str, raw: str) -> float:
+def _float(lo: float, hi: float) -> Parser:
+    def parse(name: str, raw: Any) -> float:
         try:
             value = float(str(raw).strip())
         except ValueError:
@@ -158,7 +96,7 @@ def _float(lo: float, hi: float) -> Callable[[str, str], float]:
     return parse
 
 
-def _bool(name: str, raw: str) -> bool:
+def _bool(name: str, raw: Any) -> bool:
     value = str(raw).strip().lower()
     if value in ("1", "true", "yes", "on"):
         return True
@@ -167,8 +105,8 @@ def _bool(name: str, raw: str) -> bool:
     raise SettingsError(f"{name} must be true or false, not {raw!r}.")
 
 
-def _choice(options: tuple[str, ...]) -> Callable[[str, str], str]:
-    def parse(name: str, raw: str) -> str:
+def _choice(options: tuple[str, ...]) -> Parser:
+    def parse(name: str, raw: Any) -> str:
         value = str(raw).strip().lower()
         if value not in options:
             raise SettingsError(f"{name} must be one of {', '.join(options)}, not {raw!r}.")
@@ -177,134 +115,256 @@ def _choice(options: tuple[str, ...]) -> Callable[[str, str], str]:
     return parse
 
 
-def _hosts(name: str, raw: str | list[str]) -> tuple[str, ...]:
+def _hosts(name: str, raw: Any) -> tuple[str, ...]:
     items = raw if isinstance(raw, list) else str(raw).split(",")
-    return tuple(h.strip().lower().strip("[]") for h in items if h.strip())
+    return tuple(str(h).strip().lower().strip("[]") for h in items if str(h).strip())
 
 
-def _path(name: str, raw: str) -> str:
+def _path(name: str, raw: Any) -> str:
     value = str(raw).strip()
     if value and not value.startswith("/"):
         raise SettingsError(f"{name} must be a path starting with '/', not {raw!r}.")
     return value
 
 
-def _dir(name: str, raw: str) -> Path:
+def _dir(name: str, raw: Any) -> Path:
     return Path(str(raw).strip()).expanduser()
 
 
-SPECS: dict[str, _Spec] = {
-    "backend": _Spec(
+# --- declarations --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Spec:
+    """How one setting is read: its variable, the parser that validates it, what it means."""
+
+    env: str
+    parse: Parser
+    doc: str
+    # For settings some commands cannot do without: what to do when it is missing.
+    missing: str = ""
+
+
+def setting(env: str, default: Any, parse: Parser, doc: str, *, missing: str = "") -> Any:
+    """Declare one field of `Settings`: its default plus its variable, parser and meaning."""
+    return field(default=default, metadata={"spec": Spec(env, parse, doc, missing)})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of the bot; build it with :func:`load_settings`."""
+
+    # Backend
+    backend: str = setting(
         "REMIXBOT_BACKEND",
+        "ideogram",
         _choice(BACKENDS),
         "Remix backend: ideogram, ideogram-legacy, runware or task-proxy.",
-    ),
-    "backend_url": _Spec(
-        "REMIXBOT_BACKEND_URL", _str, "Base URL of the backend (default per backend)."
-    ),
-    "api_key": _Spec("REMIXBOT_API_KEY", _secret, "The backend's API key."),
-    "auth_scheme": _Spec(
+    )
+    backend_url: str = setting(
+        "REMIXBOT_BACKEND_URL",
+        "",
+        _str,
+        "Base URL of the backend (default per backend; required for task-proxy).",
+    )
+    api_key: Secret | None = setting(
+        "REMIXBOT_API_KEY",
+        None,
+        _secret,
+        "The backend's API key.",
+        missing="put the backend's API key in the environment or .env.",
+    )
+    auth_scheme: str = setting(
         "REMIXBOT_AUTH_SCHEME",
+        "",
         _choice(AUTH_SCHEMES),
-        "api-key (Api-Key header) or bearer (Authorization: Bearer).",
-    ),
-    "remix_path": _Spec(
-        "REMIXBOT_REMIX_PATH", _path, "Overrides the endpoint path (for resellers)."
-    ),
-    "model": _Spec(
-        "REMIXBOT_MODEL", _str, "Model for ideogram-legacy (V_1 … V_3) and runware (AIR id)."
-    ),
-    "task_submit_path": _Spec("REMIXBOT_TASK_SUBMIT_PATH", _path, "task-proxy: submit path."),
-    "task_query_path": _Spec(
-        "REMIXBOT_TASK_QUERY_PATH", _path, "task-proxy: query path with {task_id}."
-    ),
-    "task_max_wait": _Spec(
-        "REMIXBOT_TASK_MAX_WAIT", _float(1, 3600), "task-proxy: longest wait for a task, seconds."
-    ),
-    "backend_timeout": _Spec(
+        "api-key (Api-Key header) or bearer (Authorization: Bearer); default per backend.",
+    )
+    remix_path: str = setting(
+        "REMIXBOT_REMIX_PATH",
+        "",
+        _path,
+        "Overrides the endpoint path (for resellers); default per backend.",
+    )
+    model: str = setting(
+        "REMIXBOT_MODEL",
+        "",
+        _str,
+        "Model for ideogram-legacy (V_1 … V_3, default V_3) and runware (AIR id, default ideogram:4@2).",
+    )
+    task_submit_path: str = setting(
+        "REMIXBOT_TASK_SUBMIT_PATH",
+        "/ideogram/v1/ideogram-v3/remix",
+        _path,
+        "task-proxy: submit path.",
+    )
+    # The only task query path the reference documents (the Kling-style envelope proxies reuse).
+    task_query_path: str = setting(
+        "REMIXBOT_TASK_QUERY_PATH",
+        "/kling/v1/images/generations/{task_id}",
+        _path,
+        "task-proxy: query path with {task_id}.",
+    )
+    task_max_wait: float = setting(
+        "REMIXBOT_TASK_MAX_WAIT",
+        600.0,
+        _float(1, 3600),
+        "task-proxy: longest wait for a task, seconds.",
+    )
+    backend_timeout: float = setting(
         "REMIXBOT_BACKEND_TIMEOUT",
+        180.0,
         _float(1, 900),
         "Longest wait for a synchronous remix call, seconds.",
-    ),
-    "trusted_hosts": _Spec(
+    )
+    # Result downloads
+    trusted_hosts: tuple[str, ...] = setting(
         "REMIXBOT_TRUSTED_HOSTS",
+        (),
         _hosts,
-        "Hosts exempt from the private-address check on downloads.",
-    ),
-    "max_download_bytes": _Spec(
-        "REMIXBOT_MAX_DOWNLOAD_BYTES", _int(1024, 1 << 31), "Largest result image accepted, bytes."
-    ),
-    "download_timeout": _Spec(
+        "Hosts exempt from the private-address check on downloads (comma-separated).",
+    )
+    max_download_bytes: int = setting(
+        "REMIXBOT_MAX_DOWNLOAD_BYTES",
+        30 * 1024 * 1024,
+        _int(1024, 1 << 31),
+        "Largest result image accepted, bytes.",
+    )
+    download_timeout: float = setting(
         "REMIXBOT_DOWNLOAD_TIMEOUT",
+        60.0,
         _float(1, 600),
         "Longest download of one result image, seconds.",
-    ),
-    "data_dir": _Spec("REMIXBOT_DATA_DIR", _dir, "Where the database and stored inputs live."),
-    "retention_days": _Spec(
-        "REMIXBOT_RETENTION_DAYS", _int(1, 3650), "Days stored input images are kept for rerolls."
-    ),
-    "max_input_bytes": _Spec(
-        "REMIXBOT_MAX_INPUT_BYTES", _int(1024, 1 << 30), "Largest input image accepted, bytes."
-    ),
-    "max_input_pixels": _Spec(
+    )
+    # Data
+    data_dir: Path = setting(
+        "REMIXBOT_DATA_DIR",
+        Path("./data"),
+        _dir,
+        "Where the database, stored inputs and undelivered results live.",
+    )
+    retention_days: int = setting(
+        "REMIXBOT_RETENTION_DAYS",
+        30,
+        _int(1, 3650),
+        "Days stored input images (for rerolls) and undelivered results are kept.",
+    )
+    # Image intake
+    max_input_bytes: int = setting(
+        "REMIXBOT_MAX_INPUT_BYTES",
+        25 * 1000 * 1000,
+        _int(1024, 1 << 30),
+        "Largest input image accepted, bytes.",
+    )
+    max_input_pixels: int = setting(
         "REMIXBOT_MAX_INPUT_PIXELS",
+        50 * 1000 * 1000,
         _int(1024, 178_000_000),
         "Largest input image accepted, pixels.",
-    ),
-    "max_side": _Spec(
-        "REMIXBOT_MAX_SIDE", _int(256, 8192), "Inputs are downscaled to this long side, pixels."
-    ),
-    "auto_aspect": _Spec(
-        "REMIXBOT_AUTO_ASPECT", _bool, "Pick the aspect ratio nearest the input when none is given."
-    ),
-    "default_limit": _Spec(
-        "REMIXBOT_DEFAULT_LIMIT", _int(0, 1_000_000), "Images per user per period, by default."
-    ),
-    "quota_period": _Spec("REMIXBOT_QUOTA_PERIOD", _choice(PERIODS), "daily, weekly or monthly."),
-    "reset_hour": _Spec(
-        "REMIXBOT_RESET_HOUR", _int(0, 23), "Hour (UTC) at which quota periods start."
-    ),
-    "discord_token": _Spec("DISCORD_TOKEN", _secret, "The Discord bot token."),
-    "discord_api_base": _Spec(
-        "DISCORD_API_BASE", _str, "Discord REST base URL (a REST proxy or a test fake)."
-    ),
-    "discord_gateway_url": _Spec("DISCORD_GATEWAY_URL", _str, "Discord gateway URL (a test fake)."),
-    "max_images_per_job": _Spec(
-        "REMIXBOT_MAX_IMAGES_PER_JOB", _int(1, 8), "Cap on num_images for one /remix."
-    ),
-    "inflight_images": _Spec(
-        "REMIXBOT_INFLIGHT_IMAGES", _int(1, 1000), "Images in flight at the backend at once."
-    ),
-    "user_queue_cap": _Spec(
-        "REMIXBOT_USER_QUEUE_CAP", _int(1, 100), "Jobs one user may have queued."
-    ),
-    "queue_max": _Spec(
+    )
+    max_side: int = setting(
+        "REMIXBOT_MAX_SIDE",
+        2048,
+        _int(256, 8192),
+        "Inputs are downscaled to at most this long side, pixels (JPEGs may land up to 5% under it).",
+    )
+    auto_aspect: bool = setting(
+        "REMIXBOT_AUTO_ASPECT",
+        True,
+        _bool,
+        "Pick the aspect ratio nearest the input when none is given.",
+    )
+    # Quotas
+    default_limit: int = setting(
+        "REMIXBOT_DEFAULT_LIMIT",
+        25,
+        _int(0, 1_000_000),
+        "Images per user per period, by default (until `quota set-default`).",
+    )
+    quota_period: str = setting(
+        "REMIXBOT_QUOTA_PERIOD",
+        "daily",
+        _choice(PERIODS),
+        "daily, weekly or monthly (until `quota set-default`).",
+    )
+    reset_hour: int = setting(
+        "REMIXBOT_RESET_HOUR", 0, _int(0, 23), "Hour (UTC) at which quota periods start."
+    )
+    # Discord
+    discord_token: Secret | None = setting(
+        "DISCORD_TOKEN",
+        None,
+        _secret,
+        "The Discord bot token.",
+        missing="copy the bot token from the Discord Developer Portal.",
+    )
+    discord_api_base: str = setting(
+        "DISCORD_API_BASE",
+        "https://discord.com/api/v10",
+        _str,
+        "Discord REST base URL (a REST proxy or a test fake).",
+    )
+    discord_gateway_url: str = setting(
+        "DISCORD_GATEWAY_URL",
+        "wss://gateway.discord.gg/",
+        _str,
+        "Discord gateway URL (a test fake).",
+    )
+    max_images_per_job: int = setting(
+        "REMIXBOT_MAX_IMAGES_PER_JOB", 4, _int(1, 8), "Cap on num_images for one /remix."
+    )
+    inflight_images: int = setting(
+        "REMIXBOT_INFLIGHT_IMAGES",
+        10,
+        _int(1, 1000),
+        "Images in flight at the backend at once.",
+    )
+    user_queue_cap: int = setting(
+        "REMIXBOT_USER_QUEUE_CAP", 3, _int(1, 100), "Jobs one user may have queued."
+    )
+    queue_max: int = setting(
         "REMIXBOT_QUEUE_MAX",
+        50,
         _int(1, 100_000),
         "Jobs queued in all; past it members are told to retry.",
-    ),
-    "log_level": _Spec(
-        "REMIXBOT_LOG_LEVEL", _choice(("debug", "info", "warning", "error")), "Log level."
-    ),
-}
+    )
+    log_level: str = setting(
+        "REMIXBOT_LOG_LEVEL",
+        "INFO",
+        _choice(("debug", "info", "warning", "error")),
+        "Log level: debug, info, warning or error.",
+    )
+
+    @property
+    def db_path(self) -> Path:
+        """The SQLite file under the data directory."""
+        return self.data_dir / "remixbot.sqlite3"
+
+    def require_api_key(self) -> str:
+        """Return the backend API key, or say which setting is missing."""
+        return _required(self, "api_key").get()
+
+    def require_discord_token(self) -> str:
+        """Return the bot token, or say which setting is missing."""
+        return _required(self, "discord_token").get()
 
 
-def read_dotenv(path: Path) -> dict[str, str]:
-    """Parse a `.env` file: KEY=VALUE lines, `#` comments, optional quotes and `export`."""
-    values: dict[str, str] = {}
-    if not path.is_file():
-        return values
-    for line in path.read_text(encoding="utf-8").splitlines():
-        line = line.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        key, _, value = line.partition("=")
-        key = key.strip().removeprefix("export ").strip()
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        values[key] = value
-    return values
+SPECS: dict[str, Spec] = {f.name: f.metadata["spec"] for f in dataclasses.fields(Settings)}
+# The variable that names the TOML file: read from .env or the environment, not a setting itself.
+CONFIG_ENV = "REMIXBOT_CONFIG"
+
+
+def missing_sentence(name: str) -> str:
+    """The sentence for a required setting that is not set."""
+    spec = SPECS[name]
+    return f"{spec.env} is not set; {spec.missing}"
+
+
+def _required(settings: Settings, name: str) -> Secret:
+    value = getattr(settings, name)
+    if not value:
+        raise SettingsError(missing_sentence(name))
+    return value
 
 
 def load_settings(
@@ -312,92 +372,110 @@ def load_settings(
     *,
     dotenv: Path | None = Path(".env"),
     overrides: Mapping[str, Any] | None = None,
+    require: Collection[str] = (),
 ) -> Settings:
-    """Build settings: TOML file (REMIXBOT_CONFIG) < .env < environment < overrides; validate once."""
+    """Build settings: TOML file (REMIXBOT_CONFIG) < .env < environment < overrides.
+
+    Every problem found (unreadable lines, unknown names, invalid values, settings that
+    contradict each other, and the `require`d settings that are missing) is reported at once:
+    one SettingsError whose message has one sentence per line.
+    """
+    problems: list[str] = []
     env = dict(os.environ if environ is None else environ)
+    known_env = {spec.env for spec in SPECS.values()} | {CONFIG_ENV}
     merged: dict[str, str] = {}
     if dotenv is not None:
-        merged.update(read_dotenv(dotenv))
+        merged.update(read_dotenv(dotenv, known_env, problems))
     merged.update(env)
 
     raw: dict[str, tuple[str, Any]] = {}  # field -> (source name for messages, value)
-    config = merged.get("REMIXBOT_CONFIG")
+    config = merged.get(CONFIG_ENV)
     if config:
         path = Path(config).expanduser()
-        try:
-            table = tomllib.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise SettingsError(
-                f"REMIXBOT_CONFIG names {str(path)!r}, which does not exist."
-            ) from None
-        except tomllib.TOMLDecodeError as exc:
-            raise SettingsError(
-                f"REMIXBOT_CONFIG file {str(path)!r} is not valid TOML: {exc}."
-            ) from None
-        for key, value in table.items():
-            if key not in SPECS:
-                known = ", ".join(sorted(SPECS))
-                raise SettingsError(
-                    f"Unknown setting {key!r} in {str(path)!r}; known settings: {known}."
-                )
+        for key, value in read_toml(path, SPECS, problems).items():
             raw[key] = (f"{key} in {path.name}", value)
     for name, spec in SPECS.items():
-        if spec.env in merged and merged[spec.env] != "":
+        if merged.get(spec.env, "") != "":
             raw[name] = (spec.env, merged[spec.env])
 
     values: dict[str, Any] = {}
     for name, (source, value) in raw.items():
-        parse = SPECS[name].parse
-        values[name] = parse(source, value if isinstance(value, list) else str(value))
+        try:
+            values[name] = SPECS[name].parse(source, value)
+        except SettingsError as exc:
+            problems.append(str(exc))
     if overrides:
         values.update(overrides)
-    return _finish(Settings(**values))
+    settings = _finish(Settings(**values), problems)
+    problems.extend(missing_sentence(name) for name in require if not getattr(settings, name))
+    if problems:
+        raise SettingsError("\n".join(problems))
+    return settings
 
 
-def _finish(s: Settings) -> Settings:
+def _finish(s: Settings, problems: list[str]) -> Settings:
     """Fill per-backend defaults and check settings that depend on each other."""
     defaults = BACKEND_DEFAULTS[s.backend]
     changes: dict[str, Any] = {}
-    if not s.backend_url:
-        if not defaults["url"]:
-            raise SettingsError(
-                f"REMIXBOT_BACKEND_URL is required for the {s.backend} backend; give the proxy's base URL."
-            )
-        changes["backend_url"] = defaults["url"]
-    url = changes.get("backend_url", s.backend_url).rstrip("/")
+    url = (s.backend_url or defaults["url"]).rstrip("/")
     parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise SettingsError(f"REMIXBOT_BACKEND_URL must be an http(s) URL, not {url!r}.")
+    if not url:
+        problems.append(
+            f"REMIXBOT_BACKEND_URL is required for the {s.backend} backend; give the proxy's base URL."
+        )
+    elif parts.scheme not in ("http", "https") or not parts.hostname:
+        problems.append(f"REMIXBOT_BACKEND_URL must be an http(s) URL, not {url!r}.")
     changes["backend_url"] = url
-    if not s.auth_scheme:
-        changes["auth_scheme"] = defaults["auth"]
-    if not s.remix_path:
-        changes["remix_path"] = defaults["path"]
-    if not s.model:
-        changes["model"] = defaults["model"]
+    changes["auth_scheme"] = s.auth_scheme or defaults["auth"]
+    changes["remix_path"] = s.remix_path or defaults["path"]
+    changes["model"] = s.model or defaults["model"]
     if "{task_id}" not in s.task_query_path:
-        raise SettingsError(
+        problems.append(
             f"REMIXBOT_TASK_QUERY_PATH must contain {{task_id}}, not {s.task_query_path!r}."
         )
-    for name in ("discord_api_base", "discord_gateway_url"):
+    for name, allowed in (
+        ("discord_api_base", ("http", "https")),
+        ("discord_gateway_url", ("ws", "wss")),
+    ):
         value = getattr(s, name)
-        scheme = urlsplit(value).scheme
-        allowed = ("http", "https") if name == "discord_api_base" else ("ws", "wss")
-        if scheme not in allowed:
+        if urlsplit(value).scheme not in allowed:
             env = SPECS[name].env
-            raise SettingsError(f"{env} must be a {' or '.join(allowed)} URL, not {value!r}.")
+            problems.append(f"{env} must be a {' or '.join(allowed)} URL, not {value!r}.")
     changes["discord_api_base"] = s.discord_api_base.rstrip("/")
     changes["log_level"] = s.log_level.upper()
     return dataclasses.replace(s, **changes)
 
 
+def _shown(value: Any) -> str:
+    """A default as the README shows it."""
+    if value is None or value == "" or value == ():
+        return "—"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, tuple):
+        return ",".join(value)
+    return f"{value}"
+
+
 def settings_table() -> list[tuple[str, str, str]]:
-    """(environment variable, default, meaning) rows, for the README and `remixbot config`."""
-    base = Settings()
-    rows = []
-    for name, spec in SPECS.items():
-        default = getattr(base, name)
-        if isinstance(default, tuple):
-            default = ",".join(default)
-        rows.append((spec.env, "" if default is None else str(default), spec.doc))
-    return rows
+    """(environment variable, default, meaning) rows, one per declared setting, in order."""
+    return [
+        (spec.env, _shown(f.default), spec.doc)
+        for f in dataclasses.fields(Settings)
+        for spec in [f.metadata["spec"]]
+    ]
+
+
+def markdown_table() -> str:
+    """The README's configuration table, generated from the declarations."""
+    lines = ["| Variable | Default | Meaning |", "|---|---|---|"]
+    for env, default, doc in settings_table():
+        shown = default if default == "—" else f"`{default}`"
+        lines.append(f"| `{env}` | {shown} | {doc} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # `python -m bot.settings` prints the README's table
+    print(markdown_table())

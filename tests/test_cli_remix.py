@@ -293,7 +293,8 @@ async def test_dry_run_prepares_and_prints_without_calling_the_backend(
     assert code == 0
     report = json.loads(stdout)
     # Upright portrait (EXIF 6), downscaled to the 2048 long side, nearest ratio 3x4.
-    assert report["aspect_ratio"] == "3x4"
+    assert report["request"]["body"]["aspect_ratio"] == "3x4"  # shown once, as sent
+    assert "aspect_ratio" not in report["image"]
     width, height = report["image"]["width"], report["image"]["height"]
     assert 1900 <= height <= 2048 and width * 4 == height * 3
     assert any("rotated" in c for c in report["image"]["changes"])

@@ -4,17 +4,30 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
+from bot.cli._errors import Interrupted, UsageError, report_crash, report_error
 from bot.errors import RemixbotError
-from bot.secrets import redact
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are ordinary errors, so `--json` reports them as JSON too."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print the usage line, then raise the message as a UsageError (exit code 2)."""
+        self.print_usage(sys.stderr)
+        command = self.prog.removeprefix("remixbot").strip()
+        end = "" if message.endswith((".", "?", "!")) else "."
+        raise UsageError(f"{command}: {message}{end}" if command else f"{message}{end}")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Build the parser from every `bot.cli.*` module that defines `register(subparsers)`."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="remixbot",
         description="Remixbot: remix images with Ideogram from Discord or the terminal.",
     )
@@ -32,13 +45,32 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `remixbot` console script; returns the process exit code."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
     try:
-        code = args.handler(args)
+        try:
+            return _main(list(sys.argv[1:] if argv is None else argv))
+        finally:
+            sys.stdout.flush()  # a reader that left early shows here, not at interpreter exit
+    except BrokenPipeError:
+        # The reader closed the pipe (`remixbot … | head`): stop quietly. Python's recipe (the
+        # signal module's note on SIGPIPE): point the streams at devnull so that the final
+        # flush at exit does not print a second traceback.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.dup2(devnull, sys.stderr.fileno())
+        return 1
+
+
+def _main(argv: list[str]) -> int:
+    as_json = "--json" in argv  # until parsed: a usage error of a --json command is JSON too
+    try:
+        args = build_parser().parse_args(argv)
+        as_json = bool(getattr(args, "json", False))
+        return int(args.handler(args) or 0)
     except RemixbotError as exc:
-        print(f"remixbot: {redact(str(exc))}", file=sys.stderr)
-        return exc.exit_code
+        return report_error(exc, as_json=as_json)
     except KeyboardInterrupt:
-        return 130
-    return int(code or 0)
+        return report_error(Interrupted("Interrupted."), as_json=as_json)
+    except Exception as exc:
+        if not as_json:
+            raise
+        return report_crash(exc)

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Collection
 from typing import Any
 
 from bot.log import setup_logging
 from bot.settings import Settings, load_settings
 
 
-def cli_settings(**overrides: Any) -> Settings:
-    """Load and validate settings for a CLI command, and set up redacting logs."""
-    settings = load_settings(overrides=overrides or None)
+def cli_settings(*, require: Collection[str] = (), **overrides: Any) -> Settings:
+    """Load and validate settings for a CLI command, and set up redacting logs.
+
+    `require` names the settings this command cannot do without (`api_key`, `discord_token`):
+    their absence is reported together with every other problem in the settings.
+    """
+    settings = load_settings(overrides=overrides or None, require=require)
     setup_logging(settings.log_level)
     return settings
 

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import difflib
 import json
 import secrets
 import sys
 import time
+from collections.abc import Awaitable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 
 from bot.cli._common import cli_settings, print_json
-from bot.errors import InvalidImage
-from bot.intake import ImagePool, PreparedImage
+from bot.cli._errors import error_object
+from bot.errors import InvalidImage, InvalidRequest
+from bot.intake import ACCEPTED, ImagePool, IntakeLimits, PreparedImage
 from bot.remix import enums
 from bot.remix.backends import make_backend
 from bot.remix.download import DownloadPolicy, make_download_session
@@ -26,6 +29,17 @@ from bot.store import CLI_USER_ID, NewJob, Store
 from bot.store.booking import booked
 from bot.workflow import intake_limits, with_chosen_ratio
 
+T = TypeVar("T")
+
+# How the accepted formats read in --help (Pillow's names otherwise).
+_FORMAT_NAMES = {"WEBP": "WebP"}
+
+
+def accepted_formats() -> str:
+    """The input formats intake accepts, as a phrase: `JPEG, PNG, WebP or GIF`."""
+    names = [_FORMAT_NAMES.get(f, f) for f in ACCEPTED]
+    return ", ".join(names[:-1]) + f" or {names[-1]}" if len(names) > 1 else names[0]
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add `remix` to the command line."""
@@ -34,7 +48,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="remix one image from the terminal (checks the key and options)",
         description="Send IMAGE and a prompt to the configured backend; save the results in DIR.",
     )
-    p.add_argument("image", metavar="IMAGE", help="input image (JPEG, PNG or WebP)")
+    p.add_argument(
+        "image",
+        metavar="IMAGE",
+        help=f"input image: {accepted_formats()}, recognised by content (animated: first frame)",
+    )
     p.add_argument("--prompt", required=True, help="what the remix should show")
     p.add_argument(
         "--out", default="out", metavar="DIR", help="directory for images + sidecars (default out/)"
@@ -56,23 +74,47 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="a palette colour, e.g. '#b470b3:0.5' (repeatable, up to 8)",
     )
     p.add_argument("--style-type", help="AUTO GENERAL REALISTIC DESIGN CUSTOM FICTION STYLIZED")
-    p.add_argument("--style-preset", help="one of the 62 presets, e.g. WATERCOLOR")
+    p.add_argument(
+        "--style-preset",
+        help=f"one of the {len(enums.STYLE_PRESETS)} presets, e.g. WATERCOLOR "
+        "(`remixbot styles` lists them)",
+    )
     p.add_argument("--style-code", action="append", default=[], help="8 hex digits (repeatable)")
     p.add_argument(
-        "--style-ref", metavar="FILE", action="append", default=[], help="style image (repeatable)"
+        "--style-ref",
+        metavar="FILE",
+        action="append",
+        default=[],
+        help=f"style reference image, same formats (repeatable, up to {enums.MAX_STYLE_REFS})",
     )
     p.add_argument("--model", help="legacy V_1 … V_3, or a Runware AIR id like ideogram:4@2")
-    p.add_argument("--json", action="store_true", help="print the result summary as JSON")
+    p.add_argument(
+        "--json", action="store_true", help="print the result (or the error) as JSON on stdout"
+    )
     p.add_argument(
         "--dry-run",
         action="store_true",
-        help="prepare the input and print what would be sent; no backend call, no quota",
+        help="prepare the input, run the backend's checks and print what would be sent; "
+        "no backend call, no quota, no API key needed",
     )
     p.set_defaults(handler=_handle)
 
 
+def check_style_preset(value: str | None) -> None:
+    """Refuse an unknown preset with the nearest names and where to find the list."""
+    if value is None or value.strip().upper() in enums.STYLE_PRESETS:
+        return
+    close = difflib.get_close_matches(value.strip().upper(), enums.STYLE_PRESETS, n=2)
+    hint = f"did you mean {' or '.join(close)}? " if close else ""
+    raise InvalidRequest(
+        f"style_preset must be one of the {len(enums.STYLE_PRESETS)} presets, not {value!r}; "
+        f"{hint}`remixbot styles` lists them."
+    )
+
+
 def build_request(args: argparse.Namespace) -> RemixRequest:
     """The RemixRequest for the command-line options (InvalidRequest names the bad one)."""
+    check_style_preset(args.style_preset)
     kwargs: dict[str, Any] = {
         "prompt": args.prompt,
         "aspect_ratio": args.aspect_ratio,
@@ -127,12 +169,41 @@ def _write_sidecar(path: Path, record: dict[str, Any]) -> None:
 async def _run(args: argparse.Namespace, settings: Settings, request: RemixRequest) -> int:
     limits = intake_limits(settings)
     data = await asyncio.to_thread(read_input, Path(args.image), settings)
-    ref_datas = [await asyncio.to_thread(read_input, Path(r), settings) for r in args.style_ref]
+    ref_paths = [Path(r) for r in args.style_ref]
+    ref_datas = [await asyncio.to_thread(read_input, path, settings) for path in ref_paths]
     # One pool for the whole run: it prepares the input and decodes the results.
     async with ImagePool() as pool:
-        prepared = await pool.prepare(data, aspect_ratio=request.aspect_ratio, limits=limits)
-        refs = await pool.prepare_style_refs(ref_datas, limits) if ref_datas else []
+        prepared = await _named(
+            str(args.image), pool.prepare(data, aspect_ratio=request.aspect_ratio, limits=limits)
+        )
+        refs = await _prepare_refs(pool, ref_paths, ref_datas, limits)
+        if args.dry_run:
+            return await _dry_run(args, settings, request, prepared, refs)
         return await _generate(args, settings, request, pool, prepared, refs)
+
+
+async def _named(name: str, work: Awaitable[T]) -> T:
+    """Run intake work; an image refusal names the file it is about."""
+    try:
+        return await work
+    except InvalidImage as exc:
+        raise InvalidImage(f"{name}: {exc}") from None
+
+
+async def _prepare_refs(
+    pool: ImagePool, paths: list[Path], datas: list[bytes], limits: IntakeLimits
+) -> list[PreparedImage]:
+    """Prepare the style references; a refusal names the file that caused it."""
+    if not datas:
+        return []
+    try:
+        return await pool.prepare_style_refs(datas, limits)
+    except InvalidImage:
+        # Only on this error path: try each file alone to find the one to name. A refusal of
+        # the set as a whole (too many, too large together) passes alone and is raised as is.
+        for path, data in zip(paths, datas, strict=True):
+            await _named(f"--style-ref {path}", pool.prepare_style_refs([data], limits))
+        raise
 
 
 async def _generate(
@@ -143,9 +214,7 @@ async def _generate(
     prepared: PreparedImage,
     refs: list[PreparedImage],
 ) -> int:
-    """Everything after intake: --dry-run, or the booked backend call, download and report."""
-    if args.dry_run:
-        return _dry_run(args, settings, request, prepared, refs)
+    """Everything after intake: the booked backend call, download and report."""
     settings.require_api_key()
     out = Path(args.out)
     policy = DownloadPolicy.from_settings(settings)
@@ -219,73 +288,113 @@ async def _generate(
     return _report(args, delivery)
 
 
-def _dry_run(
+async def _dry_run(
     args: argparse.Namespace,
     settings: Settings,
     request: RemixRequest,
     prepared: PreparedImage,
     refs: list[PreparedImage],
 ) -> int:
-    """Print what would be sent, without calling the backend or touching the books."""
-    chosen = request.aspect_ratio or prepared.aspect_ratio
+    """Run the backend's own checks and show what it would send; no call, no books, no key."""
+    from bot.cli._wire import capture  # aiohttp.web only for a dry run
+
+    async with aiohttp.ClientSession(trust_env=False) as unused:  # check() never sends
+        backend = make_backend(settings, unused)
+        request = with_chosen_ratio(backend, request, prepared, len(refs))
+        backend.check(request, len(refs))  # as the real run does, before anything else
+    wire = await capture(settings, request, prepared.image, [r.image for r in refs])
+    if not settings.api_key:
+        _progress("note: REMIXBOT_API_KEY is not set; the real run needs it.")
     if args.json:
         print_json(
             {
-                "backend": settings.backend,
-                "aspect_ratio": chosen,
-                "image": prepared.summary(),
-                "style_refs": [r.summary() for r in refs],
-                "request": request.to_dict() | {"aspect_ratio": chosen},
+                "dry_run": True,
+                "backend": backend.name,
+                "request": wire.to_dict(),
+                "image": _summary(prepared),
+                "style_refs": [_summary(r) for r in refs],
             }
         )
         return 0
-    print(f"backend: {settings.backend}")
-    print(f"aspect ratio: {chosen or 'backend default'}")
-    print(prepared.describe())
+    print("Dry run: nothing was sent and no quota was used.")
+    print(f"backend: {backend.name}, {wire.method} {wire.url} ({wire.content_type})")
+    print(f"image:   {_describe(prepared)}")
     for n, ref in enumerate(refs, 1):
-        print(f"style reference {n}:")
-        print(ref.describe())
+        print(f"style {n}: {_describe(ref)}")
+    print("would send:")
+    lines = wire.lines()
+    width = max(len(name) for name, _ in lines)
+    for name, value in lines:
+        print(f"  {name.ljust(width)}  {value}")
     return 0
+
+
+def _summary(p: PreparedImage) -> dict[str, Any]:
+    # The aspect ratio sent is in the request; intake's pick is not repeated beside it.
+    return {k: v for k, v in p.summary().items() if k != "aspect_ratio"}
+
+
+def _describe(p: PreparedImage) -> str:
+    """`JPEG 4000x3000, 3.0 MB -> JPEG 2000x1500, 850 KB (downscaled from 4000x3000)`."""
+    sw, sh = p.source_size
+    image = p.image
+    text = (
+        f"{p.source_format} {sw}x{sh}, {human_size(p.source_bytes)} -> "
+        f"{image.format} {image.width}x{image.height}, {human_size(len(image.data))}"
+    )
+    return text + (f" ({', '.join(p.changes)})" if p.changes else "")
+
+
+def human_size(n: int) -> str:
+    """Bytes as people read them: `512 bytes`, `850 KB`, `3.0 MB` (decimal, as limits are stated)."""
+    if n < 1000:
+        return f"{n} bytes"
+    return f"{n / 1e3:.0f} KB" if n < 1e6 else f"{n / 1e6:.1f} MB"
 
 
 def _report(args: argparse.Namespace, delivery: Delivery) -> int:
     """Print the summary and choose the exit code."""
+    failure: tuple[str, str] | None = None
+    if delivery.failed_downloads:
+        reason = " ".join(delivery.errors) or "A result image could not be downloaded."
+        failure = ("download", reason)
+    elif not delivery.images:
+        failure = ("withheld", "Every image was withheld by the backend's safety check.")
     if args.json:
-        print_json(
-            {
-                "backend": delivery.backend,
-                "backend_ref": delivery.backend_ref,
-                "billed": delivery.billed,
-                "withheld": delivery.withheld,
-                "failed_downloads": delivery.failed_downloads,
-                "errors": delivery.errors,
-                "images": [
-                    {
-                        "path": str(i.path),
-                        "seed": i.seed,
-                        "resolution": i.resolution,
-                        "prompt": i.prompt,
-                        "format": i.format,
-                    }
-                    for i in delivery.images
-                ],
-            }
-        )
+        summary: dict[str, Any] = {
+            "backend": delivery.backend,
+            "backend_ref": delivery.backend_ref,
+            "billed": delivery.billed,
+            "withheld": delivery.withheld,
+            "failed_downloads": delivery.failed_downloads,
+            "errors": delivery.errors,
+            "images": [
+                {
+                    "path": str(i.path),
+                    "seed": i.seed,
+                    "resolution": i.resolution,
+                    "prompt": i.prompt,
+                    "format": i.format,
+                }
+                for i in delivery.images
+            ],
+        }
+        if failure:
+            summary |= error_object(failure[1], failure[0], 1)
+        print_json(summary)
     _progress(
         f"saved {len(delivery.images)} of {delivery.billed} image(s)"
         + (f"; {delivery.withheld} withheld by the safety check" if delivery.withheld else "")
     )
     for error in delivery.errors:
         _progress(error)
-    if delivery.failed_downloads:
-        return 1
-    if not delivery.images:
+    if failure and failure[0] == "withheld":
         _progress("every image was withheld by the backend's safety check; nothing to save.")
-        return 1
-    return 0
+    return 1 if failure else 0
 
 
 def _handle(args: argparse.Namespace) -> int:
-    settings = cli_settings()
+    # A dry run needs no key; a real one reports a missing key with any other settings problem.
+    settings = cli_settings(require=() if args.dry_run else ("api_key",))
     request = build_request(args)
     return asyncio.run(_run(args, settings, request))

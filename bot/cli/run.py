@@ -30,7 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    return run_bot(cli_settings())
+    # Both missing at once are reported together, with any other problem in the settings.
+    return run_bot(cli_settings(require=("discord_token", "api_key")))
 
 
 def quiet_discord_logs(level: str) -> None:
