@@ -82,13 +82,22 @@ async def fetch_application_id(settings: Settings) -> int:
     """Log in over REST only (no gateway) with the token and return the application id."""
     token = settings.require_discord_token()
     apply_discord_endpoints(settings)
-    client = discord.Client(intents=discord.Intents.none())
+    skip_voice_warnings()
+    # REST only, so intents never reach Discord; the default set keeps discord.py from warning
+    # that the guilds intent is off.
+    client = discord.Client(intents=discord.Intents.default())
     async with client:
         with login_errors(settings):
             await client.login(token)
         if client.application_id is None:
             raise DiscordUnreachable("Discord did not report the application id; try again.")
         return client.application_id
+
+
+def skip_voice_warnings() -> None:
+    """The bot has no voice features: skip discord.py's start-up warnings about voice libraries."""
+    discord.VoiceClient.warn_nacl = False
+    discord.VoiceClient.warn_dave = False
 
 
 def reset_discord_endpoints() -> None:
@@ -159,9 +168,7 @@ class RemixBot(commands.Bot):
         auto_sync: bool = True,
         **options: Any,
     ) -> None:
-        # The bot has no voice features: skip discord.py's start-up warnings about voice libraries.
-        discord.VoiceClient.warn_nacl = False
-        discord.VoiceClient.warn_dave = False
+        skip_voice_warnings()
         # Never @everyone/@here or role pings: messages can carry prompts and backend reasons.
         options.setdefault(
             "allowed_mentions",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from collections.abc import Collection
 from typing import Any
@@ -20,6 +21,12 @@ def cli_settings(*, require: Collection[str] = (), **overrides: Any) -> Settings
     settings = load_settings(overrides=overrides or None, require=require)
     setup_logging(settings.log_level)
     return settings
+
+
+def quiet_one_shot_logs() -> None:
+    """For a command that logs in over REST once: no INFO chatter from discord.py around its answer."""
+    for name in ("discord", "remixbot.client"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger(name).level))
 
 
 def print_json(value: Any) -> None:

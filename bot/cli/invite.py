@@ -6,7 +6,8 @@ import argparse
 import asyncio
 from urllib.parse import urlencode
 
-from bot.cli._common import cli_settings
+from bot.cli._common import cli_settings, quiet_one_shot_logs
+from bot.errors import SettingsError
 from bot.settings import Settings
 
 SCOPES = ("bot", "applications.commands")
@@ -41,7 +42,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _invite(args: argparse.Namespace) -> int:
     client_id = args.client_id
     if client_id is None:
-        client_id = asyncio.run(fetch_client_id(cli_settings()))
+        settings = cli_settings()
+        if not settings.discord_token:
+            raise SettingsError(
+                "DISCORD_TOKEN is not set; give the Application ID (General Information page of"
+                " the Developer Portal) with --client-id ID, or set DISCORD_TOKEN to look it up."
+            )
+        quiet_one_shot_logs()
+        client_id = asyncio.run(fetch_client_id(settings))
     print(invite_url(client_id))
     return 0
 

@@ -6,7 +6,6 @@ import argparse
 from typing import Any
 
 from bot.cli._common import cli_settings, print_json
-from bot.errors import InvalidRequest
 from bot.store import Store
 from bot.store.admin import (
     parse_snowflake,
@@ -22,6 +21,12 @@ from bot.store.models import QuotaStatus
 PERIODS = ("daily", "weekly", "monthly")
 
 
+def _images(text: str) -> int:
+    if text.strip().isdigit():
+        return int(text)
+    raise argparse.ArgumentTypeError(f"must be a whole number of images (0 or more), not {text!r}")
+
+
 def _limit(text: str) -> int | None:
     if text.strip().lower() in ("none", "off", "clear"):
         return None
@@ -30,6 +35,13 @@ def _limit(text: str) -> int | None:
     raise argparse.ArgumentTypeError(
         f"a limit must be a whole number of images (0 or more) or 'none', not {text!r}"
     )
+
+
+def _scope(guild: int | None) -> str:
+    """Where a per-user command applies, said plainly (no --guild means direct messages)."""
+    if guild is None:
+        return "in direct messages only (add --guild ID for a server)"
+    return f"in server {guild}"
 
 
 def _count(text: str) -> int:
@@ -74,19 +86,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.set_defaults(handler=_policies)
 
     s = qs.add_parser("set-default", parents=[out], help="the default limit and period")
-    s.add_argument("limit", type=_limit, metavar="N")
+    s.add_argument("limit", type=_images, metavar="N", help="images per user per period")
     s.add_argument("--period", choices=PERIODS)
     s.set_defaults(handler=_set_default)
 
     s = qs.add_parser("set-guild", parents=[out], help="a guild's limit ('none' removes it)")
     s.add_argument("guild", type=_id("guild"), metavar="GUILD")
-    s.add_argument("limit", type=_limit, metavar="N")
+    s.add_argument("limit", type=_limit, metavar="N", help="images per user, or none")
     s.set_defaults(handler=_set_guild)
 
     s = qs.add_parser("set-role", parents=[out], help="a role tier's limit ('none' removes it)")
     s.add_argument("guild", type=_id("guild"), metavar="GUILD")
     s.add_argument("role", type=_id("role"), metavar="ROLE")
-    s.add_argument("limit", type=_limit, metavar="N")
+    s.add_argument("limit", type=_limit, metavar="N", help="images per user, or none")
     s.set_defaults(handler=_set_role)
 
     s = qs.add_parser("exempt", parents=[out], help="make a role unlimited in a guild")
@@ -95,13 +107,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--off", action="store_true", help="remove the exemption")
     s.set_defaults(handler=_exempt)
 
-    s = qs.add_parser("grant", parents=[out], help="extra images for this period")
+    s = qs.add_parser(
+        "grant", parents=[out], help="extra images for this period (DMs unless --guild)"
+    )
     s.add_argument("user", type=_user, metavar="USER")
     s.add_argument("n", type=_count, metavar="N")
     s.add_argument("--guild", type=_id("guild"), help="guild id (default: direct messages)")
     s.set_defaults(handler=_grant)
 
-    s = qs.add_parser("reset", parents=[out], help="forgive this period's charges")
+    s = qs.add_parser(
+        "reset", parents=[out], help="forgive this period's charges (DMs unless --guild)"
+    )
     s.add_argument("user", type=_user, metavar="USER")
     s.add_argument("--guild", type=_id("guild"), help="guild id (default: direct messages)")
     s.set_defaults(handler=_reset)
@@ -166,8 +182,6 @@ def _policies(args: argparse.Namespace) -> int:
 
 
 def _set_default(args: argparse.Namespace) -> int:
-    if args.limit is None:
-        raise InvalidRequest("The default limit cannot be removed; give a number of images.")
     p = run_with_store(cli_settings(), lambda s: s.set_default(args.limit, args.period))
     if args.json:
         print_json({"default_limit": p.default_limit, "period": p.period})
@@ -214,13 +228,17 @@ def _exempt(args: argparse.Namespace) -> int:
 
 def _grant(args: argparse.Namespace) -> int:
     status = run_with_store(cli_settings(), lambda s: s.grant(args.user, args.guild, args.n))
-    note = f"Granted {args.n} extra images to {user_label(args.user)} for this period."
+    note = (
+        f"Granted {args.n} extra images to {user_label(args.user)} for this period,"
+        f" {_scope(args.guild)}."
+    )
     return _print_status(args, status, note)
 
 
 def _reset(args: argparse.Namespace) -> int:
     status = run_with_store(cli_settings(), lambda s: s.reset(args.user, args.guild))
-    return _print_status(args, status, f"Reset this period's charges of {user_label(args.user)}.")
+    note = f"Reset this period's charges of {user_label(args.user)}, {_scope(args.guild)}."
+    return _print_status(args, status, note)
 
 
 def _block(args: argparse.Namespace) -> int:

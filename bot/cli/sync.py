@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from bot.cli._common import cli_settings
+from bot.cli._common import cli_settings, quiet_one_shot_logs
 from bot.errors import InvalidRequest
 from bot.extensions import DEFAULT_EXTENSIONS
 from bot.settings import Settings
@@ -35,10 +35,21 @@ def _sync(args: argparse.Namespace) -> int:
         raise InvalidRequest(
             "--clear needs --guild ID: it removes one server's copy of the commands."
         )
-    settings = cli_settings()
+    settings = cli_settings(require=("discord_token",))
+    quiet_one_shot_logs()
     synced = asyncio.run(sync_once(settings, guild=args.guild, clear=args.clear))
-    where = f"to server {args.guild}" if args.guild else "globally"
-    print(f"Synced {len(synced)} application commands {where}.")
+    if args.clear:
+        print(
+            f"Removed server {args.guild}'s copy of the commands; the global commands are"
+            " unchanged and remain available there."
+        )
+    elif args.guild is not None:
+        print(f"Copied {len(synced)} application commands to server {args.guild}.")
+    else:
+        print(
+            f"Synced {len(synced)} application commands globally"
+            " (Discord clients may take a while to show them)."
+        )
     return 0
 
 
