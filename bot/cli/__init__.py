@@ -70,6 +70,8 @@ def _main(argv: list[str]) -> int:
         return report_error(exc, as_json=as_json)
     except KeyboardInterrupt:
         return report_error(Interrupted("Interrupted."), as_json=as_json)
+    except BrokenPipeError:
+        raise  # handled in main: nobody is reading any more
     except Exception as exc:
         if not as_json:
             raise
