@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 from bot.store import NewJob, QuotaDefaults, Store  # noqa: E402
 
-# reliability.md §2.2: the reference machine's µs per transaction, synchronous=NORMAL.
+# The reference machine's µs per transaction (the 5,000 pairs/s target was set there), NORMAL.
 REF_AUTOCOMMIT_US = 10
 REF_WITH_JOB_US = 16
 TARGET_PAIRS = 5000
@@ -124,7 +124,7 @@ async def direct_stall(db: Path, hold: float) -> float:
 
 
 def calibrate(folder: Path, n: int = 5000) -> tuple[float, float]:
-    """This machine's µs per transaction for the two rows of reliability.md §2.2 (NORMAL).
+    """This machine's µs per transaction for the reference machine's two loops (NORMAL).
 
     The reference measured 10 µs for an autocommit `UPDATE … RETURNING` and 16 µs for
     `BEGIN IMMEDIATE` + reserve + insert job. The same two loops here tell how much slower

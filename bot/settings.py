@@ -198,7 +198,7 @@ class Settings:
         _path,
         "task-proxy: submit path.",
     )
-    # The only task query path the reference documents (the Kling-style envelope proxies reuse).
+    # The only task query path the proxies we know document (the Kling-style envelope they reuse).
     task_query_path: str = setting(
         "REMIXBOT_TASK_QUERY_PATH",
         "/kling/v1/images/generations/{task_id}",
@@ -330,7 +330,7 @@ class Settings:
     )
     log_level: str = setting(
         "REMIXBOT_LOG_LEVEL",
-        "INFO",
+        "info",
         _choice(("debug", "info", "warning", "error")),
         "Log level: debug, info, warning or error.",
     )

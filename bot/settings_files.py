@@ -60,7 +60,9 @@ def read_dotenv(path: Path, known: Collection[str], problems: list[str]) -> dict
         return {}
     good: list[str] = []
     for binding in parse_stream(io.StringIO(text)):
-        line = binding.original.line
+        # python-dotenv counts from the blank lines before a binding; name the binding's own line.
+        source = binding.original.string
+        line = binding.original.line + source[: len(source) - len(source.lstrip())].count("\n")
         key = binding.key
         if binding.error or (key is not None and binding.value is None):
             problems.append(_malformed(path, line, key, known))

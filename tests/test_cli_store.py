@@ -124,7 +124,13 @@ def test_bad_arguments_are_one_sentence(data_dir: Path, run) -> None:
     code, _, err = run("quota", "block", "5", "--reason", "  ")
     assert (code, err.strip()) == (2, "remixbot: A block needs a reason; the user is shown it.")
     code, _, err = run("quota", "set-default", "none")
-    assert code == 2 and "cannot be removed" in err
+    assert code == 2 and "must be a whole number of images (0 or more), not 'none'" in err
+    assert "or 'none'" not in err  # not suggested where it is refused
+    code, out, _ = run("quota", "grant", "5", "2")
+    assert code == 0 and out.startswith(
+        "Granted 2 extra images to 5 for this period, in direct messages only"
+        " (add --guild ID for a server)."
+    )
 
 
 def test_jobs_and_forget(data_dir: Path, run, run_json) -> None:
@@ -165,7 +171,7 @@ def test_jobs_and_forget(data_dir: Path, run, run_json) -> None:
     detail = _json("jobs", "show", str(a.id))
     assert detail["backend_cost"] == {"status": "billed", "images": 2}
 
-    forgot = _json("forget", "5")
+    forgot = _json("forget", "5", "--yes")
     assert (forgot["jobs"], forgot["inputs_deleted"]) == (1, 1)
     assert _json("jobs", "list", "--user", "5") == []
     detail = _json("jobs", "show", str(a.id))

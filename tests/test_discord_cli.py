@@ -57,7 +57,10 @@ async def test_invite_command_prints_the_url(tmp_path: Path) -> None:
         async with proc:
             await proc.start()
             assert await proc.wait() == 0
-        assert proc.output().strip().splitlines()[-1] == invite_url(int(fake.app_id))
+        output = proc.output()
+        assert output.strip().splitlines()[-1] == invite_url(int(fake.app_id))
+        # Only the URL: none of discord.py's start-up warnings (voice, PyNaCl, guilds intent).
+        assert output.strip().splitlines() == [invite_url(int(fake.app_id))], output
 
 
 async def test_invite_with_a_bad_token_is_one_sentence(tmp_path: Path) -> None:
@@ -104,11 +107,24 @@ async def test_sync_command_line(tmp_path: Path) -> None:
             await proc.start()
             assert await proc.wait() == 0
         # The production cog's commands: /remix and /quota.
-        assert proc.output().strip().splitlines()[-1] == (
-            f"Synced 2 application commands to server {fake.guild_id}."
-        )
+        assert proc.output().strip().splitlines() == [
+            f"Copied 2 application commands to server {fake.guild_id}."
+        ]
         [put] = fake.calls_to("PUT", rf"/applications/\d+/guilds/{fake.guild_id}/commands")
         assert sorted(c["name"] for c in put.json) == ["quota", "remix"]
+        clear = BotProcess(
+            fake,
+            tmp_path / "data",
+            launcher=False,
+            args=("sync", "--guild", fake.guild_id, "--clear"),
+        )
+        async with clear:
+            await clear.start()
+            assert await clear.wait() == 0
+        assert clear.output().strip().splitlines() == [
+            f"Removed server {fake.guild_id}'s copy of the commands; the global commands are"
+            " unchanged and remain available there."
+        ]
 
 
 def test_shape_hash_ignores_order_but_not_content() -> None:

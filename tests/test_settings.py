@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -9,7 +10,9 @@ import pytest
 
 from bot.errors import SettingsError
 from bot.log import RedactingFilter
-from bot.settings import load_settings
+from bot.settings import SPECS, Settings, load_settings, markdown_table
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_defaults_per_backend() -> None:
@@ -133,3 +136,119 @@ def test_event_dicts_lose_their_tokens() -> None:
     RedactingFilter().filter(record)
     assert "aW50ZXJhY3Rpb246abc" not in record.getMessage()
     assert "'token': '[REDACTED]'" in record.getMessage()
+
+
+# --- settings declared once, and the README that lists them ---------------------------------
+
+
+def test_each_setting_is_declared_once_with_everything_about_it() -> None:
+    fields = dataclasses.fields(Settings)
+    assert [f.name for f in fields] == list(SPECS)  # the spec is the field's own metadata
+    envs = [spec.env for spec in SPECS.values()]
+    assert len(set(envs)) == len(envs)
+    for f in fields:
+        spec = SPECS[f.name]
+        assert spec.doc.endswith(".") and spec.env.isupper()
+        assert f.type  # the type is the field's annotation
+        default = f.default
+        if default not in (None, "", ()):  # a declared default passes its own validation
+            raw = ",".join(default) if isinstance(default, tuple) else str(default)
+            assert spec.parse(spec.env, raw) == default, f.name
+
+
+def _readme_table() -> str:
+    lines = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+    start = lines.index("| Variable | Default | Meaning |")
+    end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
+    return "\n".join(lines[start:end])
+
+
+def test_readme_lists_exactly_the_declared_settings_with_their_defaults() -> None:
+    assert _readme_table() == markdown_table(), (
+        "README.md's configuration table is out of date; paste the output of"
+        " `python -m bot.settings` over it."
+    )
+
+
+# --- .env and TOML files as people write them -------------------------------------------------
+
+
+def test_dotenv_follows_python_dotenv_rules(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dotenv = tmp_path / ".env"
+    dotenv.write_text(
+        "# a comment line\n"
+        "REMIXBOT_DATA_DIR=./data   # inline comment, stripped\n"
+        "export REMIXBOT_DEFAULT_LIMIT='7'\n"
+        'REMIXBOT_API_KEY="sk # not a comment inside quotes"\n'
+        "REMIXBOT_TRUSTED_HOSTS=127.0.0.1,${EXTRA_HOST}\n"
+        "\n"
+        "OTHER_TOOL_SETTING=whatever\n"
+    )
+    monkeypatch.setenv("EXTRA_HOST", "fake.test")  # ${VAR} comes from the process environment
+    s = load_settings({}, dotenv=dotenv)
+    assert s.data_dir == Path("data") and s.default_limit == 7
+    assert s.api_key is not None and s.api_key.get() == "sk # not a comment inside quotes"
+    assert s.trusted_hosts == ("127.0.0.1", "fake.test")
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        (
+            "REMIXBOT_DEFALT_LIMIT=3\n",
+            "Unknown setting 'REMIXBOT_DEFALT_LIMIT' in {env}, line 1; did you mean"
+            " 'REMIXBOT_DEFAULT_LIMIT'?",
+        ),
+        (
+            "\nREMIXBOT_NOTHING_LIKE_IT=3\n",
+            "Unknown setting 'REMIXBOT_NOTHING_LIKE_IT' in {env}, line 2; the README's"
+            " Configuration table lists every setting.",
+        ),
+        (
+            "# fine\nDISCORD_TOKEN abc-secret\n",
+            "Cannot read {env}, line 2: write each setting as NAME=value (quote a value with"
+            " spaces, start a comment with #).",
+        ),
+        (
+            "DISCORD_TOKEN\n",
+            "Cannot read {env}, line 1: DISCORD_TOKEN has no value; write it as"
+            " DISCORD_TOKEN=value.",
+        ),
+    ],
+)
+def test_dotenv_typos_name_the_file_and_the_line(tmp_path: Path, text: str, problem: str) -> None:
+    dotenv = tmp_path / ".env"
+    dotenv.write_text(text)
+    with pytest.raises(SettingsError) as info:
+        load_settings({}, dotenv=dotenv)
+    assert str(info.value) == problem.format(env=dotenv)
+    assert "abc-secret" not in str(info.value)
+
+
+def test_unknown_toml_key_names_the_line_like_dotenv(tmp_path: Path) -> None:
+    toml = tmp_path / "c.toml"
+    toml.write_text('backend = "runware"\n\nbakend = "x"\n')
+    with pytest.raises(SettingsError) as info:
+        load_settings({"REMIXBOT_CONFIG": str(toml)}, dotenv=None)
+    assert str(info.value) == f"Unknown setting 'bakend' in {toml}, line 3; did you mean 'backend'?"
+
+
+def test_every_problem_at_once_one_sentence_a_line(tmp_path: Path) -> None:
+    toml = tmp_path / "c.toml"
+    toml.write_text("max_side = 3\n")
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("REMIXBOT_QUOTA_PERIOD=yearly\nnonsense line\n")
+    env = {"REMIXBOT_CONFIG": str(toml), "REMIXBOT_BACKEND": "task-proxy"}
+    with pytest.raises(SettingsError) as info:
+        load_settings(env, dotenv=dotenv, require=("discord_token", "api_key"))
+    assert str(info.value).splitlines() == [
+        f"Cannot read {dotenv}, line 2: write each setting as NAME=value (quote a value with"
+        " spaces, start a comment with #).",
+        "max_side in c.toml must be from 256 to 8192, not 3.",
+        "REMIXBOT_QUOTA_PERIOD must be one of daily, weekly, monthly, not 'yearly'.",
+        "REMIXBOT_BACKEND_URL is required for the task-proxy backend; give the proxy's base URL.",
+        "DISCORD_TOKEN is not set; copy the bot token from the Discord Developer Portal.",
+        "REMIXBOT_API_KEY is not set; put the backend's API key in the environment or .env.",
+    ]

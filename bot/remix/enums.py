@@ -1,4 +1,4 @@
-"""Every enumeration of the Ideogram remix APIs (../shared/reference/ideogram-api.md), in one place."""
+"""Every enumeration of the Ideogram remix APIs (as docs/backends.md summarises them), in one place."""
 
 from __future__ import annotations
 

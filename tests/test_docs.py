@@ -1,0 +1,61 @@
+"""The README and docs/ stand alone: their links resolve inside the repository, they point at no
+team-only files, and the `remixbot` commands they show exist."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+import pytest
+
+from bot.cli import build_parser
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+# Files that readers outside the team cannot open.
+TEAM_ONLY = re.compile(
+    r"\.\./shared|reliability\.md|ideogram-api\.md|discord-protocol\.md|DESIGN\.md"
+)
+LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
+def test_docs_send_readers_only_to_files_in_the_repository(doc: Path) -> None:
+    text = doc.read_text(encoding="utf-8")
+    assert TEAM_ONLY.findall(text) == []
+    for target in LINK.findall(text):
+        if re.match(r"^[a-z]+:", target):  # https:, mailto:
+            continue
+        assert (doc.parent / target).exists(), f"{doc.name} links to missing {target}"
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
+def _shown_commands() -> list[tuple[str, list[str]]]:
+    shown = []
+    for doc in DOCS:
+        in_code = False
+        for line in doc.read_text(encoding="utf-8").splitlines():
+            if line.startswith("```"):
+                in_code = not in_code
+            elif in_code and line.lstrip().startswith("remixbot "):
+                words = line.split("#")[0].split()
+                shown.append((doc.name, words[1:3]))
+    return shown
+
+
+def test_every_command_the_docs_show_exists() -> None:
+    commands = _subcommands(build_parser())
+    shown = _shown_commands()
+    assert len(shown) > 20  # the walk finds the examples
+    for doc, words in shown:
+        assert words[0] in commands, f"{doc}: remixbot {words[0]}"
+        actions = _subcommands(commands[words[0]])
+        if actions:
+            assert words[1] in actions, f"{doc}: remixbot {' '.join(words)}"
