@@ -6,10 +6,10 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from bot.store.booking import booked
 
 from bot.errors import DownloadError, RemixOutcomeUnknown, RemixRejected
 from bot.store import QuotaDefaults, QuotaExceeded, Store
-from bot.store.booking import booked
 from tests.store_helpers import new_job
 
 

@@ -10,13 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from bot.errors import RemixbotError
 from bot.jobs.errors import (
-    JobCancelled,
-    JobInterrupted,
-    JobReturned,
     JobRunning,
-    JobTimedOut,
     NotJobOwner,
     QueueFull,
     SchedulerClosed,
@@ -206,10 +201,13 @@ class Scheduler:
         self._holds.setdefault(user_id, set()).add(hold)
         return hold
 
-    def submit(self, ticket: JobTicket, *, hold: AdmissionHold | None = None) -> Admission:
+    def submit(
+        self, ticket: JobTicket, *, hold: AdmissionHold | None = None, recovered: bool = False
+    ) -> Admission:
         """Queue a job (it starts at once if it is the head and fits); return its admission.
 
         Without an active hold the caps are checked here and may refuse; nothing is queued then.
+        `recovered` jobs were accepted before a restart: they skip the caps.
         """
         if self._closed:
             if hold is not None:
@@ -223,7 +221,7 @@ class Scheduler:
             raise ValueError("that hold belongs to another user")
         if hold is not None and hold.active:
             hold.release()  # the job takes the held place
-        else:
+        elif not recovered:
             if hold is not None:
                 hold.release()
             self.refuse_if_full(ticket.user_id)
@@ -250,7 +248,7 @@ class Scheduler:
             raise JobRunning()
         self._queue.remove(admission.user_id, admission)
         del self._jobs[job_id]
-        admission._finish(JobState.CANCELLED, self._now(), error=JobCancelled())
+        admission._finish(JobState.NOT_RUN, self._now())
         self._pump()
         self._changed()
         return True
@@ -290,7 +288,7 @@ class Scheduler:
     def close(self) -> list[JobTicket]:
         """Stop taking and starting work; hand back the queued (never started) tickets.
 
-        Each handed-back admission ends RETURNED and its ``result()`` raises JobReturned.
+        Each handed-back admission ends NOT_RUN and its ``result()`` raises JobNotStarted.
         Running jobs go on; await ``drain`` for them. Calling it again returns [].
         """
         if self._closed:
@@ -307,7 +305,7 @@ class Scheduler:
         returned = self._queue.clear()
         for admission in returned:
             del self._jobs[admission.job_id]
-            admission._finish(JobState.RETURNED, now, error=JobReturned())
+            admission._finish(JobState.NOT_RUN, now)
         self._changed()
         return [a.ticket for a in returned]
 
@@ -391,25 +389,25 @@ class Scheduler:
         task.add_done_callback(self._tasks.pop)
 
     async def _run(self, admission: Admission) -> None:
-        """Run one job; whatever happens, give its images back and start the next."""
-        state, value, error = JobState.FAILED, None, None
+        """Run one job; whatever happens, give its images back and start the next.
+
+        The job ran, whatever it came to: the run itself closes its books (a time limit or a
+        drain cancels it, and it handles that too).
+        """
+        value, error = None, None
         started = self._now()
         deadline = asyncio.timeout(self.run_timeout)
         try:
             async with deadline:
                 value = await admission.ticket.run(admission)
-            state = JobState.DONE
         except TimeoutError as exc:
-            error = JobTimedOut(self.run_timeout or 0) if deadline.expired() else exc
-            log.warning("job %s failed: %s", admission.job_id, error)
-        except asyncio.CancelledError:
+            error = exc
+            log.warning("job %s stopped at the time limit", admission.job_id)
+        except asyncio.CancelledError as exc:
             if not admission._interrupting:
                 raise  # cancelled by someone else (loop shutdown): let it propagate
-            state, error = JobState.INTERRUPTED, JobInterrupted()
-            log.warning("job %s interrupted by shutdown", admission.job_id)
-        except RemixbotError as exc:
             error = exc
-            log.info("job %s failed: %s", admission.job_id, exc)
+            log.warning("job %s interrupted by shutdown", admission.job_id)
         except Exception as exc:
             error = exc
             log.exception("job %s crashed", admission.job_id)
@@ -418,12 +416,10 @@ class Scheduler:
             self._inflight -= admission.cost
             self._running.pop(admission.job_id, None)
             self._jobs.pop(admission.job_id, None)
-            if state is JobState.DONE:
+            if error is None:
                 self._durations.observe(now - started)
             if not admission.state.final:
-                if state is JobState.FAILED and error is None:
-                    error = JobInterrupted()  # cancelled from outside; still settle the handle
-                admission._finish(state, now, value=value, error=error)
+                admission._finish(JobState.RAN, now, value=value, error=error)
             self._pump()
             self._changed()
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from bot.errors import InvalidRequest
+from bot.jobs.errors import JobNotStarted
 
 if TYPE_CHECKING:
     from bot.jobs.scheduler import Scheduler
@@ -19,15 +20,13 @@ RunFn = Callable[["Admission"], Awaitable[Any]]
 
 
 class JobState(enum.StrEnum):
-    """Where a job is in the scheduler."""
+    """Where a job is in the scheduler; it reports only whether a job ran, never how it ended
+    (that is the job lifecycle's to decide)."""
 
     QUEUED = "queued"
     RUNNING = "running"
-    DONE = "done"  # run returned
-    FAILED = "failed"  # run raised (or hit the scheduler's hard time limit)
-    CANCELLED = "cancelled"  # cancelled while queued; never started
-    RETURNED = "returned"  # still queued at close(); handed back, never started
-    INTERRUPTED = "interrupted"  # still running when drain() timed out; outcome unknown
+    RAN = "ran"  # the run was started (whatever it came to)
+    NOT_RUN = "not-run"  # cancelled while queued, or handed back at close(); never started
 
     @property
     def final(self) -> bool:
@@ -196,6 +195,8 @@ class Admission:
         """
         if not await self.wait_done(timeout):
             raise TimeoutError(f"job {self.job_id!r} did not finish within {timeout:g} s")
+        if self.state is JobState.NOT_RUN:
+            raise JobNotStarted()
         if self.error is not None:
             raise self.error
         return self.value

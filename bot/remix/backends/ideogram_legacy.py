@@ -30,6 +30,8 @@ class IdeogramLegacyBackend(HttpBackend):
     """Ideogram's legacy `/remix` (models V_1 … V_3) and resellers serving the same format."""
 
     name = "ideogram-legacy"
+    # The ratios this format can send; intake auto-picks only among these.
+    aspect_ratios = enums.LEGACY_ASPECT_RATIOS
 
     def model_for(self, request: RemixRequest) -> str:
         """The model to send: the request's override, else the configured one."""
