@@ -116,7 +116,9 @@ async def test_a_task_id_that_cannot_be_saved_never_invites_a_second_payment(
             lock = WriteLock(db_path, 1.5)
 
             async def lock_at_submit() -> None:
-                while not fake.api_requests():
+                for _ in range(1000):  # bounded: 10 s
+                    if fake.api_requests():
+                        break
                     await asyncio.sleep(0.01)
                 await asyncio.to_thread(lock.start)
 
