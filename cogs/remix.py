@@ -19,6 +19,7 @@ from bot.lifecycle import Presenter
 from bot.remix.enums import (
     ASPECT_RATIOS,
     MAGIC_PROMPTS,
+    MAX_NUM_IMAGES,
     MAX_SEED,
     PALETTE_PRESETS,
     RENDERING_SPEEDS,
@@ -177,7 +178,7 @@ class Remix(commands.Cog):
         style_preset: str | None = None,
         magic_prompt: str | None = None,
         image_weight: Range[int, 1, 100] | None = None,
-        num_images: Range[int, 1, 8] | None = None,
+        num_images: Range[int, 1, MAX_NUM_IMAGES] | None = None,
         seed: Range[int, 0, MAX_SEED] | None = None,
         negative_prompt: Range[str, 1, MAX_PROMPT_CHARS] | None = None,
         color_palette: str | None = None,

@@ -9,12 +9,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from bot.errors import InvalidRequest
+from bot.remix.enums import MAX_NUM_IMAGES as MAX_IMAGES
 from bot.jobs.errors import JobNotStarted
 
 if TYPE_CHECKING:
     from bot.jobs.scheduler import Scheduler
 
-MAX_IMAGES = 8  # the most images one backend request can ask for
 JobId = str | int
 RunFn = Callable[["Admission"], Awaitable[Any]]
 
