@@ -12,7 +12,7 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,13 @@ ORPHAN_CHECK_SECONDS = 60.0
 
 # Presenter for a job this process did not accept (picked up after a restart).
 PresenterFor = Callable[[Job], Presenter | None]
+# The member's role ids now, for a picked-up job's "images left" line (roles are not stored).
+RolesFor = Callable[[Job], Awaitable[tuple[int, ...]]]
+
+
+async def _no_roles(job: Job) -> tuple[int, ...]:
+    """Without a way to ask: the default tier only."""
+    return ()
 
 
 class InputGone(InvalidRequest):
@@ -380,7 +387,12 @@ class RemixService:
             resumable=self.resumable_backends(), claim_discord_jobs=True
         )
 
-    async def recover(self, report: ReconcileReport, presenter_for: PresenterFor) -> None:
+    async def recover(
+        self,
+        report: ReconcileReport,
+        presenter_for: PresenterFor,
+        roles_for: RolesFor = _no_roles,
+    ) -> None:
         """Carry on with what a previous process left: queued jobs run again, tasks at the
         backend are resumed, and members of jobs lost at a synchronous backend are told."""
         for job in report.closed_unknown:
@@ -388,12 +400,12 @@ class RemixService:
             if presenter is not None:
                 await tell(presenter, Ending(Exit.CRASHED_AT_BACKEND, job.id))
         for job in report.requeue:
-            await self._requeue(job, presenter_for(job))
-        resumes = [self._resume(job, presenter_for(job)) for job in report.resumable]
+            await self._requeue(job, presenter_for(job), roles_for)
+        resumes = [self._resume(job, presenter_for(job), roles_for) for job in report.resumable]
         if resumes:
             await asyncio.gather(*resumes, return_exceptions=True)
 
-    async def _requeue(self, job: Job, presenter: Presenter | None) -> None:
+    async def _requeue(self, job: Job, presenter: Presenter | None, roles_for: RolesFor) -> None:
         """Queue a job accepted before a crash again: its input and request are stored."""
         if presenter is None:
             await self.lifecycle.not_started(job.id, None)
@@ -405,15 +417,17 @@ class RemixService:
         except InvalidRequest as exc:
             await self.lifecycle.not_started(job.id, presenter, exc)
             return
-        task = JobTask(request, prepared.image, [r.image for r in refs])
+        task = JobTask(request, prepared.image, [r.image for r in refs], await roles_for(job))
         log.info("job %s: queued again after a restart", job.id)
         self._queue(job, task, presenter, recovered=True)
 
-    async def _resume(self, job: Job, presenter: Presenter | None) -> Posted | None:
+    async def _resume(
+        self, job: Job, presenter: Presenter | None, roles_for: RolesFor
+    ) -> Posted | None:
         if presenter is None:  # nowhere to show it (started from the terminal)
             await self.store.fail(job.id, "started outside Discord; not resumed", "unknown")
             return None
-        task = JobTask(RemixRequest.from_dict(job.request), None)
+        task = JobTask(RemixRequest.from_dict(job.request), None, role_ids=await roles_for(job))
         try:
             return await self.lifecycle.resume(job, task, presenter)
         except Exception:
@@ -421,7 +435,10 @@ class RemixService:
             return None
 
     async def watch_orphans(
-        self, presenter_for: PresenterFor, every: float = ORPHAN_CHECK_SECONDS
+        self,
+        presenter_for: PresenterFor,
+        roles_for: RolesFor = _no_roles,
+        every: float = ORPHAN_CHECK_SECONDS,
     ) -> None:
         """Every `every` seconds, pick up the jobs of processes that died (runs until cancelled)."""
         while True:
@@ -430,7 +447,7 @@ class RemixService:
                 report = await self.reconcile()
                 if report.requeue or report.resumable or report.closed_unknown or report.failed:
                     log.info("picked up the open jobs of a process that is gone")
-                await self.recover(report, presenter_for)
+                await self.recover(report, presenter_for, roles_for)
             except Exception:
                 log.warning("checking for the jobs of stopped processes failed", exc_info=True)
 

@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 AUTO = "auto"
 # The most the pre-defer quota check may take of the 3 s Discord gives the first response.
 PRECHECK_SECONDS = 1.0
+# A picked-up job asks Discord for the member's roles (only its "images left" line needs them).
+ROLES_LOOKUP_SECONDS = 10.0
 
 
 def _choices(values: tuple[str, ...]) -> list[Choice[str]]:
@@ -116,8 +118,23 @@ class Remix(commands.Cog):
     async def _recover(self) -> None:
         await self.bot.wait_until_ready()
         remix = self.services.remix
-        await remix.recover(self.services.reconciled, self._presenter_for)
-        await remix.watch_orphans(self._presenter_for)
+        await remix.recover(self.services.reconciled, self._presenter_for, self._member_roles)
+        await remix.watch_orphans(self._presenter_for, self._member_roles)
+
+    async def _member_roles(self, job: Job) -> tuple[int, ...]:
+        """The member's role ids now (roles are not stored with a job); () if unknown."""
+        guild = self.bot.get_guild(job.guild_id) if job.guild_id is not None else None
+        if guild is None:
+            return ()
+        member = guild.get_member(job.user_id)
+        if member is None:
+            try:
+                async with asyncio.timeout(ROLES_LOOKUP_SECONDS):
+                    member = await guild.fetch_member(job.user_id)
+            except Exception:  # gone, no access, network: the default tier only (a footer line)
+                log.info("roles of user %s not found; counting the default tier", job.user_id)
+                return ()
+        return _roles(member)
 
     def _presenter_for(self, job: Job) -> Presenter | None:
         """A presenter for a job picked up after a restart: it edits the member's own request

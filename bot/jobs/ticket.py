@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from bot.errors import InvalidRequest
-from bot.remix.enums import MAX_NUM_IMAGES as MAX_IMAGES
 from bot.jobs.errors import JobNotStarted
+from bot.remix.enums import MAX_NUM_IMAGES as MAX_IMAGES
 
 if TYPE_CHECKING:
     from bot.jobs.scheduler import Scheduler
