@@ -6,6 +6,7 @@ from bot.jobs.errors import (
     JobRunning,
     NotJobOwner,
     QueueFull,
+    QueueTooLong,
     SchedulerClosed,
     UserQueueFull,
 )
@@ -25,6 +26,7 @@ __all__ = [
     "NotJobOwner",
     "Progress",
     "QueueFull",
+    "QueueTooLong",
     "Scheduler",
     "SchedulerClosed",
     "SchedulerStats",

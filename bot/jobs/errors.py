@@ -18,6 +18,18 @@ class QueueFull(AdmissionRefused):
         super().__init__(message)
 
 
+class QueueTooLong(AdmissionRefused):
+    """A new job would wait longer than the bot admits (REMIXBOT_MAX_WAIT)."""
+
+    def __init__(self, wait_seconds: float) -> None:
+        self.wait_seconds = wait_seconds
+        minutes = max(1, round(wait_seconds / 60))
+        super().__init__(
+            f"About {minutes} minute{'s' if minutes != 1 else ''} of remixes are waiting; "
+            "try again later."
+        )
+
+
 class UserQueueFull(AdmissionRefused):
     """The member already has their cap of jobs waiting."""
 

@@ -87,6 +87,10 @@ class Admission:
         self._done = asyncio.Event()
         self._final: Progress | None = None
         self._interrupting = False
+        # The backend slot: taken when the job starts, given back when the backend answers.
+        self.slot_held = False
+        self.slot_at: float | None = None  # when the slot was (last) taken
+        self.held = 0  # images it holds against the in-flight budget
 
     def __repr__(self) -> str:
         return f"<Admission job={self.job_id!r} user={self.user_id} {self.state.value}>"
@@ -134,6 +138,18 @@ class Admission:
             return
         self.stage = stage
         self._publish(force=True)
+
+    async def acquire(self) -> None:
+        """Wait for a backend slot (a job starts holding one; after a 429 it waits again)."""
+        await self._scheduler._acquire_slot(self)
+
+    def answered(self) -> None:
+        """The backend accepted the call: give the slot back before downloading and posting."""
+        self._scheduler._backend_answered(self)
+
+    def limited(self, retry_after: float | None = None, limit: int | None = None) -> None:
+        """The backend said its in-flight limit was hit: give the slot back, lower the budget."""
+        self._scheduler._backend_limited(self, retry_after, limit)
 
     async def wait_changed(self, timeout: float, since: int | None = None) -> Progress:  # noqa: ASYNC109 (required bound)
         """Wait up to ``timeout`` seconds for a change after version ``since`` (default: now)."""
