@@ -29,7 +29,7 @@ from bot.jobs import Progress
 from bot.media import EncodedImage
 from bot.remix.backends.base import Backend
 from bot.remix.download import DownloadPolicy
-from bot.remix.pipeline import Delivery, resume_remix, run_remix
+from bot.remix.pipeline import Delivery, collect, resume_remix
 from bot.remix.request import RemixRequest
 from bot.store import Job, NewJob, Store
 from bot.store.errors import StoreBusy
@@ -46,6 +46,10 @@ QUOTA_LINE_TIMEOUT = 2.0
 # Saving a task id or the posted record is retried on a busy database: waits between tries.
 SAVE_RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 4.0)
 SETTLE_RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0, 60.0, 60.0, 60.0, 60.0, 60.0)
+# A call refused for the backend's in-flight limit (429, not run, not billed) is tried again this
+# many times before the job ends `rejected`; never sooner than MIN_RETRY_WAIT apart.
+MAX_LIMITED_TRIES = 10
+MIN_RETRY_WAIT = 0.5
 
 
 class Exit(enum.StrEnum):
@@ -237,6 +241,41 @@ def _no_stage(stage: str) -> None:
     """The default stage reporter: nobody is watching."""
 
 
+class BackendSlot(Protocol):
+    """A place at the backend: the scheduler's admission in the bot, `PacedSlot` elsewhere."""
+
+    async def acquire(self) -> None:
+        """Wait until the call may be sent."""
+
+    def answered(self) -> None:
+        """The backend accepted the call: give the place back before downloading."""
+
+    def limited(self, retry_after: float | None = None, limit: int | None = None) -> None:
+        """The backend refused the call for its in-flight limit (429): give the place back."""
+
+
+class PacedSlot:
+    """The slot of a job with no scheduler (the terminal): after a 429 it waits, doubling."""
+
+    def __init__(self) -> None:
+        self._wait = 0.0
+        self._tries = 0
+
+    async def acquire(self) -> None:
+        """Sleep what the last 429 asked for."""
+        if self._wait:
+            await asyncio.sleep(self._wait)
+            self._wait = 0.0
+
+    def answered(self) -> None:
+        """Nothing to give back."""
+
+    def limited(self, retry_after: float | None = None, limit: int | None = None) -> None:
+        """Wait before the next try: the backend's Retry-After, or a doubling pause."""
+        self._tries += 1
+        self._wait = max(retry_after or 0.0, min(2.0**self._tries, 30.0), MIN_RETRY_WAIT)
+
+
 @dataclass
 class _Submission:
     """Whether the backend has accepted the work (from then on any failure is outcome-unknown)."""
@@ -258,7 +297,6 @@ class JobLifecycle:
         verify: Callable[[Path], object] | None,
         work_dir: Path,
         undelivered_dir: Path,
-        on_rate_limited: Callable[[float], None] | None = None,
     ) -> None:
         self.store = store
         self.backend = backend
@@ -267,7 +305,6 @@ class JobLifecycle:
         self.verify = verify
         self.work_dir = work_dir
         self.undelivered_dir = undelivered_dir
-        self.on_rate_limited = on_rate_limited
         # Set by a clean stop: a job cut off at the backend is left for the next start to
         # resume when its task id is saved, otherwise closed INTERRUPTED.
         self.stopping = False
@@ -288,8 +325,13 @@ class JobLifecycle:
         presenter: Presenter,
         *,
         stage: Callable[[str], None] = _no_stage,
+        slot: BackendSlot | None = None,
     ) -> Posted | None:
         """Submit the job, collect its images, post them and settle; None if it did not post.
+
+        `slot` is the job's place at the backend (the scheduler's admission): taken before each
+        try, given back as soon as the backend answers; an in-flight 429 gives it back and the
+        call is tried again when a place is free, without charging or losing the job.
 
         Cancelling it (a time limit, a clean stop) closes its books before the cancellation
         goes on.
@@ -307,20 +349,32 @@ class JobLifecycle:
             submission.accepted = True
             await self._save_ref(job.id, ref, submission)
 
+        place = slot if slot is not None else PacedSlot()
+
         async def produce() -> Delivery:
             assert task.image is not None
-            return await run_remix(
-                self.backend,
-                self.download_session,
-                self.policy,
-                task.request,
-                task.image,
-                list(task.refs),
-                dest,
-                on_submitted=submitted,
-                stem=f"remix-{job.id}",
-                verify=self.verify,  # type: ignore[arg-type]
-            )
+            for tries in range(1, MAX_LIMITED_TRIES + 1):
+                await place.acquire()
+                try:
+                    result = await self.backend.remix(
+                        task.request, task.image, list(task.refs), on_submitted=submitted
+                    )
+                except RemixRateLimited as exc:
+                    if exc.may_have_run or submission.accepted or tries == MAX_LIMITED_TRIES:
+                        raise
+                    log.info("job %s: the backend is at its limit; trying again", job.id)
+                    place.limited(exc.retry_after, exc.limit)
+                    continue
+                place.answered()
+                return await collect(
+                    result,
+                    self.download_session,
+                    self.policy,
+                    dest,
+                    stem=f"remix-{job.id}",
+                    verify=self.verify,  # type: ignore[arg-type]
+                )
+            raise AssertionError("unreachable")
 
         return await self._finish(job, task, presenter, produce, submission, dest, stage)
 
@@ -405,8 +459,6 @@ class JobLifecycle:
         dest: Path,
     ) -> None:
         """The backend call or the download failed: close by what may have happened."""
-        if isinstance(exc, RemixRateLimited) and exc.retry_after and self.on_rate_limited:
-            self.on_rate_limited(exc.retry_after)
         may_have_run = submission.accepted or (isinstance(exc, RemixError) and exc.may_have_run)
         if not isinstance(exc, RemixbotError):
             log.error("job %s failed", job.id, exc_info=exc)

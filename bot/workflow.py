@@ -152,7 +152,6 @@ class RemixService:
             verify=pool.check_result,
             work_dir=work_dir or settings.data_dir / "work",
             undelivered_dir=settings.data_dir / "undelivered",
-            on_rate_limited=scheduler.pause,
         )
         self.repeats = RepeatGuard()
         self._watchers: set[asyncio.Task[None]] = set()
@@ -346,7 +345,14 @@ class RemixService:
         """Hand a reserved job to the scheduler; the lifecycle runs it when its turn comes."""
 
         async def run(admission: Admission) -> Posted | None:
-            return await self.lifecycle.run(job, task, presenter, stage=admission.set_stage)
+            try:
+                if task.image is None:  # picked up at the backend after a restart
+                    return await self.lifecycle.resume(job, task, presenter)
+                return await self.lifecycle.run(
+                    job, task, presenter, stage=admission.set_stage, slot=admission
+                )
+            finally:
+                self._presenters.pop(job.id, None)
 
         ticket = JobTicket(job_id=job.id, user_id=job.user_id, images=job.images_requested, run=run)
         admission = self.scheduler.submit(ticket, hold=hold, recovered=recovered)
@@ -358,18 +364,15 @@ class RemixService:
         """Forward progress to the presenter until the job leaves the scheduler."""
 
         async def watch() -> None:
-            try:
-                async for progress in admission.updates():
-                    if progress.state.final:
-                        return
-                    try:
-                        await presenter.progress(progress)
-                    except Exception:  # progress is cosmetic: never let it hurt the job
-                        log.warning(
-                            "progress update failed for job %s", admission.job_id, exc_info=True
-                        )
-            finally:
-                self._presenters.pop(int(admission.job_id), None)
+            async for progress in admission.updates():
+                if progress.state.final:
+                    return
+                try:
+                    await presenter.progress(progress)
+                except Exception:  # progress is cosmetic: never let it hurt the job
+                    log.warning(
+                        "progress update failed for job %s", admission.job_id, exc_info=True
+                    )
 
         task = asyncio.get_running_loop().create_task(watch(), name=f"progress-{admission.job_id}")
         self._watchers.add(task)
