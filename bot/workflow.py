@@ -346,8 +346,6 @@ class RemixService:
 
         async def run(admission: Admission) -> Posted | None:
             try:
-                if task.image is None:  # picked up at the backend after a restart
-                    return await self.lifecycle.resume(job, task, presenter)
                 return await self.lifecycle.run(
                     job, task, presenter, stage=admission.set_stage, slot=admission
                 )
