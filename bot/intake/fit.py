@@ -10,7 +10,7 @@ from pathlib import PurePath
 from bot.errors import InvalidImage
 from bot.intake import modes
 from bot.intake.encode import encode_under
-from bot.intake.formats import open_restricted
+from bot.intake.formats import RESULT_FORMATS, open_restricted
 from bot.media import FORMAT_EXT
 
 # Bytes kept free in every message for what surrounds the files in the multipart body: the
@@ -39,7 +39,7 @@ class UploadFile:
 def _reencode(file: UploadFile, cap: int) -> UploadFile:
     """Re-encode one image under cap bytes: quality steps, then downscale; never upscale."""
     try:
-        with open_restricted(file.data) as im:
+        with open_restricted(file.data, RESULT_FORMATS) as im:
             if im.width * im.height > MAX_RESULT_PIXELS:
                 raise ValueError("too many pixels to re-encode")
             im.load()
