@@ -244,6 +244,52 @@ def jpeg_declaring(width: int, height: int) -> bytes:
 
 
 @functools.cache
+def bmp_declaring(width: int, height: int) -> bytes:
+    """A small BMP whose header is rewritten to declare width x height (the pixels are missing)."""
+    data = bytearray(bmp())
+    data[18:26] = struct.pack("<ii", width, height)
+    return bytes(data)
+
+
+@functools.cache
+def tiff_declaring(width: int, height: int) -> bytes:
+    """A small little-endian TIFF whose ImageWidth/ImageLength tags declare width x height."""
+    data = bytearray(tiff())
+    assert data[:4] == b"II*\x00"
+    ifd = struct.unpack("<I", data[4:8])[0]
+    (count,) = struct.unpack("<H", data[ifd : ifd + 2])
+    for n in range(count):
+        entry = ifd + 2 + 12 * n
+        tag = struct.unpack("<H", data[entry : entry + 2])[0]
+        if tag in (256, 257):  # written as LONG, so any size fits
+            data[entry + 2 : entry + 12] = struct.pack(
+                "<HII", 4, 1, width if tag == 256 else height
+            )
+    return bytes(data)
+
+
+def _with_ispe(data: bytes, width: int, height: int) -> bytes:
+    """An ISO-BMFF image (AVIF, HEIC) whose image-size property declares width x height."""
+    out = bytearray(data)
+    at = out.find(b"ispe")
+    assert at > 0, "no ispe box"
+    out[at + 8 : at + 16] = struct.pack(">II", width, height)  # after version and flags
+    return bytes(out)
+
+
+@functools.cache
+def avif_declaring(width: int, height: int) -> bytes:
+    """A small AVIF whose header declares width x height (the AV1 data is 64x48)."""
+    return _with_ispe(_save(photo(64, 48), "AVIF"), width, height)
+
+
+@functools.cache
+def heic_declaring(width: int, height: int) -> bytes:
+    """A small HEIC whose header declares width x height."""
+    return _with_ispe(heic(), width, height)
+
+
+@functools.cache
 def png_huge_text(size: int = 8 * 1000 * 1000) -> bytes:
     """A small PNG carrying a tEXt chunk of `size` bytes before the pixels."""
     data = png(200, 150)
