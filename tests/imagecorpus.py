@@ -126,10 +126,8 @@ def multipage_tiff(pages: int = 3) -> bytes:
 
 @functools.cache
 def avif_with_alpha() -> bytes:
-    """RGBA AVIF: left half fully transparent (hiding red), right half opaque green."""
-    im = Image.new("RGBA", (200, 100), (0, 200, 0, 255))
-    im.paste((255, 0, 0, 0), (0, 0, 100, 100))
-    return _save(im, "AVIF", quality=90)
+    """The picture of rgba_hidden_colour_png() as an AVIF with alpha."""
+    return _save(hidden_colour_rgba(), "AVIF", quality=90)
 
 
 @functools.cache
@@ -345,12 +343,16 @@ def la_png() -> bytes:
     return _save(im, "PNG")
 
 
-@functools.cache
-def rgba_hidden_colour_png() -> bytes:
+def hidden_colour_rgba() -> Image.Image:
     """RGBA: left half fully transparent but hiding pure red; right half opaque green."""
     im = Image.new("RGBA", (200, 100), (0, 200, 0, 255))
     im.paste((255, 0, 0, 0), (0, 0, 100, 100))
-    return _save(im, "PNG")
+    return im
+
+
+@functools.cache
+def rgba_hidden_colour_png() -> bytes:
+    return _save(hidden_colour_rgba(), "PNG")
 
 
 @functools.cache

@@ -155,22 +155,18 @@ async def test_results_go_ahead_of_a_burst_of_large_uploads(tmp_path) -> None:
 
 
 async def test_time_limit_counts_from_the_start_not_from_the_queue() -> None:
-    # One worker, limit 0.5 s: the third call waits 0.6 s in the queue, then runs 0.3 s.
-    async with ImagePool(workers=1, timeout=0.5) as pool:
+    # One worker, limit 1 s: the third call waits 1.2 s in the queue, then runs 0.6 s.
+    async with ImagePool(workers=1, timeout=1.0) as pool:
         start = time.perf_counter()
-        await asyncio.gather(*(pool.run(time.sleep, 0.3) for _ in range(3)))
-        assert time.perf_counter() - start >= 0.85
-        # An upload queued behind 0.8 s of other work, and quick itself, is prepared.
-        slow = asyncio.ensure_future(pool.run(time.sleep, 0.45))
-        queued = [
-            asyncio.ensure_future(
-                pool.prepare(corpus.jpeg(320, 240), aspect_ratio=None, limits=EXACT)
-            )
-            for _ in range(2)
-        ]
-        await slow
-        prepared = await asyncio.gather(*queued)
-    assert [(p.image.width, p.image.height) for p in prepared] == [(320, 240)] * 2
+        await asyncio.gather(*(pool.run(time.sleep, 0.6) for _ in range(3)))
+        assert time.perf_counter() - start >= 1.75
+        # An upload queued behind 1.4 s of other work, and quick itself, is prepared.
+        ahead = [asyncio.ensure_future(pool.run(time.sleep, 0.7)) for _ in range(2)]
+        jpeg = corpus.jpeg(320, 240)
+        queued = asyncio.ensure_future(pool.prepare(jpeg, aspect_ratio=None, limits=EXACT))
+        await asyncio.gather(*ahead)
+        prepared = await queued
+    assert (prepared.image.width, prepared.image.height) == (320, 240)
 
 
 async def test_a_call_running_past_the_limit_still_times_out() -> None:
