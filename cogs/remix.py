@@ -163,7 +163,7 @@ class Remix(commands.Cog):
 
     @app_commands.command(name="remix", description="Remix an image with a prompt")
     @app_commands.describe(
-        image="The image to remix (JPEG, PNG, WebP or GIF)",
+        image="The image to remix (JPEG, PNG, WebP; GIF, BMP, TIFF, AVIF and HEIC are converted)",
         prompt="What the remix should show",
         aspect_ratio="Shape of the result (default: match my image)",
         rendering_speed="Faster is cheaper; Quality is slowest",
