@@ -21,9 +21,9 @@ from bot.errors import InvalidRequest, RemixbotError, RemixError, RemixRateLimit
 from bot.intake import ImagePool, IntakeLimits, PreparedImage
 from bot.jobs import Admission, JobTicket, Progress, Scheduler
 from bot.media import EncodedImage
+from bot.remix.backends import intake_ratios
 from bot.remix.backends.base import Backend
 from bot.remix.download import DownloadPolicy
-from bot.remix.enums import LEGACY_ASPECT_RATIOS
 from bot.remix.pipeline import Delivery, resume_remix, run_remix
 from bot.remix.request import RemixRequest
 from bot.settings import Settings
@@ -82,10 +82,7 @@ class Presenter(Protocol):
 
 def intake_limits(settings: Settings) -> IntakeLimits:
     """Intake limits whose auto-picked ratios are ones the configured backend accepts."""
-    limits = IntakeLimits.from_settings(settings)
-    if settings.backend == "ideogram-legacy":
-        limits = dataclasses.replace(limits, ratios=LEGACY_ASPECT_RATIOS)
-    return limits
+    return dataclasses.replace(IntakeLimits.from_settings(settings), ratios=intake_ratios(settings))
 
 
 def with_chosen_ratio(

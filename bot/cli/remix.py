@@ -16,8 +16,10 @@ import aiohttp
 from bot.cli._common import cli_settings, print_json
 from bot.errors import InvalidImage
 from bot.intake import ImagePool, PreparedImage
+from bot.intake.mask import edit_mask_off_loop
+from bot.media import EncodedImage
 from bot.remix import enums
-from bot.remix.backends import make_backend
+from bot.remix.backends import make_backend, takes_mask
 from bot.remix.download import DownloadPolicy, make_download_session
 from bot.remix.pipeline import Delivery, run_remix
 from bot.remix.request import PaletteMember, RemixRequest
@@ -62,6 +64,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--style-ref", metavar="FILE", action="append", default=[], help="style image (repeatable)"
     )
     p.add_argument("--model", help="legacy V_1 … V_3, or a Runware AIR id like ideogram:4@2")
+    p.add_argument(
+        "--mask",
+        metavar="FILE",
+        help="ideogram-edit: black marks what to change, white what to keep (the image's shape)",
+    )
     p.add_argument("--json", action="store_true", help="print the result summary as JSON")
     p.add_argument(
         "--dry-run",
@@ -88,6 +95,7 @@ def build_request(args: argparse.Namespace) -> RemixRequest:
         "style_codes": tuple(args.style_code),
         "model": args.model,
         "style_ref_count": len(args.style_ref),
+        "has_mask": args.mask is not None,
     }
     if args.image_weight is not None:
         kwargs["image_weight"] = args.image_weight
@@ -132,7 +140,15 @@ async def _run(args: argparse.Namespace, settings: Settings, request: RemixReque
     async with ImagePool() as pool:
         prepared = await pool.prepare(data, aspect_ratio=request.aspect_ratio, limits=limits)
         refs = await pool.prepare_style_refs(ref_datas, limits) if ref_datas else []
-        return await _generate(args, settings, request, pool, prepared, refs)
+        mask = None
+        if takes_mask(settings):
+            mask_data = (
+                await asyncio.to_thread(read_input, Path(args.mask), settings)
+                if args.mask
+                else None
+            )
+            mask = await edit_mask_off_loop(pool, prepared, mask_data, limits)
+        return await _generate(args, settings, request, pool, prepared, refs, mask)
 
 
 async def _generate(
@@ -142,6 +158,7 @@ async def _generate(
     pool: ImagePool,
     prepared: PreparedImage,
     refs: list[PreparedImage],
+    mask: EncodedImage | None = None,
 ) -> int:
     """Everything after intake: --dry-run, or the booked backend call, download and report."""
     if args.dry_run:
@@ -195,6 +212,7 @@ async def _generate(
                 image,
                 [r.image for r in refs],
                 out,
+                mask=mask,
                 on_submitted=submitted,
                 stem=stem,
                 verify=pool.check_result,

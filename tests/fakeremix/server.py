@@ -1,4 +1,5 @@
-"""The fake remix server: Ideogram v3, Ideogram legacy, Runware and a task proxy on one app."""
+"""The fake remix server: Ideogram v3, Ideogram legacy, Runware, a task proxy (v3 form or legacy
+body) and a reseller's edit endpoint on one app."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import contextlib
 import gzip
 import hashlib
 import hmac
+import io
 import itertools
 import json
 import math
@@ -21,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from PIL import Image
 
 from bot.media import sniff_format
 from bot.remix import enums
@@ -42,6 +45,9 @@ LEGACY_FIELDS = {
     "prompt", "image_weight", "aspect_ratio", "model", "magic_prompt_option",
     "magic_prompt_version", "seed", "style_type", "negative_prompt", "num_images", "resolution",
     "color_palette",
+}  # fmt: skip
+EDIT_FIELDS = {
+    "image_file", "mask", "prompt", "model", "magic_prompt_option", "seed", "style_type",
 }  # fmt: skip
 RUNWARE_FIELDS = {
     "taskType", "taskUUID", "model", "positivePrompt", "negativePrompt", "referenceImages",
@@ -190,7 +196,8 @@ class FakeRemix:
         r = app.router
         r.add_post("/v1/ideogram-v3/remix", self.v3)
         r.add_post("/remix", self.legacy)
-        r.add_post("/ideogram/remix", self.legacy_bearer)
+        r.add_post("/ideogram/remix", self.proxy_submit_legacy)
+        r.add_post("/ideogram/edit", self.edit)
         r.add_post("/v1", self.runware)
         r.add_post("/ideogram/v1/ideogram-v3/remix", self.proxy_submit)
         r.add_get("/kling/v1/images/generations/{task_id}", self.proxy_query)
@@ -377,6 +384,7 @@ class FakeRemix:
     def _validate_v3(self, request: web.Request, rec: Recorded) -> dict[str, Any]:
         if request.content_type != "multipart/form-data":
             raise _bad("Remix takes multipart/form-data only.")
+        _require(rec, fields=("prompt",), files=("image",))
         unknown = (set(rec.fields) | set(rec.files)) - V3_FIELDS
         if unknown:
             raise _bad(f"Unknown field(s): {', '.join(sorted(unknown))}.")
@@ -429,23 +437,21 @@ class FakeRemix:
             "style": rec.field("style_type"),
         }
 
-    # --- Ideogram legacy -----------------------------------------------------------------------
+    # --- Ideogram legacy ---------------------------------------------------------------------
     async def legacy(self, request: web.Request) -> web.StreamResponse:
         """`POST /remix` with the Api-Key header."""
-        return await self._legacy(request, "api-key")
-
-    async def legacy_bearer(self, request: web.Request) -> web.StreamResponse:
-        """A reseller's `POST /ideogram/remix` with Bearer auth."""
-        return await self._legacy(request, "bearer")
-
-    async def _legacy(self, request: web.Request, scheme: str) -> web.StreamResponse:
         rec = await self._record(request)
-        self._auth(request, scheme)
+        self._auth(request, "api-key")
         fault = await self._fault("api")
         if fault is not None:
             return fault
+        return web.json_response(self._legacy_reply(request, rec))
+
+    def _legacy_reply(self, request: web.Request, rec: Recorded) -> dict[str, Any]:
+        """Validate the `image_request` + `image_file` body; Ideogram's synchronous reply."""
         if request.content_type != "multipart/form-data":
             raise _bad("Remix takes multipart/form-data only.")
+        _require(rec, fields=("image_request",), files=("image_file",))
         if set(rec.fields) != {"image_request"} or set(rec.files) != {"image_file"}:
             raise _bad("Exactly the parts image_request and image_file are required.")
         if rec.field_types["image_request"][0] != "application/json":
@@ -495,11 +501,46 @@ class FakeRemix:
         else:
             aspect = body.get("aspect_ratio", "ASPECT_1_1").removeprefix("ASPECT_")
             resolution = _resolution_for(aspect.replace("_", "x"), enums.LEGACY_RESOLUTIONS)
-        return web.json_response(
-            self._ideogram_body(
-                body["prompt"], n, body.get("seed"), resolution, body.get("style_type")
-            )
+        return self._ideogram_body(
+            body["prompt"], n, body.get("seed"), resolution, body.get("style_type")
         )
+
+    # --- a reseller's synchronous edit ---------------------------------------------------------
+    async def edit(self, request: web.Request) -> web.StreamResponse:
+        """`POST /ideogram/edit`: flat multipart fields, Bearer, Ideogram's synchronous reply."""
+        rec = await self._record(request)
+        self._auth(request, "bearer")
+        fault = await self._fault("api")
+        if fault is not None:
+            return fault
+        if request.content_type != "multipart/form-data":
+            raise _bad("Edit takes multipart/form-data only.")
+        _require(rec, fields=("prompt",), files=("image_file",))
+        unknown = (set(rec.fields) | set(rec.files)) - EDIT_FIELDS
+        if unknown:
+            raise _bad(f"Unknown field(s): {', '.join(sorted(unknown))}.")
+        for name, values in [*rec.fields.items(), *rec.files.items()]:
+            if len(values) > 1:
+                raise _bad(f"Field {name} given more than once.")
+        image = rec.files["image_file"][0]
+        _check_file("image_file", image)
+        size = _pixel_size(image.data)
+        if "mask" in rec.files:
+            _check_mask(rec.files["mask"][0], size)
+        model = rec.field("model") or "V_2"
+        if model not in enums.EDIT_MODELS:
+            raise _bad(f"Invalid model {model!r}.")
+        _enum(rec, "magic_prompt_option", enums.MAGIC_PROMPTS)
+        _enum(rec, "style_type", enums.EDIT_STYLE_TYPES)
+        if rec.field("style_type") and model in ("V_1", "V_1_TURBO"):
+            raise _bad("style_type is not supported by V_1 models.")
+        seed = _int_field(rec, "seed", 0, enums.MAX_SEED)
+        body = self._ideogram_body(
+            rec.field("prompt") or "", 1, seed, f"{size[0]}x{size[1]}", rec.field("style_type")
+        )
+        for item in body["data"]:
+            del item["style_type"]  # the reseller's documented reply has none
+        return web.json_response(body)
 
     # --- Runware -------------------------------------------------------------------------------
     async def runware(self, request: web.Request) -> web.StreamResponse:
@@ -627,12 +668,19 @@ class FakeRemix:
     # --- task proxy ----------------------------------------------------------------------------
     async def proxy_submit(self, request: web.Request) -> web.StreamResponse:
         """Submit in the v3 form; answers a task envelope (or Ideogram's body in sync mode)."""
+        return await self._proxy_submit(request, self._v3_reply)
+
+    async def proxy_submit_legacy(self, request: web.Request) -> web.StreamResponse:
+        """`POST /ideogram/remix`: the legacy body, Bearer; a task envelope (or sync body)."""
+        return await self._proxy_submit(request, self._legacy_reply)
+
+    async def _proxy_submit(self, request: web.Request, reply: Any) -> web.StreamResponse:
         rec = await self._record(request)
         self._auth(request, "bearer")
         fault = await self._fault("api")
         if fault is not None:
             return fault
-        body = self._v3_reply(request, rec)
+        body = reply(request, rec)
         if self.proxy_mode == "sync":
             return web.json_response(body)
         task_id = "task_" + uuid.uuid4().hex[:16]
@@ -798,6 +846,41 @@ def _quote(url: str) -> str:
     from urllib.parse import quote
 
     return quote(url, safe="")
+
+
+def _require(rec: Recorded, *, fields: tuple[str, ...], files: tuple[str, ...]) -> None:
+    """Every missing required part, named in one 400 (as a body sent to the wrong path gets)."""
+    missing = [f"{name}: required field is missing" for name in fields if not rec.field(name)]
+    missing += [
+        f"{name}: required file part '{name}' is missing" for name in files if name not in rec.files
+    ]
+    if missing:
+        raise _bad("; ".join(missing))
+
+
+def _pixel_size(data: bytes) -> tuple[int, int]:
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return im.size
+    except Exception:
+        raise _bad("image_file could not be decoded.") from None
+
+
+def _check_mask(part: FilePart, size: tuple[int, int]) -> None:
+    """Ideogram's masks: JPEG/PNG/WebP, the image's width and height, black and white, with
+    something black (an all-white mask asks for no change)."""
+    _check_file("mask", part)
+    with Image.open(io.BytesIO(part.data)) as im:
+        if im.size != size:
+            raise _bad(
+                f"mask must be the same size as image_file ({size[0]}x{size[1]}), "
+                f"not {im.size[0]}x{im.size[1]}."
+            )
+        levels = {v for v, count in enumerate(im.convert("L").histogram()) if count}
+    if not levels <= {0, 255}:
+        raise _bad("mask must be a black and white image.")
+    if 0 not in levels:
+        raise _bad("mask has no black area to edit.")
 
 
 def _check_file(name: str, part: FilePart) -> None:

@@ -86,7 +86,7 @@ class IdeogramV3Backend(HttpBackend):
 
     name = "ideogram"
 
-    def check(self, request: RemixRequest, refs_count: int) -> None:
+    def check_options(self, request: RemixRequest, refs_count: int) -> None:
         """Refuse options the v3 endpoint cannot express."""
         check_v3(self.name, request, refs_count)
 
@@ -95,6 +95,7 @@ class IdeogramV3Backend(HttpBackend):
         request: RemixRequest,
         image: EncodedImage,
         refs: Sequence[EncodedImage],
+        mask: EncodedImage | None,
         on_submitted: OnSubmitted | None,
     ) -> RemixResult:
         """One synchronous call; images come back in the reply."""
