@@ -86,7 +86,9 @@ async def test_legacy_body_task_envelope_then_polls(fake: FakeRemix) -> None:
 async def test_legacy_body_synchronous_reply(fake: FakeRemix) -> None:
     fake.proxy_mode = "sync"
     seen: list[str] = []
-    result = await submit(fake, RemixRequest("x", seed=3), seen=seen, REMIXBOT_TASK_SUBMIT_PATH=LEGACY)
+    result = await submit(
+        fake, RemixRequest("x", seed=3), seen=seen, REMIXBOT_TASK_SUBMIT_PATH=LEGACY
+    )
     assert seen == [] and [r.method for r in fake.requests] == ["POST"]
     assert result.images[0].seed == 3 and result.images[0].resolution == "1024x1024"
 

@@ -35,11 +35,10 @@ def mask_file(tmp_path: Path, size: tuple[int, int], shade: int = 0) -> Path:
     return write_png(tmp_path / "mask.png", im)
 
 
-async def test_task_proxy_on_the_legacy_path_gets_images(
-    fake: FakeRemix, photo: Path, tmp_path: Path
-) -> None:
+async def test_task_proxy_on_the_legacy_path_gets_images(fake: FakeRemix, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    args = [str(photo), "--prompt", "a beach", "--out", str(out), "--num-images", "2"]
+    portrait = write_png(tmp_path / "portrait.png", Image.new("RGB", (240, 300), (9, 99, 199)))
+    args = [str(portrait), "--prompt", "a beach", "--out", str(out), "--num-images", "2"]
     code, stdout, stderr = await cli(
         fake,
         "task-proxy",
@@ -52,9 +51,10 @@ async def test_task_proxy_on_the_legacy_path_gets_images(
     submit = fake.api_requests()[0]
     assert submit.path == "/ideogram/remix" and set(submit.files) == {"image_file"}
     body = json.loads(submit.fields["image_request"][0])
-    # 300x200 is cropped to 3x2, a ratio the legacy body can carry.
-    assert body["aspect_ratio"] == "ASPECT_3_2" and body["model"] == "V_2"
-    assert len(saved(out)) == 2 and "task " in stderr and "submitted" in stderr
+    # 4x5 is the nearest ratio of all, but the legacy body has none: intake crops to 3x4.
+    assert body["aspect_ratio"] == "ASPECT_3_4" and body["model"] == "V_2"
+    assert stdout.split() == [str(f) for f in saved(out)] and len(saved(out)) == 2
+    assert "task " in stderr and "submitted" in stderr
 
 
 async def test_edit_with_a_mask_from_the_terminal(
@@ -76,7 +76,7 @@ async def test_edit_with_a_mask_from_the_terminal(
     row = [got.getpixel((x, 100)) for x in range(200)]
     assert set(row[:148]) == {255} and set(row[152:]) == {0}
     files = saved(out)
-    assert len(files) == 1
+    assert len(files) == 1 and stdout.split() == [str(files[0])]
     sidecar = json.loads(files[0].with_suffix(".json").read_text())
     assert sidecar["backend"] == "ideogram-edit" and sidecar["request"]["has_mask"] is True
 
@@ -88,9 +88,7 @@ async def test_edit_without_a_mask_uses_transparent_areas(
     im.paste((0, 0, 0, 0), (0, 0, 120, 240))
     source = write_png(tmp_path / "cutout.png", im)
     argv = [str(source), "--prompt", "fill it", "--out", str(tmp_path / "o")]
-    code, _, stderr = await cli_inproc(
-        fake, "ideogram-edit", argv, tmp_path, monkeypatch, capsys
-    )
+    code, _, stderr = await cli_inproc(fake, "ideogram-edit", argv, tmp_path, monkeypatch, capsys)
     assert code == 0, stderr
     got = Image.open(io.BytesIO(fake.last().files["mask"][0].data))
     assert got.getpixel((60, 120)) == 0 and got.getpixel((180, 120)) == 255

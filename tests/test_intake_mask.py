@@ -161,7 +161,7 @@ def test_a_mask_of_another_shape_is_refused() -> None:
 
 def test_a_mask_that_is_not_an_image_is_refused_by_name() -> None:
     image = prep(photo((400, 300)))
-    with pytest.raises(InvalidImage, match="^The mask was refused: that file is not an image"):
+    with pytest.raises(InvalidImage, match=r"^The mask was refused: that file is not an image"):
         prepare_mask(image, b"just some text, not a picture", LIMITS)
 
 
