@@ -18,7 +18,7 @@ import os
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,6 +60,10 @@ RUNWARE_IDEOGRAM = {
     "stylePreset", "styleCode", "colorPalette", "characterReferenceImages",
     "characterReferenceImagesMask",
 }  # fmt: skip
+
+
+# Validates one recorded API call and builds the JSON reply (raising Reject for a 4xx).
+Reply = Callable[[web.Request, "Recorded"], dict[str, Any]]
 
 
 class Reject(Exception):
@@ -256,6 +260,15 @@ class FakeRemix:
         self.requests.append(rec)
         return rec
 
+    async def _answer(self, request: web.Request, scheme: str, reply: Reply) -> web.StreamResponse:
+        """An API POST: record it, check the key, apply a queued fault, else validate and reply."""
+        rec = await self._record(request)
+        self._auth(request, scheme)
+        fault = await self._fault("api")
+        if fault is not None:
+            return fault
+        return web.json_response(reply(request, rec))
+
     def _auth(self, request: web.Request, scheme: str) -> None:
         if scheme == "api-key":
             ok = request.headers.get("Api-Key") == API_KEY
@@ -368,12 +381,7 @@ class FakeRemix:
     # --- Ideogram v3 ---------------------------------------------------------------------------
     async def v3(self, request: web.Request) -> web.StreamResponse:
         """`POST /v1/ideogram-v3/remix` with the Api-Key header."""
-        rec = await self._record(request)
-        self._auth(request, "api-key")
-        fault = await self._fault("api")
-        if fault is not None:
-            return fault
-        return web.json_response(self._v3_reply(request, rec))
+        return await self._answer(request, "api-key", self._v3_reply)
 
     def _v3_reply(self, request: web.Request, rec: Recorded) -> dict[str, Any]:
         values = self._validate_v3(request, rec)
@@ -440,12 +448,7 @@ class FakeRemix:
     # --- Ideogram legacy ---------------------------------------------------------------------
     async def legacy(self, request: web.Request) -> web.StreamResponse:
         """`POST /remix` with the Api-Key header."""
-        rec = await self._record(request)
-        self._auth(request, "api-key")
-        fault = await self._fault("api")
-        if fault is not None:
-            return fault
-        return web.json_response(self._legacy_reply(request, rec))
+        return await self._answer(request, "api-key", self._legacy_reply)
 
     def _legacy_reply(self, request: web.Request, rec: Recorded) -> dict[str, Any]:
         """Validate the `image_request` + `image_file` body; Ideogram's synchronous reply."""
@@ -508,11 +511,9 @@ class FakeRemix:
     # --- a reseller's synchronous edit ---------------------------------------------------------
     async def edit(self, request: web.Request) -> web.StreamResponse:
         """`POST /ideogram/edit`: flat multipart fields, Bearer, Ideogram's synchronous reply."""
-        rec = await self._record(request)
-        self._auth(request, "bearer")
-        fault = await self._fault("api")
-        if fault is not None:
-            return fault
+        return await self._answer(request, "bearer", self._edit_reply)
+
+    def _edit_reply(self, request: web.Request, rec: Recorded) -> dict[str, Any]:
         if request.content_type != "multipart/form-data":
             raise _bad("Edit takes multipart/form-data only.")
         _require(rec, fields=("prompt",), files=("image_file",))
@@ -540,16 +541,14 @@ class FakeRemix:
         )
         for item in body["data"]:
             del item["style_type"]  # the reseller's documented reply has none
-        return web.json_response(body)
+        return body
 
     # --- Runware -------------------------------------------------------------------------------
     async def runware(self, request: web.Request) -> web.StreamResponse:
         """`POST /v1` with a JSON task array and Bearer auth."""
-        rec = await self._record(request)
-        self._auth(request, "bearer")
-        fault = await self._fault("api")
-        if fault is not None:
-            return fault
+        return await self._answer(request, "bearer", self._runware_reply)
+
+    def _runware_reply(self, request: web.Request, rec: Recorded) -> dict[str, Any]:
         tasks = rec.json
         if request.content_type != "application/json" or not isinstance(tasks, list) or not tasks:
             raise _rw("invalidRequestBody", "The body must be a JSON array of tasks.", None)
@@ -560,7 +559,7 @@ class FakeRemix:
             if task.get("taskType") == "authentication":
                 continue
             results.extend(self._runware_task(task))
-        return web.json_response({"data": results})
+        return {"data": results}
 
     def _runware_task(self, task: dict[str, Any]) -> list[dict[str, Any]]:
         tid = task.get("taskUUID")
@@ -674,31 +673,27 @@ class FakeRemix:
         """`POST /ideogram/remix`: the legacy body, Bearer; a task envelope (or sync body)."""
         return await self._proxy_submit(request, self._legacy_reply)
 
-    async def _proxy_submit(self, request: web.Request, reply: Any) -> web.StreamResponse:
-        rec = await self._record(request)
-        self._auth(request, "bearer")
-        fault = await self._fault("api")
-        if fault is not None:
-            return fault
-        body = reply(request, rec)
+    async def _proxy_submit(self, request: web.Request, reply: Reply) -> web.StreamResponse:
+        return await self._answer(request, "bearer", lambda r, rec: self._queued(reply(r, rec)))
+
+    def _queued(self, body: dict[str, Any]) -> dict[str, Any]:
+        """A task envelope for a finished body (or the body itself in sync mode)."""
         if self.proxy_mode == "sync":
-            return web.json_response(body)
+            return body
         task_id = "task_" + uuid.uuid4().hex[:16]
         self.tasks[task_id] = {"polls": 0, "body": body}
         now = int(time.time() * 1000)
-        return web.json_response(
-            {
-                "code": 0,
-                "message": "SUCCEED",
-                "request_id": uuid.uuid4().hex,
-                "data": {
-                    "task_id": task_id,
-                    "task_status": "submitted",
-                    "created_at": now,
-                    "updated_at": now,
-                },
-            }
-        )
+        return {
+            "code": 0,
+            "message": "SUCCEED",
+            "request_id": uuid.uuid4().hex,
+            "data": {
+                "task_id": task_id,
+                "task_status": "submitted",
+                "created_at": now,
+                "updated_at": now,
+            },
+        }
 
     async def proxy_query(self, request: web.Request) -> web.StreamResponse:
         """`GET /kling/v1/images/generations/{task_id}`: processing for task_polls polls, then

@@ -367,6 +367,35 @@ class HttpBackend:
         raise map_status(self.name, status, body)
 
 
+class SyncFormBackend(HttpBackend):
+    """A backend whose one multipart POST to settings.remix_path answers with Ideogram's
+    synchronous body; each subclass only says how its form is built."""
+
+    def form(
+        self,
+        request: RemixRequest,
+        image: EncodedImage,
+        refs: Sequence[EncodedImage],
+        mask: EncodedImage | None,
+    ) -> aiohttp.FormData:
+        """A fresh multipart body for one attempt (a FormData cannot be sent twice)."""
+        raise NotImplementedError
+
+    async def _submit(
+        self,
+        request: RemixRequest,
+        image: EncodedImage,
+        refs: Sequence[EncodedImage],
+        mask: EncodedImage | None,
+        on_submitted: OnSubmitted | None,
+    ) -> RemixResult:
+        """One synchronous call; images come back in the reply."""
+        body = await self.post(
+            self.settings.remix_path, lambda: {"data": self.form(request, image, refs, mask)}
+        )
+        return RemixResult(images=parse_ideogram_images(body), backend=self.name)
+
+
 async def parse_json(body: bytes) -> Any:
     """json.loads, off the event loop for large bodies (inline images can be megabytes)."""
     if len(body) > PARSE_OFF_LOOP_BYTES:

@@ -15,8 +15,7 @@ import aiohttp
 from bot.errors import InvalidRequest
 from bot.media import EncodedImage
 from bot.remix import enums
-from bot.remix.backends.base import OnSubmitted, RemixResult
-from bot.remix.backends.http import HttpBackend, parse_ideogram_images
+from bot.remix.backends.http import SyncFormBackend
 from bot.remix.backends.ideogram_legacy import check_style_type, choose_model, refuse_present
 from bot.remix.request import RemixRequest
 
@@ -44,7 +43,7 @@ def edit_form(
     return form
 
 
-class IdeogramEditBackend(HttpBackend):
+class IdeogramEditBackend(SyncFormBackend):
     """The reseller's edit endpoint: one image, edited where the mask is black (or everywhere)."""
 
     name = "ideogram-edit"
@@ -79,17 +78,12 @@ class IdeogramEditBackend(HttpBackend):
             )
         check_style_type(self.where, request, model, enums.EDIT_STYLE_TYPES)
 
-    async def _submit(
+    def form(
         self,
         request: RemixRequest,
         image: EncodedImage,
         refs: Sequence[EncodedImage],
         mask: EncodedImage | None,
-        on_submitted: OnSubmitted | None,
-    ) -> RemixResult:
-        """One synchronous call; images come back in the reply."""
-        model = self.model_for(request)
-        body = await self.post(
-            self.settings.remix_path, lambda: {"data": edit_form(request, image, mask, model)}
-        )
-        return RemixResult(images=parse_ideogram_images(body), backend=self.name)
+    ) -> aiohttp.FormData:
+        """The flat edit fields, with the mask when there is one."""
+        return edit_form(request, image, mask, self.model_for(request))

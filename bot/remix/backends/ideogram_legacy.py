@@ -15,8 +15,7 @@ import aiohttp
 from bot.errors import InvalidRequest
 from bot.media import EncodedImage
 from bot.remix import enums
-from bot.remix.backends.base import OnSubmitted, RemixResult
-from bot.remix.backends.http import HttpBackend, parse_ideogram_images
+from bot.remix.backends.http import SyncFormBackend
 from bot.remix.request import RemixRequest
 
 # Ideogram: resolution is "for model_version 2.0 only"; other models are refused here, free,
@@ -143,7 +142,7 @@ def legacy_form(request: RemixRequest, image: EncodedImage, model: str) -> aioht
     return form
 
 
-class IdeogramLegacyBackend(HttpBackend):
+class IdeogramLegacyBackend(SyncFormBackend):
     """Ideogram's legacy `/remix` (models V_1 … V_3) and resellers serving the same format."""
 
     name = "ideogram-legacy"
@@ -157,17 +156,12 @@ class IdeogramLegacyBackend(HttpBackend):
         """Refuse what the legacy endpoint or the chosen model cannot take."""
         check_legacy(self.where, request, refs_count, self.model_for(request))
 
-    async def _submit(
+    def form(
         self,
         request: RemixRequest,
         image: EncodedImage,
         refs: Sequence[EncodedImage],
         mask: EncodedImage | None,
-        on_submitted: OnSubmitted | None,
-    ) -> RemixResult:
-        """One synchronous call; images come back in the reply."""
-        model = self.model_for(request)
-        body = await self.post(
-            self.settings.remix_path, lambda: {"data": legacy_form(request, image, model)}
-        )
-        return RemixResult(images=parse_ideogram_images(body), backend=self.name)
+    ) -> aiohttp.FormData:
+        """`image_request` + `image_file`."""
+        return legacy_form(request, image, self.model_for(request))
