@@ -127,3 +127,12 @@ async def test_mask_refusals_exit_2_and_send_nothing(
     code, stdout, stderr = await cli_inproc(fake, backend, argv, tmp_path, monkeypatch, capsys)
     assert code == 2 and message in stderr and stdout == ""
     assert fake.api_requests() == []
+
+
+async def test_a_missing_mask_file_is_named(
+    fake: FakeRemix, photo: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    argv = [str(photo), "--prompt", "x", "--mask", str(tmp_path / "nope.png")]
+    code, _, stderr = await cli_inproc(fake, "ideogram-edit", argv, tmp_path, monkeypatch, capsys)
+    assert code == 2 and "The mask file" in stderr and "does not exist" in stderr
+    assert fake.api_requests() == []

@@ -208,3 +208,13 @@ async def test_off_the_loop() -> None:
         assert mask is not None and (mask.width, mask.height) == (400, 300)
         with pytest.raises(InvalidImage, match="nothing to change"):
             await edit_mask_off_loop(pool, image, png(Image.new("L", (400, 300), 255)), LIMITS)
+
+
+def test_a_stored_input_and_its_prepared_mask_match_again_on_a_reroll() -> None:
+    # A reroll prepares the stored (already prepared) input again; the stored prepared mask
+    # must come through that second preparation unchanged.
+    first = prep(photo((1200, 800)), "1x1")
+    mask = prepare_mask(first, png(mask_image((1200, 800), (0, 0, 400, 800))), LIMITS)
+    again = prep(first.image.data, first.aspect_ratio)
+    assert (again.image.width, again.image.height) == (first.image.width, first.image.height)
+    assert decode(prepare_mask(again, mask.data, LIMITS)).tobytes() == decode(mask).tobytes()

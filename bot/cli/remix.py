@@ -104,21 +104,21 @@ def build_request(args: argparse.Namespace) -> RemixRequest:
     return RemixRequest(**kwargs)
 
 
-def read_input(path: Path, settings: Settings) -> bytes:
+def read_input(path: Path, settings: Settings, what: str = "image") -> bytes:
     """Read an input file, refusing a missing file or one over the byte cap (blocking)."""
     try:
         size = path.stat().st_size
     except FileNotFoundError:
-        raise InvalidImage(f"The image file {str(path)!r} does not exist.") from None
+        raise InvalidImage(f"The {what} file {str(path)!r} does not exist.") from None
     except OSError as exc:
         raise InvalidImage(
-            f"The image file {str(path)!r} cannot be read ({exc.strerror})."
+            f"The {what} file {str(path)!r} cannot be read ({exc.strerror})."
         ) from None
     if not path.is_file():
         raise InvalidImage(f"{str(path)!r} is not a file.")
     if size > settings.max_input_bytes:
         raise InvalidImage(
-            f"The image {path.name} is {size / 1e6:.1f} MB; the limit is "
+            f"The {what} {path.name} is {size / 1e6:.1f} MB; the limit is "
             f"{settings.max_input_bytes / 1e6:.0f} MB."
         )
     return path.read_bytes()
@@ -143,7 +143,7 @@ async def _run(args: argparse.Namespace, settings: Settings, request: RemixReque
         mask = None
         if takes_mask(settings):
             mask_data = (
-                await asyncio.to_thread(read_input, Path(args.mask), settings)
+                await asyncio.to_thread(read_input, Path(args.mask), settings, "mask")
                 if args.mask
                 else None
             )
