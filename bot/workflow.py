@@ -21,7 +21,7 @@ from bot.errors import InvalidRequest, RemixbotError, RemixError, RemixRateLimit
 from bot.intake import ImagePool, IntakeLimits, PreparedImage
 from bot.jobs import Admission, JobTicket, Progress, Scheduler
 from bot.media import EncodedImage
-from bot.remix.backends import intake_ratios
+from bot.remix.backends import BACKEND_CLASSES
 from bot.remix.backends.base import Backend
 from bot.remix.download import DownloadPolicy
 from bot.remix.pipeline import Delivery, resume_remix, run_remix
@@ -82,7 +82,8 @@ class Presenter(Protocol):
 
 def intake_limits(settings: Settings) -> IntakeLimits:
     """Intake limits whose auto-picked ratios are ones the configured backend accepts."""
-    return dataclasses.replace(IntakeLimits.from_settings(settings), ratios=intake_ratios(settings))
+    ratios = BACKEND_CLASSES[settings.backend].ratios_for(settings)
+    return dataclasses.replace(IntakeLimits.from_settings(settings), ratios=ratios)
 
 
 def with_chosen_ratio(

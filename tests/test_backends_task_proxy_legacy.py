@@ -10,9 +10,10 @@ import pytest
 
 from bot.errors import InvalidRequest, RemixRejected
 from bot.remix import enums
-from bot.remix.backends import RemixResult, TaskProxyBackend, intake_ratios, make_backend
+from bot.remix.backends import RemixResult, TaskProxyBackend, make_backend
 from bot.remix.backends.task_proxy import task_format
 from bot.remix.request import RemixRequest
+from bot.workflow import intake_limits
 from tests.fakeremix import API_KEY, FakeRemix
 from tests.fakeremix.helpers import encoded, fake_settings
 
@@ -54,7 +55,8 @@ def test_the_format_comes_from_the_setting_else_the_path(
     settings = fake_settings(fake, "task-proxy", **env)
     assert task_format(settings) == expected
     ratios = enums.LEGACY_ASPECT_RATIOS if expected == "legacy" else enums.ASPECT_RATIOS
-    assert intake_ratios(settings) == ratios
+    assert TaskProxyBackend.ratios_for(settings) == ratios
+    assert intake_limits(settings).ratios == ratios
 
 
 async def test_legacy_body_task_envelope_then_polls(fake: FakeRemix) -> None:

@@ -19,7 +19,7 @@ from bot.intake import ImagePool, PreparedImage
 from bot.intake.mask import edit_mask_off_loop
 from bot.media import EncodedImage
 from bot.remix import enums
-from bot.remix.backends import make_backend, takes_mask
+from bot.remix.backends import BACKEND_CLASSES, make_backend
 from bot.remix.download import DownloadPolicy, make_download_session
 from bot.remix.pipeline import Delivery, run_remix
 from bot.remix.request import PaletteMember, RemixRequest
@@ -141,7 +141,9 @@ async def _run(args: argparse.Namespace, settings: Settings, request: RemixReque
         prepared = await pool.prepare(data, aspect_ratio=request.aspect_ratio, limits=limits)
         refs = await pool.prepare_style_refs(ref_datas, limits) if ref_datas else []
         mask = None
-        if takes_mask(settings):
+        if BACKEND_CLASSES[settings.backend].takes_mask:
+            # The member's mask, else the input's transparent areas (a mask given to another
+            # backend is refused by its check, before anything is sent).
             mask_data = (
                 await asyncio.to_thread(read_input, Path(args.mask), settings, "mask")
                 if args.mask

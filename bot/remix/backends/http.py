@@ -202,6 +202,8 @@ class HttpBackend:
 
     name = "http"
     takes_mask = False
+    # The ratios this format can send; intake auto-picks only among these.
+    aspect_ratios: tuple[str, ...] = enums.ASPECT_RATIOS
 
     def __init__(
         self,
@@ -213,6 +215,12 @@ class HttpBackend:
         self.settings = settings
         self.session = session
         self._sleep = sleep
+
+    @classmethod
+    def ratios_for(cls, settings: Settings) -> tuple[str, ...]:
+        """The ratios intake may crop to for this backend under `settings` (known before any
+        session exists, so the terminal can prepare its input first)."""
+        return cls.aspect_ratios
 
     # --- helpers -------------------------------------------------------------------------------
     def check(self, request: RemixRequest, refs_count: int) -> None:

@@ -147,6 +147,7 @@ class IdeogramLegacyBackend(SyncFormBackend):
 
     name = "ideogram-legacy"
     where = "the ideogram-legacy backend"
+    aspect_ratios = enums.LEGACY_ASPECT_RATIOS
 
     def model_for(self, request: RemixRequest) -> str:
         """The model to send: the request's override, else the configured one."""

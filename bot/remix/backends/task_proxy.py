@@ -64,6 +64,13 @@ class TaskProxyBackend(HttpBackend):
     poll_first = POLL_FIRST
     poll_cap = POLL_CAP
 
+    @classmethod
+    def ratios_for(cls, settings: Settings) -> tuple[str, ...]:
+        """The legacy body has 11 aspect ratios, the v3 form all 15."""
+        if task_format(settings) == "legacy":
+            return enums.LEGACY_ASPECT_RATIOS
+        return enums.ASPECT_RATIOS
+
     @property
     def format(self) -> str:
         """`legacy` or `v3`, the submit body."""
