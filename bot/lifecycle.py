@@ -235,6 +235,7 @@ class JobTask:
     refs: Sequence[EncodedImage] = ()
     role_ids: tuple[int, ...] = ()
     changes: tuple[str, ...] = ()  # what intake did to the input, for the result message
+    mask: EncodedImage | None = None  # an edit's mask, at the prepared image's exact size
 
 
 def _no_stage(stage: str) -> None:
@@ -357,7 +358,11 @@ class JobLifecycle:
                 await place.acquire()
                 try:
                     result = await self.backend.remix(
-                        task.request, task.image, list(task.refs), on_submitted=submitted
+                        task.request,
+                        task.image,
+                        list(task.refs),
+                        mask=task.mask,
+                        on_submitted=submitted,
                     )
                 except RemixRateLimited as exc:
                     if exc.may_have_run or submission.accepted or tries == MAX_LIMITED_TRIES:

@@ -23,6 +23,7 @@ from bot.errors import InvalidRequest, RemixbotError
 from bot.intake import ImagePool, IntakeLimits, PreparedImage
 from bot.jobs import Admission, JobTicket, Scheduler
 from bot.lifecycle import Ending, Exit, JobLifecycle, JobTask, Posted, Presenter, tell
+from bot.remix.backends import BACKEND_CLASSES
 from bot.remix.backends.base import Backend
 from bot.remix.download import DownloadPolicy
 from bot.remix.request import RemixRequest
@@ -87,14 +88,10 @@ class Requester:
     request_message_id: int | None = None
 
 
-def intake_limits(settings: Settings, backend: Backend | type[Backend]) -> IntakeLimits:
-    """Intake limits whose auto-picked ratios are ones the configured backend accepts (a
-    backend lists them in `aspect_ratios` when it cannot take them all)."""
-    limits = IntakeLimits.from_settings(settings)
-    ratios = getattr(backend, "aspect_ratios", None)
-    if ratios:
-        limits = dataclasses.replace(limits, ratios=tuple(ratios))
-    return limits
+def intake_limits(settings: Settings) -> IntakeLimits:
+    """Intake limits whose auto-picked ratios are ones the configured backend accepts."""
+    ratios = BACKEND_CLASSES[settings.backend].ratios_for(settings)
+    return dataclasses.replace(IntakeLimits.from_settings(settings), ratios=ratios)
 
 
 def with_chosen_ratio(request: RemixRequest, prepared: PreparedImage) -> RemixRequest:
@@ -143,7 +140,7 @@ class RemixService:
         self.pool = pool
         self.backend = backend
         self.scheduler = scheduler
-        self.limits = intake_limits(settings, backend)
+        self.limits = intake_limits(settings)
         self.lifecycle = JobLifecycle(
             store=store,
             backend=backend,

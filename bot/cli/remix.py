@@ -18,8 +18,10 @@ from bot.cli.render import ending_sentence
 from bot.cli.render import exit_code as ending_exit_code
 from bot.errors import InvalidImage
 from bot.intake import ImagePool, PreparedImage
+from bot.intake.mask import edit_mask_off_loop
 from bot.jobs import Progress
 from bot.lifecycle import Ending, JobLifecycle, JobTask, Outcome, Posted
+from bot.media import EncodedImage
 from bot.remix import enums
 from bot.remix.backends import BACKEND_CLASSES, make_backend
 from bot.remix.download import DownloadPolicy, make_download_session
@@ -65,6 +67,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--style-ref", metavar="FILE", action="append", default=[], help="style image (repeatable)"
     )
     p.add_argument("--model", help="legacy V_1 … V_3, or a Runware AIR id like ideogram:4@2")
+    p.add_argument(
+        "--mask",
+        metavar="FILE",
+        help="ideogram-edit: black marks what to change, white what to keep (the image's shape)",
+    )
     p.add_argument("--json", action="store_true", help="print the result summary as JSON")
     p.add_argument(
         "--dry-run",
@@ -91,6 +98,7 @@ def build_request(args: argparse.Namespace) -> RemixRequest:
         "style_codes": tuple(args.style_code),
         "model": args.model,
         "style_ref_count": len(args.style_ref),
+        "has_mask": args.mask is not None,
     }
     if args.image_weight is not None:
         kwargs["image_weight"] = args.image_weight
@@ -99,21 +107,21 @@ def build_request(args: argparse.Namespace) -> RemixRequest:
     return RemixRequest(**kwargs)
 
 
-def read_input(path: Path, settings: Settings) -> bytes:
+def read_input(path: Path, settings: Settings, what: str = "image") -> bytes:
     """Read an input file, refusing a missing file or one over the byte cap (blocking)."""
     try:
         size = path.stat().st_size
     except FileNotFoundError:
-        raise InvalidImage(f"The image file {str(path)!r} does not exist.") from None
+        raise InvalidImage(f"The {what} file {str(path)!r} does not exist.") from None
     except OSError as exc:
         raise InvalidImage(
-            f"The image file {str(path)!r} cannot be read ({exc.strerror})."
+            f"The {what} file {str(path)!r} cannot be read ({exc.strerror})."
         ) from None
     if not path.is_file():
         raise InvalidImage(f"{str(path)!r} is not a file.")
     if size > settings.max_input_bytes:
         raise InvalidImage(
-            f"The image {path.name} is {size / 1e6:.1f} MB; the limit is "
+            f"The {what} {path.name} is {size / 1e6:.1f} MB; the limit is "
             f"{settings.max_input_bytes / 1e6:.0f} MB."
         )
     return path.read_bytes()
@@ -128,14 +136,24 @@ def _write_sidecar(path: Path, record: dict[str, Any]) -> None:
 
 
 async def _run(args: argparse.Namespace, settings: Settings, request: RemixRequest) -> int:
-    limits = intake_limits(settings, BACKEND_CLASSES[settings.backend])
+    limits = intake_limits(settings)
     data = await asyncio.to_thread(read_input, Path(args.image), settings)
     ref_datas = [await asyncio.to_thread(read_input, Path(r), settings) for r in args.style_ref]
     # One pool for the whole run: it prepares the input and decodes the results.
     async with ImagePool() as pool:
         prepared = await pool.prepare(data, aspect_ratio=request.aspect_ratio, limits=limits)
         refs = await pool.prepare_style_refs(ref_datas, limits) if ref_datas else []
-        return await _generate(args, settings, request, pool, prepared, refs)
+        mask = None
+        if BACKEND_CLASSES[settings.backend].takes_mask:
+            # The member's mask, else the input's transparent areas (a mask given to another
+            # backend is refused by its check, before anything is sent).
+            mask_data = (
+                await asyncio.to_thread(read_input, Path(args.mask), settings, "mask")
+                if args.mask
+                else None
+            )
+            mask = await edit_mask_off_loop(pool, prepared, mask_data, limits)
+        return await _generate(args, settings, request, pool, prepared, refs, mask)
 
 
 async def _generate(
@@ -145,6 +163,7 @@ async def _generate(
     pool: ImagePool,
     prepared: PreparedImage,
     refs: list[PreparedImage],
+    mask: EncodedImage | None = None,
 ) -> int:
     """Everything after intake: --dry-run, or the job through the one lifecycle, saved to --out."""
     if args.dry_run:
@@ -192,7 +211,7 @@ async def _generate(
             f"job {job.id}: sending {image.format} {image.width}x{image.height} to the "
             f"{backend.name} backend ({request.num_images} image(s))"
         )
-        task = JobTask(request, image, [r.image for r in refs])
+        task = JobTask(request, image, [r.image for r in refs], mask=mask)
         try:
             await lifecycle.run(job, task, presenter, stage=presenter.stage)
         finally:

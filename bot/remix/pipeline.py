@@ -62,15 +62,15 @@ async def run_remix(
     refs: Sequence[EncodedImage],
     dest_dir: Path,
     *,
+    mask: EncodedImage | None = None,
     on_submitted: OnSubmitted | None = None,
     stem: str = "result",
     verify: Verify | None = None,
 ) -> Delivery:
-    """Run one remix and save its images; `session` is the download session (no API key).
-
-    The request was checked against the backend once, when the job was accepted.
-    """
-    result = await backend.remix(request, image, refs, on_submitted=on_submitted)
+    """Run one remix (under `mask` if given) and save its images; `session` is the download
+    session (no API key). The request was checked against the backend once, when the job was
+    accepted."""
+    result = await backend.remix(request, image, refs, mask=mask, on_submitted=on_submitted)
     return await collect(result, session, policy, dest_dir, stem=stem, verify=verify)
 
 
