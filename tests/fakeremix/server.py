@@ -139,7 +139,8 @@ class Recorded:
 class Fault:
     """A fault to inject on the next matching API call(s)."""
 
-    kind: str  # 429 400 401 402 403 404 422 500 502 503 504 524 hang malformed missing_data
+    kind: str  # 429 (in-flight) 429_rate 400 401 402 403 404 422 500 502 503 504 524 hang
+    # malformed missing_data
     # redirect busy_code
     times: int = 1
     retry_after: str | None = None
@@ -164,6 +165,12 @@ class FakeRemix:
         self.task_outcome = "succeed"  # "succeed", "failed", "never"
         self.hang_seconds = 30.0
         self.api_delay = 0.0  # seconds every API call takes before it answers (or faults)
+        # The in-flight limit in images, as Ideogram enforces it: past it a call gets an
+        # in-flight 429 (0: no limit). `max_inflight_stated` is put in that 429's body.
+        self.inflight_limit = 0
+        self.max_inflight_stated = 0
+        self.inflight_images = 0
+        self.peak_inflight = 0
         self.slow_delay = 0.3
         self.big_size = 2 * 1024 * 1024
         self.tasks: dict[str, dict[str, Any]] = {}
@@ -261,13 +268,25 @@ class FakeRemix:
         return rec
 
     async def _answer(self, request: web.Request, scheme: str, reply: Reply) -> web.StreamResponse:
-        """An API POST: record it, check the key, apply a queued fault, else validate and reply."""
+        """An API POST: record it, check the key, apply a queued fault, else validate and reply.
+
+        With `inflight_limit`, images already generating count against it as Ideogram counts
+        them: a call that would go past it gets the in-flight 429 at once (not run, not billed).
+        """
         rec = await self._record(request)
         self._auth(request, scheme)
-        fault = await self._fault("api")
-        if fault is not None:
-            return fault
-        return web.json_response(reply(request, rec))
+        images = _images_asked(rec)
+        if self.inflight_limit and self.inflight_images + images > self.inflight_limit:
+            return await self._apply(Fault("429"))
+        self.inflight_images += images
+        self.peak_inflight = max(self.peak_inflight, self.inflight_images)
+        try:
+            fault = await self._fault("api")
+            if fault is not None:
+                return fault
+            return web.json_response(reply(request, rec))
+        finally:
+            self.inflight_images -= images
 
     def _auth(self, request: web.Request, scheme: str) -> None:
         if scheme == "api-key":
@@ -289,13 +308,19 @@ class FakeRemix:
 
     async def _apply(self, fault: Fault) -> web.StreamResponse:
         kind = fault.kind
-        if kind == "429":
+        if kind in ("429", "429_rate"):
             headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
-            return web.json_response(
-                {"error": "Too many requests in flight.", "reject_reason": "inflight_limit"},
-                status=429,
-                headers=headers,
-            )
+            if kind == "429_rate":  # a plain rate limit (a proxy's), not the in-flight limit
+                return web.json_response(
+                    {"error": "Too many requests."}, status=429, headers=headers
+                )
+            body: dict[str, Any] = {
+                "error": "Too many requests in flight.",
+                "reject_reason": "inflight_limit",
+            }
+            if self.max_inflight_stated:
+                body["max_inflight_requests"] = self.max_inflight_stated
+            return web.json_response(body, status=429, headers=headers)
         if kind == "422":
             return web.json_response(
                 {
@@ -831,12 +856,28 @@ class FakeRemix:
         """Forget requests and faults; restore default knobs."""
         fresh = FakeRemix()
         for key in ("requests", "hits", "faults", "image_mode", "unsafe", "damaged", "url_ttl",
-                    "proxy_mode", "task_polls", "task_outcome", "tasks"):  # fmt: skip
+                    "proxy_mode", "task_polls", "task_outcome", "tasks", "inflight_limit",
+                    "max_inflight_stated", "peak_inflight"):  # fmt: skip
             setattr(self, key, getattr(fresh, key))
         return web.json_response({"ok": True})
 
 
 # --- validation helpers ------------------------------------------------------------------------
+def _images_asked(rec: Recorded) -> int:
+    """How many images a recorded API call asks for (v3 form, legacy JSON part, Runware)."""
+    try:
+        if rec.field("num_images"):
+            return max(1, int(rec.field("num_images") or 1))
+        legacy = rec.field("image_request")
+        if legacy:
+            return max(1, int(json.loads(legacy).get("num_images") or 1))
+        if isinstance(rec.json, list) and rec.json and isinstance(rec.json[0], dict):
+            return max(1, int(rec.json[0].get("numberResults") or 1))
+    except (TypeError, ValueError):
+        return 1
+    return 1
+
+
 def _quote(url: str) -> str:
     from urllib.parse import quote
 

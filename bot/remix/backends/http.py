@@ -82,6 +82,25 @@ def full_jitter(attempt: int, base: float = BACKOFF_BASE, cap: float = BACKOFF_C
     return random.uniform(0, min(cap, base * (2**attempt)))
 
 
+def inflight_limit(body: bytes | str | None) -> int | None:
+    """For a 429 that says the in-flight limit was hit: the limit it states (0 when it states
+    none); None for any other 429 (Ideogram: `reject_reason: inflight_limit`,
+    `max_inflight_requests`)."""
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else (body or "")
+    try:
+        parsed = json.loads(text) if text and len(text) < 10_000 else None
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(parsed, dict):
+        return None
+    stated = parsed.get("max_inflight_requests")
+    if parsed.get("reject_reason") != "inflight_limit" and stated is None:
+        return None
+    if isinstance(stated, int) and not isinstance(stated, bool) and 0 < stated <= 1000:
+        return stated
+    return 0
+
+
 def backend_reason(body: bytes | str | None, status: int) -> str:
     """The backend's own reason (`error`/`message`/`errors[0].message`), redacted and trimmed."""
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else (body or "")
@@ -318,6 +337,15 @@ class HttpBackend:
                 continue
             if status == 429:
                 retry_after = parse_retry_after(headers.get("Retry-After"))
+                limited = inflight_limit(body)
+                if limited is not None:
+                    # The backend's in-flight limit: the caller's budget learns from it and
+                    # tries again when a place is free (bot/jobs/budget.py), not this loop.
+                    raise RemixRateLimited(
+                        f"The {self.name} backend is at its in-flight limit; try again later.",
+                        retry_after=retry_after,
+                        limit=limited or None,
+                    )
                 wait = max(retry_after or 0.0, full_jitter(attempt), MIN_429_WAIT)
                 attempt += 1
                 if attempt > MAX_429_RETRIES or time.monotonic() + wait > budget_end:
