@@ -87,20 +87,6 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
     async with contextlib.AsyncExitStack() as stack:
         store = await Store.from_settings(settings)
         stack.push_async_callback(store.close)
-        report = await store.reconcile()
-        if report.failed or report.unknown:
-            log.warning(
-                "reconciled jobs left open by the last run: %d refunded, %d outcome unknown",
-                len(report.failed),
-                len(report.unknown),
-            )
-        if report.elsewhere:
-            log.warning(
-                "%d open job(s) belong to another process still using %s (remixbot remix, or a "
-                "second bot?); left alone",
-                len(report.elsewhere),
-                settings.db_path,
-            )
         pool = ImagePool()
         stack.push_async_callback(pool.aclose)
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=15)
@@ -120,6 +106,29 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             download_session=download_session,
             scheduler=scheduler,
         )
+        # What the last process left open: the bot carries on with it once Discord is ready.
+        report = await remix.reconcile()
+        if report.requeue or report.resumable or report.closed_unknown:
+            log.warning(
+                "picking up jobs left open by the last run: %d queued again, %d resumed, "
+                "%d lost at the backend (refunded, members told)",
+                len(report.requeue),
+                len(report.resumable),
+                len(report.closed_unknown),
+            )
+        if report.failed or report.unknown:
+            log.warning(
+                "reconciled jobs left open by the last run: %d refunded, %d outcome unknown",
+                len(report.failed),
+                len(report.unknown),
+            )
+        if report.elsewhere:
+            log.warning(
+                "%d open job(s) belong to another process still using %s (remixbot remix, or a "
+                "second bot?); left alone",
+                len(report.elsewhere),
+                settings.db_path,
+            )
         services = Services(settings, store, pool, backend, scheduler, remix, report)
         services.sweeper = asyncio.create_task(
             _sweep_forever(store, settings), name="retention-sweep"

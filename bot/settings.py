@@ -20,7 +20,8 @@ from bot.errors import SettingsError
 from bot.secrets import Secret
 from bot.settings_files import read_dotenv, read_toml
 
-BACKENDS = ("ideogram", "ideogram-legacy", "runware", "task-proxy")
+BACKENDS = ("ideogram", "ideogram-legacy", "ideogram-edit", "runware", "task-proxy")
+TASK_FORMATS = ("legacy", "v3")
 AUTH_SCHEMES = ("api-key", "bearer")
 PERIODS = ("daily", "weekly", "monthly")
 
@@ -37,6 +38,13 @@ BACKEND_DEFAULTS: dict[str, dict[str, str]] = {
         "path": "/remix",
         "auth": "api-key",
         "model": "V_3",
+    },
+    # A reseller's synchronous edit endpoint: flat multipart fields, legacy model names.
+    "ideogram-edit": {
+        "url": "",
+        "path": "/ideogram/edit",
+        "auth": "bearer",
+        "model": "V_2_TURBO",
     },
     "runware": {
         "url": "https://api.runware.ai",
@@ -159,7 +167,7 @@ class Settings:
         "REMIXBOT_BACKEND",
         "ideogram",
         _choice(BACKENDS),
-        "Remix backend: ideogram, ideogram-legacy, runware or task-proxy.",
+        "Remix backend: ideogram, ideogram-legacy, ideogram-edit, runware or task-proxy.",
     )
     backend_url: str = setting(
         "REMIXBOT_BACKEND_URL",
@@ -190,13 +198,20 @@ class Settings:
         "REMIXBOT_MODEL",
         "",
         _str,
-        "Model for ideogram-legacy (V_1 … V_3, default V_3) and runware (AIR id, default ideogram:4@2).",
+        "Model for ideogram-legacy and legacy task-proxy (V_1 … V_3, default V_3), ideogram-edit"
+        " (V_1 … V_2_TURBO, default V_2_TURBO) and runware (AIR id, default ideogram:4@2).",
     )
     task_submit_path: str = setting(
         "REMIXBOT_TASK_SUBMIT_PATH",
         "/ideogram/v1/ideogram-v3/remix",
         _path,
         "task-proxy: submit path.",
+    )
+    task_format: str = setting(
+        "REMIXBOT_TASK_FORMAT",
+        "",
+        _choice(TASK_FORMATS),
+        "task-proxy: submit body, legacy or v3 (default: from the submit path).",
     )
     # The only task query path the proxies we know document (the Kling-style envelope they reuse).
     task_query_path: str = setting(

@@ -287,7 +287,7 @@ async def test_quota_refusal_and_partial_failure_are_json(
     code, out, _ = await aremixbot(*args, cwd=tmp_path, env=fake_env(fake, "ideogram"))
     summary = json.loads(out)
     assert code == 1 and (summary["kind"], summary["exit_code"], summary["withheld"]) == (
-        "withheld",
+        "nothing_delivered",
         1,
         1,
     )

@@ -12,7 +12,9 @@ import traceback
 from typing import Any
 
 from bot.cli._common import print_json
+from bot.cli.render import error_sentence
 from bot.errors import RemixbotError
+from bot.lifecycle import Ending
 from bot.secrets import redact
 
 
@@ -35,6 +37,13 @@ def error_kind(exc: BaseException) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
+def ending_kind(ending: Ending) -> str:
+    """The kind of a remix that ended without (all of) its images: its error's, or the exit's."""
+    if ending.error is not None:
+        return error_kind(ending.error)
+    return str(ending.exit).replace("-", "_")  # nothing_delivered, not_posted, timed_out, …
+
+
 def error_object(sentence: str, kind: str, exit_code: int) -> dict[str, Any]:
     """The JSON shape of a failure, shared by errors and by a remix that saved nothing."""
     return {"error": sentence, "kind": kind, "exit_code": exit_code}
@@ -48,7 +57,7 @@ def say(sentence: str) -> None:
 
 def report_error(exc: RemixbotError, *, as_json: bool) -> int:
     """Show a known error (sentences on stderr, the JSON object on stdout); return its exit code."""
-    text = redact(str(exc))
+    text = redact(error_sentence(exc))
     say(text)
     if as_json:
         sentence = " ".join(line.strip() for line in text.splitlines())

@@ -56,6 +56,7 @@ async def capture(
     request: RemixRequest,
     image: EncodedImage,
     refs: Sequence[EncodedImage],
+    mask: EncodedImage | None = None,
 ) -> WireRequest:
     """Have the configured backend send `request` to a local listener and return what it sent.
 
@@ -81,7 +82,7 @@ async def capture(
         )
         async with aiohttp.ClientSession(trust_env=False) as session:
             try:
-                await make_backend(local, session).remix(request, image, refs)
+                await make_backend(local, session).remix(request, image, refs, mask=mask)
             except RemixError:
                 if not captured:
                     raise

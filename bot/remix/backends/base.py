@@ -50,6 +50,8 @@ class Backend(Protocol):
     """A remix backend: refuses what it cannot express, then runs one paid call."""
 
     name: str
+    # Whether remix() takes a mask (black = change, white = keep) of exactly the image's size.
+    takes_mask: bool
 
     def check(self, request: RemixRequest, refs_count: int) -> None:
         """Raise InvalidRequest for options this backend cannot express (before any spend)."""
@@ -61,7 +63,8 @@ class Backend(Protocol):
         image: EncodedImage,
         refs: Sequence[EncodedImage],
         *,
+        mask: EncodedImage | None = None,
         on_submitted: OnSubmitted | None = None,
     ) -> RemixResult:
-        """Run the remix once; map every failure into a RemixError subclass."""
+        """Run the remix once (under `mask` if given); map every failure into a RemixError."""
         ...
