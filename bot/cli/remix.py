@@ -197,7 +197,9 @@ async def _run(args: argparse.Namespace, settings: Settings, request: RemixReque
                 if args.mask
                 else None
             )
-            mask = await edit_mask_off_loop(pool, prepared, mask_data, limits)
+            mask = await _named(
+                f"--mask {args.mask}", edit_mask_off_loop(pool, prepared, mask_data, limits)
+            )
         if args.dry_run:
             return await _dry_run(args, settings, request, prepared, refs, mask)
         return await _generate(args, settings, request, pool, prepared, refs, mask)
