@@ -197,9 +197,8 @@ async def _run(args: argparse.Namespace, settings: Settings, request: RemixReque
                 if args.mask
                 else None
             )
-            mask = await _named(
-                f"--mask {args.mask}", edit_mask_off_loop(pool, prepared, mask_data, limits)
-            )
+            about = f"--mask {args.mask}" if args.mask else str(args.image)
+            mask = await _named(about, edit_mask_off_loop(pool, prepared, mask_data, limits))
         if args.dry_run:
             return await _dry_run(args, settings, request, prepared, refs, mask)
         return await _generate(args, settings, request, pool, prepared, refs, mask)
