@@ -33,12 +33,8 @@ class Guilds:
         )
 
     def give_role(self, user: dict[str, Any], name: str, *, announce: bool) -> tuple[str, bool]:
-        """Give the member the role named ``name``; return its id and whether the guild should
-        announce it now (GUILD_ROLE_CREATE).
-
-        ``announce=False``: the role id only appears in the member's payloads, never in the
-        guild's role list (a session may not know every role).
-        """
+        """Give the member the role named ``name``; return its id and whether it is new and to be
+        announced now (GUILD_ROLE_CREATE). ``announce=False``: see ``FakeDiscord.give_role``."""
         w = self.world
         role_id = next((r for r, data in w.roles.items() if data["name"] == name), None)
         created = False

@@ -16,6 +16,16 @@ from tests.fakediscord.rest import SNOWFLAKE, Req, Route, error, json_response
 from tests.fakediscord.world import World
 
 NONCE_WINDOW = 300.0  # seconds a Create Message nonce is remembered ("a few minutes")
+# Discord's answer to a reply whose message is gone (unless fail_if_not_exists is false).
+UNKNOWN_REPLY = {
+    "message": "Invalid Form Body",
+    "code": 50035,
+    "errors": {
+        "message_reference": {
+            "_errors": [{"code": "REPLIES_UNKNOWN_MESSAGE", "message": "Unknown message"}]
+        }
+    },
+}
 
 
 class Messages:
@@ -70,6 +80,13 @@ class Messages:
         ]
         if msg.edited:
             data["edited_timestamp"] = p.iso_now()
+        if msg.reference is not None:
+            data["message_reference"] = {
+                "type": 0,
+                "message_id": msg.reference,
+                "channel_id": msg.channel_id,
+                "guild_id": self.world.guild_id,
+            }
         return data
 
     def apply(
@@ -145,20 +162,39 @@ class Messages:
                     and (time.time() - old.created < NONCE_WINDOW)
                 ):
                     return json_response(self.message_json(old))
+        reference = body.get("message_reference")
+        replied = self._replied_to(channel, reference) if reference else None
+        if reference and replied is None and reference.get("fail_if_not_exists", True):
+            return json_response(UNKNOWN_REPLY, 400)
         msg = StoredMessage(
             id=p.snowflake(),
             channel_id=channel,
             author=self.world.bot_user,
-            type=19 if body.get("message_reference") else 0,
+            type=19 if replied else 0,
             nonce=None if nonce is None else str(nonce),
+            reference=replied.id if replied else None,
         )
         self.apply(msg, body, req.call.files, editing=False)
         self.world.messages[msg.id] = msg
         return json_response(self.message_json(msg))
 
+    def _replied_to(self, channel: str, reference: dict[str, Any]) -> StoredMessage | None:
+        """The message a reply points at, if it is in this channel for everyone to see."""
+        msg = self.world.messages.get(str(reference.get("message_id")))
+        if msg is None or not self._in_channel(msg, channel):
+            return None
+        return msg
+
+    @staticmethod
+    def _in_channel(msg: StoredMessage, channel: str) -> bool:
+        # An ephemeral message lives only in the member's client: the channel routes (the bot
+        # token) never see it. A non-ephemeral interaction response is an ordinary channel
+        # message authored by the bot user, so the bot token can fetch, edit and reply to it.
+        return not msg.deleted and not msg.ephemeral and msg.channel_id == channel
+
     async def _message(self, req: Req) -> web.StreamResponse:
         msg = self.world.messages.get(req.match["message"])
-        if msg is None or msg.deleted or msg.channel_id != req.match["channel"]:
+        if msg is None or not self._in_channel(msg, req.match["channel"]):
             return error(404, "Unknown Message", 10008)
         if req.call.method == "PATCH" and msg.author["id"] != self.world.app_id:
             return error(403, "Cannot edit a message authored by another user", 50005)
@@ -166,7 +202,7 @@ class Messages:
 
     async def _reaction(self, req: Req) -> web.StreamResponse:
         msg = self.world.messages.get(req.match["message"])
-        if msg is None or msg.deleted:
+        if msg is None or not self._in_channel(msg, req.match["channel"]):
             return error(404, "Unknown Message", 10008)
         who = self.world.app_id if req.match["who"] == "@me" else req.match["who"]
         users = msg.reactions.setdefault(req.match["emoji"], set())

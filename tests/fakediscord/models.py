@@ -79,6 +79,7 @@ class StoredMessage:
     edited: bool = False
     deleted: bool = False
     nonce: str | None = None
+    reference: str | None = None  # the message this one replies to
     created: float = field(default_factory=time.time)
 
     def custom_ids(self) -> list[str]:

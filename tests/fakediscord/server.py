@@ -231,8 +231,10 @@ class FakeDiscord(World):
     async def give_role(self, user: dict[str, Any], name: str, *, announce: bool = True) -> int:
         """Give the member a role (created, and announced with GUILD_ROLE_CREATE, if new).
 
-        ``announce=False``: the role id only appears in the member's payloads, never in the
-        guild's role list (a session may not know every role).
+        Like real Discord, every role reaches the bot: GUILD_CREATE lists the guild's roles, and a
+        role made while a session is open is sent in GUILD_ROLE_CREATE, so discord.py's public
+        ``Member.roles`` has it. ``announce=False`` is an opt-in fault: the role id appears only
+        in the member's payloads, never in the guild's role list (a session that missed it).
         """
         role_id, created = self.guilds.give_role(user, name, announce=announce)
         if created and self.current is not None:
