@@ -3,13 +3,12 @@ slash commands, global or per guild (bulk overwrite and list)."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from aiohttp import web
 
 from tests.fakediscord import payloads as p
-from tests.fakediscord.rest import SNOWFLAKE, Req, Route, error, json_response
+from tests.fakediscord.rest import SNOWFLAKE, Req, Route, error, json_response, routes
 from tests.fakediscord.world import World
 
 
@@ -21,14 +20,15 @@ class Application:
 
     def routes(self) -> list[Route]:
         """Identity and ``/applications/{app}[/guilds/{guild}]/commands``."""
+        app = SNOWFLAKE.format("app")
         found = [
-            Route("GET", re.compile(r"/users/@me"), self._users_me, "bot"),
-            Route("GET", re.compile(r"/oauth2/applications/@me"), self._app_me, "bot"),
+            *routes("GET", r"/users/@me", self._users_me, "bot"),
+            *routes("GET", r"/oauth2/applications/@me", self._app_me, "bot"),
         ]
         for guild in ("", "/guilds/" + SNOWFLAKE.format("guild")):
-            path = re.compile(rf"/applications/{SNOWFLAKE.format('app')}{guild}/commands")
-            found.append(Route("PUT", path, self._put_commands, "bot"))
-            found.append(Route("GET", path, self._get_commands, "bot"))
+            commands = rf"/applications/{app}{guild}/commands"
+            found += routes("PUT", commands, self._put_commands, "bot")
+            found += routes("GET", commands, self._get_commands, "bot")
         return found
 
     def find_command(self, name: str) -> dict[str, Any] | None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,7 +17,7 @@ from aiohttp import WSMsgType, web
 from tests.fakediscord import payloads as p
 from tests.fakediscord.models import GatewayFrame
 from tests.fakediscord.recording import Recorder
-from tests.fakediscord.rest import Req, Route, json_response
+from tests.fakediscord.rest import Req, Route, json_response, routes
 from tests.fakediscord.world import World
 
 
@@ -57,8 +56,8 @@ class Gateway:
     def routes(self) -> list[Route]:
         """``/gateway/bot`` and ``/gateway``."""
         return [
-            Route("GET", re.compile(r"/gateway/bot"), self._gateway_bot, "bot"),
-            Route("GET", re.compile(r"/gateway"), self._gateway_info, "none"),
+            *routes("GET", r"/gateway/bot", self._gateway_bot, "bot"),
+            *routes("GET", r"/gateway", self._gateway_info, "none"),
         ]
 
     def add_routes(self, app: web.Application) -> None:

@@ -3,13 +3,12 @@ and giving a member a role."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from aiohttp import web
 
 from tests.fakediscord import payloads as p
-from tests.fakediscord.rest import SNOWFLAKE, Req, Route, error, json_response
+from tests.fakediscord.rest import SNOWFLAKE, Req, Route, error, json_response, routes
 from tests.fakediscord.world import World
 
 
@@ -22,7 +21,7 @@ class Guilds:
     def routes(self) -> list[Route]:
         """``/guilds/{guild}/members/{user}``."""
         member = rf"/guilds/{SNOWFLAKE.format('guild')}/members/{SNOWFLAKE.format('user')}"
-        return [Route("GET", re.compile(member), self._member, "bot")]
+        return routes("GET", member, self._member, "bot")
 
     def guild_create(self) -> dict[str, Any]:
         """The GUILD_CREATE payload for this guild."""

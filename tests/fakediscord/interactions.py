@@ -3,7 +3,6 @@ messages (``@original`` or by id), authorized by the URL's token for 15 minutes.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from aiohttp import web
@@ -11,7 +10,7 @@ from aiohttp import web
 from tests.fakediscord import payloads as p
 from tests.fakediscord.messages import Messages
 from tests.fakediscord.models import FakeInteraction, StoredMessage
-from tests.fakediscord.rest import SNOWFLAKE, TOKEN, Req, Route, error, json_response
+from tests.fakediscord.rest import SNOWFLAKE, TOKEN, Req, Route, error, json_response, routes
 from tests.fakediscord.world import World
 
 INTERACTION_TTL = 15 * 60  # seconds an interaction token stays valid (Discord's 15 minutes)
@@ -30,12 +29,9 @@ class Interactions:
         webhook = rf"/webhooks/{SNOWFLAKE.format('app')}/{TOKEN}"
         message = rf"{webhook}/messages/(?P<message>\d+|@original)"
         return [
-            Route("POST", re.compile(callback), self._callback, "none"),
-            Route("POST", re.compile(webhook), self._followup, "none"),
-            *(
-                Route(m, re.compile(message), self._message, "none")
-                for m in ("GET", "PATCH", "DELETE")
-            ),
+            *routes("POST", callback, self._callback, "none"),
+            *routes("POST", webhook, self._followup, "none"),
+            *routes("GET PATCH DELETE", message, self._message, "none"),
         ]
 
     def original(self, interaction: FakeInteraction) -> StoredMessage | None:

@@ -12,7 +12,7 @@ from aiohttp import web
 from tests.fakediscord import payloads as p
 from tests.fakediscord.cdn import Cdn
 from tests.fakediscord.models import StoredAttachment, StoredMessage, UploadedFile, guess_type
-from tests.fakediscord.rest import SNOWFLAKE, Req, Route, error, json_response
+from tests.fakediscord.rest import SNOWFLAKE, Req, Route, error, json_response, routes
 from tests.fakediscord.world import World
 
 NONCE_WINDOW = 300.0  # seconds a Create Message nonce is remembered ("a few minutes")
@@ -41,12 +41,9 @@ class Messages:
         message = rf"{messages}/{SNOWFLAKE.format('message')}"
         reaction = rf"{message}/reactions/(?P<emoji>[^/]+)/(?P<who>@me|\d+)"
         return [
-            Route("POST", re.compile(messages), self._create, "bot"),
-            *(
-                Route(m, re.compile(message), self._message, "bot")
-                for m in ("GET", "PATCH", "DELETE")
-            ),
-            *(Route(m, re.compile(reaction), self._reaction, "bot") for m in ("PUT", "DELETE")),
+            *routes("POST", messages, self._create, "bot"),
+            *routes("GET PATCH DELETE", message, self._message, "bot"),
+            *routes("PUT DELETE", reaction, self._reaction, "bot"),
         ]
 
     # ------------------------------------------------------------------ the model

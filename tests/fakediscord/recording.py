@@ -7,10 +7,12 @@ import asyncio
 import contextlib
 import re
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 from tests.fakediscord.models import Call, GatewayFrame
+
+T = TypeVar("T")
 
 
 class Recorder:
@@ -62,6 +64,12 @@ class Recorder:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(changed.wait(), min(remaining, 0.5))
 
+    async def wait_for_first(
+        self, candidates: Callable[[], Iterable[T]], within: float, what: str
+    ) -> T:
+        """Wait (bounded) until ``candidates()`` yields something, and return the first."""
+        return await self.wait_until(lambda: next(iter(candidates()), None), within, what)
+
     async def wait_for_call(
         self,
         predicate: Callable[[Call], bool],
@@ -71,14 +79,9 @@ class Recorder:
         what: str = "a matching call",
     ) -> Call:
         """The first recorded call at index >= ``after`` matching ``predicate`` (answered)."""
-
-        def check() -> Call | None:
-            for call in self.calls[after:]:
-                if call.status and predicate(call):
-                    return call
-            return None
-
-        return await self.wait_until(check, within, what)
+        return await self.wait_for_first(
+            lambda: (c for c in self.calls[after:] if c.status and predicate(c)), within, what
+        )
 
     async def wait_identified(self, *, after: int = 0, within: float = 15.0) -> GatewayFrame:
         """The first IDENTIFY at frame index >= ``after`` once READY and GUILD_CREATE are sent."""

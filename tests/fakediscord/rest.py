@@ -48,6 +48,12 @@ class Route(NamedTuple):
     auth: Literal["bot", "none"]  # "none": the URL's interaction token authorizes
 
 
+def routes(methods: str, path: str, handler: Handler, auth: Literal["bot", "none"]) -> list[Route]:
+    """One route per method in ``methods`` ("GET PATCH DELETE") for the path regex ``path``."""
+    pattern = re.compile(path)
+    return [Route(method, pattern, handler, auth) for method in methods.split()]
+
+
 # Path parts shared by the resources' route tables.
 SNOWFLAKE = r"(?P<{}>\d+)"
 TOKEN = r"(?P<token>[^/]+)"

@@ -58,7 +58,7 @@ __all__ = [
 ]
 
 
-class FakeDiscord(World):
+class FakeDiscord(World, Recorder):
     """A fake Discord on 127.0.0.1: ``async with FakeDiscord() as fake:`` then point the bot at it."""
 
     def __init__(
@@ -70,31 +70,34 @@ class FakeDiscord(World):
         max_request_bytes: int = 25 * MiB,
         cdn_ttl: float = 24 * 3600,
     ) -> None:
-        super().__init__(
+        # The façade is the world the parts share and the record tests read (calls, frames,
+        # calls_to, received and the wait_* helpers come from Recorder).
+        World.__init__(
+            self,
             token=token,
             attachment_size_limit=attachment_size_limit,
             max_request_bytes=max_request_bytes,
             cdn_ttl=cdn_ttl,
         )
-        self.recorder = Recorder()
-        self.calls: list[Call] = self.recorder.calls
-        self.frames: list[GatewayFrame] = self.recorder.frames
+        Recorder.__init__(self)
+        world: World = self
+        recorder: Recorder = self
         self._faults = Faults()
         self.faults: list[Fault] = self._faults.pending
-        self.cdn = Cdn(self, self.recorder)
-        self.application = Application(self)
-        self.guilds = Guilds(self)
-        self.messages_api = Messages(self, self.cdn)
-        self.interactions_api = Interactions(self, self.messages_api)
+        self.cdn = Cdn(world, recorder)
+        self.application = Application(world)
+        self.guilds = Guilds(world)
+        self.messages_api = Messages(world, self.cdn)
+        self.interactions_api = Interactions(world, self.messages_api)
         self.gateway = Gateway(
-            self,
-            self.recorder,
+            world,
+            recorder,
             self.guilds.guild_create,
             heartbeat_interval_ms=heartbeat_interval_ms,
         )
         self.rest = RestApi(
-            self,
-            self.recorder,
+            world,
+            recorder,
             self._faults,
             [
                 *self.application.routes(),
@@ -397,31 +400,6 @@ class FakeDiscord(World):
         """The original response message of an interaction, if any."""
         return self.interactions_api.original(interaction)
 
-    def calls_to(self, method: str, path_regex: str) -> list[Call]:
-        """Recorded calls whose method and path match."""
-        return self.recorder.calls_to(method, path_regex)
-
-    def received(self, op: int) -> list[GatewayFrame]:
-        """Frames the bot sent with this opcode."""
-        return self.recorder.received(op)
-
-    async def wait_until(
-        self, check: Callable[[], Any], within: float = 10.0, what: str = ""
-    ) -> Any:
-        """Wait (bounded) until ``check()`` returns something truthy, and return it."""
-        return await self.recorder.wait_until(check, within, what)
-
-    async def wait_for_call(
-        self,
-        predicate: Callable[[Call], bool],
-        *,
-        after: int = 0,
-        within: float = 10.0,
-        what: str = "a matching call",
-    ) -> Call:
-        """The first recorded call at index >= ``after`` matching ``predicate`` (answered)."""
-        return await self.recorder.wait_for_call(predicate, after=after, within=within, what=what)
-
     async def wait_for_message(
         self,
         predicate: Callable[[StoredMessage], bool] = lambda m: True,
@@ -431,18 +409,15 @@ class FakeDiscord(World):
     ) -> StoredMessage:
         """A message not in ``after`` (ids seen before) that matches ``predicate``."""
         seen = after or set()
-
-        def check() -> StoredMessage | None:
-            for msg in self.messages.values():
-                if msg.id not in seen and not msg.loading and predicate(msg):
-                    return msg
-            return None
-
-        return await self.wait_until(check, within, "a matching message")
-
-    async def wait_identified(self, *, after: int = 0, within: float = 15.0) -> GatewayFrame:
-        """The first IDENTIFY at frame index >= ``after`` once READY and GUILD_CREATE are sent."""
-        return await self.recorder.wait_identified(after=after, within=within)
+        return await self.wait_for_first(
+            lambda: (
+                m
+                for m in self.messages.values()
+                if m.id not in seen and not m.loading and predicate(m)
+            ),
+            within,
+            "a matching message",
+        )
 
     # ------------------------------------------------------------------ JSON views
 
