@@ -227,12 +227,13 @@ def test_the_table_names_modules_that_exist(project_graph: dict[str, list[Edge]]
 
 
 def test_the_scan_sees_the_project_imports(project_graph: dict[str, list[Edge]]) -> None:
-    # Known edges of today's code, one per form: a function-level import, a package import and
-    # a cog's import of a presentation module. If these vanish, the scan reads nothing.
-    targets = {name: {e.target for e in edges} for name, edges in project_graph.items()}
-    assert "bot.client" in targets["bot.cli.run"]
-    assert "bot.store" in targets["bot.cli.jobs"]
-    assert "cogs._ui" in targets["cogs.remix"]
+    # One edge of each form the project uses: a function-level import (the CLI starts discord.py
+    # only when asked), a package import, a cog's import of a presentation module. If these
+    # vanish, the scan reads nothing and every rule passes for nothing.
+    edges = {(name, e.target) for name, targets in project_graph.items() for e in targets}
+    assert ("bot.cli.run", "bot.client") in edges
+    assert any(target == "bot.store" for _, target in edges)
+    assert any(name.startswith("cogs.") and target.startswith("cogs._") for name, target in edges)
 
 
 # ---------------------------------------------------------------------------------- the checker
