@@ -37,7 +37,7 @@ DISCORD_SIDE = (
     "bot.cli.sync",  # `remixbot sync` logs in to sync the commands
     "bot.cli.invite",  # `remixbot invite` logs in to read the application id
 )
-LEAVES = ("bot.settings", "bot.secrets", "bot.log", "bot.errors")
+LEAVES = ("bot.settings", "bot.settings_files", "bot.secrets", "bot.log", "bot.errors")
 
 
 @dataclass(frozen=True)
