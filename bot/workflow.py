@@ -317,13 +317,8 @@ class RemixService:
         if job.replayed:  # a replayed interaction: the first handler owns the job
             hold.release()
             return None
-        task = JobTask(
-            request,
-            prepared.image,
-            [r.image for r in refs],
-            role_ids=who.role_ids,
-            changes=tuple(prepared.changes),
-        )
+        # The input waits on disk, not in memory: a thousand queued jobs cost a thousand rows.
+        task = JobTask(request, None, role_ids=who.role_ids, changes=tuple(prepared.changes))
         try:
             return self._queue(job, task, presenter, hold=hold)
         except RemixbotError as exc:
@@ -343,8 +338,16 @@ class RemixService:
 
         async def run(admission: Admission) -> Posted | None:
             try:
+                try:
+                    prepared, refs = await self._stored_images(job)
+                except InvalidRequest as exc:  # the stored input is gone (forgotten, swept)
+                    await self.lifecycle.not_started(job.id, presenter, exc)
+                    return None
+                ready = dataclasses.replace(
+                    task, image=prepared.image, refs=[r.image for r in refs]
+                )
                 return await self.lifecycle.run(
-                    job, task, presenter, stage=admission.set_stage, slot=admission
+                    job, ready, presenter, stage=admission.set_stage, slot=admission
                 )
             finally:
                 self._presenters.pop(job.id, None)
@@ -411,11 +414,10 @@ class RemixService:
         try:
             request = RemixRequest.from_dict(job.request)
             self.check_request(request)
-            prepared, refs = await self._stored_images(job)
         except InvalidRequest as exc:
             await self.lifecycle.not_started(job.id, presenter, exc)
             return
-        task = JobTask(request, prepared.image, [r.image for r in refs], await roles_for(job))
+        task = JobTask(request, None, role_ids=await roles_for(job))
         log.info("job %s: queued again after a restart", job.id)
         self._queue(job, task, presenter, recovered=True)
 

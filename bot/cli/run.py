@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from bot.cli._common import cli_settings
 from bot.extensions import DEFAULT_EXTENSIONS
+from bot.looplag import LoopLag, measuring
 from bot.settings import Settings
 
 if TYPE_CHECKING:
@@ -75,10 +76,11 @@ async def serve(
             loop.add_signal_handler(sig, stop.set)
             installed.append(sig)
     apply_discord_endpoints(settings)
+    lag = LoopLag()
     try:
         # open_services closes in reverse: scheduler drained (queued jobs refunded), sessions,
         # image pool, then the store, after the gateway is closed by _serve_until_stopped.
-        async with open_services(settings) as services:
+        async with measuring(lag), open_services(settings) as services:
             bot = RemixBot(
                 settings, services=services, extensions=extensions, **dict(bot_options or {})
             )
@@ -87,7 +89,7 @@ async def serve(
     finally:
         for sig in installed:
             loop.remove_signal_handler(sig)
-    log.info("stopped cleanly")
+    log.info("stopped cleanly (the event loop's longest stall: %.0f ms)", lag.longest * 1000)
     return 0
 
 
