@@ -27,7 +27,7 @@ from PIL import Image
 
 from bot.media import sniff_format
 from bot.remix import enums
-from tests.fakeremix.images import PNG_MAGIC, make_image
+from tests.fakeremix.images import PNG_MAGIC, make_image, photo_like
 
 API_KEY = "fake-key-5f3a9c01d2"
 HEX_COLOR = re.compile(r"^#(?:[0-9a-fA-F]{3}){1,2}$")
@@ -173,6 +173,10 @@ class FakeRemix:
         self.peak_inflight = 0
         self.slow_delay = 0.3
         self.big_size = 2 * 1024 * 1024
+        # Results as a real backend makes them (e.g. [1152, 864] with result_format "PNG"):
+        # photo-like pixels, so their size and decoding cost are realistic. None: tiny images.
+        self.result_size: list[int] | None = None
+        self.result_format: str | None = None
         self.tasks: dict[str, dict[str, Any]] = {}
         self._images: dict[str, tuple[bytes, str]] = {}
         self._secret = os.urandom(16)
@@ -358,9 +362,13 @@ class FakeRemix:
     def _result_url(self, seed: int, index: int) -> str:
         """A URL for a new result image, shaped by image_mode."""
         base = self.image_base or self.base_url
-        fmt = "PNG" if index % 2 == 0 else "JPEG"
+        fmt = self.result_format or ("PNG" if index % 2 == 0 else "JPEG")
         name = f"{uuid.uuid4().hex}.{'png' if fmt == 'PNG' else 'jpg'}"
-        data = make_image(fmt, seed=seed)
+        data = (
+            photo_like(fmt, tuple(self.result_size), seed % 8)
+            if self.result_size
+            else make_image(fmt, seed=seed)
+        )
         if index in self.damaged:
             data = data[: len(data) // 2]  # the magic bytes stay: only decoding finds it
         self._images[name] = (data, fmt)
