@@ -337,11 +337,17 @@ class Settings:
     user_queue_cap: int = setting(
         "REMIXBOT_USER_QUEUE_CAP", 3, _int(1, 100), "Jobs one user may have queued."
     )
+    max_wait: float = setting(
+        "REMIXBOT_MAX_WAIT",
+        600.0,
+        _float(1.0, 86_400.0),
+        "A remix is accepted while its estimated start is within this many seconds.",
+    )
     queue_max: int = setting(
         "REMIXBOT_QUEUE_MAX",
-        50,
+        2000,
         _int(1, 100_000),
-        "Jobs queued in all; past it members are told to retry.",
+        "Jobs queued in all, a memory bound far above what REMIXBOT_MAX_WAIT admits.",
     )
     log_level: str = setting(
         "REMIXBOT_LOG_LEVEL",

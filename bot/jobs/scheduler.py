@@ -154,6 +154,7 @@ class Scheduler:
         """
         longest = max(settings.backend_timeout, settings.task_max_wait, 600.0)
         kwargs.setdefault("run_timeout", longest + 300.0)
+        kwargs.setdefault("max_wait", settings.max_wait)
         return cls(settings.inflight_images, settings.user_queue_cap, settings.queue_max, **kwargs)
 
     # Introspection ---------------------------------------------------------------------------
