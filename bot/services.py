@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import shutil
 import time
@@ -80,6 +81,22 @@ async def _sweep_forever(
         await asyncio.sleep(every)
 
 
+async def _refuse_requeue(store: Store, report: ReconcileReport) -> ReconcileReport:
+    """Fail and refund the queued jobs reconcile handed back to run again, as before requeueing.
+
+    TODO(lifecycle): the job lifecycle runs `report.requeue` instead; then this goes.
+    """
+    for job in report.requeue:
+        await store.fail(
+            job.id,
+            "The bot restarted before this job started; nothing was charged.",
+            "failed",
+            billed=0,
+        )
+    ids = tuple(job.id for job in report.requeue)
+    return dataclasses.replace(report, failed=report.failed + ids, requeue=())
+
+
 @contextlib.asynccontextmanager
 async def open_services(settings: Settings) -> AsyncIterator[Services]:
     """Open every service, reconcile jobs left by a previous run, and close them all on exit."""
@@ -87,7 +104,21 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
     async with contextlib.AsyncExitStack() as stack:
         store = await Store.from_settings(settings)
         stack.push_async_callback(store.close)
-        report = await store.reconcile()
+        pool = ImagePool()
+        stack.push_async_callback(pool.aclose)
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=15)
+        api_session = await stack.enter_async_context(
+            aiohttp.ClientSession(timeout=timeout, trust_env=False)
+        )
+        download_session = await stack.enter_async_context(
+            make_download_session(DownloadPolicy.from_settings(settings))
+        )
+        backend = make_backend(settings, api_session)
+        # After the backend: whether a job can be resumed is the backend's to say.
+        report = await store.reconcile(
+            resumable={backend.name} if backend.resumable else (), claim_discord_jobs=True
+        )
+        report = await _refuse_requeue(store, report)  # TODO(lifecycle): run them instead
         if report.failed or report.unknown:
             log.warning(
                 "reconciled jobs left open by the last run: %d refunded, %d outcome unknown",
@@ -101,16 +132,6 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                 len(report.elsewhere),
                 settings.db_path,
             )
-        pool = ImagePool()
-        stack.push_async_callback(pool.aclose)
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=15)
-        api_session = await stack.enter_async_context(
-            aiohttp.ClientSession(timeout=timeout, trust_env=False)
-        )
-        download_session = await stack.enter_async_context(
-            make_download_session(DownloadPolicy.from_settings(settings))
-        )
-        backend = make_backend(settings, api_session)
         scheduler = Scheduler.from_settings(settings)
         remix = RemixService(
             settings,

@@ -50,6 +50,9 @@ class Backend(Protocol):
     """A remix backend: refuses what it cannot express, then runs one paid call."""
 
     name: str
+    # True when a job saved with its task id (`on_submitted`) can be finished after a restart
+    # (`resume(task_id)`); the store's reconcile asks the caller for these backends' names.
+    resumable: bool = False
 
     def check(self, request: RemixRequest, refs_count: int) -> None:
         """Raise InvalidRequest for options this backend cannot express (before any spend)."""

@@ -190,6 +190,7 @@ class HttpBackend:
     """Base of the HTTP backends: holds settings and the API session, sends the paid POST."""
 
     name = "http"
+    resumable = False  # a synchronous call: nothing to poll after a restart
 
     def __init__(
         self,

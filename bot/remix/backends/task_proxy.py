@@ -39,6 +39,7 @@ class TaskProxyBackend(HttpBackend):
     """A reseller that queues Ideogram 3.0 Remix as a task (Kling-style envelope) and is polled."""
 
     name = "task-proxy"
+    resumable = True  # the task id saved on the job is polled again after a restart
     poll_first = POLL_FIRST
     poll_cap = POLL_CAP
 
