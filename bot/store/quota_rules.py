@@ -89,7 +89,7 @@ class QuotaRules:
     def __init__(self, db: Db, defaults: QuotaDefaults) -> None:
         self.db = db
         self.defaults = defaults
-        self._hours_cache: tuple[datetime | None, dict[str, str]] = (None, {})
+        self._params_cache: tuple[datetime | None, dict[str, Any]] = (None, {})
 
     # --- the rule in SQL ----------------------------------------------------------------------
 
@@ -105,29 +105,29 @@ class QuotaRules:
         None when nothing was inserted: a replayed interaction id, a block or the quota
         (`refusal` tells which of the last two).
         """
-        params = {
-            **job,
-            "default_limit": self.defaults.limit,
-            "default_period": self.defaults.period,
-            **self._hours(now),
-            **{f"role{i}": int(r) for i, r in enumerate(role_ids)},
-        }
+        params = {**job, **self._rule_params(now)}
+        for i, role in enumerate(role_ids):
+            params[f"role{i}"] = int(role)
         row = c.execute(reserve_sql(len(role_ids)), params).fetchone()
         return None if row is None else row[0]
 
-    def _hours(self, now: datetime) -> dict[str, str]:
-        """First and end hour ('YYYY-MM-DDTHH') of each period containing `now`, by name.
+    def _rule_params(self, now: datetime) -> dict[str, Any]:
+        """The configured default, and the first and end hour ('YYYY-MM-DDTHH') of each period
+        containing `now`, by parameter name.
 
         Cached per hour: periods start on the hour, so the answer only changes when the hour does.
         """
         hour = now.replace(minute=0, second=0, microsecond=0)
-        if self._hours_cache[0] != hour:
-            hours: dict[str, str] = {}
+        if self._params_cache[0] != hour:
+            params: dict[str, Any] = {
+                "default_limit": self.defaults.limit,
+                "default_period": self.defaults.period,
+            }
             for p in PERIODS:
                 start, end = period_bounds(p, self.defaults.reset_hour, now)
-                hours[f"{p}_start"], hours[f"{p}_end"] = iso(start)[:13], iso(end)[:13]
-            self._hours_cache = (hour, hours)
-        return self._hours_cache[1]
+                params[f"{p}_start"], params[f"{p}_end"] = iso(start)[:13], iso(end)[:13]
+            self._params_cache = (hour, params)
+        return self._params_cache[1]
 
     # --- the rule in Python ---------------------------------------------------------------------
 

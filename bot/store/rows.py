@@ -7,9 +7,11 @@ a dict a JSON object, a datetime ISO text. Reads build the Job by column name, n
 
 from __future__ import annotations
 
+import functools
 import json
+import sqlite3
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import fields
 from datetime import datetime
 from types import UnionType
@@ -55,6 +57,22 @@ JOB_COLUMNS = ", ".join(JOB_FIELDS)
 OPEN_SQL = "(" + ", ".join(f"'{s}'" for s in OPEN_STATES) + ")"
 
 
-def job_from_row(row: Mapping[str, Any]) -> Job:
-    """A Job from a row (or a mapping of column values as stored), read by column name."""
-    return Job(**{name: row[name] if read is None else read(row[name]) for name, read in _READERS})
+_BY_NAME = tuple(_READERS)  # a mapping is read by the column names themselves
+
+
+@functools.cache
+def _by_position(columns: tuple[str, ...]) -> tuple[tuple[int, Callable[[Any], Any] | None], ...]:
+    """Where each Job field is in a row with these column names (resolved once per shape)."""
+    index = {name: i for i, name in enumerate(columns)}
+    return tuple((index[name], read) for name, read in _READERS)
+
+
+def job_from_row(row: sqlite3.Row | Mapping[str, Any]) -> Job:
+    """A Job from a row (or a mapping of column values as stored), read by column name.
+
+    A row's names are resolved to positions once per column layout: a lookup by name on each
+    read would cost every job read a scan of the row's names.
+    """
+    plan: Sequence[tuple[int | str, Callable[[Any], Any] | None]]
+    plan = _by_position(tuple(row.keys())) if isinstance(row, sqlite3.Row) else _BY_NAME
+    return Job(*[row[k] if read is None else read(row[k]) for k, read in plan])
