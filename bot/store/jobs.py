@@ -92,6 +92,7 @@ class Jobs:
             raise InvalidRequest("A job needs the id of the user who asked.")
         now = utc(now)
         columns: dict[str, Any] = {
+            **_NEW_JOB_COLUMNS,
             "interaction_id": interaction_id,
             "guild_id": guild_id,
             "scope": scope_of(guild_id),
@@ -116,7 +117,8 @@ class Jobs:
                 ids = {"interaction_id": interaction_id, "guild_id": guild_id, "user_id": user_id}
                 return self._not_reserved(dataclasses.replace(new, **ids), now)
         # The row is exactly what was inserted: build it here instead of reading it back.
-        return job_from_row({**columns, **_NEW_JOB_COLUMNS, "id": job_id})
+        columns["id"] = job_id
+        return job_from_row(columns)
 
     def _not_reserved(self, new: NewJob, now: datetime) -> Job:
         """Why the reserving insert wrote nothing: the replayed job, or the refusal to raise."""

@@ -9,6 +9,8 @@ policies that the two agree. Grants and resets are ledger rows that move a user'
 from __future__ import annotations
 
 import functools
+import operator
+import re
 import sqlite3
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -25,6 +27,42 @@ def scope_of(guild_id: int | None) -> int:
     return 0 if guild_id is None else int(guild_id)
 
 
+# The columns the reserving insert writes (values by name, from `Jobs.submit_job`), then the
+# rule's own parameters: the configured default and the first and end hour of each period. The
+# statement names them; they are bound by position in this order (cheaper than by name).
+INSERT_COLUMNS = (
+    "interaction_id",
+    "guild_id",
+    "scope",
+    "channel_id",
+    "user_id",
+    "kind",
+    "parent_job_id",
+    "request",
+    "input_key",
+    "style_ref_keys",
+    "created_at",
+    "backend",
+    "images_requested",
+    "images_reserved",
+    "request_message_id",
+    "owner",
+)
+RULE_PARAMS = (
+    "default_limit",
+    "default_period",
+    *(f"{p}_{edge}" for p in PERIODS for edge in ("start", "end")),
+)
+_insert_values = operator.itemgetter(*INSERT_COLUMNS)
+
+
+def _numbered(sql: str, n_roles: int) -> str:
+    """`sql` with each `:name` turned into `?N`: INSERT_COLUMNS, RULE_PARAMS, then the roles."""
+    order = (*INSERT_COLUMNS, *RULE_PARAMS, *(f"role{i}" for i in range(n_roles)))
+    number = {name: f"?{i}" for i, name in enumerate(order, 1)}
+    return re.sub(r":([a-z_][a-z0-9_]*)", lambda m: number[m.group(1)], sql)
+
+
 def _period_case(edge: str) -> str:
     """SQL choosing the `edge` ('start' or 'end') hour of the stored period, one WHEN a period."""
     whens = " ".join(f"WHEN '{p}' THEN :{p}_{edge}" for p in PERIODS)
@@ -35,13 +73,11 @@ def _period_case(edge: str) -> str:
 def reserve_sql(n_roles: int) -> str:
     """INSERT the job only if the user may reserve its images now; no row back otherwise.
 
-    Named parameters: the job's columns (see `Jobs.submit_job`), `default_limit` and
-    `default_period` (configured), `<period>_start`/`<period>_end` (first and end hour of each
-    period) and `role0…` (the member's roles). The rules are the ones `status` spells out (and
-    explains a refusal with): blocked users never; an exempt role always; otherwise the period's
-    grants, minus what is reserved and not refunded or reset, plus the highest of the default,
-    the guild override and the role tiers must cover the images. A replayed interaction id
-    inserts nothing.
+    Parameters (see `_numbered`): the job's INSERT_COLUMNS, the RULE_PARAMS and `role0…` (the
+    member's roles). The rules are the ones `status` spells out (and explains a refusal with):
+    blocked users never; an exempt role always; otherwise the period's grants, minus what is
+    reserved and not refunded or reset, plus the highest of the default, the guild override and
+    the role tiers must cover the images. A replayed interaction id inserts nothing.
     """
     roles = ", ".join(f":role{i}" for i in range(n_roles))
     exempt = "0"
@@ -55,7 +91,7 @@ def reserve_sql(n_roles: int) -> str:
             "(SELECT max(limit_images) FROM policy_roles"
             f" WHERE guild_id = :guild_id AND role_id IN ({roles}))"
         )
-    return f"""
+    sql = f"""
         WITH d AS (
             SELECT coalesce((SELECT limit_images FROM policy_defaults WHERE id = 1),
                             :default_limit) AS lim,
@@ -64,12 +100,8 @@ def reserve_sql(n_roles: int) -> str:
         ), h AS (
             SELECT {_period_case("start")} AS h0, {_period_case("end")} AS h1, lim FROM d
         )
-        INSERT INTO jobs (interaction_id, guild_id, scope, channel_id, user_id, kind,
-            parent_job_id, request, input_key, style_ref_keys, state, created_at, backend,
-            images_requested, images_reserved, request_message_id, owner)
-        SELECT :interaction_id, :guild_id, :scope, :channel_id, :user_id, :kind,
-            :parent_job_id, :request, :input_key, :style_ref_keys, 'queued', :created_at,
-            :backend, :images_requested, :images_requested, :request_message_id, :owner
+        INSERT INTO jobs (state, {", ".join(INSERT_COLUMNS)})
+        SELECT 'queued', {", ".join(f":{c}" for c in INSERT_COLUMNS)}
         FROM h
         WHERE NOT EXISTS (SELECT 1 FROM policy_blocked WHERE user_id = :user_id)
           AND ({exempt} OR :images_requested <= max(
@@ -81,6 +113,7 @@ def reserve_sql(n_roles: int) -> str:
         ON CONFLICT (interaction_id) DO NOTHING
         RETURNING id
     """
+    return _numbered(sql, n_roles)
 
 
 class QuotaRules:
@@ -89,7 +122,7 @@ class QuotaRules:
     def __init__(self, db: Db, defaults: QuotaDefaults) -> None:
         self.db = db
         self.defaults = defaults
-        self._params_cache: tuple[datetime | None, dict[str, Any]] = (None, {})
+        self._rule_cache: tuple[datetime | None, tuple[Any, ...]] = (None, ())
 
     # --- the rule in SQL ----------------------------------------------------------------------
 
@@ -100,34 +133,32 @@ class QuotaRules:
         role_ids: Sequence[int],
         now: datetime,
     ) -> int | None:
-        """Insert `job` (its columns by name) if the user may reserve its images now: its id.
+        """Insert `job` (its INSERT_COLUMNS by name) if the user may reserve its images now: its id.
 
         None when nothing was inserted: a replayed interaction id, a block or the quota
         (`refusal` tells which of the last two).
         """
-        params = {**job, **self._rule_params(now)}
-        for i, role in enumerate(role_ids):
-            params[f"role{i}"] = int(role)
-        row = c.execute(reserve_sql(len(role_ids)), params).fetchone()
+        args = (*_insert_values(job), *self._rule_values(now), *map(int, role_ids))
+        row = c.execute(reserve_sql(len(role_ids)), args).fetchone()
         return None if row is None else row[0]
 
-    def _rule_params(self, now: datetime) -> dict[str, Any]:
-        """The configured default, and the first and end hour ('YYYY-MM-DDTHH') of each period
-        containing `now`, by parameter name.
+    def _rule_values(self, now: datetime) -> tuple[Any, ...]:
+        """The RULE_PARAMS for `now`: the configured default, and the first and end hour
+        ('YYYY-MM-DDTHH') of each period containing `now`.
 
         Cached per hour: periods start on the hour, so the answer only changes when the hour does.
         """
         hour = now.replace(minute=0, second=0, microsecond=0)
-        if self._params_cache[0] != hour:
-            params: dict[str, Any] = {
+        if self._rule_cache[0] != hour:
+            values: dict[str, Any] = {
                 "default_limit": self.defaults.limit,
                 "default_period": self.defaults.period,
             }
             for p in PERIODS:
                 start, end = period_bounds(p, self.defaults.reset_hour, now)
-                params[f"{p}_start"], params[f"{p}_end"] = iso(start)[:13], iso(end)[:13]
-            self._params_cache = (hour, params)
-        return self._params_cache[1]
+                values[f"{p}_start"], values[f"{p}_end"] = iso(start)[:13], iso(end)[:13]
+            self._rule_cache = (hour, tuple(values[name] for name in RULE_PARAMS))
+        return self._rule_cache[1]
 
     # --- the rule in Python ---------------------------------------------------------------------
 
