@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from bot.errors import InvalidRequest
 from bot.store import PostedRecord, QuotaDefaults, ReconcileReport, Store, StoreBusy
 from bot.store.models import Job
 from tests.store_helpers import new_job, terminal_job
@@ -275,3 +276,13 @@ async def test_opening_the_store_closes_terminal_orphans_only(tmp_path: Path) ->
         assert s.reconciled_at_open == ReconcileReport()
         await s.fail(disc.id, "test over", billed=0)
         assert await s.check_books() == []
+
+
+def test_a_posted_record_refuses_bad_numbers_in_one_sentence() -> None:
+    with pytest.raises(
+        InvalidRequest, match=r"^Posted images must be a whole number of at least 0"
+    ):
+        PostedRecord(1, (), None, images=-1)
+    with pytest.raises(InvalidRequest, match=r"^A message id must be a whole number of at least 1"):
+        PostedRecord(1, ("abc",), None, images=1)
+    assert PostedRecord(1, [5, 6], 55, images=2).message_ids == (5, 6)  # stored as a tuple

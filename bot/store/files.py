@@ -1,4 +1,4 @@
-"""Atomic file writes for the store's files (stored inputs, the posted journal)."""
+"""File writes and deletes for the store's files (stored inputs, the posted journal)."""
 
 from __future__ import annotations
 
@@ -21,3 +21,12 @@ def write_atomic(path: Path, data: bytes) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def remove(path: Path) -> bool:
+    """Delete `path`; True when there was a file to delete."""
+    try:
+        path.unlink()
+        return True
+    except FileNotFoundError:
+        return False

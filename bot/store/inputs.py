@@ -9,7 +9,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from bot.store.files import write_atomic
+from bot.store.files import remove, write_atomic
 
 _KEY = re.compile(r"^[0-9a-f]{64}$")
 
@@ -55,11 +55,7 @@ class InputStore:
 
     def delete_sync(self, key: str) -> bool:
         """Delete the file for `key`; True when something was deleted."""
-        try:
-            self.path(key).unlink()
-            return True
-        except FileNotFoundError:
-            return False
+        return remove(self.path(key))
 
     def keys_sync(self) -> Iterator[tuple[str, float]]:
         """Every stored key with its modification time."""

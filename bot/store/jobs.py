@@ -72,7 +72,8 @@ class Jobs:
         """Create the job (queued) and reserve its images in one statement, or refuse."""
         check_count(new.images, "The number of images", 1)
         if new.kind not in JOB_KINDS:
-            raise InvalidRequest(f"A job's kind must be remix or reroll, not {new.kind!r}.")
+            kinds = " or ".join(JOB_KINDS)
+            raise InvalidRequest(f"A job's kind must be {kinds}, not {new.kind!r}.")
         if new.input_key:
             check_key(new.input_key)
         for key in new.style_ref_keys:

@@ -17,7 +17,7 @@ import os
 import re
 from pathlib import Path
 
-from bot.store.files import write_atomic
+from bot.store.files import remove, write_atomic
 from bot.store.models import PostedRecord
 
 log = logging.getLogger(__name__)
@@ -63,11 +63,7 @@ class PostedJournal:
 
     def delete_sync(self, job_id: int) -> bool:
         """Delete the job's record; True when there was one."""
-        try:
-            self.path(job_id).unlink()
-            return True
-        except FileNotFoundError:
-            return False
+        return remove(self.path(job_id))
 
     async def write(self, record: PostedRecord) -> None:
         """Write the record off the event loop."""

@@ -21,6 +21,7 @@ jobs already final are deleted; those of live owners' jobs are left for their ow
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Collection
 from dataclasses import dataclass, field
@@ -108,9 +109,11 @@ class Reconciler:
                     unknown.append(job.id)
                     if discord:
                         closed_unknown.append(closed)
-        # After the commit: the books now hold what these files said.
+        # After the commit: the books now hold what these files said (a file that cannot be
+        # deleted now is found stale, and deleted, by a later reconcile).
         for job_id in (*delivered, *found.stale):
-            self.journal.delete_sync(job_id)
+            with contextlib.suppress(OSError):
+                self.journal.delete_sync(job_id)
         sweep_stale(self.owners, keep=self.owner)
         return ReconcileReport(
             failed=tuple(failed),

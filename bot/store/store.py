@@ -299,7 +299,10 @@ class Store:
         """Record the posted messages and settle delivered (charging `record.images`) in ONE
         transaction, then delete the job's journal file. A final job is returned unchanged."""
         job = await self._run(self._parts.jobs.settle_posted, record, now, group=True)
-        await self.journal.delete(record.job_id)  # after the commit: the books hold it now
+        try:
+            await self.journal.delete(record.job_id)  # after the commit: the books hold it now
+        except OSError:  # the job is settled all the same; the next reconcile deletes the file
+            log.warning("job %s: could not delete its posted journal file", job.id, exc_info=True)
         return job
 
     async def get_job(self, job_id: int) -> Job:
