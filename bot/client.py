@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import discord
@@ -21,6 +21,9 @@ from bot.discord_sync import SyncState, shape_hash
 from bot.errors import RemixbotError, SettingsError
 from bot.extensions import DEFAULT_EXTENSIONS
 from bot.settings import Settings
+
+if TYPE_CHECKING:
+    from bot.services import Services
 
 log = logging.getLogger("remixbot.client")
 
@@ -97,39 +100,27 @@ def reset_discord_endpoints() -> None:
     discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = _ORIGINAL_GATEWAY
 
 
-def error_sentence(error: BaseException) -> str:
-    """The one sentence a member sees for an app-command error."""
+def plain_sentence(error: BaseException) -> str:
+    """Until a cog installs Discord's renderer (cogs/_render.py): a domain error's own sentence."""
     if isinstance(error, app_commands.CommandInvokeError | commands.CommandInvokeError):
         error = error.original
-    if isinstance(error, RemixbotError):
-        return str(error)
-    if isinstance(error, app_commands.CommandOnCooldown):
-        return f"You're going a bit fast; try again in {error.retry_after:.0f} seconds."
-    if isinstance(error, app_commands.BotMissingPermissions):
-        missing = ", ".join(p.replace("_", " ") for p in error.missing_permissions)
-        return f"I'm missing permissions in this channel: {missing}; ask an admin to grant them."
-    if isinstance(error, app_commands.MissingPermissions | app_commands.MissingRole):
-        return "You don't have permission to use this command here."
-    if isinstance(error, app_commands.NoPrivateMessage):
-        return "This command works only in a server."
-    if isinstance(error, app_commands.CheckFailure):
-        return "You can't use this command here."
-    if isinstance(error, app_commands.CommandSignatureMismatch | app_commands.CommandNotFound):
-        return "This command changed since your app loaded it; reload Discord and try again."
-    return GENERIC_FAILURE
+    return str(error) if isinstance(error, RemixbotError) else GENERIC_FAILURE
 
 
 class RemixTree(app_commands.CommandTree):
     """The command tree with the bot's one app-command error hook."""
 
+    # The Discord renderer of errors; the cogs install theirs when they load.
+    error_sentence: Callable[[BaseException], str] = staticmethod(plain_sentence)
+
     async def on_error(
         self, interaction: discord.Interaction, error: app_commands.AppCommandError, /
     ) -> None:
         """Answer with one ephemeral sentence; log what the member does not see."""
-        sentence = error_sentence(error)
+        sentence = self.error_sentence(error)
         original = getattr(error, "original", error)
         command = interaction.command.qualified_name if interaction.command else "?"
-        if sentence == GENERIC_FAILURE:
+        if not isinstance(original, RemixbotError | app_commands.CheckFailure):
             log.error(
                 "command /%s failed: %s",
                 command,
@@ -154,7 +145,7 @@ class RemixBot(commands.Bot):
         self,
         settings: Settings,
         *,
-        services: object | None = None,
+        services: Services | None = None,
         extensions: Sequence[str] = DEFAULT_EXTENSIONS,
         auto_sync: bool = True,
         **options: Any,
@@ -176,6 +167,7 @@ class RemixBot(commands.Bot):
         )
         self.settings = settings
         self.services = services
+        self.remix_cog: commands.Cog | None = None  # set by cogs.remix when it loads
         self.extensions_to_load = tuple(extensions)
         self.auto_sync = auto_sync
         self.sync_state = SyncState(settings.data_dir / "command-sync.json")

@@ -50,11 +50,17 @@ class RemixAuthError(RemixError):
 
 
 class RemixRateLimited(RemixError):
-    """429: the backend did not run the request; try again after ``retry_after`` seconds."""
+    """429: the backend did not run the request; try again after ``retry_after`` seconds.
 
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
+    ``limit`` is the in-flight limit the backend stated (Ideogram's ``max_inflight_requests``).
+    """
+
+    def __init__(
+        self, message: str, retry_after: float | None = None, limit: int | None = None
+    ) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.limit = limit
 
 
 class RemixUnavailable(RemixError):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import shutil
 import time
@@ -81,22 +80,6 @@ async def _sweep_forever(
         await asyncio.sleep(every)
 
 
-async def _refuse_requeue(store: Store, report: ReconcileReport) -> ReconcileReport:
-    """Fail and refund the queued jobs reconcile handed back to run again, as before requeueing.
-
-    TODO(lifecycle): the job lifecycle runs `report.requeue` instead; then this goes.
-    """
-    for job in report.requeue:
-        await store.fail(
-            job.id,
-            "The bot restarted before this job started; nothing was charged.",
-            "failed",
-            billed=0,
-        )
-    ids = tuple(job.id for job in report.requeue)
-    return dataclasses.replace(report, failed=report.failed + ids, requeue=())
-
-
 @contextlib.asynccontextmanager
 async def open_services(settings: Settings) -> AsyncIterator[Services]:
     """Open every service, reconcile jobs left by a previous run, and close them all on exit."""
@@ -114,11 +97,25 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             make_download_session(DownloadPolicy.from_settings(settings))
         )
         backend = make_backend(settings, api_session)
-        # After the backend: whether a job can be resumed is the backend's to say.
-        report = await store.reconcile(
-            resumable={backend.name} if backend.resumable else (), claim_discord_jobs=True
+        scheduler = Scheduler.from_settings(settings)
+        remix = RemixService(
+            settings,
+            store=store,
+            pool=pool,
+            backend=backend,
+            download_session=download_session,
+            scheduler=scheduler,
         )
-        report = await _refuse_requeue(store, report)  # TODO(lifecycle): run them instead
+        # What the last process left open: the bot carries on with it once Discord is ready.
+        report = await remix.reconcile()
+        if report.requeue or report.resumable or report.closed_unknown:
+            log.warning(
+                "picking up jobs left open by the last run: %d queued again, %d resumed, "
+                "%d lost at the backend (refunded, members told)",
+                len(report.requeue),
+                len(report.resumable),
+                len(report.closed_unknown),
+            )
         if report.failed or report.unknown:
             log.warning(
                 "reconciled jobs left open by the last run: %d refunded, %d outcome unknown",
@@ -132,15 +129,6 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                 len(report.elsewhere),
                 settings.db_path,
             )
-        scheduler = Scheduler.from_settings(settings)
-        remix = RemixService(
-            settings,
-            store=store,
-            pool=pool,
-            backend=backend,
-            download_session=download_session,
-            scheduler=scheduler,
-        )
         services = Services(settings, store, pool, backend, scheduler, remix, report)
         services.sweeper = asyncio.create_task(
             _sweep_forever(store, settings), name="retention-sweep"

@@ -14,7 +14,8 @@ from urllib.parse import urlsplit
 from bot.errors import SettingsError
 from bot.secrets import Secret
 
-BACKENDS = ("ideogram", "ideogram-legacy", "runware", "task-proxy")
+BACKENDS = ("ideogram", "ideogram-legacy", "ideogram-edit", "runware", "task-proxy")
+TASK_FORMATS = ("legacy", "v3")
 AUTH_SCHEMES = ("api-key", "bearer")
 PERIODS = ("daily", "weekly", "monthly")
 
@@ -31,6 +32,13 @@ BACKEND_DEFAULTS: dict[str, dict[str, str]] = {
         "path": "/remix",
         "auth": "api-key",
         "model": "V_3",
+    },
+    # A reseller's synchronous edit endpoint: flat multipart fields, legacy model names.
+    "ideogram-edit": {
+        "url": "",
+        "path": "/ideogram/edit",
+        "auth": "bearer",
+        "model": "V_2_TURBO",
     },
     "runware": {
         "url": "https://api.runware.ai",
@@ -59,6 +67,8 @@ class Settings:
     remix_path: str = ""
     model: str = ""
     task_submit_path: str = "/ideogram/v1/ideogram-v3/remix"
+    # legacy or v3; empty lets the submit path decide (see bot/remix/backends/task_proxy.py).
+    task_format: str = ""
     # The only task query path the reference documents (the Kling-style envelope proxies reuse).
     task_query_path: str = "/kling/v1/images/generations/{task_id}"
     task_max_wait: float = 600.0
@@ -197,7 +207,7 @@ SPECS: dict[str, _Spec] = {
     "backend": _Spec(
         "REMIXBOT_BACKEND",
         _choice(BACKENDS),
-        "Remix backend: ideogram, ideogram-legacy, runware or task-proxy.",
+        "Remix backend: ideogram, ideogram-legacy, ideogram-edit, runware or task-proxy.",
     ),
     "backend_url": _Spec(
         "REMIXBOT_BACKEND_URL", _str, "Base URL of the backend (default per backend)."
@@ -212,9 +222,17 @@ SPECS: dict[str, _Spec] = {
         "REMIXBOT_REMIX_PATH", _path, "Overrides the endpoint path (for resellers)."
     ),
     "model": _Spec(
-        "REMIXBOT_MODEL", _str, "Model for ideogram-legacy (V_1 … V_3) and runware (AIR id)."
+        "REMIXBOT_MODEL",
+        _str,
+        "Model for ideogram-legacy and legacy task-proxy (V_1 … V_3), ideogram-edit "
+        "(V_1 … V_2_TURBO) and runware (AIR id).",
     ),
     "task_submit_path": _Spec("REMIXBOT_TASK_SUBMIT_PATH", _path, "task-proxy: submit path."),
+    "task_format": _Spec(
+        "REMIXBOT_TASK_FORMAT",
+        _choice(TASK_FORMATS),
+        "task-proxy: submit body, legacy or v3 (default: from the submit path).",
+    ),
     "task_query_path": _Spec(
         "REMIXBOT_TASK_QUERY_PATH", _path, "task-proxy: query path with {task_id}."
     ),

@@ -1,6 +1,8 @@
-"""One job's life on the bot: accept (prepare, store, reserve, queue), run, deliver, settle.
+"""The bot's job service: accept remixes, rerolls and retries into the scheduler, run them through
+the one `JobLifecycle`, and pick up what a previous process left open.
 
-Discord-free: the cog side hands in a `Presenter` that shows progress and posts results.
+Discord-free: the cog side hands in a `Presenter` per job (and a factory for jobs it did not
+start, after a restart).
 """
 
 from __future__ import annotations
@@ -9,30 +11,69 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import shutil
-from collections.abc import Awaitable, Callable, Sequence
+import time
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import aiohttp
 
-from bot.errors import InvalidRequest, RemixbotError, RemixError, RemixRateLimited
+from bot.errors import InvalidRequest, RemixbotError
 from bot.intake import ImagePool, IntakeLimits, PreparedImage
-from bot.jobs import Admission, JobTicket, Progress, Scheduler
-from bot.media import EncodedImage
+from bot.jobs import Admission, JobTicket, Scheduler
+from bot.lifecycle import Ending, Exit, JobLifecycle, JobTask, Posted, Presenter, tell
+from bot.remix.backends import BACKEND_CLASSES
 from bot.remix.backends.base import Backend
 from bot.remix.download import DownloadPolicy
-from bot.remix.enums import LEGACY_ASPECT_RATIOS
-from bot.remix.pipeline import Delivery, resume_remix, run_remix
 from bot.remix.request import RemixRequest
 from bot.settings import Settings
 from bot.store import Job, NewJob, QuotaExceeded, Store, UserBlocked
+from bot.store.models import ReconcileReport
 
 log = logging.getLogger(__name__)
 
-# Longest wait to show a member a failure (Discord may be rate limiting or going away).
-TELL_TIMEOUT = 10.0
+# A second reroll (🔁 or button) by the same member of the same result within this many seconds
+# is ignored: a double tap, a double click or a redelivered event must not buy two.
+REPEAT_WINDOW = 10.0
+# How often the bot looks for jobs of processes that died (their reservations come back).
+ORPHAN_CHECK_SECONDS = 60.0
+
+# Presenter for a job this process did not accept (picked up after a restart).
+PresenterFor = Callable[[Job], Presenter | None]
+# The member's role ids now, for a picked-up job's "images left" line (roles are not stored).
+RolesFor = Callable[[Job], Awaitable[tuple[int, ...]]]
+
+
+async def _no_roles(job: Job) -> tuple[int, ...]:
+    """Without a way to ask: the default tier only."""
+    return ()
+
+
+class InputGone(InvalidRequest):
+    """A stored job's input image (or a style reference) is no longer kept."""
+
+    def __init__(self, what: str = "input image") -> None:
+        self.what = what
+        super().__init__(f"That remix's {what} is no longer stored.")
+
+
+class NotRerunnable(InvalidRequest):
+    """A stored job's options are no longer accepted here (the cap or the backend changed)."""
+
+    def __init__(self, reason: InvalidRequest) -> None:
+        self.reason = reason
+        super().__init__(f"That remix can't run on this server any more ({reason}).")
+
+
+class NotYourJob(InvalidRequest):
+    """Only the member who asked for a job may retry it."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Only the member who asked for that remix can retry it; "
+            "press Reroll on a result to make your own."
+        )
 
 
 @dataclass(frozen=True)
@@ -47,72 +88,41 @@ class Requester:
     request_message_id: int | None = None
 
 
-@dataclass(frozen=True)
-class Posted:
-    """What a presenter managed to post: message ids, their channel, images attached."""
-
-    message_ids: tuple[int, ...]
-    channel_id: int | None
-    images: int
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What one job came to, for the presenter's result message."""
-
-    job: Job
-    request: RemixRequest
-    delivery: Delivery
-    quota_left: int | None  # None = unlimited
-    prepared_changes: tuple[str, ...] = ()
-
-
-class Presenter(Protocol):
-    """Shows one job to its requester: progress, results, or one clear failure sentence."""
-
-    async def progress(self, progress: Progress) -> None:
-        """Show queue position / stage (called at most every few seconds)."""
-
-    async def deliver(self, outcome: Outcome) -> Posted:
-        """Post the result images; return what was posted (raise only if nothing was)."""
-
-    async def fail(self, message: str) -> None:
-        """Tell the requester the job ended without images, in one or two sentences."""
-
-
 def intake_limits(settings: Settings) -> IntakeLimits:
     """Intake limits whose auto-picked ratios are ones the configured backend accepts."""
-    limits = IntakeLimits.from_settings(settings)
-    if settings.backend == "ideogram-legacy":
-        limits = dataclasses.replace(limits, ratios=LEGACY_ASPECT_RATIOS)
-    return limits
+    ratios = BACKEND_CLASSES[settings.backend].ratios_for(settings)
+    return dataclasses.replace(IntakeLimits.from_settings(settings), ratios=ratios)
 
 
-def with_chosen_ratio(
-    backend: Backend, request: RemixRequest, prepared: PreparedImage, refs: int
-) -> RemixRequest:
-    """Send the ratio intake cropped to; drop an auto-picked one this backend cannot take."""
+def with_chosen_ratio(request: RemixRequest, prepared: PreparedImage) -> RemixRequest:
+    """Send the ratio intake cropped to (one the backend accepts: see intake_limits)."""
     if request.resolution or not prepared.aspect_ratio or request.aspect_ratio:
         return request
-    chosen = dataclasses.replace(request, aspect_ratio=prepared.aspect_ratio)
-    try:
-        backend.check(chosen, refs)
-    except InvalidRequest:
-        return request
-    return chosen
+    return dataclasses.replace(request, aspect_ratio=prepared.aspect_ratio)
 
 
-def failure_message(exc: BaseException) -> str:
-    """The sentence a member sees when a job fails after it was accepted."""
-    if isinstance(exc, RemixError) and exc.may_have_run:
-        return f"{exc} You were not charged for it."
-    if isinstance(exc, RemixbotError):
-        return f"{exc} You were not charged."
-    return "Something went wrong on our side while remixing; you were not charged."
+class RepeatGuard:
+    """Remembers (message, member) pairs for a few seconds, so a repeat counts once."""
+
+    def __init__(self, window: float = REPEAT_WINDOW, clock: Callable[[], float] = time.monotonic):
+        self.window = window
+        self._clock = clock
+        self._seen: dict[tuple[int, int], float] = {}
+
+    def first(self, message_id: int, user_id: int) -> bool:
+        """True the first time within the window; False for a repeat."""
+        now = self._clock()
+        for key in [k for k, at in self._seen.items() if now - at > self.window]:
+            del self._seen[key]
+        key = (message_id, user_id)
+        if key in self._seen:
+            return False
+        self._seen[key] = now
+        return True
 
 
 class RemixService:
-    """Accepts remix and reroll jobs, runs them through the scheduler, and settles the books."""
+    """Accepts remix, reroll and retry jobs, runs them through the lifecycle, recovers the rest."""
 
     def __init__(
         self,
@@ -129,14 +139,25 @@ class RemixService:
         self.store = store
         self.pool = pool
         self.backend = backend
-        self.download_session = download_session
         self.scheduler = scheduler
         self.limits = intake_limits(settings)
-        self.policy = DownloadPolicy.from_settings(settings)
-        self.work_dir = work_dir or settings.data_dir / "work"
+        self.lifecycle = JobLifecycle(
+            store=store,
+            backend=backend,
+            download_session=download_session,
+            policy=DownloadPolicy.from_settings(settings),
+            verify=pool.check_result,
+            work_dir=work_dir or settings.data_dir / "work",
+            undelivered_dir=settings.data_dir / "undelivered",
+        )
+        self.repeats = RepeatGuard()
         self._watchers: set[asyncio.Task[None]] = set()
-        # Set by shutdown(): interrupted jobs are told "restarting", resumable ones are left open.
-        self.stopping = False
+        self._presenters: dict[int, Presenter] = {}
+
+    @property
+    def stopping(self) -> bool:
+        """True once shutdown began."""
+        return self.lifecycle.stopping
 
     # --- requests ------------------------------------------------------------------------
 
@@ -147,7 +168,7 @@ class RemixService:
         return request
 
     def check_request(self, request: RemixRequest) -> None:
-        """The server's per-job cap and the backend's own limits (InvalidRequest)."""
+        """The server's per-job cap and the backend's own limits, once per job (InvalidRequest)."""
         cap = self.settings.max_images_per_job
         if request.num_images > cap:
             raise InvalidRequest(
@@ -159,7 +180,7 @@ class RemixService:
 
     async def precheck(self, who: Requester, images: int) -> None:
         """The refusals known before any download (queue room, block, quota), so a member can
-        be answered at once and privately. remix() checks them all again when it reserves."""
+        be answered at once and privately. Reserving checks them all again."""
         self.scheduler.refuse_if_full(who.user_id)
         status = await self.store.quota_status(who.user_id, who.guild_id, who.role_ids)
         if status.blocked_reason is not None:
@@ -174,33 +195,113 @@ class RemixService:
         image: bytes,
         refs: Sequence[bytes],
         presenter: Presenter,
-        *,
-        kind: str = "remix",
-        parent_job_id: int | None = None,
     ) -> Admission | None:
-        """Prepare, store, reserve and queue one job; None if this interaction was seen before.
+        """Prepare a member's upload, then accept it as a new job (see `_accept`).
 
-        Raises (nothing charged): InvalidImage, InvalidRequest, QuotaRefused, QueueFull.
+        `request` was checked with `build_request` (the backend's check runs once per job).
         """
         hold = self.scheduler.check_admission(who.user_id)
         try:
             prepared = await self.pool.prepare(
                 image, aspect_ratio=request.aspect_ratio, limits=self.limits
             )
-            ref_images: list[PreparedImage] = (
-                await self.pool.prepare_style_refs(list(refs), self.limits) if refs else []
-            )
-            request = with_chosen_ratio(self.backend, request, prepared, len(ref_images))
+            ref_images = await self.pool.prepare_style_refs(list(refs), self.limits) if refs else []
+        except BaseException:
+            hold.release()
+            raise
+        return await self._accept(
+            who,
+            with_chosen_ratio(request, prepared),
+            prepared,
+            ref_images,
+            presenter,
+            hold=hold,
+        )
+
+    async def reroll(self, who: Requester, job_id: int, presenter: Presenter) -> Admission | None:
+        """Run a stored job again with a new seed, charged to ``who``."""
+        parent, request, prepared, refs = await self._stored(job_id)
+        return await self._again(
+            who, parent, request.with_seed(None), prepared, refs, presenter, "reroll"
+        )
+
+    async def retry(self, who: Requester, job_id: int, presenter: Presenter) -> Admission | None:
+        """Run a stored job again exactly (same seed), charged to ``who``: after a lost run."""
+        parent, request, prepared, refs = await self._stored(job_id)
+        if parent.user_id != who.user_id:
+            raise NotYourJob()
+        return await self._again(who, parent, request, prepared, refs, presenter, "remix")
+
+    async def _again(
+        self,
+        who: Requester,
+        parent: Job,
+        request: RemixRequest,
+        prepared: PreparedImage,
+        refs: list[PreparedImage],
+        presenter: Presenter,
+        kind: str,
+    ) -> Admission | None:
+        try:
+            # The server's cap or backend may have changed since: check before reserving.
+            self.check_request(request)
+        except InvalidRequest as exc:
+            raise NotRerunnable(exc) from None
+        hold = self.scheduler.check_admission(who.user_id)
+        return await self._accept(
+            who, request, prepared, refs, presenter, hold=hold, kind=kind, parent=parent.id
+        )
+
+    async def _stored(
+        self, job_id: int
+    ) -> tuple[Job, RemixRequest, PreparedImage, list[PreparedImage]]:
+        """A stored job with its request and its stored (already prepared) images, unchanged."""
+        job = await self.store.find_job(job_id)
+        if job is None or not job.input_key:
+            raise InputGone()
+        prepared, refs = await self._stored_images(job)
+        return job, RemixRequest.from_dict(job.request), prepared, refs
+
+    async def _stored_images(self, job: Job) -> tuple[PreparedImage, list[PreparedImage]]:
+        data = await self.store.inputs.get(job.input_key) if job.input_key else None
+        if data is None:
+            raise InputGone()
+        refs = []
+        for key in job.style_ref_keys:
+            ref = await self.store.inputs.get(key)
+            if ref is None:
+                raise InputGone("style reference images")
+            refs.append(await self.pool.load_prepared(ref))
+        # The stored input was prepared when the job was accepted: reuse it exactly.
+        return await self.pool.load_prepared(data), refs
+
+    async def _accept(
+        self,
+        who: Requester,
+        request: RemixRequest,
+        prepared: PreparedImage,
+        refs: Sequence[PreparedImage],
+        presenter: Presenter,
+        *,
+        hold: Any,
+        kind: str = "remix",
+        parent: int | None = None,
+    ) -> Admission | None:
+        """Store the input, reserve, and queue; None if this interaction was seen before.
+
+        Raises (nothing charged): QuotaRefused, QueueFull and friends.
+        """
+        try:
             input_key = await self.store.inputs.put(prepared.image.data)
-            ref_keys = [await self.store.inputs.put(r.image.data) for r in ref_images]
-            job = await self.store.submit_job(
+            ref_keys = [await self.store.inputs.put(r.image.data) for r in refs]
+            job = await self.lifecycle.reserve(
                 NewJob(
                     interaction_id=who.interaction_id,
                     guild_id=who.guild_id,
                     channel_id=who.channel_id,
                     user_id=who.user_id,
                     kind=kind,
-                    parent_job_id=parent_job_id,
+                    parent_job_id=parent,
                     request=request.to_dict(),
                     input_key=input_key,
                     style_ref_keys=ref_keys,
@@ -216,55 +317,43 @@ class RemixService:
         if job.replayed:  # a replayed interaction: the first handler owns the job
             hold.release()
             return None
-        run = _Run(
-            self,
-            job,
+        task = JobTask(
             request,
-            presenter,
-            prepared=prepared,
-            refs=[r.image for r in ref_images],
+            prepared.image,
+            [r.image for r in refs],
             role_ids=who.role_ids,
+            changes=tuple(prepared.changes),
         )
-        ticket = JobTicket(job_id=job.id, user_id=who.user_id, images=request.num_images, run=run)
         try:
-            admission = self.scheduler.submit(ticket, hold=hold)
-        except RemixbotError:
-            await self.store.fail(job.id, "refused by the queue", "cancelled", billed=0)
+            return self._queue(job, task, presenter, hold=hold)
+        except RemixbotError as exc:
+            await self.lifecycle.not_started(job.id, None, exc)
             raise
+
+    def _queue(
+        self,
+        job: Job,
+        task: JobTask,
+        presenter: Presenter,
+        *,
+        hold: Any = None,
+        recovered: bool = False,
+    ) -> Admission:
+        """Hand a reserved job to the scheduler; the lifecycle runs it when its turn comes."""
+
+        async def run(admission: Admission) -> Posted | None:
+            try:
+                return await self.lifecycle.run(
+                    job, task, presenter, stage=admission.set_stage, slot=admission
+                )
+            finally:
+                self._presenters.pop(job.id, None)
+
+        ticket = JobTicket(job_id=job.id, user_id=job.user_id, images=job.images_requested, run=run)
+        admission = self.scheduler.submit(ticket, hold=hold, recovered=recovered)
+        self._presenters[job.id] = presenter
         self._watch(admission, presenter)
         return admission
-
-    async def reroll(self, who: Requester, job_id: int, presenter: Presenter) -> Admission | None:
-        """Run a stored job again with a new seed, charged to ``who``."""
-        parent = await self.store.find_job(job_id)
-        data = (
-            await self.store.inputs.get(parent.input_key) if parent and parent.input_key else None
-        )
-        if parent is None or data is None:
-            raise InvalidRequest(
-                "That remix's input image is no longer stored; start a new one with /remix."
-            )
-        refs = []
-        for key in parent.style_ref_keys:
-            ref = await self.store.inputs.get(key)
-            if ref is None:
-                raise InvalidRequest(
-                    "That remix's style reference images are no longer stored; "
-                    "start a new one with /remix."
-                )
-            refs.append(ref)
-        request = RemixRequest.from_dict(parent.request).with_seed(None)
-        try:
-            # The server's cap or backend may have changed since: check before reserving.
-            self.check_request(request)
-        except InvalidRequest as exc:
-            raise InvalidRequest(
-                f"That remix can't be rerolled on this server any more ({exc}); "
-                "start a new one with /remix."
-            ) from None
-        return await self.remix(
-            who, request, data, refs, presenter, kind="reroll", parent_job_id=parent.id
-        )
 
     def _watch(self, admission: Admission, presenter: Presenter) -> None:
         """Forward progress to the presenter until the job leaves the scheduler."""
@@ -284,49 +373,94 @@ class RemixService:
         self._watchers.add(task)
         task.add_done_callback(self._watchers.discard)
 
-    async def resume(
-        self, job: Job, presenter: Presenter, role_ids: Sequence[int] = ()
+    # --- after a restart -----------------------------------------------------------------
+
+    def resumable_backends(self) -> Collection[str]:
+        """Backend names whose jobs this process can resume (their task ids are saved)."""
+        return {self.backend.name} if getattr(self.backend, "resumable", False) else set()
+
+    async def reconcile(self) -> ReconcileReport:
+        """Claim the jobs of processes that are gone (and close what cannot go on)."""
+        return await self.store.reconcile(
+            resumable=self.resumable_backends(), claim_discord_jobs=True
+        )
+
+    async def recover(
+        self,
+        report: ReconcileReport,
+        presenter_for: PresenterFor,
+        roles_for: RolesFor = _no_roles,
+    ) -> None:
+        """Carry on with what a previous process left: queued jobs run again, tasks at the
+        backend are resumed, and members of jobs lost at a synchronous backend are told."""
+        for job in report.closed_unknown:
+            presenter = presenter_for(job)
+            if presenter is not None:
+                await tell(presenter, Ending(Exit.CRASHED_AT_BACKEND, job.id))
+        for job in report.requeue:
+            await self._requeue(job, presenter_for(job), roles_for)
+        resumes = [self._resume(job, presenter_for(job), roles_for) for job in report.resumable]
+        if resumes:
+            await asyncio.gather(*resumes, return_exceptions=True)
+
+    async def _requeue(self, job: Job, presenter: Presenter | None, roles_for: RolesFor) -> None:
+        """Queue a job accepted before a crash again: its input and request are stored."""
+        if presenter is None:
+            await self.lifecycle.not_started(job.id, None)
+            return
+        try:
+            request = RemixRequest.from_dict(job.request)
+            self.check_request(request)
+            prepared, refs = await self._stored_images(job)
+        except InvalidRequest as exc:
+            await self.lifecycle.not_started(job.id, presenter, exc)
+            return
+        task = JobTask(request, prepared.image, [r.image for r in refs], await roles_for(job))
+        log.info("job %s: queued again after a restart", job.id)
+        self._queue(job, task, presenter, recovered=True)
+
+    async def _resume(
+        self, job: Job, presenter: Presenter | None, roles_for: RolesFor
     ) -> Posted | None:
-        """Finish a job left running at the backend by a previous process (task proxy only).
-
-        `role_ids`: the member's roles now, so the "images left" line counts their tier.
-        """
-        if not job.backend_ref:
-            await self.store.fail(job.id, "no task id to resume", "unknown")
+        if presenter is None:  # nowhere to show it (started from the terminal)
+            await self.store.fail(job.id, "started outside Discord; not resumed", "unknown")
             return None
-        request = RemixRequest.from_dict(job.request)
-        task_id = job.backend_ref
+        task = JobTask(RemixRequest.from_dict(job.request), None, role_ids=await roles_for(job))
+        try:
+            return await self.lifecycle.resume(job, task, presenter)
+        except Exception:
+            log.exception("job %s: resuming failed", job.id)
+            return None
 
-        def produce(dest: Path) -> Awaitable[Delivery]:
-            return resume_remix(
-                self.backend,
-                self.download_session,
-                self.policy,
-                task_id,
-                dest,
-                stem=f"remix-{job.id}",
-                verify=self.pool.check_result,
-            )
+    async def watch_orphans(
+        self,
+        presenter_for: PresenterFor,
+        roles_for: RolesFor = _no_roles,
+        every: float = ORPHAN_CHECK_SECONDS,
+    ) -> None:
+        """Every `every` seconds, pick up the jobs of processes that died (runs until cancelled)."""
+        while True:
+            await asyncio.sleep(every)
+            try:
+                report = await self.reconcile()
+                if report.requeue or report.resumable or report.closed_unknown or report.failed:
+                    log.info("picked up the open jobs of a process that is gone")
+                await self.recover(report, presenter_for, roles_for)
+            except Exception:
+                log.warning("checking for the jobs of stopped processes failed", exc_info=True)
 
-        log.info("job %s: resuming task after a restart", job.id)
-        run = _Run(self, job, request, presenter, role_ids=role_ids)
-        return await run.finish(job, produce)
+    # --- stopping ------------------------------------------------------------------------
 
     async def shutdown(self, grace: float) -> None:
         """Stop taking work while Discord is still connected: queued jobs are refunded and their
         members told; running jobs get ``grace`` seconds to finish and post."""
-        self.stopping = True
+        self.lifecycle.stopping = True
         result = await self.scheduler.drain(grace)
         for ticket in result.returned:
-            await self.store.fail(
-                int(ticket.job_id), "the bot shut down before it ran", "cancelled", billed=0
-            )
-            if isinstance(ticket.run, _Run):
-                await ticket.run.tell(
-                    "The bot is restarting, so this remix was not started; you were not "
-                    "charged. Try again in a minute."
-                )
-        # Interrupted runs closed their own books (or were left open for resuming) in finish().
+            presenter = self._presenters.get(int(ticket.job_id))
+            await self.lifecycle.not_started(int(ticket.job_id), presenter)
+        # Interrupted runs closed their own books (or were left open for resuming).
+        await self.lifecycle.close()
         await self.close()
 
     async def close(self) -> None:
@@ -336,206 +470,3 @@ class RemixService:
         for task in list(self._watchers):
             with contextlib.suppress(BaseException):
                 await task
-
-
-class _Run:
-    """One job's run: produce a Delivery (fresh, or resumed after a restart), post it, settle."""
-
-    def __init__(
-        self,
-        service: RemixService,
-        job: Job,
-        request: RemixRequest,
-        presenter: Presenter,
-        *,
-        prepared: PreparedImage | None = None,
-        refs: Sequence[EncodedImage] = (),
-        role_ids: Sequence[int] = (),
-    ) -> None:
-        self.service = service
-        self.job = job
-        self.request = request
-        self.presenter = presenter
-        self.prepared = prepared
-        self.refs = list(refs)
-        self.role_ids = tuple(role_ids)
-
-    async def __call__(self, admission: Admission) -> Posted | None:
-        """The scheduler's callable: mark running, call the backend, then finish."""
-        s = self.service
-        job = await s.store.mark_running(self.job.id)
-        if job.state != "running":  # cancelled while queued
-            return None
-        assert self.prepared is not None
-        image = self.prepared.image
-        admission.set_stage("generating")
-
-        async def saved(ref: str) -> None:
-            await s.store.set_backend_ref(job.id, ref)
-
-        def produce(dest: Path) -> Awaitable[Delivery]:
-            return run_remix(
-                s.backend,
-                s.download_session,
-                s.policy,
-                self.request,
-                image,
-                self.refs,
-                dest,
-                on_submitted=saved,
-                stem=f"remix-{job.id}",
-                verify=s.pool.check_result,
-            )
-
-        return await self.finish(job, produce, admission)
-
-    async def finish(
-        self,
-        job: Job,
-        produce: Callable[[Path], Awaitable[Delivery]],
-        admission: Admission | None = None,
-    ) -> Posted | None:
-        """Get the delivery, close the books on every failure, and post what came back."""
-        s = self.service
-        dest = s.work_dir / f"job-{job.id}"
-        try:
-            delivery = await produce(dest)
-        except RemixError as exc:
-            if isinstance(exc, RemixRateLimited) and exc.retry_after:
-                s.scheduler.pause(exc.retry_after)
-            state = "unknown" if exc.may_have_run else "failed"
-            await s.store.fail(job.id, str(exc), state, billed=None if exc.may_have_run else 0)
-            await self.tell(failure_message(exc))
-            await _remove(dest)
-            return None
-        except asyncio.CancelledError:
-            # The scheduler's time limit or shutdown: the backend may have run it. Shielded, so
-            # the cancellation cannot also cancel the bookkeeping; then pass it on.
-            await asyncio.shield(self._interrupted(job, dest))
-            raise
-        except RemixbotError as exc:  # refused before anything was sent (e.g. InvalidRequest)
-            await s.store.fail(job.id, str(exc), "failed", billed=0)
-            await self.tell(failure_message(exc))
-            await _remove(dest)
-            return None
-        except Exception as exc:
-            log.exception("job %s failed", job.id)
-            await s.store.fail(job.id, f"internal error: {type(exc).__name__}", "unknown")
-            await self.tell(failure_message(exc))
-            await _remove(dest)
-            return None
-        try:
-            return await self._deliver(admission, job, delivery, dest)
-        except BaseException as exc:
-            # The images exist and were billed; whatever stopped the posting, close the books.
-            await asyncio.shield(self._not_posted(job, delivery, dest, exc))
-            if isinstance(exc, asyncio.CancelledError):
-                raise
-            log.exception("job %s: posting the results failed", job.id)
-            return None
-
-    async def _interrupted(self, job: Job, dest: Path) -> None:
-        """Close a job stopped while at the backend, or leave it for the next start to resume."""
-        s = self.service
-        await _remove(dest)
-        current = await s.store.find_job(job.id)
-        if current is None or current.final:
-            return
-        resumable = bool(current.backend_ref) and hasattr(s.backend, "resume")
-        if s.stopping and resumable and current.state == "running":
-            log.info("job %s: left running; the next start resumes its task", job.id)
-            await self.tell("The bot is restarting; this remix will be posted when it is back.")
-            return
-        await s.store.fail(job.id, "interrupted while generating", "unknown", billed=None)
-        if s.stopping:
-            await self.tell(
-                "The bot is restarting and this remix was interrupted; you were not charged."
-            )
-        else:
-            await self.tell("This remix took too long and was stopped; you were not charged.")
-
-    async def _not_posted(
-        self, job: Job, delivery: Delivery, dest: Path, exc: BaseException
-    ) -> None:
-        """After an error while posting: refund, keep the paid files for the admin, tell."""
-        s = self.service
-        current = await s.store.find_job(job.id)
-        if current is not None and not current.final:
-            await s.store.fail(
-                job.id, f"posting failed: {type(exc).__name__}", "failed", delivery.billed
-            )
-            await asyncio.to_thread(_keep_undelivered, dest, s.settings.data_dir, job.id)
-            await self.tell(
-                "The images were generated but could not be posted; you were not charged."
-            )
-        await _remove(dest)
-
-    async def _deliver(
-        self, admission: Admission | None, job: Job, delivery: Delivery, dest: Path
-    ) -> Posted:
-        s = self.service
-        if not delivery.images:
-            await s.store.settle(job.id, 0, delivery.withheld, delivery.billed)
-            await self.tell(_nothing_message(delivery))
-            await _remove(dest)
-            return Posted((), None, 0)
-        if admission is not None:
-            admission.set_stage("uploading")
-        status = await s.store.quota_status(job.user_id, job.guild_id, self.role_ids)
-        left = None if status.remaining is None else status.remaining
-        # What settle will refund comes back to the user: count it as left already.
-        if left is not None:
-            left += max(0, job.images_reserved - len(delivery.images))
-        changes = self.prepared.changes if self.prepared else ()
-        outcome = Outcome(job, self.request, delivery, left, changes)
-        try:
-            posted = await self.presenter.deliver(outcome)
-        except Exception:
-            log.exception("job %s: results could not be posted", job.id)
-            posted = Posted((), None, 0)
-        if posted.images == 0:
-            # Paid images we could not post: not charged, kept for the admin, job failed.
-            await s.store.fail(job.id, "results could not be posted", "failed", delivery.billed)
-            await asyncio.to_thread(_keep_undelivered, dest, s.settings.data_dir, job.id)
-            await self.tell(
-                "The images were generated but could not be posted here; you were not charged. "
-                "If this keeps happening, ask an admin to check my permissions in this channel."
-            )
-            await _remove(dest)
-            return posted
-        if posted.message_ids:
-            await s.store.record_messages(job.id, posted.message_ids, posted.channel_id)
-        await s.store.settle(job.id, posted.images, delivery.withheld, delivery.billed)
-        await _remove(dest)
-        return posted
-
-    async def tell(self, message: str) -> None:
-        """Show the member a failure sentence; bounded, and never raising."""
-        try:
-            await asyncio.wait_for(self.presenter.fail(message), TELL_TIMEOUT)
-        except Exception:
-            log.warning("could not tell the user about job %s", self.job.id, exc_info=True)
-
-
-def _nothing_message(delivery: Delivery) -> str:
-    """Why a job that ran produced no image, and that it cost the user nothing."""
-    total = delivery.withheld + delivery.failed_downloads
-    if delivery.withheld and not delivery.failed_downloads:
-        return (
-            f"All {total} image{'s' if total != 1 else ''} were withheld by the backend's "
-            "safety filter; you were not charged. Try a different prompt or image."
-        )
-    reason = delivery.errors[0] if delivery.errors else "The images could not be downloaded."
-    return f"{reason} You were not charged."
-
-
-def _keep_undelivered(dest: Path, data_dir: Path, job_id: int) -> None:
-    keep = data_dir / "undelivered" / f"job-{job_id}"
-    with contextlib.suppress(OSError):
-        keep.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(str(dest), keep)
-        log.warning("job %s: undelivered images kept in %s", job_id, keep)
-
-
-async def _remove(path: Path) -> None:
-    await asyncio.to_thread(shutil.rmtree, path, True)

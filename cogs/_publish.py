@@ -11,13 +11,31 @@ import datetime as dt
 import io
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 
 import discord
 
 from bot.intake import ImagePool, UploadFile
 from bot.jobs import Progress
-from bot.workflow import Outcome, Posted
-from cogs._ui import progress_line, result_embed, result_view
+from bot.lifecycle import Ending, Exit, Outcome, Posted
+from cogs._render import ending_sentence
+from cogs._ui import progress_line, result_embed
+
+# Builds the persistent controls under a message from a job id (the cog owns the buttons).
+ViewFor = Callable[[int], discord.ui.View]
+
+
+@dataclass(frozen=True)
+class Controls:
+    """The views presenters attach: result controls, and Retry under a job lost in a crash."""
+
+    result: ViewFor
+    retry: ViewFor
+
+    def for_ending(self, ending: Ending) -> discord.ui.View | None:
+        """Retry under a job a crash lost at the backend; nothing under other endings."""
+        return self.retry(ending.job_id) if ending.exit is Exit.CRASHED_AT_BACKEND else None
+
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +111,11 @@ class _Poster:
 class InteractionPresenter(_Poster):
     """Progress by editing the deferred response; results on it and in followups."""
 
-    def __init__(self, interaction: discord.Interaction, pool: ImagePool) -> None:
+    def __init__(
+        self, interaction: discord.Interaction, pool: ImagePool, controls: Controls
+    ) -> None:
         super().__init__(pool, interaction.filesize_limit)
+        self.controls = controls
         self.interaction = interaction
         self.client = interaction.client
         self.channel_id = interaction.channel_id
@@ -143,7 +164,7 @@ class InteractionPresenter(_Poster):
 
     async def _deliver(self, outcome: Outcome, files: list[UploadFile]) -> Posted:
         embed = result_embed(outcome, self.user_id)
-        view = result_view(outcome.job.id)
+        view = self.controls.result(outcome.job.id)
         if self.token_alive():
             try:
                 return await self._by_webhook(files, embed, view)
@@ -154,11 +175,15 @@ class InteractionPresenter(_Poster):
                 log.info(
                     "job %s: interaction token expired; posting to the channel", outcome.job.id
                 )
-        channel = ChannelPresenter(
-            self.client, self.channel_id, self.original_id, self.user_id, self.pool
-        )
+        channel = self._channel()
         channel.file_limit = self.file_limit
         return await channel.post(files, embed, view)
+
+    def _channel(self) -> ChannelPresenter:
+        """The same job shown with the bot token, replying to the deferred response."""
+        return ChannelPresenter(
+            self.client, self.channel_id, self.original_id, self.user_id, self.pool, self.controls
+        )
 
     async def _by_webhook(
         self, files: list[UploadFile], embed: discord.Embed, view: discord.ui.View
@@ -183,32 +208,31 @@ class InteractionPresenter(_Poster):
                 if not _token_dead(exc):
                     raise
                 self._dead = True
-        channel = ChannelPresenter(
-            self.client, self.channel_id, self.original_id, self.user_id, self.pool
-        )
-        return await channel.send_files(batch)
+        return await self._channel().send_files(batch)
 
-    async def fail(self, message: str) -> None:
-        """Show the failure on the deferred response, or in the channel once the token is gone."""
+    async def end(self, ending: Ending) -> None:
+        """Show how the job ended on the deferred response, or in the channel once the token is
+        gone."""
         async with self._edits:
             self._final = True
-            await self._fail(message)
+            await self.say(ending_sentence(ending), self.controls.for_ending(ending))
 
-    async def _fail(self, message: str) -> None:
+    async def say(self, message: str, view: discord.ui.View | None = None) -> None:
+        """Replace the deferred response with one sentence (and optional controls)."""
         if self.token_alive():
             try:
                 await self.interaction.edit_original_response(
-                    content=f"⚠️ {message}", embed=None, view=None
+                    content=f"⚠️ {message}",
+                    embed=None,
+                    view=view,
+                    allowed_mentions=discord.AllowedMentions.none(),
                 )
                 return
             except discord.HTTPException as exc:
                 if not _token_dead(exc):
                     raise
                 self._dead = True
-        channel = ChannelPresenter(
-            self.client, self.channel_id, self.original_id, self.user_id, self.pool
-        )
-        await channel.fail(message)
+        await self._channel().say(message, view)
 
 
 class ChannelPresenter(_Poster):
@@ -221,15 +245,24 @@ class ChannelPresenter(_Poster):
         reply_to: int | None,
         user_id: int,
         pool: ImagePool,
+        controls: Controls,
+        *,
+        status_id: int | None = None,
     ) -> None:
         super().__init__(pool, DEFAULT_FILE_LIMIT)
         if channel_id is None:
             raise ValueError("a channel presenter needs a channel")
+        self.controls = controls
         self.channel = client.get_partial_messageable(channel_id)
         self.channel_id = channel_id
         self.reply_to = reply_to
         self.user_id = user_id
-        self.status: discord.PartialMessage | discord.Message | None = None
+        # A status message this presenter edits; `status_id` adopts one the bot posted before
+        # (a request's "thinking…" after a restart), which is then edited, never deleted.
+        self.status: discord.PartialMessage | discord.Message | None = (
+            self.channel.get_partial_message(status_id) if status_id is not None else None
+        )
+        self._adopted = status_id is not None
         self._edits = asyncio.Lock()
         self._final = False
 
@@ -298,30 +331,38 @@ class ChannelPresenter(_Poster):
         async with self._edits:
             self._final = True
             return await self.post(
-                files, result_embed(outcome, self.user_id), result_view(outcome.job.id)
+                files, result_embed(outcome, self.user_id), self.controls.result(outcome.job.id)
             )
 
-    async def fail(self, message: str) -> None:
-        """Say what went wrong, editing the status reply if there is one."""
+    async def end(self, ending: Ending) -> None:
+        """Say how the job ended, editing the status reply if there is one."""
         async with self._edits:
             self._final = True
-            await self._say(message)
+            await self.say(ending_sentence(ending), self.controls.for_ending(ending))
 
-    async def _say(self, message: str) -> None:
+    async def say(self, message: str, view: discord.ui.View | None = None) -> None:
+        """One sentence for the member: the status message edited, or a new reply."""
         text = f"<@{self.user_id}> ⚠️ {message}"
         if self.status is not None:
-            await self.status.edit(content=text)
+            await self.status.edit(
+                content=text, embed=None, view=view, allowed_mentions=discord.AllowedMentions.none()
+            )
         else:
             await self.channel.send(
                 text,
                 reference=self._reference(),
+                view=view or discord.utils.MISSING,
                 allowed_mentions=discord.AllowedMentions(users=[discord.Object(self.user_id)]),
             )
 
     async def _clear_status(self) -> None:
-        if self.status is not None:
-            try:
+        if self.status is None:
+            return
+        try:
+            if self._adopted:  # the member's own request message: say where the result went
+                await self.status.edit(content="✅ Done: the result is in the reply below.")
+            else:
                 await self.status.delete()
-            except discord.HTTPException:
-                pass
-            self.status = None
+        except discord.HTTPException:
+            pass
+        self.status = None

@@ -1,16 +1,16 @@
-"""Shared presentation: the result embed, progress lines and the Reroll button."""
+"""Shared presentation: the result embed and progress lines."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import discord
 
 from bot.jobs import JobState, Progress
-from bot.workflow import Outcome
+from bot.lifecycle import Outcome
 
 REROLL_EMOJI = "🔁"
+RETRY_EMOJI = "🔄"
 EMBED_COLOUR = discord.Colour(0x7C5CFF)
 # Discord caps: embed description 4096, field value 1024, title 256 characters.
 PROMPT_SHOWN = 1000
@@ -69,10 +69,11 @@ def result_embed(outcome: Outcome, requester_id: int) -> discord.Embed:
         notes.append(f"{delivery.failed_downloads} image(s) could not be downloaded (not charged).")
     if notes:
         embed.add_field(name="Note", value=" ".join(notes)[:1024], inline=False)
-    left = "unlimited" if outcome.quota_left is None else str(outcome.quota_left)
-    embed.set_footer(
-        text=f"Job {job.id} · react {REROLL_EMOJI} or press Reroll · images left: {left}"
-    )
+    footer = f"Job {job.id} · react {REROLL_EMOJI} or press Reroll"
+    if outcome.quota_known:  # left out when the database could not say in time
+        left = "unlimited" if outcome.quota_left is None else str(outcome.quota_left)
+        footer += f" · images left: {left}"
+    embed.set_footer(text=footer)
     embed.add_field(name="Asked by", value=f"<@{requester_id}>", inline=True)
     return embed
 
@@ -83,44 +84,3 @@ def _show(value: Any) -> str:
     if isinstance(value, dict):
         return " ".join(f"{v}" for v in value.values())
     return str(value)
-
-
-class RerollButton(
-    discord.ui.DynamicItem[discord.ui.Button], template=r"remix:reroll:(?P<job>[0-9]{1,18})"
-):
-    """The Reroll button: only a job id lives in its custom id, so it works after restarts."""
-
-    def __init__(self, job_id: int) -> None:
-        super().__init__(
-            discord.ui.Button(
-                label="Reroll",
-                emoji=REROLL_EMOJI,
-                style=discord.ButtonStyle.secondary,
-                custom_id=f"remix:reroll:{job_id}",
-            )
-        )
-        self.job_id = job_id
-
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str], /
-    ) -> RerollButton:
-        """Rebuild the button from a click (no state needed)."""
-        return cls(int(match["job"]))
-
-    async def callback(self, interaction: discord.Interaction) -> None:
-        """Reroll the job for whoever clicked."""
-        cog = interaction.client.get_cog("Remix")  # type: ignore[union-attr]
-        if cog is None:
-            await interaction.response.send_message(
-                "Remixing is not available right now.", ephemeral=True
-            )
-            return
-        await cog.reroll_from_button(interaction, self.job_id)
-
-
-def result_view(job_id: int) -> discord.ui.View:
-    """A persistent view holding the Reroll button for one job."""
-    view = discord.ui.View(timeout=None)
-    view.add_item(RerollButton(job_id))
-    return view

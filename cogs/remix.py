@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
+import re
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
@@ -13,11 +13,13 @@ from discord import app_commands
 from discord.app_commands import Choice, Range
 from discord.ext import commands
 
-from bot.client import GENERIC_FAILURE
+from bot.client import RemixBot
 from bot.errors import InvalidImage, RemixbotError
+from bot.lifecycle import Presenter
 from bot.remix.enums import (
     ASPECT_RATIOS,
     MAGIC_PROMPTS,
+    MAX_NUM_IMAGES,
     MAX_SEED,
     PALETTE_PRESETS,
     RENDERING_SPEEDS,
@@ -25,11 +27,12 @@ from bot.remix.enums import (
     STYLE_TYPES,
 )
 from bot.remix.request import MAX_PROMPT_CHARS
-from bot.store import Job, UserBlocked
+from bot.store import Job
 from bot.store.periods import PERIOD_WORDS
-from bot.workflow import Requester
-from cogs._publish import ChannelPresenter, InteractionPresenter
-from cogs._ui import REROLL_EMOJI, RerollButton
+from bot.workflow import NotYourJob, Requester
+from cogs._publish import ChannelPresenter, Controls, InteractionPresenter
+from cogs._render import GENERIC_FAILURE, error_sentence, public_sentence
+from cogs._ui import REROLL_EMOJI, RETRY_EMOJI
 
 if TYPE_CHECKING:
     from bot.services import Services
@@ -37,12 +40,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 AUTO = "auto"
-# A second reroll (🔁 or button) by the same member of the same result within this many seconds
-# is ignored.
-REACTION_WINDOW = 10.0
 # The most the pre-defer quota check may take of the 3 s Discord gives the first response.
 PRECHECK_SECONDS = 1.0
-# A resumed job asks Discord for the member's roles (only its "images left" line needs them).
+# A picked-up job asks Discord for the member's roles (only its "images left" line needs them).
 ROLES_LOOKUP_SECONDS = 10.0
 
 
@@ -56,16 +56,11 @@ ASPECT_CHOICES = [Choice(name="Match my image", value=AUTO)] + [
 
 
 def _roles(user: discord.abc.User | discord.Member) -> tuple[int, ...]:
-    """The member's role ids as the event carried them (none outside a guild).
-
-    `Member.roles` keeps only roles in discord.py's cache; the payload's ids are what the member
-    has, whether or not the guild's roles were announced to this session.
-    """
-    raw = getattr(user, "_roles", None)
-    if raw is None:
-        return tuple(r.id for r in getattr(user, "roles", ()) if not r.is_default())
-    everyone = getattr(getattr(user, "guild", None), "id", None)
-    return tuple(int(r) for r in raw if int(r) != everyone)
+    """The member's role ids (none outside a guild); Discord announces every role of a guild in
+    GUILD_CREATE and keeps them current, so discord.py's public `Member.roles` has them all."""
+    if not isinstance(user, discord.Member):
+        return ()
+    return tuple(r.id for r in user.roles if not r.is_default())
 
 
 def _too_big(attachment: discord.Attachment, limit: int, what: str) -> str | None:
@@ -101,57 +96,61 @@ def _missing_permissions(interaction: discord.Interaction) -> str | None:
 
 
 class Remix(commands.Cog):
-    """Remix images: /remix, /quota, the Reroll button and 🔁 reactions."""
+    """Remix images: /remix, /quota, Reroll and Retry buttons and 🔁 reactions."""
 
-    def __init__(self, bot: commands.Bot, services: Services | None) -> None:
+    def __init__(self, bot: RemixBot, services: Services | None) -> None:
         self.bot = bot
         self._services = services
-        self._recent_reactions: dict[tuple[int, int], float] = {}
+        self.controls = Controls(result=result_view, retry=retry_view)
+        self._background: list[asyncio.Task[None]] = []
 
     async def cog_load(self) -> None:
-        """Resume task-proxy jobs the last process left running, once the gateway is ready."""
-        self._resumer: asyncio.Task[None] | None = None
-        if self._services is not None and self._services.reconciled.resumable:
-            self._resumer = asyncio.create_task(self._resume_jobs(), name="resume-jobs")
+        """Once the gateway is ready, carry on with the jobs the last process left open, and
+        keep picking up the jobs of processes that stop."""
+        if self._services is not None:
+            self._background.append(asyncio.create_task(self._recover(), name="recover-jobs"))
 
     async def cog_unload(self) -> None:
-        """Stop resuming (the jobs stay open for the next start's reconcile)."""
-        if self._resumer is not None:
-            self._resumer.cancel()
+        """Stop recovering (open jobs stay for the next start)."""
+        for task in self._background:
+            task.cancel()
 
-    async def _resume_jobs(self) -> None:
+    async def _recover(self) -> None:
         await self.bot.wait_until_ready()
-        jobs = self.services.reconciled.resumable
-        await asyncio.gather(*(self._resume_one(job) for job in jobs), return_exceptions=True)
+        remix = self.services.remix
+        await remix.recover(self.services.reconciled, self._presenter_for, self._member_roles)
+        await remix.watch_orphans(self._presenter_for, self._member_roles)
 
-    async def _resume_one(self, job: Job) -> None:
-        svc = self.services
-        if job.channel_id is None:  # started from the terminal: nowhere to post it
-            await svc.store.fail(job.id, "started outside Discord; not resumed", "unknown")
-            return
-        presenter = ChannelPresenter(
-            self.bot, job.channel_id, job.request_message_id, job.user_id, svc.pool
-        )
-        try:
-            roles = await self._member_roles(job.guild_id, job.user_id)
-            await svc.remix.resume(job, presenter, roles)
-        except Exception:
-            log.exception("job %s: resuming failed", job.id)
-
-    async def _member_roles(self, guild_id: int | None, user_id: int) -> tuple[int, ...]:
+    async def _member_roles(self, job: Job) -> tuple[int, ...]:
         """The member's role ids now (roles are not stored with a job); () if unknown."""
-        guild = self.bot.get_guild(guild_id) if guild_id is not None else None
+        guild = self.bot.get_guild(job.guild_id) if job.guild_id is not None else None
         if guild is None:
             return ()
-        member = guild.get_member(user_id)
+        member = guild.get_member(job.user_id)
         if member is None:
             try:
                 async with asyncio.timeout(ROLES_LOOKUP_SECONDS):
-                    member = await guild.fetch_member(user_id)
+                    member = await guild.fetch_member(job.user_id)
             except Exception:  # gone, no access, network: the default tier only (a footer line)
-                log.info("roles of user %s not found; counting the default tier", user_id)
+                log.info("roles of user %s not found; counting the default tier", job.user_id)
                 return ()
         return _roles(member)
+
+    def _presenter_for(self, job: Job) -> Presenter | None:
+        """A presenter for a job picked up after a restart: it edits the member's own request
+        message (a slash command's response) or replies under the message they reacted to."""
+        if job.channel_id is None:  # started from the terminal: nowhere to show it
+            return None
+        adopt = job.request_message_id if job.interaction_id is not None else None
+        return ChannelPresenter(
+            self.bot,
+            job.channel_id,
+            job.request_message_id,
+            job.user_id,
+            self.services.pool,
+            self.controls,
+            status_id=adopt,
+        )
 
     @property
     def services(self) -> Services:
@@ -164,7 +163,7 @@ class Remix(commands.Cog):
 
     @app_commands.command(name="remix", description="Remix an image with a prompt")
     @app_commands.describe(
-        image="The image to remix (JPEG, PNG, WebP or GIF)",
+        image="The image to remix (JPEG, PNG, WebP; GIF, BMP, TIFF, AVIF and HEIC are converted)",
         prompt="What the remix should show",
         aspect_ratio="Shape of the result (default: match my image)",
         rendering_speed="Faster is cheaper; Quality is slowest",
@@ -196,7 +195,7 @@ class Remix(commands.Cog):
         style_preset: str | None = None,
         magic_prompt: str | None = None,
         image_weight: Range[int, 1, 100] | None = None,
-        num_images: Range[int, 1, 8] | None = None,
+        num_images: Range[int, 1, MAX_NUM_IMAGES] | None = None,
         seed: Range[int, 0, MAX_SEED] | None = None,
         negative_prompt: Range[str, 1, MAX_PROMPT_CHARS] | None = None,
         color_palette: str | None = None,
@@ -230,17 +229,14 @@ class Remix(commands.Cog):
         if await self._refused_early(interaction, request.num_images):
             return
         await interaction.response.defer(thinking=True)
-        presenter = InteractionPresenter(interaction, svc.pool)
+        presenter = InteractionPresenter(interaction, svc.pool, self.controls)
         await presenter.remember_original()
         try:
             data = await _read(image, "image")
             refs = [await _read(style_reference, "style reference")] if style_reference else []
             await svc.remix(self._requester(interaction, presenter), request, data, refs, presenter)
-        except RemixbotError as exc:
-            await self._refuse_after_defer(interaction, _public_sentence(exc))
-        except Exception:
-            log.exception("/remix failed before the job was queued")
-            await self._refuse_after_defer(interaction, GENERIC_FAILURE)
+        except Exception as exc:
+            await _refuse_after_defer(presenter, exc, "/remix")
 
     @remix.autocomplete("style_preset")
     async def _preset_autocomplete(
@@ -272,36 +268,44 @@ class Remix(commands.Cog):
             )
         await interaction.followup.send(text, ephemeral=True)
 
-    # --- rerolls -------------------------------------------------------------------------
+    # --- rerolls and retries ---------------------------------------------------------------
 
-    async def reroll_from_button(self, interaction: discord.Interaction, job_id: int) -> None:
-        """Reroll ``job_id`` for whoever clicked; the result is a new message."""
+    async def again_from_button(
+        self, interaction: discord.Interaction, job_id: int, *, retry: bool
+    ) -> None:
+        """Reroll (new seed) or Retry (same job) ``job_id`` for whoever clicked, as a new message."""
+        svc = self.services.remix
         problem = _missing_permissions(interaction)
         message_id = interaction.message.id if interaction.message else job_id
-        if problem is None and not self._first_request(message_id, interaction.user.id):
-            problem = "You're already rerolling this one; the result will appear below."
+        if problem is None and not svc.repeats.first(message_id, interaction.user.id):
+            problem = "You're already on it; the result will appear below."
         if problem:
             await interaction.response.send_message(problem, ephemeral=True)
             return
+        parent: Job | None = None
 
         async def images() -> int:
+            nonlocal parent
             parent = await self.services.store.find_job(job_id)
             return parent.images_requested if parent is not None else 1
 
         if await self._refused_early(interaction, images):
             return
+        if retry and parent is not None and parent.user_id != interaction.user.id:
+            await interaction.response.send_message(error_sentence(NotYourJob()), ephemeral=True)
+            return
         # thinking=True makes a new message; a plain component defer would edit the result itself.
         await interaction.response.defer(thinking=True)
-        presenter = InteractionPresenter(interaction, self.services.pool)
+        presenter = InteractionPresenter(interaction, self.services.pool, self.controls)
         await presenter.remember_original()
         who = self._requester(interaction, presenter)
         try:
-            await self.services.remix.reroll(who, job_id, presenter)
-        except RemixbotError as exc:
-            await self._refuse_after_defer(interaction, _public_sentence(exc))
-        except Exception:
-            log.exception("a reroll failed before the job was queued")
-            await self._refuse_after_defer(interaction, GENERIC_FAILURE)
+            if retry:
+                await svc.retry(who, job_id, presenter)
+            else:
+                await svc.reroll(who, job_id, presenter)
+        except Exception as exc:
+            await _refuse_after_defer(presenter, exc, "a reroll")
 
     @commands.Cog.listener()
     async def on_raw_reaction_add(self, payload: discord.RawReactionActionEvent) -> None:
@@ -312,13 +316,19 @@ class Remix(commands.Cog):
             return
         if payload.member is not None and payload.member.bot:
             return
-        if not self._first_request(payload.message_id, payload.user_id):
+        svc = self.services.remix
+        if not svc.repeats.first(payload.message_id, payload.user_id):
             return
         job = await self.services.store.job_for_message(payload.message_id)
         if job is None:
             return
         presenter = ChannelPresenter(
-            self.bot, payload.channel_id, payload.message_id, payload.user_id, self.services.pool
+            self.bot,
+            payload.channel_id,
+            payload.message_id,
+            payload.user_id,
+            self.services.pool,
+            self.controls,
         )
         who = Requester(
             user_id=payload.user_id,
@@ -335,22 +345,11 @@ class Remix(commands.Cog):
             log.info("not rerolling in channel %s: cannot post there (%s)", payload.channel_id, exc)
             return
         try:
-            await self.services.remix.reroll(who, job.id, presenter)
-        except RemixbotError as exc:
-            await self._tell_in_channel(presenter, _public_sentence(exc))
-        except Exception:
-            log.exception("a 🔁 reroll failed before the job was queued")
-            await self._tell_in_channel(presenter, GENERIC_FAILURE)
+            await svc.reroll(who, job.id, presenter)
+        except Exception as exc:
+            await _refuse_after_defer(presenter, exc, "a 🔁 reroll")
 
     # --- helpers -------------------------------------------------------------------------
-
-    @staticmethod
-    async def _tell_in_channel(presenter: ChannelPresenter, message: str) -> None:
-        """Replace the 🔁 status reply with why nothing runs (nothing was charged)."""
-        try:
-            await presenter.fail(message)
-        except Exception:
-            log.info("could not tell a member why their reroll did not run")
 
     async def _refused_early(
         self, interaction: discord.Interaction, images: int | Callable[[], Awaitable[int]]
@@ -370,24 +369,11 @@ class Remix(commands.Cog):
                 count = images if isinstance(images, int) else await images()
                 await self.services.remix.precheck(who, count)
         except RemixbotError as exc:
-            await interaction.response.send_message(_sentence(exc), ephemeral=True)
+            await interaction.response.send_message(error_sentence(exc), ephemeral=True)
             return True
         except TimeoutError:
             log.info("the quota pre-check took over %gs; checking when reserving", PRECHECK_SECONDS)
         return False
-
-    def _first_request(self, message_id: int, user_id: int) -> bool:
-        """False for a repeat reroll (🔁 or button) by the same member on the same message soon
-        after the first: a double tap, a double click or a redelivered event must not buy two."""
-        now = time.monotonic()
-        seen = self._recent_reactions
-        for key in [k for k, at in seen.items() if now - at > REACTION_WINDOW]:
-            del seen[key]
-        key = (message_id, user_id)
-        if key in seen:
-            return False
-        seen[key] = now
-        return True
 
     @staticmethod
     def _requester(interaction: discord.Interaction, presenter: InteractionPresenter) -> Requester:
@@ -400,29 +386,22 @@ class Remix(commands.Cog):
             request_message_id=presenter.original_id,
         )
 
-    @staticmethod
-    async def _refuse_after_defer(interaction: discord.Interaction, message: str) -> None:
-        """Replace the 'thinking…' with the sentence (nothing was charged).
 
-        After a public defer the first followup would edit that same message anyway, and a
-        deleted one may leave nothing to answer on, so the refusal is this edit.
-        """
-        try:
-            await interaction.edit_original_response(content=message)
-        except discord.HTTPException:
-            log.info("could not tell a member why their request was refused")
-
-
-def _public_sentence(exc: RemixbotError) -> str:
-    """The refusal for a message the channel sees: a block's reason stays private (/quota)."""
-    if isinstance(exc, UserBlocked):
-        return "You can't remix here right now; /quota tells you why (only you see it)."
-    return _sentence(exc)
-
-
-def _sentence(exc: RemixbotError) -> str:
-    """The refusal for Discord: quota refusals carry a live relative timestamp."""
-    return str(getattr(exc, "discord_message", None) or exc)
+async def _refuse_after_defer(
+    presenter: InteractionPresenter | ChannelPresenter, exc: Exception, what: str
+) -> None:
+    """Replace the 'thinking…' (or the 🔁 status reply) with why nothing runs (nothing was
+    charged). After a public defer Discord has no private answer left, so a block's reason is
+    not shown here."""
+    if isinstance(exc, RemixbotError):
+        sentence = public_sentence(exc)
+    else:
+        log.error("%s failed before the job was queued", what, exc_info=exc)
+        sentence = GENERIC_FAILURE
+    try:
+        await presenter.say(sentence)
+    except Exception:
+        log.info("could not tell a member why their request was refused")
 
 
 async def _read(attachment: discord.Attachment, what: str) -> bytes:
@@ -434,11 +413,90 @@ async def _read(attachment: discord.Attachment, what: str) -> bytes:
         ) from None
 
 
+class RerollButton(
+    discord.ui.DynamicItem[discord.ui.Button], template=r"remix:reroll:(?P<job>[0-9]{1,18})"
+):
+    """The Reroll button: only a job id lives in its custom id, so it works after restarts."""
+
+    def __init__(self, job_id: int) -> None:
+        super().__init__(
+            discord.ui.Button(
+                label="Reroll",
+                emoji=REROLL_EMOJI,
+                style=discord.ButtonStyle.secondary,
+                custom_id=f"remix:reroll:{job_id}",
+            )
+        )
+        self.job_id = job_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str], /
+    ) -> RerollButton:
+        """Rebuild the button from a click (no state needed)."""
+        return cls(int(match["job"]))
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        """Reroll the job for whoever clicked."""
+        await _cog(interaction).again_from_button(interaction, self.job_id, retry=False)
+
+
+class RetryButton(
+    discord.ui.DynamicItem[discord.ui.Button], template=r"remix:retry:(?P<job>[0-9]{1,18})"
+):
+    """Retry under a job a restart lost at the backend: the same job again, for its member."""
+
+    def __init__(self, job_id: int) -> None:
+        super().__init__(
+            discord.ui.Button(
+                label="Retry",
+                emoji=RETRY_EMOJI,
+                style=discord.ButtonStyle.primary,
+                custom_id=f"remix:retry:{job_id}",
+            )
+        )
+        self.job_id = job_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str], /
+    ) -> RetryButton:
+        """Rebuild the button from a click (no state needed)."""
+        return cls(int(match["job"]))
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        """Run the same job again for its member."""
+        await _cog(interaction).again_from_button(interaction, self.job_id, retry=True)
+
+
+def _cog(interaction: discord.Interaction) -> Remix:
+    """The Remix cog of the bot that received the click (set when the cog loads)."""
+    client = interaction.client
+    assert isinstance(client, RemixBot) and isinstance(client.remix_cog, Remix)
+    return client.remix_cog
+
+
+def result_view(job_id: int) -> discord.ui.View:
+    """A persistent view holding the controls under one result."""
+    view = discord.ui.View(timeout=None)
+    view.add_item(RerollButton(job_id))
+    return view
+
+
+def retry_view(job_id: int) -> discord.ui.View:
+    """A persistent view holding the Retry button for one job."""
+    view = discord.ui.View(timeout=None)
+    view.add_item(RetryButton(job_id))
+    return view
+
+
 async def setup(bot: commands.Bot) -> None:
     """Load the cog; its services come from the bot (built in the composition root)."""
+    if not isinstance(bot, RemixBot):
+        raise RuntimeError("cogs.remix runs on bot.client.RemixBot")
     # `remixbot sync` loads the cog without services: it needs only the commands' shape.
-    services = getattr(bot, "services", None)
-    if services is not None and not hasattr(services, "remix"):
-        raise RuntimeError("cogs.remix needs the services built by bot.services.open_services")
-    await bot.add_cog(Remix(bot, services))
-    bot.add_dynamic_items(RerollButton)
+    cog = Remix(bot, bot.services)
+    await bot.add_cog(cog)
+    bot.remix_cog = cog
+    bot.tree.error_sentence = error_sentence
+    bot.add_dynamic_items(RerollButton, RetryButton)

@@ -89,6 +89,15 @@ def html() -> bytes:
 
 
 @functools.cache
+def psd_header() -> bytes:
+    """The first bytes of a Photoshop file: enough to be named, never decoded."""
+    return b"8BPS\x00\x01" + b"\x00" * 6 + struct.pack(">HIIHH", 3, 48, 64, 8, 3) + b"\x00" * 64
+
+
+# --- converted formats (TIFF, BMP, AVIF, HEIC) ----------------------------------------------------
+
+
+@functools.cache
 def tiff() -> bytes:
     return _save(photo(64, 48), "TIFF")
 
@@ -98,7 +107,85 @@ def bmp() -> bytes:
     return _save(photo(64, 48), "BMP")
 
 
+@functools.cache
+def oriented_tiff(orientation: int = 6, width: int = 300, height: int = 400) -> bytes:
+    """An LZW TIFF whose Orientation tag (274) makes the stored picture upright width x height."""
+    im = upright_marked(width, height)
+    if orientation != 1:
+        im = im.transpose(_STORE[orientation])
+    return _save(im, "TIFF", compression="tiff_lzw", tiffinfo={ORIENTATION: orientation})
+
+
+@functools.cache
+def multipage_tiff(pages: int = 3) -> bytes:
+    """Page 0 is red, every later page blue (and larger, so using one would show in the size)."""
+    first = Image.new("RGB", (160, 120), MARK)
+    later = [Image.new("RGB", (320, 240), (0, 0, 255)) for _ in range(pages - 1)]
+    return _save(first, "TIFF", save_all=True, append_images=later)
+
+
+@functools.cache
+def avif_with_alpha() -> bytes:
+    """The picture of rgba_hidden_colour_png() as an AVIF with alpha."""
+    return _save(hidden_colour_rgba(), "AVIF", quality=90)
+
+
+@functools.cache
+def heic() -> bytes:
+    """An iPhone-style HEIC (brand heic), written by pillow-heif's encoder."""
+    from pillow_heif import from_pillow  # test extra: remixbot[heif]
+
+    heif = from_pillow(photo(320, 240))
+    buf = io.BytesIO()
+    heif.save(buf, quality=85)
+    return buf.getvalue()
+
+
 # --- damaged and hostile ------------------------------------------------------------------------
+
+
+def _png_chunks(data: bytes) -> list[tuple[bytes, bytes]]:
+    """(type, body) of every chunk after the signature."""
+    chunks, i = [], 8
+    while i + 8 <= len(data):
+        length = struct.unpack(">I", data[i : i + 4])[0]
+        chunks.append((data[i + 4 : i + 8], data[i + 8 : i + 8 + length]))
+        i += 12 + length
+    return chunks
+
+
+def _png_with_idat(data: bytes, idat: bytes) -> bytes:
+    """The same PNG with its pixel stream replaced by `idat` in one chunk, every CRC correct."""
+    chunks = _png_chunks(data)
+    out = b"\x89PNG\r\n\x1a\n"
+    for kind, body in chunks:
+        if kind == b"IDAT":
+            if idat:
+                out += _chunk(b"IDAT", idat)
+                idat = b""
+        else:
+            out += _chunk(kind, body)
+    return out
+
+
+@functools.cache
+def damaged_png() -> bytes:
+    """Header and chunk structure valid (CRCs recomputed) but the middle of the pixel stream
+    scrambled: Pillow's decoder fails, and a swallowed first failure makes a second load pass."""
+    data = png(400, 300)
+    stream = bytearray(b"".join(b for k, b in _png_chunks(data) if k == b"IDAT"))
+    middle = len(stream) // 2
+    for i in range(middle, middle + 64):
+        stream[i] ^= 0x5A
+    return _png_with_idat(data, bytes(stream))
+
+
+@functools.cache
+def png_cut_zlib_stream() -> bytes:
+    """A valid PNG structure whose zlib stream stops halfway (chunk length and CRC fixed up)."""
+    data = png(400, 300)
+    stream = b"".join(b for k, b in _png_chunks(data) if k == b"IDAT")
+    return _png_with_idat(data, stream[: len(stream) // 2])
 
 
 @functools.cache
@@ -152,6 +239,52 @@ def jpeg_declaring(width: int, height: int) -> bytes:
             return bytes(data)
         i += 2 + length
     raise AssertionError("no SOF marker")
+
+
+@functools.cache
+def bmp_declaring(width: int, height: int) -> bytes:
+    """A small BMP whose header is rewritten to declare width x height (the pixels are missing)."""
+    data = bytearray(bmp())
+    data[18:26] = struct.pack("<ii", width, height)
+    return bytes(data)
+
+
+@functools.cache
+def tiff_declaring(width: int, height: int) -> bytes:
+    """A small little-endian TIFF whose ImageWidth/ImageLength tags declare width x height."""
+    data = bytearray(tiff())
+    assert data[:4] == b"II*\x00"
+    ifd = struct.unpack("<I", data[4:8])[0]
+    (count,) = struct.unpack("<H", data[ifd : ifd + 2])
+    for n in range(count):
+        entry = ifd + 2 + 12 * n
+        tag = struct.unpack("<H", data[entry : entry + 2])[0]
+        if tag in (256, 257):  # written as LONG, so any size fits
+            data[entry + 2 : entry + 12] = struct.pack(
+                "<HII", 4, 1, width if tag == 256 else height
+            )
+    return bytes(data)
+
+
+def _with_ispe(data: bytes, width: int, height: int) -> bytes:
+    """An ISO-BMFF image (AVIF, HEIC) whose image-size property declares width x height."""
+    out = bytearray(data)
+    at = out.find(b"ispe")
+    assert at > 0, "no ispe box"
+    out[at + 8 : at + 16] = struct.pack(">II", width, height)  # after version and flags
+    return bytes(out)
+
+
+@functools.cache
+def avif_declaring(width: int, height: int) -> bytes:
+    """A small AVIF whose header declares width x height (the AV1 data is 64x48)."""
+    return _with_ispe(_save(photo(64, 48), "AVIF"), width, height)
+
+
+@functools.cache
+def heic_declaring(width: int, height: int) -> bytes:
+    """A small HEIC whose header declares width x height."""
+    return _with_ispe(heic(), width, height)
 
 
 @functools.cache
@@ -210,12 +343,16 @@ def la_png() -> bytes:
     return _save(im, "PNG")
 
 
-@functools.cache
-def rgba_hidden_colour_png() -> bytes:
+def hidden_colour_rgba() -> Image.Image:
     """RGBA: left half fully transparent but hiding pure red; right half opaque green."""
     im = Image.new("RGBA", (200, 100), (0, 200, 0, 255))
     im.paste((255, 0, 0, 0), (0, 0, 100, 100))
-    return _save(im, "PNG")
+    return im
+
+
+@functools.cache
+def rgba_hidden_colour_png() -> bytes:
+    return _save(hidden_colour_rgba(), "PNG")
 
 
 @functools.cache

@@ -29,7 +29,7 @@ from tests.fakeremix.helpers import encoded, fake_settings
 
 
 async def test_retry_after_zero_does_not_become_a_hot_loop(fake: FakeRemix) -> None:
-    fake.fail_next("429", times=1000, retry_after="0")
+    fake.fail_next("429_rate", times=1000, retry_after="0")
     settings = fake_settings(fake, REMIXBOT_BACKEND_TIMEOUT="60")
     async with aiohttp.ClientSession() as session:
         with pytest.raises(RemixRateLimited):

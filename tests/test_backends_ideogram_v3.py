@@ -189,14 +189,14 @@ async def test_wrong_key_is_an_auth_error(fake: FakeRemix) -> None:
 
 
 async def test_429_retried_then_succeeds(fake: FakeRemix) -> None:
-    fake.fail_next("429", times=2, retry_after="0")
+    fake.fail_next("429_rate", times=2, retry_after="0")
     result = await remix(fake, RemixRequest("x"))
     assert len(result.images) == 1
     assert len(fake.api_requests()) == 3
 
 
 async def test_429_honours_retry_after_seconds(fake: FakeRemix) -> None:
-    fake.fail_next("429", times=1, retry_after="1")
+    fake.fail_next("429_rate", times=1, retry_after="1")
     start = time.monotonic()
     await remix(fake, RemixRequest("x"))
     assert time.monotonic() - start >= 0.95
@@ -204,7 +204,7 @@ async def test_429_honours_retry_after_seconds(fake: FakeRemix) -> None:
 
 
 async def test_429_beyond_budget_is_rate_limited(fake: FakeRemix) -> None:
-    fake.fail_next("429", times=5, retry_after="30")
+    fake.fail_next("429_rate", times=5, retry_after="30")
     start = time.monotonic()
     with pytest.raises(RemixRateLimited, match=r"busy") as info:
         await remix(fake, RemixRequest("x"))
@@ -258,3 +258,16 @@ def test_backend_reason_is_redacted_and_trimmed() -> None:
         b'{"errors": [{"message": "Invalid size", "parameter": "width"}]}', 400
     ) == ("Invalid size (parameter width)")
     assert backend_reason(b"<html>oops</html>", 502) == "HTTP 502"
+
+
+@pytest.mark.parametrize(("stated", "limit"), [(0, None), (6, 6)])
+async def test_an_inflight_429_is_raised_at_once_with_the_stated_limit(
+    fake: FakeRemix, stated: int, limit: int | None
+) -> None:
+    """The caller's in-flight budget learns from it (bot/jobs/budget.py): no retry here."""
+    fake.max_inflight_stated = stated
+    fake.fail_next("429", times=1, retry_after="2")
+    with pytest.raises(RemixRateLimited, match="in-flight limit") as info:
+        await remix(fake, RemixRequest("x"))
+    assert info.value.limit == limit and info.value.retry_after == 2
+    assert not info.value.may_have_run and len(fake.api_requests()) == 1

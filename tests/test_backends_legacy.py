@@ -83,6 +83,9 @@ async def test_model_from_settings(fake: FakeRemix) -> None:
 
 
 async def test_reseller_path_with_bearer(fake: FakeRemix) -> None:
+    # A reseller answering its legacy path synchronously (one that answers with a task envelope
+    # needs the task-proxy backend; see test_backends_task_proxy_legacy.py).
+    fake.proxy_mode = "sync"
     await remix(
         fake,
         RemixRequest("x"),

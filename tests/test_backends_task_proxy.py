@@ -115,7 +115,7 @@ async def test_sync_reply_accepted(fake: FakeRemix) -> None:
 
 
 async def test_submit_429_retries_then_rate_limited(fake: FakeRemix) -> None:
-    fake.fail_next("429", times=3, retry_after="60")
+    fake.fail_next("429_rate", times=3, retry_after="60")
     with pytest.raises(RemixRateLimited):
         await run(fake, RemixRequest("x"))
     assert len(fake.api_requests()) == 1

@@ -171,11 +171,11 @@ async def test_invalid_options_exit_2(
 async def test_invalid_images_exit_2(fake: FakeRemix, tmp_path: Path, monkeypatch, capsys) -> None:
     text = tmp_path / "notes.png"
     text.write_text("not an image")
-    tiff = tmp_path / "scan.png"  # the name lies; the content decides
-    tiff.write_bytes(encoded("TIFF").data)
+    psd = tmp_path / "scan.png"  # the name lies; the content decides
+    psd.write_bytes(b"8BPS\x00\x01" + b"\x00" * 64)
     for path, message in [
         (text, "That file is not an image."),
-        (tiff, "That file is a TIFF; send a JPEG, PNG or WebP."),
+        (psd, "That file is a Photoshop (PSD) file; send a JPEG, PNG or WebP."),
         (tmp_path / "missing.png", "does not exist."),
     ]:
         argv = [str(path), "--prompt", "x", "--out", str(tmp_path / "o")]

@@ -89,10 +89,11 @@ REFUSALS = [
     ("random bytes", corpus.random_bytes, "That file is not an image."),
     ("svg", corpus.svg, "That file is an SVG drawing; send a JPEG, PNG or WebP."),
     ("html", corpus.html, "That file is a web page (HTML), not an image."),
-    ("tiff", corpus.tiff, "That file is a TIFF; send a JPEG, PNG or WebP."),
-    ("bmp", corpus.bmp, "That file is a BMP; send a JPEG, PNG or WebP."),
+    ("psd", corpus.psd_header, "That file is a Photoshop (PSD) file; send a JPEG, PNG or WebP."),
     ("truncated jpeg", corpus.truncated_jpeg, "That image is damaged or truncated."),
     ("truncated png", corpus.truncated_png, "That image is damaged or truncated."),
+    ("damaged png stream", corpus.damaged_png, "That image is damaged or truncated."),
+    ("png zlib stream cut", corpus.png_cut_zlib_stream, "That image is damaged or truncated."),
     (
         "png bomb",
         corpus.png_bomb,
@@ -142,6 +143,22 @@ def test_truncated_jpeg_passes_verify_but_is_refused() -> None:
     im.verify()
     with pytest.raises(InvalidImage, match="damaged or truncated"):
         _prepare(corpus.truncated_jpeg())
+
+
+def test_damaged_png_refused_although_its_structure_is_valid() -> None:
+    data = corpus.damaged_png()
+    # Every chunk is intact (CRCs match), so only decoding the pixels can tell.
+    Image.open(io.BytesIO(data)).verify()
+    # Pillow reports the broken stream once, then a second load() passes on the half-decoded
+    # picture: the first error must be the one that counts, wherever it happens (main read the
+    # PNG's EXIF first, which loads the pixels, inside a broad except).
+    im = Image.open(io.BytesIO(data))
+    with pytest.raises(OSError):
+        im.load()
+    im.load()
+    with pytest.raises(InvalidImage) as info:
+        _prepare(data)
+    assert str(info.value) == "That image is damaged or truncated."
 
 
 def test_byte_cap_is_checked_before_anything_else() -> None:
@@ -421,8 +438,8 @@ def test_style_refs_together_under_10_mb() -> None:
 
 
 def test_style_ref_refusal_names_the_problem() -> None:
-    with pytest.raises(InvalidImage, match="TIFF"):
-        prepare_style_refs([corpus.jpeg(), corpus.tiff()], LIMITS)
+    with pytest.raises(InvalidImage, match="Photoshop"):
+        prepare_style_refs([corpus.jpeg(), corpus.psd_header()], LIMITS)
 
 
 def test_from_settings_reads_intake_settings() -> None:

@@ -53,3 +53,11 @@ async def test_pool_runs_the_check_off_the_loop(tmp_path: Path) -> None:
         await pool.check_result(_write(tmp_path, "ok.jpg", data))
         with pytest.raises(InvalidImage):
             await pool.check_result(_write(tmp_path, "cut.jpg", data[:200]))
+
+
+def test_damaged_png_result_is_refused(tmp_path: Path) -> None:
+    from tests import imagecorpus as corpus
+
+    # Valid signature and chunks (every CRC right), scrambled pixel stream.
+    with pytest.raises(InvalidImage, match="damaged or truncated"):
+        check_result(_write(tmp_path, "result.png", corpus.damaged_png()))

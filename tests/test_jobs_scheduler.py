@@ -13,13 +13,10 @@ from bot.errors import InvalidRequest, RemixUnavailable
 from bot.jobs import (
     Admission,
     AdmissionRefused,
-    JobCancelled,
-    JobInterrupted,
-    JobReturned,
+    JobNotStarted,
     JobRunning,
     JobState,
     JobTicket,
-    JobTimedOut,
     NotJobOwner,
     QueueFull,
     Scheduler,
@@ -173,7 +170,7 @@ async def test_eight_image_job_is_not_starved_by_a_stream_of_one_image_jobs() ->
             await finish(scheduler, backend, f"late-{i}")
     assert backend.peak <= 10
     assert scheduler.inflight == 0 and not scheduler.queued()
-    assert all(a.state is JobState.DONE for a in [big, *later])
+    assert all(a.state is JobState.RAN for a in [big, *later])
 
 
 async def test_job_larger_than_budget_is_clamped_and_runs_alone() -> None:
@@ -189,7 +186,7 @@ async def test_job_larger_than_budget_is_clamped_and_runs_alone() -> None:
     assert scheduler.inflight == 4
     await finish(scheduler, backend, "b")
     await finish(scheduler, backend, "t")
-    assert small.state is big.state is after.state is JobState.DONE
+    assert small.state is big.state is after.state is JobState.RAN
 
 
 async def test_round_robin_across_users_fifo_within_a_user() -> None:
@@ -287,9 +284,9 @@ async def test_cancel_queued_job_frees_its_place_and_never_runs_it() -> None:
     with pytest.raises(NotJobOwner, match="Only the member who asked"):
         scheduler.cancel("a", user_id=3)
     assert scheduler.cancel("a", user_id=2) is True
-    assert a.state is JobState.CANCELLED and a.position is None
+    assert a.state is JobState.NOT_RUN and a.position is None
     assert b.position == 1
-    with pytest.raises(JobCancelled, match="nothing was charged"):
+    with pytest.raises(JobNotStarted, match="nothing was charged"):
         await a.result(WAIT)
     with pytest.raises(JobRunning, match="cannot be cancelled"):
         scheduler.cancel("run", user_id=1)
@@ -321,7 +318,7 @@ async def test_positions_decrease_to_zero_and_updates_report_them() -> None:
         await finish(scheduler, backend, job_id)
     await asyncio.wait_for(watcher, WAIT)
     assert seen == [4, 3, 2, 1, 0, None]
-    assert last.state is JobState.DONE and await last.result(WAIT) == "result-j4"
+    assert last.state is JobState.RAN and await last.result(WAIT) == "result-j4"
 
 
 async def test_eta_uses_the_prior_then_measured_durations() -> None:
@@ -358,7 +355,7 @@ async def test_exception_in_a_run_frees_the_budget_and_keeps_the_scheduler_going
     await finish(scheduler, backend, "boom")
     with pytest.raises(ValueError, match="bad"):
         await boom.result(WAIT)
-    assert boom.state is JobState.FAILED
+    assert boom.state is JobState.RAN
     await finish(scheduler, backend, "down")
     with pytest.raises(RemixUnavailable):
         await down.result(WAIT)
@@ -371,7 +368,7 @@ async def test_run_timeout_stops_a_hung_run_and_frees_the_budget() -> None:
     scheduler = Scheduler(1, run_timeout=0.05)
     hung = scheduler.submit(backend.job("hung", user_id=1))  # never released
     nxt = scheduler.submit(backend.job("next", user_id=2, hold=False))
-    with pytest.raises(JobTimedOut, match=r"longer than 0\.05 seconds"):
+    with pytest.raises(TimeoutError):  # the run is cut off; it ran, and closes its own books
         await hung.result(WAIT)
     assert await nxt.result(WAIT) == "result-next"
     assert scheduler.inflight == 0
@@ -385,8 +382,8 @@ async def test_close_hands_back_queued_and_drain_waits_for_running() -> None:
     await settle()
     returned = scheduler.close()
     assert [t.job_id for t in returned] == ["q0", "q1", "q2"]
-    assert all(a.state is JobState.RETURNED for a in q)
-    with pytest.raises(JobReturned):
+    assert all(a.state is JobState.NOT_RUN for a in q)
+    with pytest.raises(JobNotStarted):
         await q[0].result(WAIT)
     with pytest.raises(SchedulerClosed):
         scheduler.submit(backend.job("new", user_id=5))
@@ -411,8 +408,8 @@ async def test_drain_timeout_interrupts_running_jobs_and_frees_the_budget() -> N
     result = await scheduler.drain(0.05)
     assert [t.job_id for t in result.returned] == ["queued"]
     assert [t.job_id for t in result.interrupted] == ["stuck"]
-    assert stuck.state is JobState.INTERRUPTED and queued.state is JobState.RETURNED
-    with pytest.raises(JobInterrupted):
+    assert stuck.state is JobState.RAN and queued.state is JobState.NOT_RUN
+    with pytest.raises(asyncio.CancelledError):  # cut off by the drain; it ran
         await stuck.result(WAIT)
     assert await quick.result(WAIT) == "result-quick"
     assert scheduler.inflight == 0 and backend.inflight == 0
@@ -462,7 +459,7 @@ async def test_updates_throttle_position_changes_but_not_phase_changes() -> None
     assert states[-3:] == [
         ("running", 0, None),
         ("running", 0, "uploading"),
-        ("done", None, "uploading"),
+        ("ran", None, "uploading"),
     ]
     # Position updates: at most one per interval (the rapid changes are coalesced) ...
     queued_times = [t for t, s, _, _ in seen if s == "queued"]

@@ -41,6 +41,33 @@ def test_defaults_per_backend() -> None:
     )
 
 
+def test_ideogram_edit_defaults_and_task_format() -> None:
+    edit = load_settings(
+        {"REMIXBOT_BACKEND": "ideogram-edit", "REMIXBOT_BACKEND_URL": "https://reseller.example"},
+        dotenv=None,
+    )
+    assert (edit.remix_path, edit.auth_scheme, edit.model) == (
+        "/ideogram/edit",
+        "bearer",
+        "V_2_TURBO",
+    )
+    with pytest.raises(
+        SettingsError, match="REMIXBOT_BACKEND_URL is required for the ideogram-edit"
+    ):
+        load_settings({"REMIXBOT_BACKEND": "ideogram-edit"}, dotenv=None)
+    proxy = load_settings(
+        {
+            "REMIXBOT_BACKEND": "task-proxy",
+            "REMIXBOT_BACKEND_URL": "https://reseller.example",
+            "REMIXBOT_TASK_FORMAT": "Legacy",
+        },
+        dotenv=None,
+    )
+    assert proxy.task_format == "legacy"
+    with pytest.raises(SettingsError, match="REMIXBOT_TASK_FORMAT must be one of legacy, v3"):
+        load_settings({"REMIXBOT_TASK_FORMAT": "v2"}, dotenv=None)
+
+
 def test_precedence_toml_then_dotenv_then_environment(tmp_path: Path) -> None:
     toml = tmp_path / "remixbot.toml"
     toml.write_text(
@@ -63,7 +90,8 @@ def test_precedence_toml_then_dotenv_then_environment(tmp_path: Path) -> None:
     [
         (
             {"REMIXBOT_BACKEND": "dalle"},
-            "REMIXBOT_BACKEND must be one of ideogram, ideogram-legacy, runware, task-proxy, not 'dalle'.",
+            "REMIXBOT_BACKEND must be one of ideogram, ideogram-legacy, ideogram-edit, runware, "
+            "task-proxy, not 'dalle'.",
         ),
         ({"REMIXBOT_RESET_HOUR": "25"}, "REMIXBOT_RESET_HOUR must be from 0 to 23, not 25."),
         (

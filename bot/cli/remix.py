@@ -14,16 +14,21 @@ from typing import Any
 import aiohttp
 
 from bot.cli._common import cli_settings, print_json
+from bot.cli.render import ending_sentence
+from bot.cli.render import exit_code as ending_exit_code
 from bot.errors import InvalidImage
 from bot.intake import ImagePool, PreparedImage
+from bot.intake.mask import edit_mask_off_loop
+from bot.jobs import Progress
+from bot.lifecycle import Ending, JobLifecycle, JobTask, Outcome, Posted
+from bot.media import EncodedImage
 from bot.remix import enums
-from bot.remix.backends import make_backend
+from bot.remix.backends import BACKEND_CLASSES, make_backend
 from bot.remix.download import DownloadPolicy, make_download_session
-from bot.remix.pipeline import Delivery, run_remix
+from bot.remix.pipeline import Delivery
 from bot.remix.request import PaletteMember, RemixRequest
 from bot.settings import Settings
 from bot.store import CLI_USER_ID, NewJob, Store
-from bot.store.booking import booked
 from bot.workflow import intake_limits, with_chosen_ratio
 
 
@@ -62,6 +67,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--style-ref", metavar="FILE", action="append", default=[], help="style image (repeatable)"
     )
     p.add_argument("--model", help="legacy V_1 … V_3, or a Runware AIR id like ideogram:4@2")
+    p.add_argument(
+        "--mask",
+        metavar="FILE",
+        help="ideogram-edit: black marks what to change, white what to keep (the image's shape)",
+    )
     p.add_argument("--json", action="store_true", help="print the result summary as JSON")
     p.add_argument(
         "--dry-run",
@@ -88,6 +98,7 @@ def build_request(args: argparse.Namespace) -> RemixRequest:
         "style_codes": tuple(args.style_code),
         "model": args.model,
         "style_ref_count": len(args.style_ref),
+        "has_mask": args.mask is not None,
     }
     if args.image_weight is not None:
         kwargs["image_weight"] = args.image_weight
@@ -96,21 +107,21 @@ def build_request(args: argparse.Namespace) -> RemixRequest:
     return RemixRequest(**kwargs)
 
 
-def read_input(path: Path, settings: Settings) -> bytes:
+def read_input(path: Path, settings: Settings, what: str = "image") -> bytes:
     """Read an input file, refusing a missing file or one over the byte cap (blocking)."""
     try:
         size = path.stat().st_size
     except FileNotFoundError:
-        raise InvalidImage(f"The image file {str(path)!r} does not exist.") from None
+        raise InvalidImage(f"The {what} file {str(path)!r} does not exist.") from None
     except OSError as exc:
         raise InvalidImage(
-            f"The image file {str(path)!r} cannot be read ({exc.strerror})."
+            f"The {what} file {str(path)!r} cannot be read ({exc.strerror})."
         ) from None
     if not path.is_file():
         raise InvalidImage(f"{str(path)!r} is not a file.")
     if size > settings.max_input_bytes:
         raise InvalidImage(
-            f"The image {path.name} is {size / 1e6:.1f} MB; the limit is "
+            f"The {what} {path.name} is {size / 1e6:.1f} MB; the limit is "
             f"{settings.max_input_bytes / 1e6:.0f} MB."
         )
     return path.read_bytes()
@@ -132,7 +143,17 @@ async def _run(args: argparse.Namespace, settings: Settings, request: RemixReque
     async with ImagePool() as pool:
         prepared = await pool.prepare(data, aspect_ratio=request.aspect_ratio, limits=limits)
         refs = await pool.prepare_style_refs(ref_datas, limits) if ref_datas else []
-        return await _generate(args, settings, request, pool, prepared, refs)
+        mask = None
+        if BACKEND_CLASSES[settings.backend].takes_mask:
+            # The member's mask, else the input's transparent areas (a mask given to another
+            # backend is refused by its check, before anything is sent).
+            mask_data = (
+                await asyncio.to_thread(read_input, Path(args.mask), settings, "mask")
+                if args.mask
+                else None
+            )
+            mask = await edit_mask_off_loop(pool, prepared, mask_data, limits)
+        return await _generate(args, settings, request, pool, prepared, refs, mask)
 
 
 async def _generate(
@@ -142,14 +163,15 @@ async def _generate(
     pool: ImagePool,
     prepared: PreparedImage,
     refs: list[PreparedImage],
+    mask: EncodedImage | None = None,
 ) -> int:
-    """Everything after intake: --dry-run, or the booked backend call, download and report."""
+    """Everything after intake: --dry-run, or the job through the one lifecycle, saved to --out."""
     if args.dry_run:
         return _dry_run(args, settings, request, prepared, refs)
     settings.require_api_key()
-    out = Path(args.out)
     policy = DownloadPolicy.from_settings(settings)
     stem = f"remix-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+    presenter = TerminalPresenter(Path(args.out), stem, json_output=args.json)
 
     async with (
         aiohttp.ClientSession() as api,
@@ -157,66 +179,159 @@ async def _generate(
         await Store.from_settings(settings) as store,
     ):
         backend = make_backend(settings, api)
-        request = with_chosen_ratio(backend, request, prepared, len(refs))
-        backend.check(request, len(refs))
-        new_job = NewJob(
-            interaction_id=None,
-            guild_id=None,
-            channel_id=None,
-            user_id=CLI_USER_ID,
-            kind="remix",
-            parent_job_id=None,
-            request=request.to_dict(),
-            input_key=None,
-            style_ref_keys=(),
-            backend=backend.name,
-            images=request.num_images,
+        request = with_chosen_ratio(request, prepared)
+        backend.check(request, len(refs))  # once per job, before anything is reserved
+        lifecycle = JobLifecycle(
+            store=store,
+            backend=backend,
+            download_session=downloads,
+            policy=policy,
+            verify=pool.check_result,
+            work_dir=Path(args.out) / ".remixbot-work",
+            undelivered_dir=settings.data_dir / "undelivered",
         )
-        # The terminal user `cli` goes through the same books as members. booked() reserves
-        # first and closes the job on every way out (errors, Ctrl-C), refunding what was not
-        # delivered.
-        async with booked(store, new_job) as booking:
-            job = await booking.running()
+        # The terminal user `cli` goes through the same books and the same exits as members.
+        job = await lifecycle.reserve(
+            NewJob(
+                interaction_id=None,
+                guild_id=None,
+                channel_id=None,
+                user_id=CLI_USER_ID,
+                kind="remix",
+                parent_job_id=None,
+                request=request.to_dict(),
+                input_key=None,
+                style_ref_keys=(),
+                backend=backend.name,
+                images=request.num_images,
+            )
+        )
+        image = prepared.image
+        _progress(
+            f"job {job.id}: sending {image.format} {image.width}x{image.height} to the "
+            f"{backend.name} backend ({request.num_images} image(s))"
+        )
+        task = JobTask(request, image, [r.image for r in refs], mask=mask)
+        try:
+            await lifecycle.run(job, task, presenter, stage=presenter.stage)
+        finally:
+            await lifecycle.close()
+    return presenter.exit_code()
 
-            async def submitted(task_id: str) -> None:
-                await store.set_backend_ref(job.id, task_id)  # resumable after a crash
-                _progress(f"task {task_id} submitted; waiting for it to finish")
 
-            image = prepared.image
+class TerminalPresenter:
+    """`remixbot remix`'s presenter: results are saved to a folder with a sidecar each."""
+
+    def __init__(self, out: Path, stem: str, *, json_output: bool) -> None:
+        self.out = out
+        self.stem = stem
+        self.json_output = json_output
+        self.ending: Ending | None = None
+        self.outcome: Outcome | None = None
+        self.saved: list[Path] = []
+
+    def stage(self, stage: str) -> None:
+        """Say on stderr what the job is doing."""
+        if stage == "generating":
+            _progress("waiting for the backend")
+
+    async def progress(self, progress: Progress) -> None:
+        """No queue in the terminal: nothing to show."""
+
+    async def deliver(self, outcome: Outcome) -> Posted:
+        """Move the images to --out with a .json sidecar each; print their paths."""
+        self.outcome = outcome
+        self.saved = await asyncio.to_thread(self._save, outcome)
+        if not self.json_output:
+            for path in self.saved:
+                print(path)
+        return Posted((), None, len(self.saved))
+
+    def _save(self, outcome: Outcome) -> list[Path]:
+        self.out.mkdir(parents=True, exist_ok=True)
+        saved = []
+        for n, item in enumerate(outcome.delivery.images, 1):
+            target = _free_path(self.out / f"{self.stem}-{n}{item.path.suffix}")
+            item.path.replace(target)
+            record = {
+                "file": target.name,
+                "seed": item.seed,
+                "resolution": item.resolution,
+                "prompt": item.prompt,
+                "backend": outcome.delivery.backend,
+                "backend_ref": outcome.delivery.backend_ref,
+                "safe": True,
+                "format": item.format,
+                "request": outcome.request.to_dict(),
+                "job": outcome.job.id,
+            }
+            _write_sidecar(target, record)
+            saved.append(target)
+        return saved
+
+    async def end(self, ending: Ending) -> None:
+        """Remember how the job ended; the summary prints it."""
+        self.ending = ending
+
+    def exit_code(self) -> int:
+        """Print the summary and choose the exit code."""
+        delivery = self.outcome.delivery if self.outcome is not None else None
+        if self.ending is None and delivery is None:
+            return 1
+        if self.json_output:
+            print_json(_summary(delivery, self.saved, self.ending))
+        if delivery is not None:
             _progress(
-                f"job {job.id}: sending {image.format} {image.width}x{image.height} to the "
-                f"{backend.name} backend ({request.num_images} image(s))"
+                f"saved {len(self.saved)} of {delivery.billed} image(s)"
+                + (
+                    f"; {delivery.withheld} withheld by the safety check"
+                    if delivery.withheld
+                    else ""
+                )
             )
-            delivery = await run_remix(
-                backend,
-                downloads,
-                policy,
-                request,
-                image,
-                [r.image for r in refs],
-                out,
-                on_submitted=submitted,
-                stem=stem,
-                verify=pool.check_result,
-            )
-            await booking.settle(len(delivery.images), delivery.withheld, delivery.billed)
-    for item in delivery.images:
-        record = {
-            "file": item.path.name,
-            "seed": item.seed,
-            "resolution": item.resolution,
-            "prompt": item.prompt,
+            for error in delivery.errors:
+                _progress(error)
+        if self.ending is not None:
+            _progress(ending_sentence(self.ending))
+            return ending_exit_code(self.ending)
+        return 1 if delivery is not None and delivery.failed_downloads else 0
+
+
+def _free_path(path: Path) -> Path:
+    n = 2
+    candidate = path
+    while candidate.exists():
+        candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
+        n += 1
+    return candidate
+
+
+def _summary(delivery: Delivery | None, saved: list[Path], ending: Ending | None) -> dict[str, Any]:
+    """The --json summary of a run."""
+    out: dict[str, Any] = {"images": []}
+    if delivery is not None:
+        out |= {
             "backend": delivery.backend,
             "backend_ref": delivery.backend_ref,
-            "safe": True,
-            "format": item.format,
-            "request": request.to_dict(),
-            "job": job.id,
+            "billed": delivery.billed,
+            "withheld": delivery.withheld,
+            "failed_downloads": delivery.failed_downloads,
+            "errors": delivery.errors,
+            "images": [
+                {
+                    "path": str(path),
+                    "seed": i.seed,
+                    "resolution": i.resolution,
+                    "prompt": i.prompt,
+                    "format": i.format,
+                }
+                for path, i in zip(saved, delivery.images, strict=False)
+            ],
         }
-        await asyncio.to_thread(_write_sidecar, item.path, record)
-        if not args.json:
-            print(item.path)
-    return _report(args, delivery)
+    if ending is not None:
+        out["error"] = ending_sentence(ending)
+        out["exit"] = str(ending.exit)
+    return out
 
 
 def _dry_run(
@@ -245,43 +360,6 @@ def _dry_run(
     for n, ref in enumerate(refs, 1):
         print(f"style reference {n}:")
         print(ref.describe())
-    return 0
-
-
-def _report(args: argparse.Namespace, delivery: Delivery) -> int:
-    """Print the summary and choose the exit code."""
-    if args.json:
-        print_json(
-            {
-                "backend": delivery.backend,
-                "backend_ref": delivery.backend_ref,
-                "billed": delivery.billed,
-                "withheld": delivery.withheld,
-                "failed_downloads": delivery.failed_downloads,
-                "errors": delivery.errors,
-                "images": [
-                    {
-                        "path": str(i.path),
-                        "seed": i.seed,
-                        "resolution": i.resolution,
-                        "prompt": i.prompt,
-                        "format": i.format,
-                    }
-                    for i in delivery.images
-                ],
-            }
-        )
-    _progress(
-        f"saved {len(delivery.images)} of {delivery.billed} image(s)"
-        + (f"; {delivery.withheld} withheld by the safety check" if delivery.withheld else "")
-    )
-    for error in delivery.errors:
-        _progress(error)
-    if delivery.failed_downloads:
-        return 1
-    if not delivery.images:
-        _progress("every image was withheld by the backend's safety check; nothing to save.")
-        return 1
     return 0
 
 

@@ -5,6 +5,7 @@ from bot.intake.formats import ACCEPTED, identify
 from bot.intake.limits import IntakeLimits
 from bot.intake.pool import ImagePool
 from bot.intake.prepare import PreparedImage, prepare, prepare_style_refs
+from bot.intake.stored import load_prepared
 
 __all__ = [
     "ACCEPTED",
@@ -15,6 +16,7 @@ __all__ = [
     "UploadFile",
     "fit_for_upload",
     "identify",
+    "load_prepared",
     "prepare",
     "prepare_style_refs",
 ]

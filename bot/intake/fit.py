@@ -10,8 +10,8 @@ from pathlib import PurePath
 from bot.errors import InvalidImage
 from bot.intake import modes
 from bot.intake.encode import encode_under
-from bot.intake.formats import open_restricted
-from bot.media import FORMAT_EXT
+from bot.intake.formats import RESULT_FORMATS, open_restricted
+from bot.media import EncodedImage
 
 # Bytes kept free in every message for what surrounds the files in the multipart body: the
 # payload_json part (content <= 2000 chars, embeds <= 6000 chars, components and the attachments
@@ -39,7 +39,7 @@ class UploadFile:
 def _reencode(file: UploadFile, cap: int) -> UploadFile:
     """Re-encode one image under cap bytes: quality steps, then downscale; never upscale."""
     try:
-        with open_restricted(file.data) as im:
+        with open_restricted(file.data, RESULT_FORMATS) as im:
             if im.width * im.height > MAX_RESULT_PIXELS:
                 raise ValueError("too many pixels to re-encode")
             im.load()
@@ -53,9 +53,9 @@ def _reencode(file: UploadFile, cap: int) -> UploadFile:
     alpha = modes.has_transparency(frame)
     if not alpha and frame.mode != "RGB":
         frame = frame.convert("RGB")
-    data, fmt, _, _ = encode_under(frame, cap + 1, alpha=alpha)
-    stem = PurePath(file.filename).stem or "image"
-    return UploadFile(f"{stem}.{FORMAT_EXT[fmt]}", data)
+    data, fmt, final, _ = encode_under(frame, cap + 1, alpha=alpha)
+    image = EncodedImage(data, fmt, final.width, final.height)
+    return UploadFile(image.filename(PurePath(file.filename).stem or "image"), image.data)
 
 
 def _pack(files: list[UploadFile], budget: int, max_files: int) -> list[list[UploadFile]]:

@@ -3,25 +3,31 @@
 from __future__ import annotations
 
 import io
+import logging
 import threading
 import warnings
+from collections.abc import Sequence
 
-from PIL import Image
+from PIL import Image, features
 
 from bot.errors import InvalidImage
 from bot.media import sniff_format
 
-# Formats Pillow may decode for us. GIF: first frame only (see docs/intake.md).
-ACCEPTED = ("JPEG", "PNG", "WEBP", "GIF")
+log = logging.getLogger(__name__)
+
+# Formats Pillow may decode for a member's input. GIF and AVIF: first frame; TIFF: first page
+# (see docs/intake.md). HEIF joins them when the optional pillow-heif is installed.
+ACCEPTED = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "AVIF")
+# What backends return and the bot stores and posts: nothing else is decoded on that side.
+RESULT_FORMATS = ("JPEG", "PNG", "WEBP")
 SEND = "send a JPEG, PNG or WebP"
+HEIF_EXTRA = "pip install 'remixbot[heif]'"
 
 # catch_warnings() swaps the process-wide filter list; serialise our (header-parse-long) use.
 _OPEN_LOCK = threading.Lock()
 
 # Magic bytes of formats we refuse, so the refusal can name what was sent.
 _REFUSED_MAGIC: tuple[tuple[bytes, str], ...] = (
-    (b"II*\x00", "a TIFF"),
-    (b"MM\x00*", "a TIFF"),
     (b"8BPS", "a Photoshop (PSD) file"),
     (b"%PDF", "a PDF"),
     (b"%!PS", "a PostScript (EPS) file"),
@@ -31,19 +37,89 @@ _REFUSED_MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"SIMPLE  =", "a FITS file"),
     (b"\x00\x00\x01\x00", "an icon (ICO)"),
     (b"qoif", "a QOI"),
-    (b"BM", "a BMP"),
 )
-_HEIF_BRANDS = {
-    b"heic": "a HEIC",
-    b"heix": "a HEIC",
-    b"hevc": "a HEIC",
-    b"heim": "a HEIC",
-    b"heis": "a HEIC",
-    b"mif1": "a HEIF",
-    b"msf1": "a HEIF",
-    b"avif": "an AVIF",
-    b"avis": "an AVIF",
-}
+# Accepted formats Pillow's own plugins know by their first bytes (JPEG/PNG/WebP/GIF: media.py).
+_INPUT_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+    (b"II+\x00", "TIFF"),  # BigTIFF
+    (b"MM\x00+", "TIFF"),
+    (b"BM", "BMP"),
+)
+# ISO-BMFF brands (the ftyp box): AVIF is Pillow's own; HEIC/HEIF needs pillow-heif.
+_AVIF_BRANDS = frozenset({b"avif", b"avis"})
+_HEIC_BRANDS = frozenset({b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs"})
+_HEIF_BRANDS = frozenset({b"mif1", b"msf1"})
+
+_HEIF_LOCK = threading.Lock()
+_heif_registered: bool | None = None  # None: not tried yet
+
+
+def _brands(head: bytes) -> tuple[bytes, frozenset[bytes]]:
+    """The major brand of an ISO-BMFF ftyp box and its compatible brands."""
+    size = int.from_bytes(head[:4], "big")
+    end = min(max(size, 16), len(head), 4096)
+    compatible = frozenset(head[i : i + 4] for i in range(16, end - 3, 4))
+    return head[8:12], compatible
+
+
+def _bmff_kind(head: bytes) -> str | None:
+    """AVIF, HEIC or HEIF for an ISO-BMFF image file, else None."""
+    if head[4:8] != b"ftyp":
+        return None
+    major, compatible = _brands(head)
+    if major in _AVIF_BRANDS:
+        return "AVIF"
+    if major in _HEIC_BRANDS:
+        return "HEIC"
+    if major in _HEIF_BRANDS:
+        if compatible & _AVIF_BRANDS:
+            return "AVIF"
+        return "HEIC" if compatible & _HEIC_BRANDS else "HEIF"
+    return None
+
+
+def heif_available() -> bool:
+    """Whether pillow-heif is installed; its opener is registered with Pillow on first use."""
+    global _heif_registered
+    with _HEIF_LOCK:
+        if _heif_registered is None:
+            try:
+                import pillow_heif  # optional extra: remixbot[heif]
+            except ImportError:
+                _heif_registered = False
+            else:
+                # No thumbnails or auxiliary images: only the primary picture is ever decoded.
+                pillow_heif.register_heif_opener(thumbnails=False, depth_images=False)
+                _heif_registered = True
+        return _heif_registered
+
+
+def _input_formats() -> tuple[str, ...]:
+    return (*ACCEPTED, "HEIF") if _heif_registered else ACCEPTED
+
+
+def _sniff_input(data: bytes) -> str | None:
+    """The accepted format the bytes are, by magic bytes (no decoder runs), or None."""
+    fmt = sniff_format(data)
+    if fmt is not None:
+        return fmt
+    head = data[:4096]
+    for magic, name in _INPUT_MAGIC:
+        if head.startswith(magic):
+            return name
+    kind = _bmff_kind(head)
+    if kind == "AVIF":
+        if features.check("avif"):
+            return "AVIF"
+        log.warning("an AVIF upload was refused: this Pillow was built without AVIF support")
+        raise InvalidImage(f"That file is an AVIF, which this server cannot read; {SEND}.")
+    if kind in ("HEIC", "HEIF"):
+        if heif_available():
+            return "HEIF"
+        log.warning("a %s upload was refused: to accept them, %s", kind, HEIF_EXTRA)
+        raise InvalidImage(f"That file is a {kind}, which this server cannot read; {SEND}.")
+    return None
 
 
 def _text_kind(head: bytes) -> str | None:
@@ -60,17 +136,16 @@ def _text_kind(head: bytes) -> str | None:
 
 
 def identify(data: bytes) -> str:
-    """Return the accepted format the bytes are (JPEG, PNG, WEBP, GIF), or refuse in one sentence."""
+    """Return the accepted format the bytes are (JPEG, PNG, WEBP, GIF, BMP, TIFF, AVIF, HEIF),
+    or refuse in one sentence that names what was sent."""
     if not data:
         raise InvalidImage("That file is empty, not an image.")
-    fmt = sniff_format(data)
+    fmt = _sniff_input(data)
     if fmt == "JPEG":
         check_jpeg_scans(data)
-    if fmt in ACCEPTED:
+    if fmt is not None:
         return fmt
     head = data[:4096]
-    if head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS:
-        raise InvalidImage(f"That file is {_HEIF_BRANDS[head[8:12]]}; {SEND}.")
     for magic, name in _REFUSED_MAGIC:
         if head.startswith(magic):
             raise InvalidImage(f"That file is {name}; {SEND}.")
@@ -98,12 +173,14 @@ def check_jpeg_scans(data: bytes, limit: int = MAX_JPEG_SCANS) -> None:
         )
 
 
-def open_restricted(data: bytes) -> Image.Image:
-    """Image.open limited to the accepted formats, DecompressionBombWarning raised as an error.
+def open_restricted(data: bytes, formats: Sequence[str] | None = None) -> Image.Image:
+    """Image.open limited to `formats` (default: every accepted input format), with
+    DecompressionBombWarning raised as an error. Lazy: only the header is read.
 
     The warning filter is changed only inside this call (under a lock, for the header parse),
     never for the process.
     """
+    allowed = list(formats) if formats is not None else list(_input_formats())
     with _OPEN_LOCK, warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
-        return Image.open(io.BytesIO(data), formats=list(ACCEPTED))
+        return Image.open(io.BytesIO(data), formats=allowed)

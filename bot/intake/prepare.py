@@ -1,9 +1,10 @@
 """Turn an uploaded image into what the backend gets: checked, upright, cropped, small and clean.
 
 Pipeline (order matters, see docs/intake.md): byte cap -> identify by content -> Image.open with
-the format allowlist (bomb warning is an error) -> pixel/side caps from the header -> JPEG draft
-with the real target -> full load (truncation caught) -> mode normalisation -> crop + downscale in
-one resample -> colour to sRGB -> EXIF orientation -> encode without metadata under the limit.
+only that format's decoder (bomb warning is an error) -> pixel/side caps from the header -> full
+load, before any metadata is read (JPEG: draft with the real target first) -> mode normalisation
+-> crop + downscale in one resample -> colour to sRGB -> EXIF orientation -> encode without
+metadata under the limit. Any decode error anywhere refuses the image.
 """
 
 from __future__ import annotations
@@ -28,7 +29,14 @@ from bot.remix.enums import ASPECT_RATIOS, MAX_REFS_BYTES, MAX_STYLE_REFS
 _ENCODING_KEYS = frozenset(
     """jfif jfif_version jfif_unit jfif_density dpi progressive progression adobe adobe_transform
     transparency duration loop background gamma srgb interlace aspect version extension
-    chromaticity bbox default_image disposal blend timestamp use_cached_image""".split()
+    chromaticity bbox default_image disposal blend timestamp use_cached_image compression
+    resolution primary bit_depth chroma nclx_profile original_orientation thumbnails
+    depth_images aux""".split()
+)
+# TIFF keeps its descriptive tags in the tag directory, not in info: description, make, model,
+# software, date, artist, host, copyright, XMP, IPTC, EXIF and GPS directories.
+_TIFF_METADATA_TAGS = frozenset(
+    {270, 271, 272, 305, 306, 315, 316, 33432, 700, 33723, 34665, 34853}
 )
 # Downscale filter, measured (docs/intake.md): BICUBIC is 1.4-1.6x cheaper than LANCZOS and within
 # 43 dB (hard edges) to 55 dB (photos) PSNR of it; reducing_gap 2.0 (box-reduce by the integer
@@ -36,6 +44,11 @@ _ENCODING_KEYS = frozenset(
 RESAMPLE = Image.Resampling.BICUBIC
 REDUCING_GAP = 2.0
 _BOMB_PIXELS = re.compile(r"\((\d+) pixels\)")
+# Formats the backends take as they are; anything else says "converted from ..." in changes.
+_BACKEND_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP"})
+# Only JPEG can decode straight to a smaller size (DCT scaling), so only it is drafted before load.
+_DRAFTABLE = frozenset({"JPEG", "MPO"})
+DAMAGED = "That image is damaged or truncated."
 
 
 @dataclass(frozen=True)
@@ -105,10 +118,10 @@ def _refuse_pixels(pixels: int, limits: IntakeLimits) -> InvalidImage:
     )
 
 
-def _open(data: bytes, limits: IntakeLimits) -> Image.Image:
-    """Image.open restricted to the accepted formats, bomb warnings raised as errors."""
+def _open(data: bytes, fmt: str, limits: IntakeLimits) -> Image.Image:
+    """Image.open with only the sniffed format's decoder, bomb warnings raised as errors."""
     try:
-        return open_restricted(data)
+        return open_restricted(data, (fmt,))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         found = _BOMB_PIXELS.search(str(exc))
         pixels = int(found.group(1)) if found else _pixel_cap(limits) + 1
@@ -118,10 +131,10 @@ def _open(data: bytes, limits: IntakeLimits) -> Image.Image:
             raise InvalidImage(
                 "That image carries too much embedded text; the limit is 1 MB of metadata."
             ) from None
-        raise InvalidImage("That image is damaged or truncated.") from None
+        raise InvalidImage(DAMAGED) from None
     except Exception:
         # Sniffed as an accepted format but Pillow cannot read the header: broken.
-        raise InvalidImage("That image is damaged or truncated.") from None
+        raise InvalidImage(DAMAGED) from None
 
 
 def _check_geometry(size: tuple[int, int], limits: IntakeLimits) -> None:
@@ -144,8 +157,22 @@ def _check_geometry(size: tuple[int, int], limits: IntakeLimits) -> None:
         )
 
 
+def _decode(im: Image.Image) -> None:
+    """Decode the pixels; any error refuses the image.
+
+    Pillow clears its tile list before it reports a decoder error, so a second load() "succeeds"
+    on the half-decoded picture: this must be the first thing that can decode, never a metadata
+    read inside a broad except (PNG's getexif() loads the whole image to find a late eXIf chunk).
+    """
+    try:
+        im.load()
+    except Exception:
+        raise InvalidImage(DAMAGED) from None
+
+
 def _orientation(im: Image.Image) -> int:
-    """The EXIF (or XMP) orientation, 1 when absent or nonsense; reads the header only."""
+    """The EXIF (or XMP) orientation, 1 when absent or nonsense. Call it on a decoded image, or
+    a JPEG (whose EXIF is in the header): then an error here is only about the metadata."""
     try:
         value = im.getexif().get(0x0112, 1)
     except Exception:  # a malformed EXIF block is ignored: it is stripped anyway
@@ -157,12 +184,31 @@ def _is_animated(im: Image.Image) -> bool:
     """Whether there is more than one frame; looks at frame 1's header at most, never decodes it."""
     try:
         return bool(getattr(im, "is_animated", False))
-    except Exception:
-        return False
+    except Exception:  # GIF reads past frame 0's data to find frame 1: damage shows here
+        raise InvalidImage(DAMAGED) from None
+
+
+def _turned_by_decoder(im: Image.Image) -> bool:
+    """Whether decoding will itself turn the picture upright: Pillow's TIFF loader transposes
+    by the Orientation tag and then deletes it; pillow-heif applies the HEIF transforms at open.
+    Read from the header, before the decode."""
+    tags = getattr(im, "tag_v2", None)
+    tiff = tags.get(0x0112, 1) if tags is not None else 1
+    heif = im.info.get("original_orientation") or 1
+    return tiff not in (1, None) or heif != 1
+
+
+def _first_frame_change(source_format: str) -> str:
+    if source_format == "TIFF":
+        return "first page of a multi-page TIFF"
+    return "first frame of an animation"
 
 
 def _has_metadata(im: Image.Image) -> bool:
-    return any(key not in _ENCODING_KEYS for key in im.info)
+    if any(key not in _ENCODING_KEYS and value for key, value in im.info.items()):
+        return True
+    tags = getattr(im, "tag_v2", None)  # TIFF
+    return tags is not None and any(tag in tags for tag in _TIFF_METADATA_TAGS)
 
 
 def _check_ratio(aspect_ratio: str | None) -> None:
@@ -190,8 +236,8 @@ def _prepare(
         raise InvalidImage(
             f"That file is {_mb(len(data))}; the limit is {limits.max_bytes / 1e6:g} MB."
         )
-    identify(data)
-    im = _open(data, limits)
+    fmt = identify(data)
+    im = _open(data, fmt, limits)
     try:
         return _process(im, data, aspect_ratio, limits, crop)
     finally:
@@ -206,14 +252,23 @@ def _process(
     crop: bool,
 ) -> PreparedImage:
     source_format = im.format or "unknown"
-    source_size = im.size
-    _check_geometry(source_size, limits)
+    _check_geometry(im.size, limits)
     changes: list[str] = []
-    orientation = _orientation(im)
+    if source_format not in _BACKEND_FORMATS:
+        changes.append(f"converted from {source_format}")
     if _is_animated(im):
-        im.seek(0)  # frame 0 only: later frames are never decoded
-        changes.append("first frame of an animation")
-    if orientation != 1:
+        try:
+            im.seek(0)  # frame 0 only: later frames are never decoded
+        except Exception:
+            raise InvalidImage(DAMAGED) from None
+        changes.append(_first_frame_change(source_format))
+    turned = _turned_by_decoder(im)
+    if source_format not in _DRAFTABLE:
+        _decode(im)  # before any metadata read, so no decode error can be swallowed there
+    # The size as decoded (TIFF and HEIF come out upright already), else the header's.
+    source_size = im.size
+    orientation = _orientation(im)
+    if orientation != 1 or turned:
         changes.append("rotated")
 
     # Geometry in upright coordinates, then mapped to the file's stored orientation.
@@ -231,7 +286,7 @@ def _process(
         )
     out_w, out_h = geometry.fit_within(cw, ch, limits.max_side)
 
-    if source_format in ("JPEG", "MPO"):
+    if source_format in _DRAFTABLE:
         # Draft before load: decode straight at the smallest DCT scale that still covers the
         # output. The request is for the whole stored image, hence the scaling by the crop.
         sw, sh = source_size
@@ -239,10 +294,7 @@ def _process(
         sow, soh = geometry.stored((out_w, out_h), orientation)
         needed = (math.ceil(sw * sow / scw), math.ceil(sh * soh / sch))
         im.draft(None, geometry.jpeg_draft_request(source_size, needed, limits.draft_slack))
-    try:
-        im.load()
-    except Exception:
-        raise InvalidImage("That image is damaged or truncated.") from None
+    _decode(im)
     info = dict(im.info)
     if _has_metadata(im):
         changes.append("metadata stripped")

@@ -7,7 +7,7 @@ from pathlib import Path
 from PIL import Image
 
 from bot.errors import InvalidImage
-from bot.intake.formats import check_jpeg_scans, open_restricted
+from bot.intake.formats import RESULT_FORMATS, check_jpeg_scans, open_restricted
 from bot.media import sniff_format
 
 # Backends return at most a few megapixels; anything far larger is not a remix result, and
@@ -25,7 +25,7 @@ def check_result(path: Path) -> tuple[int, int]:
     try:
         if sniff_format(data) == "JPEG":  # FF DA pairs occur by chance in PNG/WebP data
             check_jpeg_scans(data)
-        with open_restricted(data) as im:
+        with open_restricted(data, RESULT_FORMATS) as im:
             w, h = im.size
             if w * h > RESULT_MAX_PIXELS:
                 raise InvalidImage(

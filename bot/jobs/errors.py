@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.errors import RemixbotError, RemixOutcomeUnknown
+from bot.errors import RemixbotError
 
 
 class AdmissionRefused(RemixbotError):
@@ -16,6 +16,18 @@ class QueueFull(AdmissionRefused):
 
     def __init__(self, message: str = "The remix queue is full; try again in a minute.") -> None:
         super().__init__(message)
+
+
+class QueueTooLong(AdmissionRefused):
+    """A new job would wait longer than the bot admits (REMIXBOT_MAX_WAIT)."""
+
+    def __init__(self, wait_seconds: float) -> None:
+        self.wait_seconds = wait_seconds
+        minutes = max(1, round(wait_seconds / 60))
+        super().__init__(
+            f"About {minutes} minute{'s' if minutes != 1 else ''} of remixes are waiting; "
+            "try again later."
+        )
 
 
 class UserQueueFull(AdmissionRefused):
@@ -37,26 +49,9 @@ class SchedulerClosed(AdmissionRefused):
 
 
 class JobNotStarted(RemixbotError):
-    """The job never reached the backend (cancelled while queued, or handed back at shutdown)."""
+    """The job never reached the backend (cancelled while queued, or handed back at a stop)."""
 
-
-class JobCancelled(JobNotStarted):
-    """The job was cancelled while it was still queued."""
-
-    def __init__(
-        self, message: str = "That remix was cancelled before it started; nothing was charged."
-    ) -> None:
-        super().__init__(message)
-
-
-class JobReturned(JobNotStarted):
-    """The job was still queued when the scheduler closed and was handed back unstarted."""
-
-    def __init__(
-        self,
-        message: str = "The bot restarted before your remix started; nothing was charged, "
-        "please try again.",
-    ) -> None:
+    def __init__(self, message: str = "That remix was not started; nothing was charged.") -> None:
         super().__init__(message)
 
 
@@ -76,26 +71,5 @@ class NotJobOwner(RemixbotError):
 
     def __init__(
         self, message: str = "Only the member who asked for that remix can cancel it."
-    ) -> None:
-        super().__init__(message)
-
-
-class JobTimedOut(RemixOutcomeUnknown):
-    """The run exceeded the scheduler's hard time limit and was stopped; it may have been billed."""
-
-    def __init__(self, seconds: float) -> None:
-        super().__init__(
-            f"The remix took longer than {seconds:g} seconds and was stopped; try again later."
-        )
-        self.seconds = seconds
-
-
-class JobInterrupted(RemixOutcomeUnknown):
-    """The run was still going when shutdown's drain timed out; its outcome is unknown."""
-
-    def __init__(
-        self,
-        message: str = "The bot shut down while your remix was generating; "
-        "its result could not be delivered.",
     ) -> None:
         super().__init__(message)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import math
 import time
@@ -10,15 +11,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from bot.errors import RemixbotError
+from bot.jobs.budget import InflightBudget
 from bot.jobs.errors import (
-    JobCancelled,
-    JobInterrupted,
-    JobReturned,
     JobRunning,
-    JobTimedOut,
     NotJobOwner,
     QueueFull,
+    QueueTooLong,
     SchedulerClosed,
     UserQueueFull,
 )
@@ -111,6 +109,7 @@ class Scheduler:
         hold_ttl: float = 120.0,
         run_timeout: float | None = 900.0,
         cancel_grace: float = 2.0,
+        max_wait: float | None = None,
     ) -> None:
         for name, value in (
             ("inflight_images", inflight_images),
@@ -120,6 +119,9 @@ class Scheduler:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a whole number of at least 1, not {value!r}")
         self.capacity = inflight_images
+        self.budget = InflightBudget(inflight_images)
+        # A job is refused when it would wait longer than this to start (None: no limit).
+        self.max_wait = max_wait
         self.user_queue_cap = user_queue_cap
         self.queue_max = queue_max
         self.progress_interval = progress_interval
@@ -128,7 +130,12 @@ class Scheduler:
         self.run_timeout = run_timeout
         self.cancel_grace = cancel_grace
         self._clock = clock
-        self._durations = DurationModel(prior_job_seconds)
+        self._durations = DurationModel(prior_job_seconds)  # a whole run, for ETAs
+        # How long a call holds its backend slot: what frees the budget for the next job.
+        self._backend_time = DurationModel(prior_job_seconds)
+        self._slot_waiters: collections.deque[tuple[Admission, asyncio.Future[None]]] = (
+            collections.deque()
+        )
         self._queue: FairQueue[Admission] = FairQueue()
         self._running: dict[JobId, Admission] = {}
         self._jobs: dict[JobId, Admission] = {}
@@ -206,10 +213,13 @@ class Scheduler:
         self._holds.setdefault(user_id, set()).add(hold)
         return hold
 
-    def submit(self, ticket: JobTicket, *, hold: AdmissionHold | None = None) -> Admission:
+    def submit(
+        self, ticket: JobTicket, *, hold: AdmissionHold | None = None, recovered: bool = False
+    ) -> Admission:
         """Queue a job (it starts at once if it is the head and fits); return its admission.
 
         Without an active hold the caps are checked here and may refuse; nothing is queued then.
+        `recovered` jobs were accepted before a restart: they skip the caps.
         """
         if self._closed:
             if hold is not None:
@@ -223,7 +233,7 @@ class Scheduler:
             raise ValueError("that hold belongs to another user")
         if hold is not None and hold.active:
             hold.release()  # the job takes the held place
-        else:
+        elif not recovered:
             if hold is not None:
                 hold.release()
             self.refuse_if_full(ticket.user_id)
@@ -250,7 +260,7 @@ class Scheduler:
             raise JobRunning()
         self._queue.remove(admission.user_id, admission)
         del self._jobs[job_id]
-        admission._finish(JobState.CANCELLED, self._now(), error=JobCancelled())
+        admission._finish(JobState.NOT_RUN, self._now())
         self._pump()
         self._changed()
         return True
@@ -290,7 +300,7 @@ class Scheduler:
     def close(self) -> list[JobTicket]:
         """Stop taking and starting work; hand back the queued (never started) tickets.
 
-        Each handed-back admission ends RETURNED and its ``result()`` raises JobReturned.
+        Each handed-back admission ends NOT_RUN and its ``result()`` raises JobNotStarted.
         Running jobs go on; await ``drain`` for them. Calling it again returns [].
         """
         if self._closed:
@@ -307,7 +317,7 @@ class Scheduler:
         returned = self._queue.clear()
         for admission in returned:
             del self._jobs[admission.job_id]
-            admission._finish(JobState.RETURNED, now, error=JobReturned())
+            admission._finish(JobState.NOT_RUN, now)
         self._changed()
         return [a.ticket for a in returned]
 
@@ -358,31 +368,107 @@ class Scheduler:
             if not holds:
                 del self._holds[hold.user_id]
 
-    def refuse_if_full(self, user_id: int) -> None:
-        """Raise what check_admission would (QueueFull, UserQueueFull, SchedulerClosed); hold
-        nothing. Also for answering at once, before any slow work."""
+    def refuse_if_full(self, user_id: int, images: int = 1) -> None:
+        """Raise what check_admission would (UserQueueFull, QueueTooLong, QueueFull,
+        SchedulerClosed); hold nothing. Also for answering at once, before any slow work."""
         if self._closed:
             raise SchedulerClosed()
         self._purge_holds()
         # The member's own cap first: it is the more useful sentence when both apply.
         if self._queue.count(user_id) + self._held_count(user_id) >= self.user_queue_cap:
             raise UserQueueFull(self.user_queue_cap)
+        if self.max_wait is not None:
+            wait = self.estimated_wait(images)
+            if wait > self.max_wait:
+                raise QueueTooLong(wait)
+        # The memory bound: a safety net far above what the wait admits.
         if len(self._queue) + self._held_count() >= self.queue_max:
             raise QueueFull()
 
+    def estimated_wait(self, images: int = 1) -> float:
+        """Seconds a new job of `images` would wait to start, from the measured backend time
+        and the in-flight budget (held places count as one-image jobs)."""
+        now = self._now()
+        seconds = self._backend_time.seconds
+        holding = [a for a in self._running.values() if a.slot_held]
+        queued = [a.cost for a in self._queue.order()] + [1] * self._held_count()
+        _, estimates = simulate(
+            self.budget.value,
+            [(a.held, now - (a.slot_at or now)) for a in holding],
+            [*queued, min(images, self.capacity)],
+            seconds,
+            not_before=self._pause_left(),
+        )
+        return estimates[-1].wait_seconds
+
     def _pump(self) -> None:
-        """Start jobs from the head of the fair order while the head fits in the free budget."""
+        """Give slots back to retried calls first, then start jobs from the head of the fair
+        order, while each fits in the free budget."""
         if self._closed or self._pause is not None:
             return
+        while self._slot_waiters:
+            admission, waiter = self._slot_waiters[0]
+            if waiter.done():  # its run was cancelled while it waited
+                self._slot_waiters.popleft()
+                continue
+            if self._need(admission) > self.budget.value - self._inflight:
+                return  # a retried call keeps its turn ahead of new jobs
+            self._slot_waiters.popleft()
+            self._take_slot(admission)
+            waiter.set_result(None)
         while True:
             head = self._queue.peek()
-            if head is None or head.cost > self.capacity - self._inflight:
+            if head is None or self._need(head) > self.budget.value - self._inflight:
                 return  # the head keeps its turn; nothing overtakes it
             self._queue.pop()
             self._start(head)
 
+    def _need(self, admission: Admission) -> int:
+        """Images a job takes from the budget: its own, clamped to the budget (it runs alone)."""
+        return min(admission.cost, self.budget.value)
+
+    def _take_slot(self, admission: Admission) -> None:
+        admission.held = self._need(admission)
+        self._inflight += admission.held
+        admission.slot_held = True
+        admission.slot_at = self._now()
+
+    def _release_slot(self, admission: Admission) -> None:
+        """The backend answered (or the run ended): its images no longer count as in flight."""
+        if admission.slot_held:
+            admission.slot_held = False
+            self._inflight -= admission.held
+            self._pump()
+            self._changed()
+
+    async def _acquire_slot(self, admission: Admission) -> None:
+        """Wait for a backend slot again (after a 429), ahead of jobs not yet started."""
+        if admission.slot_held:
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._slot_waiters.append((admission, waiter))
+        self._pump()
+        await waiter
+
+    def _backend_answered(self, admission: Admission) -> None:
+        if admission.slot_held and admission.slot_at is not None:
+            self._backend_time.observe(self._now() - admission.slot_at)
+        self.budget.accepted()
+        self._release_slot(admission)
+
+    def _backend_limited(
+        self, admission: Admission, retry_after: float | None, limit: int | None
+    ) -> None:
+        """An in-flight 429: learn from it, and slow everyone down after a run of them."""
+        sent_at = admission.slot_at if admission.slot_at is not None else self._now()
+        self.budget.limited(sent_at, self._now(), limit)
+        pause = max(retry_after or 0.0, self.budget.slowdown())
+        if pause > 0:
+            self.pause(pause)
+        self._release_slot(admission)
+
     def _start(self, admission: Admission) -> None:
-        self._inflight += admission.cost
+        self._take_slot(admission)
         admission.state = JobState.RUNNING
         admission.started_at = self._now()
         self._running[admission.job_id] = admission
@@ -391,70 +477,77 @@ class Scheduler:
         task.add_done_callback(self._tasks.pop)
 
     async def _run(self, admission: Admission) -> None:
-        """Run one job; whatever happens, give its images back and start the next."""
-        state, value, error = JobState.FAILED, None, None
+        """Run one job; whatever happens, give its images back and start the next.
+
+        The job ran, whatever it came to: the run itself closes its books (a time limit or a
+        drain cancels it, and it handles that too).
+        """
+        value, error = None, None
         started = self._now()
         deadline = asyncio.timeout(self.run_timeout)
         try:
             async with deadline:
                 value = await admission.ticket.run(admission)
-            state = JobState.DONE
         except TimeoutError as exc:
-            error = JobTimedOut(self.run_timeout or 0) if deadline.expired() else exc
-            log.warning("job %s failed: %s", admission.job_id, error)
-        except asyncio.CancelledError:
+            error = exc
+            log.warning("job %s stopped at the time limit", admission.job_id)
+        except asyncio.CancelledError as exc:
             if not admission._interrupting:
                 raise  # cancelled by someone else (loop shutdown): let it propagate
-            state, error = JobState.INTERRUPTED, JobInterrupted()
-            log.warning("job %s interrupted by shutdown", admission.job_id)
-        except RemixbotError as exc:
             error = exc
-            log.info("job %s failed: %s", admission.job_id, exc)
+            log.warning("job %s interrupted by shutdown", admission.job_id)
         except Exception as exc:
             error = exc
             log.exception("job %s crashed", admission.job_id)
         finally:
             now = self._now()
-            self._inflight -= admission.cost
+            if admission.slot_held:  # a run that never said the backend answered held it all
+                if error is None and admission.slot_at is not None:
+                    self._backend_time.observe(now - admission.slot_at)
+                admission.slot_held = False
+                self._inflight -= admission.held
             self._running.pop(admission.job_id, None)
             self._jobs.pop(admission.job_id, None)
-            if state is JobState.DONE:
+            if error is None:
                 self._durations.observe(now - started)
             if not admission.state.final:
-                if state is JobState.FAILED and error is None:
-                    error = JobInterrupted()  # cancelled from outside; still settle the handle
-                admission._finish(state, now, value=value, error=error)
+                admission._finish(JobState.RAN, now, value=value, error=error)
             self._pump()
             self._changed()
 
     def _estimates(self) -> dict[JobId, tuple[int, float, float]]:
         """(position, wait, eta) for every live job, from one simulation at the current time."""
         now = self._now()
-        running = list(self._running.values())
+        holding = [a for a in self._running.values() if a.slot_held]
         order = self._queue.order()
-        seconds = self._durations.seconds
-        run_est, queue_est = simulate(
-            self.capacity,
-            [(a.cost, now - (a.started_at or now)) for a in running],
+        # Slots free at the backend's pace; a job then also downloads and posts (the tail).
+        backend = self._backend_time.seconds
+        tail = max(self._durations.seconds - backend, 0.0)
+        _, queue_est = simulate(
+            self.budget.value,
+            [(a.held, now - (a.slot_at or now)) for a in holding],
             [a.cost for a in order],
-            seconds,
+            backend,
             not_before=self._pause_left(),
         )
         out: dict[JobId, tuple[int, float, float]] = {}
-        for a, e in zip(running, run_est, strict=True):
-            out[a.job_id] = (0, 0.0, e.eta_seconds)
+        for a in self._running.values():
+            out[a.job_id] = self._running_estimate(a, now)
         for i, (a, e) in enumerate(zip(order, queue_est, strict=True), start=1):
-            out[a.job_id] = (i, e.wait_seconds, e.eta_seconds)
+            out[a.job_id] = (i, e.wait_seconds, e.eta_seconds + tail)
         return out
+
+    def _running_estimate(self, admission: Admission, now: float) -> tuple[int, float, float]:
+        elapsed = now - (admission.started_at or now)
+        seconds = self._durations.seconds
+        return 0, 0.0, max(seconds - elapsed, seconds * 0.2)
 
     def _estimate(self, admission: Admission) -> tuple[int | None, float | None, float | None]:
         """(position, wait, eta) of one job; None for a job no longer here."""
         if admission.job_id not in self._jobs or self._jobs[admission.job_id] is not admission:
             return None, None, None
         if admission.state is JobState.RUNNING:
-            elapsed = self._now() - (admission.started_at or self._now())
-            seconds = self._durations.seconds
-            return 0, 0.0, max(seconds - elapsed, seconds * 0.2)
+            return self._running_estimate(admission, self._now())
         return self._estimates().get(admission.job_id, (None, None, None))
 
     def _changed(self) -> None:

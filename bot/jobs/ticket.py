@@ -9,25 +9,24 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from bot.errors import InvalidRequest
+from bot.jobs.errors import JobNotStarted
+from bot.remix.enums import MAX_NUM_IMAGES as MAX_IMAGES
 
 if TYPE_CHECKING:
     from bot.jobs.scheduler import Scheduler
 
-MAX_IMAGES = 8  # the most images one backend request can ask for
 JobId = str | int
 RunFn = Callable[["Admission"], Awaitable[Any]]
 
 
 class JobState(enum.StrEnum):
-    """Where a job is in the scheduler."""
+    """Where a job is in the scheduler; it reports only whether a job ran, never how it ended
+    (that is the job lifecycle's to decide)."""
 
     QUEUED = "queued"
     RUNNING = "running"
-    DONE = "done"  # run returned
-    FAILED = "failed"  # run raised (or hit the scheduler's hard time limit)
-    CANCELLED = "cancelled"  # cancelled while queued; never started
-    RETURNED = "returned"  # still queued at close(); handed back, never started
-    INTERRUPTED = "interrupted"  # still running when drain() timed out; outcome unknown
+    RAN = "ran"  # the run was started (whatever it came to)
+    NOT_RUN = "not-run"  # cancelled while queued, or handed back at close(); never started
 
     @property
     def final(self) -> bool:
@@ -88,6 +87,10 @@ class Admission:
         self._done = asyncio.Event()
         self._final: Progress | None = None
         self._interrupting = False
+        # The backend slot: taken when the job starts, given back when the backend answers.
+        self.slot_held = False
+        self.slot_at: float | None = None  # when the slot was (last) taken
+        self.held = 0  # images it holds against the in-flight budget
 
     def __repr__(self) -> str:
         return f"<Admission job={self.job_id!r} user={self.user_id} {self.state.value}>"
@@ -135,6 +138,18 @@ class Admission:
             return
         self.stage = stage
         self._publish(force=True)
+
+    async def acquire(self) -> None:
+        """Wait for a backend slot (a job starts holding one; after a 429 it waits again)."""
+        await self._scheduler._acquire_slot(self)
+
+    def answered(self) -> None:
+        """The backend accepted the call: give the slot back before downloading and posting."""
+        self._scheduler._backend_answered(self)
+
+    def limited(self, retry_after: float | None = None, limit: int | None = None) -> None:
+        """The backend said its in-flight limit was hit: give the slot back, lower the budget."""
+        self._scheduler._backend_limited(self, retry_after, limit)
 
     async def wait_changed(self, timeout: float, since: int | None = None) -> Progress:  # noqa: ASYNC109 (required bound)
         """Wait up to ``timeout`` seconds for a change after version ``since`` (default: now)."""
@@ -196,6 +211,8 @@ class Admission:
         """
         if not await self.wait_done(timeout):
             raise TimeoutError(f"job {self.job_id!r} did not finish within {timeout:g} s")
+        if self.state is JobState.NOT_RUN:
+            raise JobNotStarted()
         if self.error is not None:
             raise self.error
         return self.value

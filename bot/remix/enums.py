@@ -99,6 +99,11 @@ LEGACY_RESOLUTIONS: tuple[str, ...] = tuple(
     1408x640 1408x704 1472x576 1472x640 1472x704 1536x512 1536x576 1536x640""".split()
 )  # (sent as RESOLUTION_W_H)
 
+# --- A reseller's synchronous edit endpoint (`POST /ideogram/edit`, flat multipart) -----------
+# The models and style types its page lists: the legacy names up to 2.0, and the 2.0 style types.
+EDIT_MODELS: tuple[str, ...] = ("V_1", "V_1_TURBO", "V_2", "V_2_TURBO")
+EDIT_STYLE_TYPES: tuple[str, ...] = ("AUTO", "GENERAL", "REALISTIC", "DESIGN", "RENDER_3D", "ANIME")
+
 # --- Runware imageInference ----------------------------------------------------------------
 RUNWARE_REMIX_MODELS: tuple[str, ...] = (
     "ideogram:1@2",

@@ -44,6 +44,8 @@ class Delivery:
     billed: int
     backend: str = ""
     errors: list[str] = field(default_factory=list)
+    # Saved results that failed their decode check: paid for, not posted, kept for the admin.
+    damaged: list[Path] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
@@ -60,13 +62,15 @@ async def run_remix(
     refs: Sequence[EncodedImage],
     dest_dir: Path,
     *,
+    mask: EncodedImage | None = None,
     on_submitted: OnSubmitted | None = None,
     stem: str = "result",
     verify: Verify | None = None,
 ) -> Delivery:
-    """Run one remix and save its images; `session` is the download session (no API key)."""
-    backend.check(request, len(refs))
-    result = await backend.remix(request, image, refs, on_submitted=on_submitted)
+    """Run one remix (under `mask` if given) and save its images; `session` is the download
+    session (no API key). The request was checked against the backend once, when the job was
+    accepted."""
+    result = await backend.remix(request, image, refs, mask=mask, on_submitted=on_submitted)
     return await collect(result, session, policy, dest_dir, stem=stem, verify=verify)
 
 
@@ -102,17 +106,21 @@ async def collect(
     """Download every safe image of a backend result at once and account for the rest.
 
     With `verify`, each saved image is also decoded; a damaged one counts as not downloaded
-    (deleted, not posted, not charged).
+    (not posted, not charged) and its file is listed in `Delivery.damaged` for the caller to keep.
     """
     outcomes = await download_all(session, result.images, dest_dir, policy, stem=stem)
     if verify is not None:
         outcomes = list(await asyncio.gather(*(_verified(o, verify) for o in outcomes)))
     delivered: list[DeliveredImage] = []
     errors: list[str] = []
+    damaged: list[Path] = []
     withheld = 0
     for source, outcome in zip(result.images, outcomes, strict=True):
         if outcome is None:
             withheld += 1
+        elif isinstance(outcome, _Damaged):
+            errors.append(str(outcome))
+            damaged.append(outcome.path)
         elif isinstance(outcome, DownloadError):
             errors.append(str(outcome))
         else:
@@ -135,19 +143,27 @@ async def collect(
         billed=len(result.images),
         backend=result.backend,
         errors=errors,
+        damaged=damaged,
     )
+
+
+class _Damaged(DownloadError):
+    """A result that downloaded but does not decode; its file stays at `path`."""
+
+    def __init__(self, message: str, path: Path) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 async def _verified(
     outcome: DownloadedImage | DownloadError | None, verify: Verify
 ) -> DownloadedImage | DownloadError | None:
-    """The outcome, or a DownloadError (file deleted) when the saved image does not decode."""
+    """The outcome, or a _Damaged error (file kept) when the saved image does not decode."""
     if not isinstance(outcome, DownloadedImage):
         return outcome
     try:
         await verify(outcome.path)
     except InvalidImage as exc:
         log.warning("result image %d not delivered: %s", outcome.index + 1, exc)
-        await asyncio.to_thread(outcome.path.unlink, missing_ok=True)
-        return DownloadError(f"{exc} It was not posted.")
+        return _Damaged(f"{exc} It was not posted.", outcome.path)
     return outcome

@@ -152,6 +152,9 @@ class RemixRequest:
     style_codes: tuple[str, ...] = ()
     model: str | None = None
     style_ref_count: int = 0
+    # A member's mask image goes with the request (the bytes travel beside it, like style
+    # references): only backends that edit under a mask take it.
+    has_mask: bool = False
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -237,6 +240,8 @@ class RemixRequest:
             "style_ref_count",
             _int("style reference image count", self.style_ref_count, 0, enums.MAX_STYLE_REFS),
         )
+        if not isinstance(self.has_mask, bool):
+            raise InvalidRequest(f"has_mask must be true or false, not {_short(self.has_mask)}.")
         if codes and self.style_type is not None:
             raise InvalidRequest("style codes cannot be combined with a style type; choose one.")
         if codes and self.style_ref_count:

@@ -27,7 +27,7 @@ class QuotaExceeded(QuotaRefused):
         self.needed = needed
         self.period = period
         self.resets_at = resets_at
-        super().__init__(self._sentence(resets_at.strftime("at %Y-%m-%d %H:%M UTC")))
+        super().__init__(self.sentence(resets_at.strftime("at %Y-%m-%d %H:%M UTC")))
 
     @classmethod
     def from_status(cls, status: QuotaStatus, needed: int) -> QuotaExceeded:
@@ -41,17 +41,13 @@ class QuotaExceeded(QuotaRefused):
             resets_at=status.resets_at,
         )
 
-    def _sentence(self, when: str) -> str:
+    def sentence(self, when: str) -> str:
+        """The refusal with `when` (the reset time, as the surface shows times) filled in."""
         word = PERIOD_WORDS.get(self.period, "this period")
         return (
             f"You have {self.remaining} of {_images(self.limit)} left {word}; "
             f"this needs {self.needed}. Your quota resets {when}."
         )
-
-    @property
-    def discord_message(self) -> str:
-        """The same sentence with a Discord relative timestamp (`<t:…:R>`)."""
-        return self._sentence(f"<t:{int(self.resets_at.timestamp())}:R>")
 
 
 class UserBlocked(QuotaRefused):
@@ -63,11 +59,6 @@ class UserBlocked(QuotaRefused):
         self.limit = 0
         self.resets_at = None
         super().__init__(f"You are blocked from remixing: {reason.rstrip('.')}.")
-
-    @property
-    def discord_message(self) -> str:
-        """Same as `str()`; here for symmetry with QuotaExceeded."""
-        return str(self)
 
 
 class StoreBusy(RemixbotError):

@@ -108,6 +108,8 @@ class Store:
         self.journal = journal
         self._closed = False
         self._late: set[asyncio.Task[None]] = set()  # undoing cancelled submits
+        # Message id -> job id: results this process posted and journaled, not yet recorded.
+        self._unrecorded: dict[int, int] = {}
         # What the reconcile at open did (terminal jobs of processes that are gone).
         self.reconciled_at_open = ReconcileReport()
 
@@ -291,14 +293,19 @@ class Store:
 
         Call it as soon as the results are posted, before `settle_posted`: it works while the
         database is locked, and if this process dies before settling, the next reconcile
-        settles the job from it.
+        settles the job from it. Until the books hold the messages, `job_for_message` finds the
+        job through them (a 🔁 on a result that is posted is never ignored).
         """
+        for message_id in record.message_ids:
+            self._unrecorded[message_id] = record.job_id
         await self.journal.write(record)
 
     async def settle_posted(self, record: PostedRecord, *, now: datetime | None = None) -> Job:
         """Record the posted messages and settle delivered (charging `record.images`) in ONE
         transaction, then delete the job's journal file. A final job is returned unchanged."""
         job = await self._run(self._parts.jobs.settle_posted, record, now, group=True)
+        for message_id in record.message_ids:
+            self._unrecorded.pop(message_id, None)
         try:
             await self.journal.delete(record.job_id)  # after the commit: the books hold it now
         except OSError:  # the job is settled all the same; the next reconcile deletes the file
@@ -314,10 +321,12 @@ class Store:
         return await self._run(self._parts.jobs.find_job, job_id, group=True, atomic=True)
 
     async def job_for_message(self, message_id: int) -> Job | None:
-        """The job whose results a message carries (for 🔁 reactions), or None."""
-        return await self._run(
-            self._parts.jobs.job_for_message, message_id, group=True, atomic=True
-        )
+        """The job whose results a message carries (for 🔁 reactions), or None; also a job this
+        process posted and journaled whose messages are not in the books yet."""
+        job = await self._run(self._parts.jobs.job_for_message, message_id, group=True, atomic=True)
+        if job is None and message_id in self._unrecorded:
+            return await self.find_job(self._unrecorded[message_id])
+        return job
 
     async def list_jobs(
         self,

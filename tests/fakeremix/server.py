@@ -1,4 +1,5 @@
-"""The fake remix server: Ideogram v3, Ideogram legacy, Runware and a task proxy on one app."""
+"""The fake remix server: Ideogram v3, Ideogram legacy, Runware, a task proxy (v3 form or legacy
+body) and a reseller's edit endpoint on one app."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import contextlib
 import gzip
 import hashlib
 import hmac
+import io
 import itertools
 import json
 import math
@@ -16,11 +18,12 @@ import os
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from PIL import Image
 
 from bot.media import sniff_format
 from bot.remix import enums
@@ -43,6 +46,9 @@ LEGACY_FIELDS = {
     "magic_prompt_version", "seed", "style_type", "negative_prompt", "num_images", "resolution",
     "color_palette",
 }  # fmt: skip
+EDIT_FIELDS = {
+    "image_file", "mask", "prompt", "model", "magic_prompt_option", "seed", "style_type",
+}  # fmt: skip
 RUNWARE_FIELDS = {
     "taskType", "taskUUID", "model", "positivePrompt", "negativePrompt", "referenceImages",
     "width", "height", "numberResults", "seed", "outputType", "outputFormat", "outputQuality",
@@ -54,6 +60,10 @@ RUNWARE_IDEOGRAM = {
     "stylePreset", "styleCode", "colorPalette", "characterReferenceImages",
     "characterReferenceImagesMask",
 }  # fmt: skip
+
+
+# Validates one recorded API call and builds the JSON reply (raising Reject for a 4xx).
+Reply = Callable[[web.Request, "Recorded"], dict[str, Any]]
 
 
 class Reject(Exception):
@@ -129,7 +139,8 @@ class Recorded:
 class Fault:
     """A fault to inject on the next matching API call(s)."""
 
-    kind: str  # 429 400 401 402 403 404 422 500 502 503 504 524 hang malformed missing_data
+    kind: str  # 429 (in-flight) 429_rate 400 401 402 403 404 422 500 502 503 504 524 hang
+    # malformed missing_data
     # redirect busy_code
     times: int = 1
     retry_after: str | None = None
@@ -154,6 +165,12 @@ class FakeRemix:
         self.task_outcome = "succeed"  # "succeed", "failed", "never"
         self.hang_seconds = 30.0
         self.api_delay = 0.0  # seconds every API call takes before it answers (or faults)
+        # The in-flight limit in images, as Ideogram enforces it: past it a call gets an
+        # in-flight 429 (0: no limit). `max_inflight_stated` is put in that 429's body.
+        self.inflight_limit = 0
+        self.max_inflight_stated = 0
+        self.inflight_images = 0
+        self.peak_inflight = 0
         self.slow_delay = 0.3
         self.big_size = 2 * 1024 * 1024
         self.tasks: dict[str, dict[str, Any]] = {}
@@ -190,7 +207,8 @@ class FakeRemix:
         r = app.router
         r.add_post("/v1/ideogram-v3/remix", self.v3)
         r.add_post("/remix", self.legacy)
-        r.add_post("/ideogram/remix", self.legacy_bearer)
+        r.add_post("/ideogram/remix", self.proxy_submit_legacy)
+        r.add_post("/ideogram/edit", self.edit)
         r.add_post("/v1", self.runware)
         r.add_post("/ideogram/v1/ideogram-v3/remix", self.proxy_submit)
         r.add_get("/kling/v1/images/generations/{task_id}", self.proxy_query)
@@ -249,6 +267,27 @@ class FakeRemix:
         self.requests.append(rec)
         return rec
 
+    async def _answer(self, request: web.Request, scheme: str, reply: Reply) -> web.StreamResponse:
+        """An API POST: record it, check the key, apply a queued fault, else validate and reply.
+
+        With `inflight_limit`, images already generating count against it as Ideogram counts
+        them: a call that would go past it gets the in-flight 429 at once (not run, not billed).
+        """
+        rec = await self._record(request)
+        self._auth(request, scheme)
+        images = _images_asked(rec)
+        if self.inflight_limit and self.inflight_images + images > self.inflight_limit:
+            return await self._apply(Fault("429"))
+        self.inflight_images += images
+        self.peak_inflight = max(self.peak_inflight, self.inflight_images)
+        try:
+            fault = await self._fault("api")
+            if fault is not None:
+                return fault
+            return web.json_response(reply(request, rec))
+        finally:
+            self.inflight_images -= images
+
     def _auth(self, request: web.Request, scheme: str) -> None:
         if scheme == "api-key":
             ok = request.headers.get("Api-Key") == API_KEY
@@ -269,13 +308,19 @@ class FakeRemix:
 
     async def _apply(self, fault: Fault) -> web.StreamResponse:
         kind = fault.kind
-        if kind == "429":
+        if kind in ("429", "429_rate"):
             headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
-            return web.json_response(
-                {"error": "Too many requests in flight.", "reject_reason": "inflight_limit"},
-                status=429,
-                headers=headers,
-            )
+            if kind == "429_rate":  # a plain rate limit (a proxy's), not the in-flight limit
+                return web.json_response(
+                    {"error": "Too many requests."}, status=429, headers=headers
+                )
+            body: dict[str, Any] = {
+                "error": "Too many requests in flight.",
+                "reject_reason": "inflight_limit",
+            }
+            if self.max_inflight_stated:
+                body["max_inflight_requests"] = self.max_inflight_stated
+            return web.json_response(body, status=429, headers=headers)
         if kind == "422":
             return web.json_response(
                 {
@@ -361,12 +406,7 @@ class FakeRemix:
     # --- Ideogram v3 ---------------------------------------------------------------------------
     async def v3(self, request: web.Request) -> web.StreamResponse:
         """`POST /v1/ideogram-v3/remix` with the Api-Key header."""
-        rec = await self._record(request)
-        self._auth(request, "api-key")
-        fault = await self._fault("api")
-        if fault is not None:
-            return fault
-        return web.json_response(self._v3_reply(request, rec))
+        return await self._answer(request, "api-key", self._v3_reply)
 
     def _v3_reply(self, request: web.Request, rec: Recorded) -> dict[str, Any]:
         values = self._validate_v3(request, rec)
@@ -377,6 +417,7 @@ class FakeRemix:
     def _validate_v3(self, request: web.Request, rec: Recorded) -> dict[str, Any]:
         if request.content_type != "multipart/form-data":
             raise _bad("Remix takes multipart/form-data only.")
+        _require(rec, fields=("prompt",), files=("image",))
         unknown = (set(rec.fields) | set(rec.files)) - V3_FIELDS
         if unknown:
             raise _bad(f"Unknown field(s): {', '.join(sorted(unknown))}.")
@@ -429,23 +470,16 @@ class FakeRemix:
             "style": rec.field("style_type"),
         }
 
-    # --- Ideogram legacy -----------------------------------------------------------------------
+    # --- Ideogram legacy ---------------------------------------------------------------------
     async def legacy(self, request: web.Request) -> web.StreamResponse:
         """`POST /remix` with the Api-Key header."""
-        return await self._legacy(request, "api-key")
+        return await self._answer(request, "api-key", self._legacy_reply)
 
-    async def legacy_bearer(self, request: web.Request) -> web.StreamResponse:
-        """A reseller's `POST /ideogram/remix` with Bearer auth."""
-        return await self._legacy(request, "bearer")
-
-    async def _legacy(self, request: web.Request, scheme: str) -> web.StreamResponse:
-        rec = await self._record(request)
-        self._auth(request, scheme)
-        fault = await self._fault("api")
-        if fault is not None:
-            return fault
+    def _legacy_reply(self, request: web.Request, rec: Recorded) -> dict[str, Any]:
+        """Validate the `image_request` + `image_file` body; Ideogram's synchronous reply."""
         if request.content_type != "multipart/form-data":
             raise _bad("Remix takes multipart/form-data only.")
+        _require(rec, fields=("image_request",), files=("image_file",))
         if set(rec.fields) != {"image_request"} or set(rec.files) != {"image_file"}:
             raise _bad("Exactly the parts image_request and image_file are required.")
         if rec.field_types["image_request"][0] != "application/json":
@@ -495,20 +529,51 @@ class FakeRemix:
         else:
             aspect = body.get("aspect_ratio", "ASPECT_1_1").removeprefix("ASPECT_")
             resolution = _resolution_for(aspect.replace("_", "x"), enums.LEGACY_RESOLUTIONS)
-        return web.json_response(
-            self._ideogram_body(
-                body["prompt"], n, body.get("seed"), resolution, body.get("style_type")
-            )
+        return self._ideogram_body(
+            body["prompt"], n, body.get("seed"), resolution, body.get("style_type")
         )
+
+    # --- a reseller's synchronous edit ---------------------------------------------------------
+    async def edit(self, request: web.Request) -> web.StreamResponse:
+        """`POST /ideogram/edit`: flat multipart fields, Bearer, Ideogram's synchronous reply."""
+        return await self._answer(request, "bearer", self._edit_reply)
+
+    def _edit_reply(self, request: web.Request, rec: Recorded) -> dict[str, Any]:
+        if request.content_type != "multipart/form-data":
+            raise _bad("Edit takes multipart/form-data only.")
+        _require(rec, fields=("prompt",), files=("image_file",))
+        unknown = (set(rec.fields) | set(rec.files)) - EDIT_FIELDS
+        if unknown:
+            raise _bad(f"Unknown field(s): {', '.join(sorted(unknown))}.")
+        for name, values in [*rec.fields.items(), *rec.files.items()]:
+            if len(values) > 1:
+                raise _bad(f"Field {name} given more than once.")
+        image = rec.files["image_file"][0]
+        _check_file("image_file", image)
+        size = _pixel_size(image.data)
+        if "mask" in rec.files:
+            _check_mask(rec.files["mask"][0], size)
+        model = rec.field("model") or "V_2"
+        if model not in enums.EDIT_MODELS:
+            raise _bad(f"Invalid model {model!r}.")
+        _enum(rec, "magic_prompt_option", enums.MAGIC_PROMPTS)
+        _enum(rec, "style_type", enums.EDIT_STYLE_TYPES)
+        if rec.field("style_type") and model in ("V_1", "V_1_TURBO"):
+            raise _bad("style_type is not supported by V_1 models.")
+        seed = _int_field(rec, "seed", 0, enums.MAX_SEED)
+        body = self._ideogram_body(
+            rec.field("prompt") or "", 1, seed, f"{size[0]}x{size[1]}", rec.field("style_type")
+        )
+        for item in body["data"]:
+            del item["style_type"]  # the reseller's documented reply has none
+        return body
 
     # --- Runware -------------------------------------------------------------------------------
     async def runware(self, request: web.Request) -> web.StreamResponse:
         """`POST /v1` with a JSON task array and Bearer auth."""
-        rec = await self._record(request)
-        self._auth(request, "bearer")
-        fault = await self._fault("api")
-        if fault is not None:
-            return fault
+        return await self._answer(request, "bearer", self._runware_reply)
+
+    def _runware_reply(self, request: web.Request, rec: Recorded) -> dict[str, Any]:
         tasks = rec.json
         if request.content_type != "application/json" or not isinstance(tasks, list) or not tasks:
             raise _rw("invalidRequestBody", "The body must be a JSON array of tasks.", None)
@@ -519,7 +584,7 @@ class FakeRemix:
             if task.get("taskType") == "authentication":
                 continue
             results.extend(self._runware_task(task))
-        return web.json_response({"data": results})
+        return {"data": results}
 
     def _runware_task(self, task: dict[str, Any]) -> list[dict[str, Any]]:
         tid = task.get("taskUUID")
@@ -627,30 +692,33 @@ class FakeRemix:
     # --- task proxy ----------------------------------------------------------------------------
     async def proxy_submit(self, request: web.Request) -> web.StreamResponse:
         """Submit in the v3 form; answers a task envelope (or Ideogram's body in sync mode)."""
-        rec = await self._record(request)
-        self._auth(request, "bearer")
-        fault = await self._fault("api")
-        if fault is not None:
-            return fault
-        body = self._v3_reply(request, rec)
+        return await self._proxy_submit(request, self._v3_reply)
+
+    async def proxy_submit_legacy(self, request: web.Request) -> web.StreamResponse:
+        """`POST /ideogram/remix`: the legacy body, Bearer; a task envelope (or sync body)."""
+        return await self._proxy_submit(request, self._legacy_reply)
+
+    async def _proxy_submit(self, request: web.Request, reply: Reply) -> web.StreamResponse:
+        return await self._answer(request, "bearer", lambda r, rec: self._queued(reply(r, rec)))
+
+    def _queued(self, body: dict[str, Any]) -> dict[str, Any]:
+        """A task envelope for a finished body (or the body itself in sync mode)."""
         if self.proxy_mode == "sync":
-            return web.json_response(body)
+            return body
         task_id = "task_" + uuid.uuid4().hex[:16]
         self.tasks[task_id] = {"polls": 0, "body": body}
         now = int(time.time() * 1000)
-        return web.json_response(
-            {
-                "code": 0,
-                "message": "SUCCEED",
-                "request_id": uuid.uuid4().hex,
-                "data": {
-                    "task_id": task_id,
-                    "task_status": "submitted",
-                    "created_at": now,
-                    "updated_at": now,
-                },
-            }
-        )
+        return {
+            "code": 0,
+            "message": "SUCCEED",
+            "request_id": uuid.uuid4().hex,
+            "data": {
+                "task_id": task_id,
+                "task_status": "submitted",
+                "created_at": now,
+                "updated_at": now,
+            },
+        }
 
     async def proxy_query(self, request: web.Request) -> web.StreamResponse:
         """`GET /kling/v1/images/generations/{task_id}`: processing for task_polls polls, then
@@ -788,16 +856,67 @@ class FakeRemix:
         """Forget requests and faults; restore default knobs."""
         fresh = FakeRemix()
         for key in ("requests", "hits", "faults", "image_mode", "unsafe", "damaged", "url_ttl",
-                    "proxy_mode", "task_polls", "task_outcome", "tasks"):  # fmt: skip
+                    "proxy_mode", "task_polls", "task_outcome", "tasks", "inflight_limit",
+                    "max_inflight_stated", "peak_inflight"):  # fmt: skip
             setattr(self, key, getattr(fresh, key))
         return web.json_response({"ok": True})
 
 
 # --- validation helpers ------------------------------------------------------------------------
+def _images_asked(rec: Recorded) -> int:
+    """How many images a recorded API call asks for (v3 form, legacy JSON part, Runware)."""
+    try:
+        if rec.field("num_images"):
+            return max(1, int(rec.field("num_images") or 1))
+        legacy = rec.field("image_request")
+        if legacy:
+            return max(1, int(json.loads(legacy).get("num_images") or 1))
+        if isinstance(rec.json, list) and rec.json and isinstance(rec.json[0], dict):
+            return max(1, int(rec.json[0].get("numberResults") or 1))
+    except (TypeError, ValueError):
+        return 1
+    return 1
+
+
 def _quote(url: str) -> str:
     from urllib.parse import quote
 
     return quote(url, safe="")
+
+
+def _require(rec: Recorded, *, fields: tuple[str, ...], files: tuple[str, ...]) -> None:
+    """Every missing required part, named in one 400 (as a body sent to the wrong path gets)."""
+    missing = [f"{name}: required field is missing" for name in fields if not rec.field(name)]
+    missing += [
+        f"{name}: required file part '{name}' is missing" for name in files if name not in rec.files
+    ]
+    if missing:
+        raise _bad("; ".join(missing))
+
+
+def _pixel_size(data: bytes) -> tuple[int, int]:
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return im.size
+    except Exception:
+        raise _bad("image_file could not be decoded.") from None
+
+
+def _check_mask(part: FilePart, size: tuple[int, int]) -> None:
+    """Ideogram's masks: JPEG/PNG/WebP, the image's width and height, black and white, with
+    something black (an all-white mask asks for no change)."""
+    _check_file("mask", part)
+    with Image.open(io.BytesIO(part.data)) as im:
+        if im.size != size:
+            raise _bad(
+                f"mask must be the same size as image_file ({size[0]}x{size[1]}), "
+                f"not {im.size[0]}x{im.size[1]}."
+            )
+        levels = {v for v, count in enumerate(im.convert("L").histogram()) if count}
+    if not levels <= {0, 255}:
+        raise _bad("mask must be a black and white image.")
+    if 0 not in levels:
+        raise _bad("mask has no black area to edit.")
 
 
 def _check_file(name: str, part: FilePart) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import aiohttp
 
 from bot.remix.backends.base import Backend, OnSubmitted, RemixResult, ResultImage
+from bot.remix.backends.ideogram_edit import IdeogramEditBackend
 from bot.remix.backends.ideogram_legacy import IdeogramLegacyBackend
 from bot.remix.backends.ideogram_v3 import IdeogramV3Backend
 from bot.remix.backends.runware import RunwareBackend
@@ -14,6 +15,7 @@ from bot.settings import Settings
 BACKEND_CLASSES: dict[str, type] = {
     "ideogram": IdeogramV3Backend,
     "ideogram-legacy": IdeogramLegacyBackend,
+    "ideogram-edit": IdeogramEditBackend,
     "runware": RunwareBackend,
     "task-proxy": TaskProxyBackend,
 }
@@ -27,6 +29,7 @@ def make_backend(settings: Settings, session: aiohttp.ClientSession) -> Backend:
 __all__ = [
     "BACKEND_CLASSES",
     "Backend",
+    "IdeogramEditBackend",
     "IdeogramLegacyBackend",
     "IdeogramV3Backend",
     "OnSubmitted",

@@ -53,6 +53,8 @@ class Backend(Protocol):
     # True when a job saved with its task id (`on_submitted`) can be finished after a restart
     # (`resume(task_id)`); the store's reconcile asks the caller for these backends' names.
     resumable: bool = False
+    # Whether remix() takes a mask (black = change, white = keep) of exactly the image's size.
+    takes_mask: bool
 
     def check(self, request: RemixRequest, refs_count: int) -> None:
         """Raise InvalidRequest for options this backend cannot express (before any spend)."""
@@ -64,7 +66,8 @@ class Backend(Protocol):
         image: EncodedImage,
         refs: Sequence[EncodedImage],
         *,
+        mask: EncodedImage | None = None,
         on_submitted: OnSubmitted | None = None,
     ) -> RemixResult:
-        """Run the remix once; map every failure into a RemixError subclass."""
+        """Run the remix once (under `mask` if given); map every failure into a RemixError."""
         ...

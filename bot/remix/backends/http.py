@@ -82,6 +82,25 @@ def full_jitter(attempt: int, base: float = BACKOFF_BASE, cap: float = BACKOFF_C
     return random.uniform(0, min(cap, base * (2**attempt)))
 
 
+def inflight_limit(body: bytes | str | None) -> int | None:
+    """For a 429 that says the in-flight limit was hit: the limit it states (0 when it states
+    none); None for any other 429 (Ideogram: `reject_reason: inflight_limit`,
+    `max_inflight_requests`)."""
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else (body or "")
+    try:
+        parsed = json.loads(text) if text and len(text) < 10_000 else None
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(parsed, dict):
+        return None
+    stated = parsed.get("max_inflight_requests")
+    if parsed.get("reject_reason") != "inflight_limit" and stated is None:
+        return None
+    if isinstance(stated, int) and not isinstance(stated, bool) and 0 < stated <= 1000:
+        return stated
+    return 0
+
+
 def backend_reason(body: bytes | str | None, status: int) -> str:
     """The backend's own reason (`error`/`message`/`errors[0].message`), redacted and trimmed."""
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else (body or "")
@@ -113,19 +132,30 @@ def backend_reason(body: bytes | str | None, status: int) -> str:
     return reason.rstrip(". ") or f"HTTP {status}"
 
 
-def check_sizes(image: EncodedImage, refs: Sequence[EncodedImage]) -> None:
+def check_sizes(
+    image: EncodedImage, refs: Sequence[EncodedImage], mask: EncodedImage | None = None
+) -> None:
     """Refuse images over the backend's documented limits before anything is sent."""
-    if len(image.data) > enums.MAX_IMAGE_BYTES:
-        raise InvalidImage(
-            f"The image must be at most {enums.MAX_IMAGE_BYTES // 1_000_000} MB for the backend, "
-            f"not {len(image.data) / 1_000_000:.1f} MB."
-        )
+    for what, item in (("image", image), ("mask", mask)):
+        if item is not None and len(item.data) > enums.MAX_IMAGE_BYTES:
+            raise InvalidImage(
+                f"The {what} must be at most {enums.MAX_IMAGE_BYTES // 1_000_000} MB for the "
+                f"backend, not {len(item.data) / 1_000_000:.1f} MB."
+            )
     total = sum(len(r.data) for r in refs)
     if total > enums.MAX_REFS_BYTES:
         raise InvalidRequest(
             f"style reference images must be at most {enums.MAX_REFS_BYTES // 1_000_000} MB "
             f"together, not {total / 1_000_000:.1f} MB."
         )
+
+
+def mask_refused(name: str) -> InvalidRequest:
+    """The refusal of a mask on a backend that cannot edit under one."""
+    return InvalidRequest(
+        f"A mask cannot be used on the {name} backend (only ideogram-edit edits under a mask); "
+        "leave the mask out."
+    )
 
 
 def check_count(items: Sequence[Any], name: str) -> None:
@@ -191,6 +221,9 @@ class HttpBackend:
 
     name = "http"
     resumable = False  # a synchronous call: nothing to poll after a restart
+    takes_mask = False
+    # The ratios this format can send; intake auto-picks only among these.
+    aspect_ratios: tuple[str, ...] = enums.ASPECT_RATIOS
 
     def __init__(
         self,
@@ -203,8 +236,20 @@ class HttpBackend:
         self.session = session
         self._sleep = sleep
 
+    @classmethod
+    def ratios_for(cls, settings: Settings) -> tuple[str, ...]:
+        """The ratios intake may crop to for this backend under `settings` (known before any
+        session exists, so the terminal can prepare its input first)."""
+        return cls.aspect_ratios
+
     # --- helpers -------------------------------------------------------------------------------
     def check(self, request: RemixRequest, refs_count: int) -> None:
+        """Refuse a mask this backend cannot take, then the options it cannot express."""
+        if request.has_mask and not self.takes_mask:
+            raise mask_refused(self.name)
+        self.check_options(request, refs_count)
+
+    def check_options(self, request: RemixRequest, refs_count: int) -> None:
         """Refuse options this backend cannot express (each backend says which)."""
         raise NotImplementedError
 
@@ -214,18 +259,34 @@ class HttpBackend:
         image: EncodedImage,
         refs: Sequence[EncodedImage],
         *,
+        mask: EncodedImage | None = None,
         on_submitted: OnSubmitted | None = None,
     ) -> RemixResult:
-        """Check the request and the sizes before any money is spent, then send it."""
+        """Check the request, the mask and the sizes before any money is spent, then send it."""
         self.check(request, len(refs))
-        check_sizes(image, refs)
-        return await self._submit(request, image, refs, on_submitted)
+        if mask is not None and not self.takes_mask:
+            raise mask_refused(self.name)
+        if request.has_mask and mask is None:
+            # The member drew a mask: editing the whole image instead would spend their quota
+            # on something they did not ask for.
+            raise InvalidRequest(
+                "The mask of this remix is no longer available; send the image and its mask again."
+            )
+        if mask is not None and (mask.width, mask.height) != (image.width, image.height):
+            # The API reads the mask pixel for pixel against the image.
+            raise InvalidImage(
+                f"The mask must be exactly the image's size, {image.width}x{image.height} "
+                f"pixels, not {mask.width}x{mask.height}."
+            )
+        check_sizes(image, refs, mask)
+        return await self._submit(request, image, refs, mask, on_submitted)
 
     async def _submit(
         self,
         request: RemixRequest,
         image: EncodedImage,
         refs: Sequence[EncodedImage],
+        mask: EncodedImage | None,
         on_submitted: OnSubmitted | None,
     ) -> RemixResult:
         """Send one checked request in this backend's wire format."""
@@ -277,6 +338,15 @@ class HttpBackend:
                 continue
             if status == 429:
                 retry_after = parse_retry_after(headers.get("Retry-After"))
+                limited = inflight_limit(body)
+                if limited is not None:
+                    # The backend's in-flight limit: the caller's budget learns from it and
+                    # tries again when a place is free (bot/jobs/budget.py), not this loop.
+                    raise RemixRateLimited(
+                        f"The {self.name} backend is at its in-flight limit; try again later.",
+                        retry_after=retry_after,
+                        limit=limited or None,
+                    )
                 wait = max(retry_after or 0.0, full_jitter(attempt), MIN_429_WAIT)
                 attempt += 1
                 if attempt > MAX_429_RETRIES or time.monotonic() + wait > budget_end:
@@ -332,6 +402,35 @@ class HttpBackend:
                     "have run, so it was not resubmitted."
                 ) from None
         raise map_status(self.name, status, body)
+
+
+class SyncFormBackend(HttpBackend):
+    """A backend whose one multipart POST to settings.remix_path answers with Ideogram's
+    synchronous body; each subclass only says how its form is built."""
+
+    def form(
+        self,
+        request: RemixRequest,
+        image: EncodedImage,
+        refs: Sequence[EncodedImage],
+        mask: EncodedImage | None,
+    ) -> aiohttp.FormData:
+        """A fresh multipart body for one attempt (a FormData cannot be sent twice)."""
+        raise NotImplementedError
+
+    async def _submit(
+        self,
+        request: RemixRequest,
+        image: EncodedImage,
+        refs: Sequence[EncodedImage],
+        mask: EncodedImage | None,
+        on_submitted: OnSubmitted | None,
+    ) -> RemixResult:
+        """One synchronous call; images come back in the reply."""
+        body = await self.post(
+            self.settings.remix_path, lambda: {"data": self.form(request, image, refs, mask)}
+        )
+        return RemixResult(images=parse_ideogram_images(body), backend=self.name)
 
 
 async def parse_json(body: bytes) -> Any:

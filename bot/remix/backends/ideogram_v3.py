@@ -11,8 +11,7 @@ import aiohttp
 from bot.errors import InvalidRequest
 from bot.media import EncodedImage
 from bot.remix import enums
-from bot.remix.backends.base import OnSubmitted, RemixResult
-from bot.remix.backends.http import HttpBackend, parse_ideogram_images
+from bot.remix.backends.http import SyncFormBackend
 from bot.remix.request import RemixRequest
 
 
@@ -81,24 +80,21 @@ def v3_form(
     return form
 
 
-class IdeogramV3Backend(HttpBackend):
+class IdeogramV3Backend(SyncFormBackend):
     """Ideogram 3.0 Remix (the default backend)."""
 
     name = "ideogram"
 
-    def check(self, request: RemixRequest, refs_count: int) -> None:
+    def check_options(self, request: RemixRequest, refs_count: int) -> None:
         """Refuse options the v3 endpoint cannot express."""
         check_v3(self.name, request, refs_count)
 
-    async def _submit(
+    def form(
         self,
         request: RemixRequest,
         image: EncodedImage,
         refs: Sequence[EncodedImage],
-        on_submitted: OnSubmitted | None,
-    ) -> RemixResult:
-        """One synchronous call; images come back in the reply."""
-        body = await self.post(
-            self.settings.remix_path, lambda: {"data": v3_form(request, image, refs)}
-        )
-        return RemixResult(images=parse_ideogram_images(body), backend=self.name)
+        mask: EncodedImage | None,
+    ) -> aiohttp.FormData:
+        """The v3 form."""
+        return v3_form(request, image, refs)

@@ -73,7 +73,7 @@ class RunwareBackend(HttpBackend):
             return w, h
         return nearest_size(allowed, enums.ratio_value(request.aspect_ratio or "1x1"))
 
-    def check(self, request: RemixRequest, refs_count: int) -> None:
+    def check_options(self, request: RemixRequest, refs_count: int) -> None:
         """Refuse what Runware's Ideogram remix models cannot take."""
         model = self.model_for(request)
         is_v3 = model == V3_MODEL
@@ -163,6 +163,7 @@ class RunwareBackend(HttpBackend):
         request: RemixRequest,
         image: EncodedImage,
         refs: Sequence[EncodedImage],
+        mask: EncodedImage | None,
         on_submitted: OnSubmitted | None,
     ) -> RemixResult:
         """One synchronous task; results carry imageURL (or inline data) per image."""

@@ -1,4 +1,5 @@
-"""Asynchronous task proxies: submit the v3 form, then poll `{code, message, data: {...}}`."""
+"""Asynchronous task proxies: submit the v3 form or the legacy body, then poll
+`{code, message, data: {...}}` (or take Ideogram's synchronous body when it comes back at once)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import aiohttp
 
 from bot.errors import RemixOutcomeUnknown, RemixRejected
 from bot.media import EncodedImage
+from bot.remix import enums
 from bot.remix.backends.base import OnSubmitted, RemixResult, ResultImage
 from bot.remix.backends.http import (
     HttpBackend,
@@ -23,8 +25,10 @@ from bot.remix.backends.http import (
     parse_ideogram_images,
     parse_retry_after,
 )
+from bot.remix.backends.ideogram_legacy import check_legacy, choose_model, legacy_form
 from bot.remix.backends.ideogram_v3 import check_v3, v3_form
 from bot.remix.request import RemixRequest
+from bot.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -33,31 +37,82 @@ POLL_FACTOR = 1.5
 POLL_CAP = 10.0
 TERMINAL_OK = "succeed"
 TERMINAL_FAILED = "failed"
+# The submit paths the resellers document for each body (a trailing slash is ignored).
+LEGACY_PATH_END = "/ideogram/remix"
+V3_PATH_END = "/ideogram-v3/remix"
+
+
+def task_format(settings: Settings) -> str:
+    """`legacy` or `v3`: REMIXBOT_TASK_FORMAT, else what the submit path documents.
+
+    A path ending in neither keeps the v3 form, which is what this backend always sent.
+    """
+    if settings.task_format:
+        return settings.task_format
+    path = settings.task_submit_path.rstrip("/")
+    return "legacy" if path.endswith(LEGACY_PATH_END) else "v3"
 
 
 class TaskProxyBackend(HttpBackend):
-    """A reseller that queues Ideogram 3.0 Remix as a task (Kling-style envelope) and is polled."""
+    """A reseller that queues an Ideogram remix as a task (Kling-style envelope) and is polled.
+
+    The submit body is the v3 form or the legacy `image_request` + `image_file` pair, per
+    :func:`task_format`; each is checked by the same rules as the backend that owns it.
+    """
 
     name = "task-proxy"
     resumable = True  # the task id saved on the job is polled again after a restart
     poll_first = POLL_FIRST
     poll_cap = POLL_CAP
 
-    def check(self, request: RemixRequest, refs_count: int) -> None:
-        """The submit body is the v3 form, so the v3 rules apply."""
-        check_v3(self.name, request, refs_count)
+    @classmethod
+    def ratios_for(cls, settings: Settings) -> tuple[str, ...]:
+        """The legacy body has 11 aspect ratios, the v3 form all 15."""
+        if task_format(settings) == "legacy":
+            return enums.LEGACY_ASPECT_RATIOS
+        return enums.ASPECT_RATIOS
+
+    @property
+    def format(self) -> str:
+        """`legacy` or `v3`, the submit body."""
+        return task_format(self.settings)
+
+    @property
+    def where(self) -> str:
+        """How messages name this backend and its body."""
+        return f"the task-proxy backend ({self.format} body)"
+
+    def model_for(self, request: RemixRequest) -> str:
+        """The legacy body's model: the request's override, else REMIXBOT_MODEL, else V_2."""
+        return choose_model(self.where, request, self.settings.model, enums.LEGACY_MODELS)
+
+    def check_options(self, request: RemixRequest, refs_count: int) -> None:
+        """The rules of the body being sent: legacy (with its model) or v3."""
+        if self.format == "legacy":
+            check_legacy(self.where, request, refs_count, self.model_for(request))
+        else:
+            check_v3(self.name, request, refs_count)
+
+    def form(
+        self, request: RemixRequest, image: EncodedImage, refs: Sequence[EncodedImage]
+    ) -> aiohttp.FormData:
+        """A fresh submit body (a FormData cannot be sent twice)."""
+        if self.format == "legacy":
+            return legacy_form(request, image, self.model_for(request))
+        return v3_form(request, image, refs)
 
     async def _submit(
         self,
         request: RemixRequest,
         image: EncodedImage,
         refs: Sequence[EncodedImage],
+        mask: EncodedImage | None,
         on_submitted: OnSubmitted | None,
     ) -> RemixResult:
         """Submit once, hand the task id to `on_submitted`, then poll until done."""
         body = await self.post(
             self.settings.task_submit_path,
-            lambda: {"data": v3_form(request, image, refs)},
+            lambda: {"data": self.form(request, image, refs)},
             what="task submit",
         )
         # Some proxies answer synchronously with Ideogram's own body instead of a task.

@@ -1,0 +1,190 @@
+"""The fake gateway: HELLO, IDENTIFY -> READY + GUILD_CREATE, heartbeats, RESUME with replay,
+dispatches, and the ways a connection ends (drop, close code, RECONNECT, INVALID_SESSION).
+Also the REST routes that tell a client where the gateway is."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from tests.fakediscord import payloads as p
+from tests.fakediscord.models import GatewayFrame
+from tests.fakediscord.recording import Recorder
+from tests.fakediscord.rest import Req, Route, json_response, routes
+from tests.fakediscord.world import World
+
+
+@dataclass
+class Session:
+    """One gateway session: its sequence and every dispatch sent, for RESUME to replay."""
+
+    session_id: str
+    token: str
+    seq: int = 0
+    frames: list[dict[str, Any]] = field(default_factory=list)
+    ws: web.WebSocketResponse | None = None
+    conn: int = 0
+
+
+class Gateway:
+    """Gateway connections and sessions; ``current`` is the session dispatches go to."""
+
+    def __init__(
+        self,
+        world: World,
+        recorder: Recorder,
+        guild_create: Callable[[], dict[str, Any]],
+        *,
+        heartbeat_interval_ms: int,
+    ) -> None:
+        self.world = world
+        self.recorder = recorder
+        self.guild_create = guild_create
+        self.heartbeat_interval_ms = heartbeat_interval_ms
+        self.sessions: dict[str, Session] = {}
+        self.current: Session | None = None
+        self.connections = 0
+        self._sockets: set[web.WebSocketResponse] = set()
+
+    def routes(self) -> list[Route]:
+        """``/gateway/bot`` and ``/gateway``."""
+        return [
+            *routes("GET", r"/gateway/bot", self._gateway_bot, "bot"),
+            *routes("GET", r"/gateway", self._gateway_info, "none"),
+        ]
+
+    def add_routes(self, app: web.Application) -> None:
+        """The websocket endpoint."""
+        app.router.add_get("/gateway", self.handle)
+
+    async def close_all(self) -> None:
+        """Close every connection (the fake is stopping)."""
+        for ws in list(self._sockets):
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(ws.close(code=1001), 1)
+
+    # ------------------------------------------------------------------ sending
+
+    async def dispatch(self, event: str, data: dict[str, Any]) -> None:
+        """Send a DISPATCH to the current session (kept for replay if the connection is down)."""
+        session = self.current
+        if session is None:
+            raise RuntimeError("no bot has identified with the fake gateway")
+        await self._dispatch_to(session, event, data)
+
+    async def _dispatch_to(self, session: Session, event: str, data: Any) -> None:
+        session.seq += 1
+        frame = {"op": 0, "t": event, "s": session.seq, "d": data}
+        session.frames.append(frame)
+        if session.ws is not None and not session.ws.closed:
+            await self._send(session.ws, session.conn, frame)
+
+    async def send_op(self, op: int, d: Any) -> None:
+        """Send a non-dispatch opcode on the current connection."""
+        session = self.current
+        if session is None or session.ws is None:
+            raise RuntimeError("no gateway connection")
+        await self._send(session.ws, session.conn, {"op": op, "d": d, "s": None, "t": None})
+
+    async def _send(self, ws: web.WebSocketResponse, conn: int, frame: dict[str, Any]) -> None:
+        self.recorder.frame(
+            GatewayFrame("out", conn, frame["op"], frame.get("t"), frame.get("d"), frame.get("s"))
+        )
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await ws.send_str(json.dumps(frame))
+
+    # ------------------------------------------------------------------ ending a connection
+
+    async def drop(self) -> None:
+        """Cut the current connection without a close frame (a network drop)."""
+        session = self.current
+        if session is None or session.ws is None:
+            raise RuntimeError("no gateway connection to drop")
+        ws, session.ws = session.ws, None
+        transport = ws._req.transport if ws._req is not None else None
+        if transport is not None:
+            transport.abort()
+        self.recorder.notify()
+
+    async def close(self, code: int = 4000) -> None:
+        """Close the current connection with a close code."""
+        session = self.current
+        if session is None or session.ws is None:
+            raise RuntimeError("no gateway connection to close")
+        ws, session.ws = session.ws, None
+        await ws.close(code=code)
+        self.recorder.notify()
+
+    # ------------------------------------------------------------------ receiving
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        """One websocket connection: HELLO, then answer the client's opcodes until it closes."""
+        ws = web.WebSocketResponse(autoping=True, max_msg_size=0)
+        await ws.prepare(request)
+        self.connections += 1
+        conn = self.connections
+        self._sockets.add(ws)
+        try:
+            hello = {"heartbeat_interval": self.heartbeat_interval_ms}
+            await self._send(ws, conn, {"op": 10, "d": hello, "s": None, "t": None})
+            async for msg in ws:
+                if msg.type != WSMsgType.TEXT:
+                    continue
+                frame = json.loads(msg.data)
+                op, d = frame.get("op"), frame.get("d")
+                self.recorder.frame(GatewayFrame("in", conn, op, None, d, None))
+                if op == 1 and self.world.ack_heartbeats:
+                    await self._send(ws, conn, {"op": 11, "d": None, "s": None, "t": None})
+                elif op == 2:
+                    await self._identify(ws, conn, d)
+                elif op == 6:
+                    await self._resume(ws, conn, d)
+        finally:
+            self._sockets.discard(ws)
+            for session in self.sessions.values():
+                if session.ws is ws:
+                    session.ws = None
+            self.recorder.notify()
+        return ws
+
+    async def _identify(self, ws: web.WebSocketResponse, conn: int, d: dict[str, Any]) -> None:
+        w = self.world
+        if d.get("token") != w.token:
+            await ws.close(code=4004, message=b"Authentication failed.")
+            return
+        session = Session(session_id=secrets.token_hex(16), token=d["token"], ws=ws, conn=conn)
+        self.sessions[session.session_id] = session
+        self.current = session
+        ready = p.ready(w.bot_user, [w.guild_id], session.session_id, w.gateway_url, w.app_id)
+        await self._dispatch_to(session, "READY", ready)
+        await self._dispatch_to(session, "GUILD_CREATE", self.guild_create())
+
+    async def _resume(self, ws: web.WebSocketResponse, conn: int, d: dict[str, Any]) -> None:
+        session = self.sessions.get(d.get("session_id", ""))
+        if session is None or d.get("token") != session.token:
+            await self._send(ws, conn, {"op": 9, "d": False, "s": None, "t": None})
+            return
+        session.ws, session.conn = ws, conn
+        self.current = session
+        last = int(d.get("seq") or 0)
+        for frame in [f for f in session.frames if f["s"] > last]:
+            await self._send(ws, conn, frame)
+        await self._dispatch_to(session, "RESUMED", {})
+
+    # ------------------------------------------------------------------ REST
+
+    async def _gateway_bot(self, req: Req) -> web.StreamResponse:
+        limit = {"total": 1000, "remaining": 999, "reset_after": 0, "max_concurrency": 1}
+        return json_response(
+            {"url": self.world.gateway_url, "shards": 1, "session_start_limit": limit}
+        )
+
+    async def _gateway_info(self, req: Req) -> web.StreamResponse:
+        return json_response({"url": self.world.gateway_url})

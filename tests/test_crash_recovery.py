@@ -1,0 +1,101 @@
+"""Defect 9: SIGKILL the bot during a burst and start it again on the same data directory. Jobs
+that never reached the backend run after the restart and post; a job lost at a synchronous
+backend is refunded and its member told in their own message, with a Retry button for them."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+from bot.settings import load_settings
+from bot.store import Store
+from tests.fakediscord import FakeDiscord
+from tests.fakediscord.helpers import BotProcess, png_bytes
+from tests.fakeremix import running_fake
+from tests.fakeremix.helpers import fake_env
+
+
+async def test_a_crash_during_a_burst_loses_no_member(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    async with FakeDiscord() as d, running_fake() as r:
+        env = fake_env(r, REMIXBOT_INFLIGHT_IMAGES="1")
+        r.api_delay = 30.0  # the first job sits at the backend when the crash comes
+        users = [d.alice, d.bob, d.alice]
+        first = BotProcess(d, data, launcher=False, env=env)
+        async with first:
+            await first.start_and_wait_ready()
+            await d.wait_until(lambda: d.commands, 15, "the command sync")
+            asked = []
+            for n, user in enumerate(users):
+                image = d.upload_attachment(f"{n}.png", png_bytes(color=(40 * n, 90, 200)))
+                asked.append(await d.slash("remix", {"image": image, "prompt": f"p{n}"}, user=user))
+                await d.wait_until(lambda i=asked[-1]: i.response_type == 5, 15, "a defer")
+            await d.wait_until(lambda: r.api_requests(), 15, "the first backend call")
+            await d.wait_until(
+                lambda: all("Queued" in (d.original(i).content or "") for i in asked[1:]),
+                15,
+                "the queue positions",
+            )
+            first.proc.send_signal(signal.SIGKILL)
+            await first.wait(10)
+
+        r.api_delay = 0.0
+        second = BotProcess(d, data, launcher=False, env=env)
+        async with second:
+            await second.start_and_wait_ready()
+            lost = d.original(asked[0])
+            # The job that was at the backend: refunded, its member told, with Retry.
+            await d.wait_until(
+                lambda: "restarted" in (d.original(asked[0]).content or ""), 20, "the lost job"
+            )
+            lost = d.original(asked[0])
+            assert lost.custom_ids() and lost.custom_ids()[0].startswith("remix:retry:")
+            # The queued ones ran after the restart and were posted as replies to the request.
+            for inter in asked[1:]:
+                await d.wait_until(
+                    lambda i=inter: _result_replies(d, i.original_id),
+                    30,
+                    "a queued job's result after the restart",
+                )
+            # Retry: only its member may press it; for them it runs again and posts.
+            seen = set(d.messages)
+            refused = await d.click(lost.id, lost.custom_ids()[0], user=d.bob)
+            await d.wait_until(lambda: refused.response_type == 4, 10, "the refusal")
+            assert any("Only the member" in text for text in _ephemeral(d))
+            retried = await d.click(lost.id, lost.custom_ids()[0], user=d.alice)
+            await d.wait_until(
+                lambda: (m := d.original(retried)) is not None and bool(m.attachments),
+                30,
+                "the retry's result",
+            )
+            assert set(d.messages) - seen
+            assert await second.stop(signal.SIGTERM) == 0
+
+        settings = load_settings({**env, **d.env(), "REMIXBOT_DATA_DIR": str(data)}, dotenv=None)
+        async with await Store.from_settings(settings) as store:
+            jobs = sorted(await store.list_jobs(), key=lambda j: j.id)
+            assert [j.state for j in jobs] == ["unknown", "delivered", "delivered", "delivered"]
+            assert await store.check_books() == []
+            assert (await store.ledger_balance(jobs[0].id)).charged == 0
+
+
+def _result_replies(d: FakeDiscord, original_id: str | None) -> list[dict]:
+    """Channel messages with files the bot posted as a reply to `original_id`."""
+    out = []
+    for call in d.calls_to("POST", r"/channels/\d+/messages"):
+        body = call.json if isinstance(call.json, dict) else {}
+        ref = body.get("message_reference") or {}
+        if str(ref.get("message_id")) == str(original_id) and body.get("attachments"):
+            out.append(body)
+    return out
+
+
+def _ephemeral(d: FakeDiscord) -> list[str]:
+    """Contents of the ephemeral answers the bot sent."""
+    out = []
+    for call in d.calls:
+        body = call.json if isinstance(call.json, dict) else {}
+        data = body.get("data") if isinstance(body.get("data"), dict) else body
+        if (data.get("flags") or 0) & 64 and data.get("content"):
+            out.append(data["content"])
+    return out
