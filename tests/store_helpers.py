@@ -6,12 +6,14 @@ import asyncio
 import itertools
 import json
 import os
+import random
+import sqlite3
 import sys
 import time
 from pathlib import Path
 
 from bot.errors import QuotaRefused
-from bot.store import NewJob, QuotaDefaults, Store
+from bot.store import CLI_USER_ID, NewJob, PostedRecord, QuotaDefaults, Store, StoreBusy
 
 # Distinct per process: workers sharing one file must not replay each other's interaction ids.
 _ids = itertools.count(os.getpid() * 1_000_000)
@@ -30,12 +32,14 @@ def new_job(
     kind: str = "remix",
     parent_job_id: int | None = None,
     prompt: str = "a cat in a hat",
+    channel_id: int | None = 55,
 ) -> NewJob:
-    """A NewJob with a fresh interaction id unless one is given."""
+    """A NewJob with a fresh interaction id unless one is given (a Discord job: it has a
+    channel; `terminal_job` makes one like `remixbot remix` does)."""
     return NewJob(
         interaction_id=next(_ids) if interaction_id is None else interaction_id,
         guild_id=guild_id,
-        channel_id=55,
+        channel_id=channel_id,
         user_id=user_id,
         kind=kind,
         parent_job_id=parent_job_id,
@@ -46,6 +50,31 @@ def new_job(
         images=images,
         role_ids=role_ids,
     )
+
+
+def terminal_job(images: int = 1, *, backend: str = "ideogram") -> NewJob:
+    """A job as `remixbot remix` makes it: the terminal user, no guild, no channel."""
+    return new_job(
+        CLI_USER_ID,
+        None,
+        images,
+        interaction_id=None,
+        backend=backend,
+        channel_id=None,
+    )
+
+
+def count_open(db: Path) -> tuple[int, int]:
+    """(open jobs, images they reserve), read with a plain connection (no Store, no reconcile)."""
+    conn = sqlite3.connect(db)
+    try:
+        row = conn.execute(
+            "SELECT count(*), coalesce(sum(images_reserved), 0) FROM jobs"
+            " WHERE state IN ('queued', 'running')"
+        ).fetchone()
+    finally:
+        conn.close()
+    return row[0], row[1]
 
 
 async def _reserve(db: Path, user: int, tasks: int, limit: int, start_at: float) -> None:
@@ -74,14 +103,64 @@ async def _hold(db: Path, backend: str, ref: str | None, images: int) -> None:
         await asyncio.sleep(60)
 
 
+async def _terminal(db: Path, seed: int) -> None:
+    """Like `remixbot remix` run again and again: reserve, send, settle or fail; until killed.
+
+    Prints a line once it holds its first job; each "backend call" takes a random moment, so a
+    kill finds it queued, running or between jobs.
+    """
+    rng = random.Random(seed)
+    async with await Store.open(db, defaults=QuotaDefaults(limit=10_000)) as store:
+        for n in range(10_000):
+            backend = rng.choice(["ideogram", "task-proxy"])
+            job = await store.submit_job(terminal_job(rng.randint(1, 4), backend=backend))
+            if n == 0:
+                print(json.dumps({"first": job.id}), flush=True)
+            await asyncio.sleep(rng.uniform(0, 0.05))
+            await store.mark_running(job.id, "task-1" if backend == "task-proxy" else None)
+            await asyncio.sleep(rng.uniform(0, 0.1))
+            if rng.random() < 0.8:
+                await store.settle(job.id, delivered=job.images_reserved, billed=1)
+            else:
+                await store.fail(job.id, "the backend failed", billed=0)
+
+
+async def _posted(db: Path) -> None:
+    """Two jobs (a terminal one, a Discord one) posted while another process holds the write
+    lock: journal first, then settle_posted, which times out. Waits to be killed (bounded)."""
+    async with await Store.open(db, defaults=QuotaDefaults(limit=100), busy_timeout=0.3) as store:
+        terminal = await store.submit_job(terminal_job(3))
+        discord = await store.submit_job(new_job(user_id=9, images=3, backend="task-proxy"))
+        for job in (terminal, discord):
+            await store.mark_running(job.id, "task-5")
+        print(json.dumps({"terminal": terminal.id, "discord": discord.id}), flush=True)
+        sys.stdin.readline()  # the test now holds the write lock
+        outcomes = []
+        for job, messages in ((terminal, ()), (discord, (7001, 7002))):
+            record = PostedRecord(job.id, messages, 55 if messages else None, 2, 1, 3)
+            await store.journal_posted(record)
+            try:
+                await store.settle_posted(record)
+                outcomes.append("settled")
+            except StoreBusy:
+                outcomes.append("busy")
+        print(json.dumps(outcomes), flush=True)
+        await asyncio.sleep(60)
+
+
 def main(argv: list[str]) -> None:
-    """`reserve DB USER TASKS LIMIT START_AT` or `hold DB BACKEND REF|- IMAGES`."""
+    """`reserve DB USER TASKS LIMIT START_AT`, `hold DB BACKEND REF|- IMAGES`, `terminal DB SEED`
+    or `posted DB`."""
     mode, db = argv[0], Path(argv[1])
     if mode == "reserve":
         asyncio.run(_reserve(db, int(argv[2]), int(argv[3]), int(argv[4]), float(argv[5])))
     elif mode == "hold":
         ref = None if argv[3] == "-" else argv[3]
         asyncio.run(_hold(db, argv[2], ref, int(argv[4])))
+    elif mode == "terminal":
+        asyncio.run(_terminal(db, int(argv[2])))
+    elif mode == "posted":
+        asyncio.run(_posted(db))
     else:
         raise SystemExit(f"unknown mode {mode!r}")
 

@@ -17,8 +17,7 @@ from bot.store.admin import (
     user_label,
 )
 from bot.store.models import QuotaStatus
-
-PERIODS = ("daily", "weekly", "monthly")
+from bot.store.periods import PERIODS
 
 
 def _images(text: str) -> int:

@@ -1,8 +1,10 @@
 """The job store: jobs, the quota ledger, policies, backend costs and stored inputs (SQLite).
 
 Job states: ``queued -> running -> delivered``, or ``failed`` / ``cancelled`` / ``unknown``.
-Reconcile at start: queued -> failed and refunded; running on a synchronous backend -> unknown,
-refunded, backend cost unknown; running on task-proxy with a task id -> returned for resuming.
+`Store` (store.py) is the async facade; behind it, one connection (db.py) serves the quota rules
+(quota_rules.py, policies.py), the jobs (jobs.py, rows.py), reconcile (reconcile.py: the open jobs
+of processes that are gone, by rule) and upkeep (maintenance.py); posted results are journaled
+to files first (journal.py).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from bot.store.models import (
     LedgerBalance,
     NewJob,
     Policies,
+    PostedRecord,
     QuotaDefaults,
     QuotaStatus,
     ReconcileReport,
@@ -37,6 +40,7 @@ __all__ = [
     "LedgerBalance",
     "NewJob",
     "Policies",
+    "PostedRecord",
     "QuotaDefaults",
     "QuotaExceeded",
     "QuotaStatus",

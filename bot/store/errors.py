@@ -72,6 +72,12 @@ class StoreBusy(RemixbotError):
         )
 
 
+def is_busy(exc: BaseException) -> bool:
+    """True when SQLite gave up waiting for another connection's lock (busy timeout)."""
+    text = str(exc)
+    return "locked" in text or "busy" in text
+
+
 class JobNotFound(RemixbotError):
     """No job has the given id."""
 

@@ -6,9 +6,10 @@ import asyncio
 import hashlib
 import os
 import re
-import time
 from collections.abc import Iterator
 from pathlib import Path
+
+from bot.store.files import remove, write_atomic
 
 _KEY = re.compile(r"^[0-9a-f]{64}$")
 
@@ -38,13 +39,7 @@ class InputStore:
         if path.exists():
             os.utime(path)  # the retention sweep measures age from the last use
             return key
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{key}.{os.getpid()}.{time.monotonic_ns()}.tmp")
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)  # atomic: readers never see half a file
+        write_atomic(path, data)  # readers never see half a file
         return key
 
     def get_sync(self, key: str) -> bytes | None:
@@ -60,11 +55,7 @@ class InputStore:
 
     def delete_sync(self, key: str) -> bool:
         """Delete the file for `key`; True when something was deleted."""
-        try:
-            self.path(key).unlink()
-            return True
-        except FileNotFoundError:
-            return False
+        return remove(self.path(key))
 
     def keys_sync(self) -> Iterator[tuple[str, float]]:
         """Every stored key with its modification time."""

@@ -7,19 +7,35 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from bot.errors import InvalidRequest
+
 # The local terminal user: `remixbot remix` and the CLI's USER word `cli` mean this id.
 CLI_USER_ID = 0
 # What `forget(user)` writes over a user's id: keeps anonymous counts, names nobody.
 ANON_USER_ID = -1
 
 JOB_KINDS = ("remix", "reroll")
+# The job states, declared once: open ones may still change, final ones never do (a trigger
+# enforces it); a job ends either delivered (settle) or in one of the FAIL_STATES (fail).
 OPEN_STATES = ("queued", "running")
-FINAL_STATES = ("delivered", "failed", "cancelled", "unknown")
-JOB_STATES = OPEN_STATES + FINAL_STATES
 FAIL_STATES = ("failed", "cancelled", "unknown")
+FINAL_STATES = ("delivered", *FAIL_STATES)
+JOB_STATES = OPEN_STATES + FINAL_STATES
 LEDGER_KINDS = ("reserve", "settle", "refund", "grant", "reset")
-# Backends that hand back a task id we can poll after a restart; the others are synchronous calls.
-RESUMABLE_BACKENDS = frozenset({"task-proxy"})
+
+
+def check_fail_state(state: str) -> str:
+    """`state` if a job may end in it without delivering; otherwise one sentence."""
+    if state not in FAIL_STATES:
+        raise InvalidRequest(f"A job can fail as {', '.join(FAIL_STATES)}, not {state!r}.")
+    return state
+
+
+def check_count(n: Any, name: str, lo: int = 0) -> int:
+    """`n` if it is a whole number of at least `lo` (not a bool); otherwise one sentence."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < lo:
+        raise InvalidRequest(f"{name} must be a whole number of at least {lo}, not {n!r}.")
+    return n
 
 
 @dataclass(frozen=True)
@@ -79,9 +95,10 @@ class Job:
     message_channel_id: int | None
     request_message_id: int | None
     error: str | None
-    # Not a column: True when submit_job found this job under a replayed interaction id (a double
-    # click or a redelivery); whoever got it first runs it, the replay must not.
-    replayed: bool = field(default=False, compare=False)
+    # Not a column (bot/store/rows.py maps every other field to the column of its name): True
+    # when submit_job found this job under a replayed interaction id (a double click or a
+    # redelivery); whoever got it first runs it, the replay must not.
+    replayed: bool = field(default=False, compare=False, metadata={"column": False})
 
     @property
     def final(self) -> bool:
@@ -123,14 +140,65 @@ class LedgerBalance:
 
 
 @dataclass(frozen=True)
-class ReconcileReport:
-    """What `reconcile` did at start: jobs refunded and failed, jobs marked unknown, jobs to resume."""
+class PostedRecord:
+    """What was posted for a job: enough to record its messages and settle it, even later.
 
-    failed: tuple[int, ...] = ()
-    unknown: tuple[int, ...] = ()
-    resumable: tuple[Job, ...] = field(default_factory=tuple)
+    Written to the posted journal before the books are touched, so a result that reached the
+    channel is charged as posted however the database or the process fails afterwards.
+    """
+
+    job_id: int
+    message_ids: tuple[int, ...]
+    channel_id: int | None
+    images: int  # posted: what the member is charged
+    withheld: int = 0
+    billed: int | None = None  # what the backend billed; None = unknown
+
+    def __post_init__(self) -> None:
+        check_count(self.job_id, "A job id", 1)
+        check_count(self.images, "Posted images")
+        check_count(self.withheld, "Withheld images")
+        if self.billed is not None:
+            check_count(self.billed, "Billed images")
+        ids = tuple(check_count(m, "A message id", 1) for m in self.message_ids)
+        object.__setattr__(self, "message_ids", ids)
+        if self.channel_id is not None:
+            check_count(self.channel_id, "A channel id", 1)
+
+
+@dataclass(frozen=True)
+class ReconcileReport:
+    """What `reconcile` did with the open jobs of processes that are gone ("orphans").
+
+    A Discord job has a channel; a terminal job (`remixbot remix`) has none. Ids in `failed`,
+    `unknown` and `delivered` were closed; Job objects are handed back where the caller acts.
+    """
+
+    failed: tuple[int, ...] = ()  # queued terminal jobs: failed, refunded
+    unknown: tuple[int, ...] = ()  # running orphans that cannot resume: unknown, refunded
+    # Running Discord jobs with a task id on a resumable backend: claimed, to poll again.
+    resumable: tuple[Job, ...] = ()
     # Open jobs of another process that is still running on the same file: left alone.
     elsewhere: tuple[int, ...] = ()
+    # Queued Discord jobs: claimed, still queued and reserved; the bot runs them again.
+    requeue: tuple[Job, ...] = ()
+    # The Discord jobs among `unknown`, as closed: the bot tells their members.
+    closed_unknown: tuple[Job, ...] = ()
+    # Orphans whose results were already posted: settled delivered, charged as posted.
+    delivered: tuple[int, ...] = ()
+    # Discord orphans a reconcile without `claim_discord_jobs` left for the bot.
+    for_bot: tuple[int, ...] = ()
+
+    @property
+    def touched(self) -> int:
+        """How many jobs this reconcile closed or claimed."""
+        return (
+            len(self.failed)
+            + len(self.unknown)
+            + len(self.resumable)
+            + len(self.requeue)
+            + len(self.delivered)
+        )
 
 
 @dataclass(frozen=True)

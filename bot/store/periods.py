@@ -4,7 +4,19 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-PERIOD_WORDS = {"daily": "today", "weekly": "this week", "monthly": "this month"}
+from bot.errors import InvalidRequest
+
+# The quota periods, declared once (settings, the CLI and the store check against this).
+PERIODS = ("daily", "weekly", "monthly")
+PERIOD_WORDS = dict(zip(PERIODS, ("today", "this week", "this month"), strict=True))
+
+
+def check_period(period: str) -> str:
+    """`period` if it is one of PERIODS; otherwise one sentence naming the choices."""
+    if period not in PERIODS:
+        choices = f"{', '.join(PERIODS[:-1])} or {PERIODS[-1]}"
+        raise InvalidRequest(f"The period must be {choices}, not {period!r}.")
+    return period
 
 
 def utc(dt: datetime | None = None) -> datetime:
@@ -54,4 +66,5 @@ def period_bounds(period: str, reset_hour: int, now: datetime) -> tuple[datetime
             prev = start - timedelta(days=1)
             start = prev.replace(day=1)
         return start, _add_month(start)
-    raise ValueError(f"period must be daily, weekly or monthly, not {period!r}.")
+    check_period(period)
+    raise AssertionError(f"period_bounds has no rule for {period!r}")

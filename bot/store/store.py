@@ -5,28 +5,38 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import Callable, Sequence
+import logging
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from bot.settings import Settings
-from bot.store.books import Books
+from bot.store.db import Db
+from bot.store.errors import StoreBusy
 from bot.store.inputs import InputStore
+from bot.store.jobs import Jobs
+from bot.store.journal import PostedJournal
+from bot.store.maintenance import Maintenance
 from bot.store.models import (
-    FAIL_STATES,
     ForgetReport,
     Job,
     LedgerBalance,
     NewJob,
     Policies,
+    PostedRecord,
     QuotaDefaults,
     QuotaStatus,
     ReconcileReport,
 )
 from bot.store.owners import OwnerLock, owners_folder
+from bot.store.policies import PolicyStore
+from bot.store.quota_rules import QuotaRules
+from bot.store.reconcile import Reconciler
 from bot.store.writer import Writer
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -41,15 +51,67 @@ def defaults_from_settings(settings: Settings) -> QuotaDefaults:
     )
 
 
+class _Parts(NamedTuple):
+    """The store's concerns, each over the one connection (used on the writer thread only)."""
+
+    db: Db
+    policies: PolicyStore
+    rules: QuotaRules
+    jobs: Jobs
+    reconciler: Reconciler
+    upkeep: Maintenance
+    owner: OwnerLock | None
+
+    @classmethod
+    def connect(
+        cls,
+        path: Path,
+        defaults: QuotaDefaults,
+        inputs: InputStore,
+        journal: PostedJournal,
+        busy_timeout_ms: int,
+        owner: OwnerLock | None,
+    ) -> _Parts:
+        """Open the connection (migrations applied) and build every part on it."""
+        db = Db(path, busy_timeout_ms)
+        token = owner.token if owner is not None else None
+        rules = QuotaRules(db, defaults)
+        jobs = Jobs(db, rules, token)
+        return cls(
+            db=db,
+            policies=PolicyStore(db, defaults),
+            rules=rules,
+            jobs=jobs,
+            reconciler=Reconciler(db, jobs, journal, owners_folder(path), token),
+            upkeep=Maintenance(db, inputs, defaults),
+            owner=owner,
+        )
+
+    def close(self) -> None:
+        """Close the connection, then give up the claim on this process's jobs."""
+        try:
+            self.db.close()
+        finally:
+            if self.owner is not None:
+                self.owner.release()
+
+
 class Store:
     """Jobs, quotas, policies and stored inputs; open with ``await Store.open(path, defaults=…)``."""
 
-    def __init__(self, writer: Writer, books: Books, inputs: InputStore) -> None:
+    def __init__(
+        self, writer: Writer, parts: _Parts, inputs: InputStore, journal: PostedJournal
+    ) -> None:
         self._writer = writer
-        self._books = books
+        self._parts = parts
         self.inputs = inputs
+        self.journal = journal
         self._closed = False
         self._late: set[asyncio.Task[None]] = set()  # undoing cancelled submits
+        # Message id -> job id: results this process posted and journaled, not yet recorded.
+        self._unrecorded: dict[int, int] = {}
+        # What the reconcile at open did (terminal jobs of processes that are gone).
+        self.reconciled_at_open = ReconcileReport()
 
     @classmethod
     async def open(
@@ -59,14 +121,20 @@ class Store:
         defaults: QuotaDefaults,
         data_dir: Path | str | None = None,
         busy_timeout: float = 5.0,
+        reconcile: bool = True,
     ) -> Store:
         """Open (creating if needed) the database at `path` and apply pending migrations.
 
         `busy_timeout` (seconds) is how long a write waits for another process's lock before
-        StoreBusy; stored inputs live under `data_dir` (default: the database's directory).
+        StoreBusy; stored inputs and the posted journal live under `data_dir` (default: the
+        database's directory). With `reconcile`, the terminal jobs that killed processes left
+        open are closed now (`reconcile()` without claiming Discord jobs), so no run of
+        `remixbot remix` or `remixbot quota` holds a member's quota for a process that is gone.
         """
         path = Path(path)
-        inputs = InputStore(Path(data_dir) if data_dir is not None else path.parent)
+        folder = Path(data_dir) if data_dir is not None else path.parent
+        inputs = InputStore(folder)
+        journal = PostedJournal(folder)
         # One thread owns the connection: SQLite calls never block the event loop, and writes
         # from this process are serialised (and group-committed) before SQLite's own lock.
         writer = Writer()
@@ -74,16 +142,27 @@ class Store:
         try:
             # This process's claim on the jobs it creates (see bot/store/owners.py).
             owner = await asyncio.to_thread(OwnerLock.acquire, owners_folder(path))
-            books = await writer.call(
-                functools.partial(Books, path, defaults, inputs, int(busy_timeout * 1000), owner)
+            parts = await writer.call(
+                functools.partial(
+                    _Parts.connect, path, defaults, inputs, journal, int(busy_timeout * 1000), owner
+                )
             )
         except BaseException:
             if owner is not None:
                 owner.release()
             await writer.stop()
             raise
-        writer.bind(books.conn)
-        return cls(writer, books, inputs)
+        writer.bind(parts.db.conn)
+        store = cls(writer, parts, inputs, journal)
+        if reconcile:
+            try:
+                store.reconciled_at_open = await store.reconcile()
+            except StoreBusy:  # another process is writing: the next open (or the bot) does it
+                log.info("the database was busy; orphaned jobs are reconciled another time")
+            except BaseException:
+                await store.close()
+                raise
+        return store
 
     @classmethod
     async def from_settings(cls, settings: Settings) -> Store:
@@ -97,7 +176,7 @@ class Store:
         if self._late:  # cancelled submits being undone
             await asyncio.gather(*self._late, return_exceptions=True)
         self._closed = True
-        await self._writer.call(self._books.close)
+        await self._writer.call(self._parts.close)
         await self._writer.stop()
 
     async def __aenter__(self) -> Store:
@@ -114,7 +193,7 @@ class Store:
     async def _run(
         self, fn: Callable[..., T], *args: Any, group: bool = False, atomic: bool = False
     ) -> T:
-        """Run a Books method on the writer thread; `group` calls may share one commit."""
+        """Run a method of a store part on the writer thread; `group` calls may share one commit."""
         if self._closed:
             raise RuntimeError("The store is closed.")
         return await self._writer.call(functools.partial(fn, *args), group=group, atomic=atomic)
@@ -127,7 +206,7 @@ class Store:
         A replayed interaction id returns the existing job without reserving again.
         """
         call = asyncio.ensure_future(
-            self._run(self._books.submit_job, new, now, group=True, atomic=True)
+            self._run(self._parts.jobs.submit_job, new, now, group=True, atomic=True)
         )
         try:
             return await asyncio.shield(call)
@@ -157,12 +236,14 @@ class Store:
     ) -> Job:
         """queued -> running; check `job.state == 'running'` (a cancelled job stays cancelled)."""
         return await self._run(
-            self._books.mark_running, job_id, backend_ref, now, group=True, atomic=True
+            self._parts.jobs.mark_running, job_id, backend_ref, now, group=True, atomic=True
         )
 
     async def set_backend_ref(self, job_id: int, ref: str) -> Job:
         """Save the backend's request or task id on an open job."""
-        return await self._run(self._books.set_backend_ref, job_id, ref, group=True, atomic=True)
+        return await self._run(
+            self._parts.jobs.set_backend_ref, job_id, ref, group=True, atomic=True
+        )
 
     async def settle(
         self,
@@ -175,7 +256,14 @@ class Store:
     ) -> Job:
         """Charge delivered images, refund the rest (withheld included); record the backend cost."""
         return await self._run(
-            self._books.settle, job_id, delivered, withheld, billed, now, group=True, atomic=True
+            self._parts.jobs.settle,
+            job_id,
+            delivered,
+            withheld,
+            billed,
+            now,
+            group=True,
+            atomic=True,
         )
 
     async def fail(
@@ -188,10 +276,8 @@ class Store:
         now: datetime | None = None,
     ) -> Job:
         """End the job as failed/cancelled/unknown and refund everything; billed None = unknown."""
-        if state not in FAIL_STATES:
-            raise ValueError(f"state must be one of {', '.join(FAIL_STATES)}, not {state!r}.")
         return await self._run(
-            self._books.fail, job_id, error, state, billed, now, group=True, atomic=True
+            self._parts.jobs.fail, job_id, error, state, billed, now, group=True, atomic=True
         )
 
     async def record_messages(
@@ -199,20 +285,48 @@ class Store:
     ) -> Job:
         """Remember the messages that carry the job's results."""
         return await self._run(
-            self._books.record_messages, job_id, list(message_ids), channel_id, group=True
+            self._parts.jobs.record_messages, job_id, list(message_ids), channel_id, group=True
         )
+
+    async def journal_posted(self, record: PostedRecord) -> None:
+        """Write the posted record to `<data_dir>/posted/` (atomic, off the loop, no SQLite).
+
+        Call it as soon as the results are posted, before `settle_posted`: it works while the
+        database is locked, and if this process dies before settling, the next reconcile
+        settles the job from it. Until the books hold the messages, `job_for_message` finds the
+        job through them (a 🔁 on a result that is posted is never ignored).
+        """
+        for message_id in record.message_ids:
+            self._unrecorded[message_id] = record.job_id
+        await self.journal.write(record)
+
+    async def settle_posted(self, record: PostedRecord, *, now: datetime | None = None) -> Job:
+        """Record the posted messages and settle delivered (charging `record.images`) in ONE
+        transaction, then delete the job's journal file. A final job is returned unchanged."""
+        job = await self._run(self._parts.jobs.settle_posted, record, now, group=True)
+        for message_id in record.message_ids:
+            self._unrecorded.pop(message_id, None)
+        try:
+            await self.journal.delete(record.job_id)  # after the commit: the books hold it now
+        except OSError:  # the job is settled all the same; the next reconcile deletes the file
+            log.warning("job %s: could not delete its posted journal file", job.id, exc_info=True)
+        return job
 
     async def get_job(self, job_id: int) -> Job:
         """The job with this id (JobNotFound otherwise)."""
-        return await self._run(self._books.get_job, job_id, group=True, atomic=True)
+        return await self._run(self._parts.jobs.get_job, job_id, group=True, atomic=True)
 
     async def find_job(self, job_id: int) -> Job | None:
         """The job with this id, or None."""
-        return await self._run(self._books.find_job, job_id, group=True, atomic=True)
+        return await self._run(self._parts.jobs.find_job, job_id, group=True, atomic=True)
 
     async def job_for_message(self, message_id: int) -> Job | None:
-        """The job whose results a message carries (for 🔁 reactions), or None."""
-        return await self._run(self._books.job_for_message, message_id, group=True, atomic=True)
+        """The job whose results a message carries (for 🔁 reactions), or None; also a job this
+        process posted and journaled whose messages are not in the books yet."""
+        job = await self._run(self._parts.jobs.job_for_message, message_id, group=True, atomic=True)
+        if job is None and message_id in self._unrecorded:
+            return await self.find_job(self._unrecorded[message_id])
+        return job
 
     async def list_jobs(
         self,
@@ -223,11 +337,11 @@ class Store:
         guild_id: int | None = None,
     ) -> list[Job]:
         """Newest jobs first, optionally filtered by user, state and guild."""
-        return await self._run(self._books.list_jobs, user_id, state, limit, guild_id)
+        return await self._run(self._parts.jobs.list_jobs, user_id, state, limit, guild_id)
 
     async def backend_cost(self, job_id: int) -> tuple[str, int | None] | None:
         """('billed', n) or ('unknown', None) once the job is final; None while open."""
-        return await self._run(self._books.backend_cost, job_id)
+        return await self._run(self._parts.jobs.backend_cost, job_id)
 
     # --- quotas -----------------------------------------------------------------------------
 
@@ -241,7 +355,7 @@ class Store:
     ) -> QuotaStatus:
         """The user's limit, use and reset time in a guild (None = direct messages)."""
         return await self._run(
-            self._books.quota_status,
+            self._parts.rules.quota_status,
             user_id,
             guild_id,
             tuple(role_ids),
@@ -252,63 +366,75 @@ class Store:
 
     async def set_default(self, limit: int, period: str | None = None) -> Policies:
         """Store the default limit and (optionally) period."""
-        return await self._run(self._books.set_default, limit, period)
+        return await self._run(self._parts.policies.set_default, limit, period)
 
     async def set_guild(self, guild_id: int, limit: int | None) -> None:
         """Set a guild's limit override (None removes it)."""
-        await self._run(self._books.set_guild, guild_id, limit)
+        await self._run(self._parts.policies.set_guild, guild_id, limit)
 
     async def set_role(self, guild_id: int, role_id: int, limit: int | None) -> None:
         """Set a role tier's limit in a guild (None removes it)."""
-        await self._run(self._books.set_role, guild_id, role_id, limit)
+        await self._run(self._parts.policies.set_role, guild_id, role_id, limit)
 
     async def set_exempt_role(self, guild_id: int, role_id: int, exempt: bool = True) -> None:
         """Make a role unlimited in a guild (or not)."""
-        await self._run(self._books.set_exempt_role, guild_id, role_id, exempt)
+        await self._run(self._parts.policies.set_exempt_role, guild_id, role_id, exempt)
 
     async def grant(
         self, user_id: int, guild_id: int | None, n: int, *, now: datetime | None = None
     ) -> QuotaStatus:
         """Add `n` images to the user's allowance for the current period."""
-        return await self._run(self._books.grant, user_id, guild_id, n, now)
+        return await self._run(self._parts.rules.grant, user_id, guild_id, n, now)
 
     async def reset(
         self, user_id: int, guild_id: int | None, *, now: datetime | None = None
     ) -> QuotaStatus:
         """Forgive the user's charges for the current period."""
-        return await self._run(self._books.reset, user_id, guild_id, now)
+        return await self._run(self._parts.rules.reset, user_id, guild_id, now)
 
     async def block(self, user_id: int, reason: str) -> None:
         """Refuse the user's new jobs with `reason`."""
-        await self._run(self._books.block, user_id, reason)
+        await self._run(self._parts.policies.block, user_id, reason)
 
     async def unblock(self, user_id: int) -> bool:
         """Lift a block; True when there was one."""
-        return await self._run(self._books.unblock, user_id)
+        return await self._run(self._parts.policies.unblock, user_id)
 
     async def policies(self) -> Policies:
         """Every stored policy."""
-        return await self._run(self._books.policies)
+        return await self._run(self._parts.policies.policies)
 
     # --- restart, retention, privacy, checks -------------------------------------------------
 
-    async def reconcile(self, now: datetime | None = None) -> ReconcileReport:
-        """At start: queued jobs refunded and failed, synchronous running jobs unknown and
-        refunded, task-proxy jobs with a task id returned for resuming."""
-        return await self._run(self._books.reconcile, now)
+    async def reconcile(
+        self,
+        now: datetime | None = None,
+        *,
+        resumable: Collection[str] = (),
+        claim_discord_jobs: bool = False,
+    ) -> ReconcileReport:
+        """Close or claim the open jobs of processes that are gone (see bot/store/reconcile.py).
+
+        `resumable`: names of the backends that can resume a job from its task id.
+        `claim_discord_jobs`: the bot's call; without it only terminal jobs are touched.
+        Cheap when there is nothing to do (no write lock is taken), so it can run every minute.
+        """
+        return await self._run(
+            self._parts.reconciler.reconcile, now, frozenset(resumable), claim_discord_jobs
+        )
 
     async def sweep_inputs(self, now: datetime | None = None) -> int:
         """Delete stored inputs older than the retention period; returns how many."""
-        return await self._run(self._books.sweep_inputs, now)
+        return await self._run(self._parts.upkeep.sweep_inputs, now)
 
     async def forget(self, user_id: int) -> ForgetReport:
         """Delete a user's stored inputs and personal fields, keeping anonymous counts."""
-        return await self._run(self._books.forget, user_id)
+        return await self._run(self._parts.upkeep.forget, user_id)
 
     async def ledger_balance(self, job_id: int) -> LedgerBalance:
         """The job's reserved, charged and refunded sums."""
-        return await self._run(self._books.ledger_balance, job_id)
+        return await self._run(self._parts.upkeep.ledger_balance, job_id)
 
     async def check_books(self) -> list[str]:
         """Every inconsistency between jobs and ledger (empty = the books balance)."""
-        return await self._run(self._books.check_books)
+        return await self._run(self._parts.upkeep.check_books)

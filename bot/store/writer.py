@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from bot.store.errors import StoreBusy
+from bot.store.errors import StoreBusy, is_busy
 
 MAX_GROUP = 64
 
@@ -124,7 +124,7 @@ class Writer:
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
-            err: BaseException = StoreBusy() if "locked" in str(exc) or "busy" in str(exc) else exc
+            err: BaseException = StoreBusy() if is_busy(exc) else exc
             return [(False, err) for _ in batch]
         results: list[tuple[bool, Any]] = []
         try:
@@ -152,7 +152,7 @@ class Writer:
         except BaseException as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+            if isinstance(exc, sqlite3.OperationalError) and is_busy(exc):
                 exc = StoreBusy()
             return [(False, exc) for _ in batch]
         return results

@@ -50,6 +50,9 @@ class Backend(Protocol):
     """A remix backend: refuses what it cannot express, then runs one paid call."""
 
     name: str
+    # True when a job saved with its task id (`on_submitted`) can be finished after a restart
+    # (`resume(task_id)`); the store's reconcile asks the caller for these backends' names.
+    resumable: bool = False
     # Whether remix() takes a mask (black = change, white = keep) of exactly the image's size.
     takes_mask: bool
 

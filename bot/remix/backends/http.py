@@ -220,6 +220,7 @@ class HttpBackend:
     """Base of the HTTP backends: holds settings and the API session, sends the paid POST."""
 
     name = "http"
+    resumable = False  # a synchronous call: nothing to poll after a restart
     takes_mask = False
     # The ratios this format can send; intake auto-picks only among these.
     aspect_ratios: tuple[str, ...] = enums.ASPECT_RATIOS

@@ -61,6 +61,7 @@ class TaskProxyBackend(HttpBackend):
     """
 
     name = "task-proxy"
+    resumable = True  # the task id saved on the job is polled again after a restart
     poll_first = POLL_FIRST
     poll_cap = POLL_CAP
 

@@ -1,0 +1,80 @@
+"""The one SQLite connection of a Store, used only by its writer thread, and its write helper.
+
+Every writing operation runs in `BEGIN IMMEDIATE … COMMIT`, so the write lock is taken before the
+first read and the busy timeout applies (a deferred transaction could fail at once on upgrade).
+A lock held by another process past the busy timeout becomes StoreBusy: nothing was changed.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlite_utils import Database
+
+from bot.store.errors import StoreBusy, is_busy
+from bot.store.schema import apply_migrations
+
+BUSY_TIMEOUT_MS = 5000
+MIN_SQLITE = (3, 35, 0)  # RETURNING
+
+
+class Db:
+    """The connection (WAL, migrations applied) and `write()`, the transaction every write uses."""
+
+    def __init__(self, path: Path, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
+        if sqlite3.sqlite_version_info < MIN_SQLITE:
+            raise RuntimeError(
+                f"SQLite {sqlite3.sqlite_version} is too old; the store needs 3.35.0 or newer."
+            )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: we issue every BEGIN ourselves (Python's implicit BEGIN is deferred).
+        self.conn = sqlite3.connect(str(path), timeout=busy_timeout_ms / 1000, isolation_level=None)
+        self.conn.row_factory = sqlite3.Row
+        self.conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        self.conn.execute("PRAGMA journal_mode = WAL")
+        self.conn.execute("PRAGMA synchronous = NORMAL")
+        self.conn.execute("PRAGMA foreign_keys = ON")
+        try:
+            apply_migrations(Database(self.conn, execute_plugins=False))
+        except sqlite3.OperationalError as exc:
+            self.conn.close()
+            if is_busy(exc):
+                raise StoreBusy() from exc
+            raise
+
+    def close(self) -> None:
+        """Close the connection (checkpoints the WAL when it is the last one)."""
+        self.conn.close()
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """One writing transaction: BEGIN IMMEDIATE, commit on success, roll back on any error.
+
+        Inside a group commit (the writer already holds BEGIN IMMEDIATE and a SAVEPOINT for this
+        call) it adds nothing: the writer rolls back to the savepoint if the call raises.
+        """
+        if self.conn.in_transaction:
+            yield self.conn
+            return
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if is_busy(exc):
+                raise StoreBusy() from exc
+            raise
+        try:
+            yield self.conn
+            self.conn.execute("COMMIT")
+        except BaseException:
+            # Also when COMMIT itself fails: never leave a transaction open on the connection.
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise
+
+    def one(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
+        """The first row of a query, or None."""
+        return self.conn.execute(sql, params).fetchone()

@@ -1,0 +1,282 @@
+"""The quota rule: what a user may reserve now, written twice and pinned together by a test.
+
+The reserving insert decides in ONE SQL statement (`reserve`: policy, the period's sums and the
+insert, so a burst costs one statement per job); `status` spells the same rule out in Python for
+the quota report and the refusal sentence. tests/test_quota_rules_agree.py checks over many random
+policies that the two agree. Grants and resets are ledger rows that move a user's allowance.
+"""
+
+from __future__ import annotations
+
+import functools
+import operator
+import re
+import sqlite3
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from bot.store.db import Db
+from bot.store.errors import QuotaExceeded, UserBlocked
+from bot.store.models import NewJob, QuotaDefaults, QuotaStatus, check_count
+from bot.store.periods import PERIODS, iso, period_bounds, utc
+
+
+def scope_of(guild_id: int | None) -> int:
+    """Ledger scope of a guild; direct messages (None) are their own scope, 0."""
+    return 0 if guild_id is None else int(guild_id)
+
+
+# The columns the reserving insert writes (values by name, from `Jobs.submit_job`), then the
+# rule's own parameters: the configured default and the first and end hour of each period. The
+# statement names them; they are bound by position in this order (cheaper than by name).
+INSERT_COLUMNS = (
+    "interaction_id",
+    "guild_id",
+    "scope",
+    "channel_id",
+    "user_id",
+    "kind",
+    "parent_job_id",
+    "request",
+    "input_key",
+    "style_ref_keys",
+    "created_at",
+    "backend",
+    "images_requested",
+    "images_reserved",
+    "request_message_id",
+    "owner",
+)
+RULE_PARAMS = (
+    "default_limit",
+    "default_period",
+    *(f"{p}_{edge}" for p in PERIODS for edge in ("start", "end")),
+)
+_insert_values = operator.itemgetter(*INSERT_COLUMNS)
+
+
+def _numbered(sql: str, n_roles: int) -> str:
+    """`sql` with each `:name` turned into `?N`: INSERT_COLUMNS, RULE_PARAMS, then the roles."""
+    order = (*INSERT_COLUMNS, *RULE_PARAMS, *(f"role{i}" for i in range(n_roles)))
+    number = {name: f"?{i}" for i, name in enumerate(order, 1)}
+    return re.sub(r":([a-z_][a-z0-9_]*)", lambda m: number[m.group(1)], sql)
+
+
+def _period_case(edge: str) -> str:
+    """SQL choosing the `edge` ('start' or 'end') hour of the stored period, one WHEN a period."""
+    whens = " ".join(f"WHEN '{p}' THEN :{p}_{edge}" for p in PERIODS)
+    return f"CASE period {whens} END"
+
+
+@functools.cache
+def reserve_sql(n_roles: int) -> str:
+    """INSERT the job only if the user may reserve its images now; no row back otherwise.
+
+    Parameters (see `_numbered`): the job's INSERT_COLUMNS, the RULE_PARAMS and `role0…` (the
+    member's roles). The rules are the ones `status` spells out (and explains a refusal with):
+    blocked users never; an exempt role always; otherwise the period's grants, minus what is
+    reserved and not refunded or reset, plus the highest of the default, the guild override and
+    the role tiers must cover the images. A replayed interaction id inserts nothing.
+    """
+    roles = ", ".join(f":role{i}" for i in range(n_roles))
+    exempt = "0"
+    role_limit = "NULL"
+    if n_roles:
+        exempt = (
+            "EXISTS (SELECT 1 FROM policy_exempt_roles"
+            f" WHERE guild_id = :guild_id AND role_id IN ({roles}))"
+        )
+        role_limit = (
+            "(SELECT max(limit_images) FROM policy_roles"
+            f" WHERE guild_id = :guild_id AND role_id IN ({roles}))"
+        )
+    sql = f"""
+        WITH d AS (
+            SELECT coalesce((SELECT limit_images FROM policy_defaults WHERE id = 1),
+                            :default_limit) AS lim,
+                   coalesce((SELECT period FROM policy_defaults WHERE id = 1),
+                            :default_period) AS period
+        ), h AS (
+            SELECT {_period_case("start")} AS h0, {_period_case("end")} AS h1, lim FROM d
+        )
+        INSERT INTO jobs (state, {", ".join(INSERT_COLUMNS)})
+        SELECT 'queued', {", ".join(f":{c}" for c in INSERT_COLUMNS)}
+        FROM h
+        WHERE NOT EXISTS (SELECT 1 FROM policy_blocked WHERE user_id = :user_id)
+          AND ({exempt} OR :images_requested <= max(
+                lim,
+                coalesce((SELECT limit_images FROM policy_guilds WHERE guild_id = :guild_id), lim),
+                coalesce({role_limit}, lim))
+              + (SELECT coalesce(sum(granted - reserved + refunded + reset), 0) FROM quota_usage
+                 WHERE user_id = :user_id AND scope = :scope AND hour >= h.h0 AND hour < h.h1))
+        ON CONFLICT (interaction_id) DO NOTHING
+        RETURNING id
+    """
+    return _numbered(sql, n_roles)
+
+
+class QuotaRules:
+    """The quota rule in SQL (`reserve`) and in Python (`status`), grants and resets."""
+
+    def __init__(self, db: Db, defaults: QuotaDefaults) -> None:
+        self.db = db
+        self.defaults = defaults
+        self._rule_cache: tuple[datetime | None, tuple[Any, ...]] = (None, ())
+
+    # --- the rule in SQL ----------------------------------------------------------------------
+
+    def reserve(
+        self,
+        c: sqlite3.Connection,
+        job: Mapping[str, Any],
+        role_ids: Sequence[int],
+        now: datetime,
+    ) -> int | None:
+        """Insert `job` (its INSERT_COLUMNS by name) if the user may reserve its images now: its id.
+
+        None when nothing was inserted: a replayed interaction id, a block or the quota
+        (`refusal` tells which of the last two).
+        """
+        args = (*_insert_values(job), *self._rule_values(now), *map(int, role_ids))
+        row = c.execute(reserve_sql(len(role_ids)), args).fetchone()
+        return None if row is None else row[0]
+
+    def _rule_values(self, now: datetime) -> tuple[Any, ...]:
+        """The RULE_PARAMS for `now`: the configured default, and the first and end hour
+        ('YYYY-MM-DDTHH') of each period containing `now`.
+
+        Cached per hour: periods start on the hour, so the answer only changes when the hour does.
+        """
+        hour = now.replace(minute=0, second=0, microsecond=0)
+        if self._rule_cache[0] != hour:
+            values: dict[str, Any] = {
+                "default_limit": self.defaults.limit,
+                "default_period": self.defaults.period,
+            }
+            for p in PERIODS:
+                start, end = period_bounds(p, self.defaults.reset_hour, now)
+                values[f"{p}_start"], values[f"{p}_end"] = iso(start)[:13], iso(end)[:13]
+            self._rule_cache = (hour, tuple(values[name] for name in RULE_PARAMS))
+        return self._rule_cache[1]
+
+    # --- the rule in Python ---------------------------------------------------------------------
+
+    def _policy(
+        self,
+        user_id: int,
+        guild_id: int | None,
+        role_ids: Sequence[int],
+    ) -> tuple[int | None, bool, str, str | None]:
+        """(limit or None, exempt, period, blocked reason): one query.
+
+        The effective limit is the highest of the default, the guild override and the user's
+        role tiers; an exempt role means unlimited; direct messages use the default only.
+        """
+        roles = [int(r) for r in role_ids] if guild_id is not None else []
+        marks = ",".join("?" * len(roles))
+        role_sql = "NULL, NULL"
+        if roles:
+            role_sql = (
+                "(SELECT max(limit_images) FROM policy_roles"
+                f" WHERE guild_id = ? AND role_id IN ({marks})),"
+                " (SELECT 1 FROM policy_exempt_roles"
+                f" WHERE guild_id = ? AND role_id IN ({marks}))"
+            )
+        row = self.db.conn.execute(
+            "SELECT (SELECT reason FROM policy_blocked WHERE user_id = ?),"
+            " (SELECT limit_images FROM policy_defaults WHERE id = 1),"
+            " (SELECT period FROM policy_defaults WHERE id = 1),"
+            " (SELECT limit_images FROM policy_guilds WHERE guild_id = ?),"
+            f" {role_sql}",
+            (user_id, guild_id, *([guild_id, *roles] * 2 if roles else [])),
+        ).fetchone()
+        blocked, d_limit, d_period, g_limit, r_limit, exempt = tuple(row)
+        period = d_period or self.defaults.period
+        if exempt:
+            return None, True, period, blocked
+        limits = [self.defaults.limit if d_limit is None else d_limit]
+        if guild_id is not None:
+            limits += [n for n in (g_limit, r_limit) if n is not None]
+        return max(limits), False, period, blocked
+
+    def _sums(self, user_id: int, scope: int, start: datetime, end: datetime) -> dict[str, int]:
+        row = self.db.conn.execute(
+            "SELECT coalesce(sum(reserved), 0), coalesce(sum(settled), 0),"
+            " coalesce(sum(refunded), 0), coalesce(sum(granted), 0), coalesce(sum(reset), 0)"
+            " FROM quota_usage WHERE user_id = ? AND scope = ? AND hour >= ? AND hour < ?",
+            (user_id, scope, iso(start)[:13], iso(end)[:13]),
+        ).fetchone()
+        return dict(zip(("reserve", "settle", "refund", "grant", "reset"), row, strict=True))
+
+    def status(
+        self, user_id: int, guild_id: int | None, role_ids: Sequence[int], now: datetime
+    ) -> QuotaStatus:
+        """The user's quota in the guild (None = direct messages) for the period of `now`."""
+        limit, exempt, period, blocked = self._policy(user_id, guild_id, role_ids)
+        start, end = period_bounds(period, self.defaults.reset_hour, now)
+        s = self._sums(user_id, scope_of(guild_id), start, end)
+        used = s["settle"] - s["reset"]
+        reserved = s["reserve"] - s["settle"] - s["refund"]
+        remaining = None
+        if limit is not None:
+            remaining = max(0, limit + s["grant"] - used - reserved)
+        return QuotaStatus(
+            user_id=user_id,
+            guild_id=guild_id,
+            limit=limit,
+            granted=s["grant"],
+            used=used,
+            reserved=reserved,
+            remaining=remaining,
+            period=period,
+            period_start=start,
+            resets_at=end,
+            blocked_reason=blocked,
+            exempt=exempt,
+        )
+
+    def quota_status(
+        self, user_id: int, guild_id: int | None, role_ids: Sequence[int], now: datetime | None
+    ) -> QuotaStatus:
+        """The user's quota in the guild (None = direct messages) for the current period."""
+        return self.status(user_id, guild_id, role_ids, utc(now))
+
+    def refusal(self, new: NewJob, now: datetime) -> Exception:
+        """Why the reserving insert refused `new` (not a replay): UserBlocked or QuotaExceeded."""
+        status = self.status(new.user_id, new.guild_id, new.role_ids, now)
+        if status.blocked_reason is not None:
+            return UserBlocked(status.blocked_reason)
+        if status.exempt:  # exempt, yet the insert refused: the two encodings disagree
+            return RuntimeError("the reservation was refused for an exempt user")
+        return QuotaExceeded.from_status(status, new.images)
+
+    # --- grants and resets ------------------------------------------------------------------------
+
+    def _ledger(
+        self, c: sqlite3.Connection, now: datetime, scope: int, user_id: int, kind: str, n: int
+    ) -> None:
+        c.execute(
+            "INSERT INTO quota_ledger (ts, period_ts, scope, user_id, job_id, kind, amount)"
+            " VALUES (?, ?, ?, ?, NULL, ?, ?)",
+            (iso(now), iso(now), scope, user_id, kind, n),
+        )
+
+    def grant(
+        self, user_id: int, guild_id: int | None, n: int, now: datetime | None
+    ) -> QuotaStatus:
+        """Add `n` images to the user's allowance for the current period."""
+        check_count(n, "A grant", 1)
+        now = utc(now)
+        with self.db.write() as c:
+            self._ledger(c, now, scope_of(guild_id), user_id, "grant", n)
+            return self.status(user_id, guild_id, (), now)
+
+    def reset(self, user_id: int, guild_id: int | None, now: datetime | None) -> QuotaStatus:
+        """Forgive what the user was charged this period; jobs in flight stay reserved."""
+        now = utc(now)
+        with self.db.write() as c:
+            used = self.status(user_id, guild_id, (), now).used
+            if used > 0:
+                self._ledger(c, now, scope_of(guild_id), user_id, "reset", used)
+            return self.status(user_id, guild_id, (), now)
