@@ -348,6 +348,7 @@ class JobLifecycle:
 
         async def submitted(ref: str) -> None:
             submission.accepted = True
+            stage(f"submitted:{ref}")
             await self._save_ref(job.id, ref, submission)
 
         place = slot if slot is not None else PacedSlot()
@@ -472,9 +473,9 @@ class JobLifecycle:
         text = (
             str(exc) if isinstance(exc, RemixbotError) else f"internal error: {type(exc).__name__}"
         )
+        await _remove(dest)
         await self._close(job, exit_, text, None)
         await tell(presenter, Ending(exit_, job.id, error=exc))
-        await _remove(dest)
 
     async def _cut_off(self, job: Job, presenter: Presenter, dest: Path) -> None:
         """Close a job stopped while at the backend, or leave it for the next start to resume."""
@@ -504,9 +505,9 @@ class JobLifecycle:
             await asyncio.to_thread(self._keep, job.id, delivery.damaged)
         if not delivery.images:
             reason = _nothing_reason(delivery)
+            await _remove(dest)
             await self._close(job, Exit.NOTHING_DELIVERED, reason, delivery.billed)
             await tell(presenter, Ending(Exit.NOTHING_DELIVERED, job.id, delivery=delivery))
-            await _remove(dest)
             return None
         stage("uploading")
         left, known = await self._quota_left(job, task.role_ids, len(delivery.images))
@@ -541,6 +542,7 @@ class JobLifecycle:
         current = await self.store.find_job(job.id)
         if current is not None and not current.final:
             await asyncio.to_thread(self._keep, job.id, [i.path for i in delivery.images])
+            await _remove(dest)  # before the books close: what is final is tidy
             await self._close(job, Exit.NOT_POSTED, f"posting failed: {why}", delivery.billed)
             await tell(presenter, Ending(Exit.NOT_POSTED, job.id, delivery=delivery))
         await _remove(dest)

@@ -21,7 +21,7 @@ import aiohttp
 
 from bot.errors import InvalidRequest, RemixbotError
 from bot.intake import ImagePool, IntakeLimits, PreparedImage
-from bot.jobs import Admission, JobTicket, Scheduler
+from bot.jobs import Admission, JobTicket, Scheduler, SchedulerClosed
 from bot.lifecycle import Ending, Exit, JobLifecycle, JobTask, Posted, Presenter, tell
 from bot.remix.backends import BACKEND_CLASSES
 from bot.remix.backends.base import Backend
@@ -61,9 +61,11 @@ class InputGone(InvalidRequest):
 class NotRerunnable(InvalidRequest):
     """A stored job's options are no longer accepted here (the cap or the backend changed)."""
 
-    def __init__(self, reason: InvalidRequest) -> None:
+    def __init__(self, reason: InvalidRequest, kind: str = "reroll") -> None:
         self.reason = reason
-        super().__init__(f"That remix can't run on this server any more ({reason}).")
+        self.kind = kind  # "reroll" or "retry"
+        verb = "rerolled" if kind == "reroll" else "run again"
+        super().__init__(f"That remix can't be {verb} on this server any more ({reason}).")
 
 
 class NotYourJob(InvalidRequest):
@@ -99,6 +101,16 @@ def with_chosen_ratio(request: RemixRequest, prepared: PreparedImage) -> RemixRe
     if request.resolution or not prepared.aspect_ratio or request.aspect_ratio:
         return request
     return dataclasses.replace(request, aspect_ratio=prepared.aspect_ratio)
+
+
+def _stage_for(admission: Admission) -> Callable[[str], None]:
+    """The stages members see: generating and uploading (a task's submission is not news)."""
+
+    def stage(name: str) -> None:
+        if name in ("generating", "uploading"):
+            admission.set_stage(name)
+
+    return stage
 
 
 class RepeatGuard:
@@ -246,7 +258,7 @@ class RemixService:
             # The server's cap or backend may have changed since: check before reserving.
             self.check_request(request)
         except InvalidRequest as exc:
-            raise NotRerunnable(exc) from None
+            raise NotRerunnable(exc, "reroll" if kind == "reroll" else "retry") from None
         hold = self.scheduler.check_admission(who.user_id)
         return await self._accept(
             who, request, prepared, refs, presenter, hold=hold, kind=kind, parent=parent.id
@@ -347,7 +359,7 @@ class RemixService:
                     task, image=prepared.image, refs=[r.image for r in refs]
                 )
                 return await self.lifecycle.run(
-                    job, ready, presenter, stage=admission.set_stage, slot=admission
+                    job, ready, presenter, stage=_stage_for(admission), slot=admission
                 )
             finally:
                 self._presenters.pop(job.id, None)
@@ -460,7 +472,7 @@ class RemixService:
         result = await self.scheduler.drain(grace)
         for ticket in result.returned:
             presenter = self._presenters.get(int(ticket.job_id))
-            await self.lifecycle.not_started(int(ticket.job_id), presenter)
+            await self.lifecycle.not_started(int(ticket.job_id), presenter, SchedulerClosed())
         # Interrupted runs closed their own books (or were left open for resuming).
         await self.lifecycle.close()
         await self.close()

@@ -217,12 +217,15 @@ class InteractionPresenter(_Poster):
             self._final = True
             await self.say(ending_sentence(ending), self.controls.for_ending(ending))
 
-    async def say(self, message: str, view: discord.ui.View | None = None) -> None:
-        """Replace the deferred response with one sentence (and optional controls)."""
+    async def say(
+        self, message: str, view: discord.ui.View | None = None, *, warn: bool = True
+    ) -> None:
+        """Replace the deferred response with one sentence (and optional controls); `warn`
+        marks how a job ended (a refusal is said plainly)."""
         if self.token_alive():
             try:
                 await self.interaction.edit_original_response(
-                    content=f"⚠️ {message}",
+                    content=f"⚠️ {message}" if warn else message,
                     embed=None,
                     view=view,
                     allowed_mentions=discord.AllowedMentions.none(),
@@ -232,7 +235,7 @@ class InteractionPresenter(_Poster):
                 if not _token_dead(exc):
                     raise
                 self._dead = True
-        await self._channel().say(message, view)
+        await self._channel().say(message, view, warn=warn)
 
 
 class ChannelPresenter(_Poster):
@@ -340,9 +343,11 @@ class ChannelPresenter(_Poster):
             self._final = True
             await self.say(ending_sentence(ending), self.controls.for_ending(ending))
 
-    async def say(self, message: str, view: discord.ui.View | None = None) -> None:
+    async def say(
+        self, message: str, view: discord.ui.View | None = None, *, warn: bool = True
+    ) -> None:
         """One sentence for the member: the status message edited, or a new reply."""
-        text = f"<@{self.user_id}> ⚠️ {message}"
+        text = f"<@{self.user_id}> ⚠️ {message}" if warn else f"<@{self.user_id}> {message}"
         if self.status is not None:
             await self.status.edit(
                 content=text, embed=None, view=view, allowed_mentions=discord.AllowedMentions.none()

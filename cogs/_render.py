@@ -12,6 +12,7 @@ from discord.ext import commands
 
 from bot.client import GENERIC_FAILURE
 from bot.errors import RemixbotError
+from bot.jobs import SchedulerClosed
 from bot.lifecycle import Ending, Exit
 from bot.store import QuotaExceeded, UserBlocked
 from bot.workflow import InputGone, NotRerunnable
@@ -28,7 +29,7 @@ def error_sentence(error: BaseException) -> str:
     if isinstance(error, InputGone):
         return f"{error} Start a new one with /remix."
     if isinstance(error, NotRerunnable):
-        return f"That remix can't run on this server any more ({error.reason}); start a new one with /remix."
+        return f"{str(error).removesuffix('.')}; start a new one with /remix."
     if isinstance(error, RemixbotError):
         return str(error)
     if isinstance(error, app_commands.CommandOnCooldown):
@@ -78,6 +79,11 @@ def ending_sentence(ending: Ending) -> str:
         case Exit.LEFT_FOR_RESUME:
             return "The bot is restarting; this remix will be posted when it is back."
         case Exit.NOT_STARTED:
+            if isinstance(error, SchedulerClosed):
+                return (
+                    f"The bot is restarting, so this remix was not started; {NOT_CHARGED}. "
+                    "Try again in a minute."
+                )
             if error is not None:
                 return f"{error_sentence(error)} This remix was not started; {NOT_CHARGED}."
             return f"This remix was cancelled before it started; {NOT_CHARGED}."

@@ -278,7 +278,8 @@ class Remix(commands.Cog):
         problem = _missing_permissions(interaction)
         message_id = interaction.message.id if interaction.message else job_id
         if problem is None and not svc.repeats.first(message_id, interaction.user.id):
-            problem = "You're already on it; the result will appear below."
+            verb = "retrying" if retry else "rerolling"
+            problem = f"You're already {verb} this one; the result will appear below."
         if problem:
             await interaction.response.send_message(problem, ephemeral=True)
             return
@@ -399,7 +400,7 @@ async def _refuse_after_defer(
         log.error("%s failed before the job was queued", what, exc_info=exc)
         sentence = GENERIC_FAILURE
     try:
-        await presenter.say(sentence)
+        await presenter.say(sentence, warn=False)
     except Exception:
         log.info("could not tell a member why their request was refused")
 

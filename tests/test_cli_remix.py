@@ -191,7 +191,7 @@ async def test_invalid_images_exit_2(fake: FakeRemix, tmp_path: Path, monkeypatc
         (lambda f: f.fail_next("401"), "REMIXBOT_API_KEY"),
         (lambda f: f.fail_next("500"), "HTTP 500"),
         (lambda f: setattr(f, "image_mode", "expired"), "expired or was refused"),
-        (lambda f: setattr(f, "unsafe", {0}), "every image was withheld"),
+        (lambda f: setattr(f, "unsafe", {0}), "Every image was withheld"),
         (lambda f: setattr(f, "damaged", {0}), "damaged or truncated"),
     ],
 )

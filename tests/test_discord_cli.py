@@ -17,14 +17,10 @@ from discord import app_commands
 
 from bot.cli.invite import BOT_PERMISSIONS, fetch_client_id, invite_url
 from bot.cli.sync import sync_once
-from bot.client import (
-    GENERIC_FAILURE,
-    DiscordTokenRejected,
-    error_sentence,
-    reset_discord_endpoints,
-)
+from bot.client import GENERIC_FAILURE, DiscordTokenRejected, reset_discord_endpoints
 from bot.discord_sync import SyncState, shape_hash
 from bot.errors import InvalidImage
+from cogs._render import error_sentence
 from tests.fakediscord import FakeDiscord
 from tests.fakediscord.helpers import PROBE, ROOT, BotProcess, bot_settings
 

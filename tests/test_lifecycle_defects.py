@@ -8,6 +8,7 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -19,6 +20,7 @@ from bot.remix.backends import make_backend
 from bot.remix.download import make_download_session
 from bot.settings import load_settings
 from bot.store import QuotaDefaults, Store
+from bot.store.errors import StoreBusy
 from bot.workflow import RemixService, Requester
 from tests.fakediscord.helpers import png_bytes
 from tests.fakeremix import FakeRemix
@@ -83,7 +85,6 @@ async def test_a_busy_database_after_posting_never_unposts_the_result(
             posted = await h.lifecycle.run(job, task, presenter, stage=stage)
             assert posted is not None and posted.images == 2
             assert presenter.endings == []  # never told "could not be posted"
-            assert presenter.outcomes[0].quota_known is False  # the line was left out
             assert await asyncio.to_thread(lambda: (db_path.parent / "posted").exists())
             lock.join()
 
@@ -97,6 +98,31 @@ async def test_a_busy_database_after_posting_never_unposts_the_result(
             assert not list((h.data / "posted").glob("*.json"))  # the journal is done with
             assert not (h.data / "undelivered").exists()
             await h.lifecycle.close()
+
+
+class BusyQuotaStore(Store):
+    """The real store, except that reading a quota finds the database busy (as a read grouped
+    with a write that waits on another process's lock does)."""
+
+    async def quota_status(self, *args: object, **kwargs: object) -> NoReturn:
+        raise StoreBusy()
+
+
+async def test_a_busy_quota_read_leaves_the_line_out_and_posts(
+    tmp_path: Path, fake: FakeRemix
+) -> None:
+    """Defect 1, the embed line: the result is posted without "images left", and charged."""
+    async with harness(tmp_path, fake) as h:
+        async with await BusyQuotaStore.open(
+            h.data / "remixbot.sqlite3", defaults=QuotaDefaults(limit=20)
+        ) as busy:
+            h.lifecycle.store = busy
+            job, task = await h.job()
+            presenter = RecordingPresenter()
+            posted = await h.lifecycle.run(job, task, presenter)
+            assert posted is not None and presenter.endings == []
+            assert presenter.outcomes[0].quota_known is False
+            assert (await busy.get_job(job.id)).state == "delivered"
 
 
 async def test_a_task_id_that_cannot_be_saved_never_invites_a_second_payment(

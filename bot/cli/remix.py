@@ -304,6 +304,8 @@ class TerminalPresenter:
         """Say on stderr what the job is doing."""
         if stage == "generating":
             _progress("waiting for the backend")
+        elif stage.startswith("submitted:"):
+            _progress(f"task {stage.partition(':')[2]} submitted; waiting for it to finish")
 
     async def progress(self, progress: Progress) -> None:
         """No queue in the terminal: nothing to show."""
@@ -345,7 +347,11 @@ class TerminalPresenter:
 
     def exit_code(self) -> int:
         """Print the summary and choose the exit code."""
-        delivery = self.outcome.delivery if self.outcome is not None else None
+        delivery = (
+            self.outcome.delivery
+            if self.outcome is not None
+            else (self.ending.delivery if self.ending is not None else None)
+        )
         if self.ending is None and delivery is None:
             return 1
         if self.json_output:

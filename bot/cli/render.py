@@ -30,8 +30,8 @@ def ending_sentence(ending: Ending) -> str:
             delivery = ending.delivery
             if delivery is not None and delivery.withheld and not delivery.failed_downloads:
                 return (
-                    f"Every image ({delivery.withheld}) was withheld by the backend's safety "
-                    f"check; nothing to save. {NOT_CHARGED}"
+                    "Every image was withheld by the backend's safety check; nothing to save. "
+                    f"{NOT_CHARGED}"
                 )
             first = delivery.errors[0] if delivery is not None and delivery.errors else ""
             return f"No image could be downloaded. {first} {NOT_CHARGED}".replace("  ", " ")
