@@ -21,8 +21,10 @@ import aiohttp
 
 from bot.errors import InvalidRequest, RemixbotError
 from bot.intake import ImagePool, IntakeLimits, PreparedImage
+from bot.intake.mask import edit_mask_off_loop
 from bot.jobs import Admission, JobTicket, Scheduler, SchedulerClosed
 from bot.lifecycle import Ending, Exit, JobLifecycle, JobTask, Posted, Presenter, tell
+from bot.media import EncodedImage
 from bot.remix.backends import BACKEND_CLASSES
 from bot.remix.backends.base import Backend
 from bot.remix.download import DownloadPolicy
@@ -76,6 +78,15 @@ class NotYourJob(InvalidRequest):
             "Only the member who asked for that remix can retry it; "
             "press Reroll on a result to make your own."
         )
+
+
+@dataclass(frozen=True)
+class JobImages:
+    """A job's prepared images: the input, style references, and an edit's mask."""
+
+    input: PreparedImage
+    refs: list[PreparedImage]
+    mask: EncodedImage | None = None  # at the input's exact size, pure black and white
 
 
 @dataclass(frozen=True)
@@ -207,8 +218,9 @@ class RemixService:
         image: bytes,
         refs: Sequence[bytes],
         presenter: Presenter,
+        mask: bytes | None = None,
     ) -> Admission | None:
-        """Prepare a member's upload, then accept it as a new job (see `_accept`).
+        """Prepare a member's upload (and an edit's mask), then accept it as a new job.
 
         `request` was checked with `build_request` (the backend's check runs once per job).
         """
@@ -218,39 +230,39 @@ class RemixService:
                 image, aspect_ratio=request.aspect_ratio, limits=self.limits
             )
             ref_images = await self.pool.prepare_style_refs(list(refs), self.limits) if refs else []
+            # The mask goes through the image's own crop and scale (or comes from its
+            # transparent areas) on a backend that edits; the others refused a mask already.
+            edit_mask = (
+                await edit_mask_off_loop(self.pool, prepared, mask, self.limits)
+                if getattr(self.backend, "takes_mask", False)
+                else None
+            )
         except BaseException:
             hold.release()
             raise
+        images = JobImages(prepared, list(ref_images), edit_mask)
         return await self._accept(
-            who,
-            with_chosen_ratio(request, prepared),
-            prepared,
-            ref_images,
-            presenter,
-            hold=hold,
+            who, with_chosen_ratio(request, prepared), images, presenter, hold=hold
         )
 
     async def reroll(self, who: Requester, job_id: int, presenter: Presenter) -> Admission | None:
         """Run a stored job again with a new seed, charged to ``who``."""
-        parent, request, prepared, refs = await self._stored(job_id)
-        return await self._again(
-            who, parent, request.with_seed(None), prepared, refs, presenter, "reroll"
-        )
+        parent, request, images = await self._stored(job_id)
+        return await self._again(who, parent, request.with_seed(None), images, presenter, "reroll")
 
     async def retry(self, who: Requester, job_id: int, presenter: Presenter) -> Admission | None:
         """Run a stored job again exactly (same seed), charged to ``who``: after a lost run."""
-        parent, request, prepared, refs = await self._stored(job_id)
+        parent, request, images = await self._stored(job_id)
         if parent.user_id != who.user_id:
             raise NotYourJob()
-        return await self._again(who, parent, request, prepared, refs, presenter, "remix")
+        return await self._again(who, parent, request, images, presenter, "remix")
 
     async def _again(
         self,
         who: Requester,
         parent: Job,
         request: RemixRequest,
-        prepared: PreparedImage,
-        refs: list[PreparedImage],
+        images: JobImages,
         presenter: Presenter,
         kind: str,
     ) -> Admission | None:
@@ -261,38 +273,35 @@ class RemixService:
             raise NotRerunnable(exc, "reroll" if kind == "reroll" else "retry") from None
         hold = self.scheduler.check_admission(who.user_id)
         return await self._accept(
-            who, request, prepared, refs, presenter, hold=hold, kind=kind, parent=parent.id
+            who, request, images, presenter, hold=hold, kind=kind, parent=parent.id
         )
 
-    async def _stored(
-        self, job_id: int
-    ) -> tuple[Job, RemixRequest, PreparedImage, list[PreparedImage]]:
+    async def _stored(self, job_id: int) -> tuple[Job, RemixRequest, JobImages]:
         """A stored job with its request and its stored (already prepared) images, unchanged."""
         job = await self.store.find_job(job_id)
         if job is None or not job.input_key:
             raise InputGone()
-        prepared, refs = await self._stored_images(job)
-        return job, RemixRequest.from_dict(job.request), prepared, refs
+        return job, RemixRequest.from_dict(job.request), await self._stored_images(job)
 
-    async def _stored_images(self, job: Job) -> tuple[PreparedImage, list[PreparedImage]]:
-        data = await self.store.inputs.get(job.input_key) if job.input_key else None
-        if data is None:
-            raise InputGone()
-        refs = []
-        for key in job.style_ref_keys:
-            ref = await self.store.inputs.get(key)
-            if ref is None:
-                raise InputGone("style reference images")
-            refs.append(await self.pool.load_prepared(ref))
-        # The stored input was prepared when the job was accepted: reuse it exactly.
-        return await self.pool.load_prepared(data), refs
+    async def _stored_images(self, job: Job) -> JobImages:
+        """The job's input, style references and mask as stored when it was accepted: reused
+        exactly, never prepared a second time."""
+
+        async def load(key: str | None, what: str) -> PreparedImage:
+            data = await self.store.inputs.get(key) if key else None
+            if data is None:
+                raise InputGone(what)
+            return await self.pool.load_prepared(data)
+
+        refs = [await load(key, "style reference images") for key in job.style_ref_keys]
+        mask = (await load(job.mask_key, "mask")).image if job.mask_key else None
+        return JobImages(await load(job.input_key, "input image"), refs, mask)
 
     async def _accept(
         self,
         who: Requester,
         request: RemixRequest,
-        prepared: PreparedImage,
-        refs: Sequence[PreparedImage],
+        images: JobImages,
         presenter: Presenter,
         *,
         hold: Any,
@@ -304,8 +313,11 @@ class RemixService:
         Raises (nothing charged): QuotaRefused, QueueFull and friends.
         """
         try:
+            prepared = images.input
             input_key = await self.store.inputs.put(prepared.image.data)
-            ref_keys = [await self.store.inputs.put(r.image.data) for r in refs]
+            ref_keys = [await self.store.inputs.put(r.image.data) for r in images.refs]
+            mask = images.mask
+            mask_key = await self.store.inputs.put(mask.data) if mask else None
             job = await self.lifecycle.reserve(
                 NewJob(
                     interaction_id=who.interaction_id,
@@ -321,6 +333,7 @@ class RemixService:
                     images=request.num_images,
                     role_ids=who.role_ids,
                     request_message_id=who.request_message_id,
+                    mask_key=mask_key,
                 )
             )
         except BaseException:
@@ -351,12 +364,17 @@ class RemixService:
         async def run(admission: Admission) -> Posted | None:
             try:
                 try:
-                    prepared, refs = await self._stored_images(job)
-                except InvalidRequest as exc:  # the stored input is gone (forgotten, swept)
+                    stored = await self._stored_images(job)
+                except Exception as exc:  # the stored input is gone (forgotten, swept), or worse
+                    if not isinstance(exc, InvalidRequest):
+                        log.exception("job %s: its stored images could not be read", job.id)
                     await self.lifecycle.not_started(job.id, presenter, exc)
                     return None
                 ready = dataclasses.replace(
-                    task, image=prepared.image, refs=[r.image for r in refs]
+                    task,
+                    image=stored.input.image,
+                    refs=[r.image for r in stored.refs],
+                    mask=stored.mask,
                 )
                 return await self.lifecycle.run(
                     job, ready, presenter, stage=_stage_for(admission), slot=admission

@@ -176,6 +176,7 @@ class Remix(commands.Cog):
         negative_prompt="What to avoid",
         color_palette="A colour palette",
         style_reference="An image whose style to follow",
+        mask="Edit backends: black marks what to change, white what to keep (same shape as image)",
     )
     @app_commands.choices(
         aspect_ratio=ASPECT_CHOICES,
@@ -200,6 +201,7 @@ class Remix(commands.Cog):
         negative_prompt: Range[str, 1, MAX_PROMPT_CHARS] | None = None,
         color_palette: str | None = None,
         style_reference: discord.Attachment | None = None,
+        mask: discord.Attachment | None = None,
     ) -> None:
         """Remix an image with a prompt."""
         svc = self.services.remix
@@ -209,6 +211,8 @@ class Remix(commands.Cog):
         )
         if style_reference is not None and problem is None:
             problem = _too_big(style_reference, svc.settings.max_input_bytes, "style reference")
+        if mask is not None and problem is None:
+            problem = _too_big(mask, svc.settings.max_input_bytes, "mask")
         if problem:
             await interaction.response.send_message(problem, ephemeral=True)
             return
@@ -225,6 +229,7 @@ class Remix(commands.Cog):
             negative_prompt=negative_prompt,
             palette_name=color_palette,
             style_ref_count=1 if style_reference else 0,
+            has_mask=mask is not None,
         )
         if await self._refused_early(interaction, request.num_images):
             return
@@ -234,7 +239,10 @@ class Remix(commands.Cog):
         try:
             data = await _read(image, "image")
             refs = [await _read(style_reference, "style reference")] if style_reference else []
-            await svc.remix(self._requester(interaction, presenter), request, data, refs, presenter)
+            mask_data = await _read(mask, "mask") if mask else None
+            await svc.remix(
+                self._requester(interaction, presenter), request, data, refs, presenter, mask_data
+            )
         except Exception as exc:
             await _refuse_after_defer(presenter, exc, "/remix")
 

@@ -39,6 +39,7 @@ FULL = Job(
     message_channel_id=666,
     request_message_id=777,
     error="kept for the round trip",
+    mask_key="b" * 64,
 )
 
 

@@ -76,6 +76,8 @@ class Jobs:
             raise InvalidRequest(f"A job's kind must be {kinds}, not {new.kind!r}.")
         if new.input_key:
             check_key(new.input_key)
+        if new.mask_key:
+            check_key(new.mask_key)
         for key in new.style_ref_keys:
             check_key(key)
         # Ids as SQLite stores them (INTEGER affinity), so the Job built below equals the row.
@@ -104,6 +106,7 @@ class Jobs:
             "request": json.dumps(dict(new.request), sort_keys=True, default=str),
             "input_key": new.input_key,
             "style_ref_keys": json.dumps(list(new.style_ref_keys)),
+            "mask_key": new.mask_key,
             "created_at": iso(now),
             "backend": new.backend,
             "images_requested": new.images,

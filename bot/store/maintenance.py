@@ -61,7 +61,7 @@ class Maintenance:
                     k: v for k, v in json.loads(r["request"]).items() if "prompt" not in k.lower()
                 }
                 c.execute(
-                    "UPDATE jobs SET user_id = ?, request = ?, input_key = NULL,"
+                    "UPDATE jobs SET user_id = ?, request = ?, input_key = NULL, mask_key = NULL,"
                     " style_ref_keys = '[]', message_ids = '[]', interaction_id = NULL,"
                     " request_message_id = NULL WHERE id = ?",
                     (ANON_USER_ID, json.dumps(request, sort_keys=True), r["id"]),

@@ -65,6 +65,7 @@ class NewJob:
     images: int
     role_ids: Sequence[int] = ()
     request_message_id: int | None = None
+    mask_key: str | None = None  # an edit's prepared mask, stored like the input
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,7 @@ class Job:
     message_channel_id: int | None
     request_message_id: int | None
     error: str | None
+    mask_key: str | None = None
     # Not a column (bot/store/rows.py maps every other field to the column of its name): True
     # when submit_job found this job under a replayed interaction id (a double click or a
     # redelivery); whoever got it first runs it, the replay must not.

@@ -41,6 +41,7 @@ INSERT_COLUMNS = (
     "request",
     "input_key",
     "style_ref_keys",
+    "mask_key",
     "created_at",
     "backend",
     "images_requested",

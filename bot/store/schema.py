@@ -324,6 +324,21 @@ def _job_owner(db: Database) -> None:
     db.execute("ALTER TABLE jobs ADD COLUMN owner TEXT")
 
 
+@MIGRATIONS(name="0007_job_mask")
+def _job_mask(db: Database) -> None:
+    # An edit's mask (prepared to the input's exact size) is stored like the input, so a reroll
+    # of an edit edits the same region; retention and forget find it through job_inputs.
+    db.execute("ALTER TABLE jobs ADD COLUMN mask_key TEXT")
+    db.execute(
+        """
+        CREATE TRIGGER jobs_mask_key AFTER INSERT ON jobs WHEN NEW.mask_key IS NOT NULL
+        BEGIN
+            INSERT OR IGNORE INTO job_inputs (job_id, key) VALUES (NEW.id, NEW.mask_key);
+        END
+        """
+    )
+
+
 def apply_migrations(db: Database) -> None:
     """Apply pending migrations inside one BEGIN IMMEDIATE, so concurrent openers take turns."""
     conn = db.conn
