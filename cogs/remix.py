@@ -1,12 +1,19 @@
-"""/remix, /quota, the Reroll button and 🔁 reactions: Discord in, RemixService calls out."""
+"""The member's commands and controls: /remix, "Remix this image", /quota, /jobs, /show, the
+result controls (Reroll, Edit, Vary, Delete, DM), Cancel and Retry, and the 🔁 ❌ ✉️ reactions:
+Discord in, RemixService calls out.
+
+Every control names its job in its custom id and reads the rest from the store, so it works
+after a restart. A control pressed on a message its job does not belong to does nothing; one
+pressed by someone it is not for gets a private sentence. Anything that starts a job passes the
+same gates as /remix first (the server's channel list, pause and block list, queue room, block,
+quota), so a refused control costs no work.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import re
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import discord
 from discord import app_commands
@@ -16,6 +23,7 @@ from discord.ext import commands
 from bot.client import RemixBot
 from bot.errors import InvalidImage, RemixbotError
 from bot.lifecycle import Presenter
+from bot.moderation import ChannelClosed
 from bot.remix.enums import (
     ASPECT_RATIOS,
     MAGIC_PROMPTS,
@@ -26,13 +34,35 @@ from bot.remix.enums import (
     STYLE_PRESETS,
     STYLE_TYPES,
 )
-from bot.remix.request import MAX_PROMPT_CHARS
+from bot.remix.request import MAX_PROMPT_CHARS, RemixRequest
 from bot.store import Job
 from bot.store.periods import PERIOD_WORDS
-from bot.workflow import NotYourJob, Requester
-from cogs._publish import ChannelPresenter, Controls, InteractionPresenter
+from bot.workflow import NotYourJob, RemixService, Requester
+from cogs._actions import delete_result, dm_refused, send_by_dm, show_job
+from cogs._context import RememberedImages, images_of
+from cogs._controls import (
+    CONTROLS,
+    DYNAMIC_ITEMS,
+    EDIT_MODAL,
+    REMIX_MODAL,
+    modal_fields,
+    pick_view,
+    prompt_modal,
+)
+from cogs._gates import (
+    can_manage_messages,
+    interaction_requester,
+    is_admin,
+    job_here,
+    missing_permissions,
+    refuse_after_defer,
+    refused_early,
+    roles_of,
+    too_big,
+)
+from cogs._publish import ChannelPresenter, InteractionPresenter
 from cogs._render import GENERIC_FAILURE, error_sentence, public_sentence
-from cogs._ui import REROLL_EMOJI, RETRY_EMOJI
+from cogs._ui import DELETE_EMOJI, DM_EMOJI, REROLL_EMOJI, jobs_lines
 
 if TYPE_CHECKING:
     from bot.services import Services
@@ -40,10 +70,20 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 AUTO = "auto"
-# The most the pre-defer quota check may take of the 3 s Discord gives the first response.
-PRECHECK_SECONDS = 1.0
 # A picked-up job asks Discord for the member's roles (only its "images left" line needs them).
 ROLES_LOOKUP_SECONDS = 10.0
+# One refusal reply per member per this many seconds for reactions (a reaction has no private
+# answer; a blocked member reacting to ten results gets one reply, not ten).
+REFUSAL_REPLY_SECONDS = 60.0
+JOBS_LISTED = 10
+
+NOT_HERE_TO_DELETE = (
+    "Only the member who asked for this remix, or someone with Manage Messages, can delete it."
+)
+NOT_HERE_TO_CANCEL = "Only the member who asked for this remix, or a server admin, can cancel it."
+NOT_YOURS_TO_SHOW = "You can show only your own remixes; /jobs lists them."
+NO_IMAGE = "That message has no image I can remix; use it on a message with an image."
+IMAGE_GONE = "That image is no longer there; open the menu on the message again."
 
 
 def _choices(values: tuple[str, ...]) -> list[Choice[str]]:
@@ -55,63 +95,36 @@ ASPECT_CHOICES = [Choice(name="Match my image", value=AUTO)] + [
 ]
 
 
-def _roles(user: discord.abc.User | discord.Member) -> tuple[int, ...]:
-    """The member's role ids (none outside a guild); Discord announces every role of a guild in
-    GUILD_CREATE and keeps them current, so discord.py's public `Member.roles` has them all."""
-    if not isinstance(user, discord.Member):
-        return ()
-    return tuple(r.id for r in user.roles if not r.is_default())
-
-
-def _too_big(attachment: discord.Attachment, limit: int, what: str) -> str | None:
-    if attachment.size > limit:
-        return f"The {what} is {attachment.size / 1e6:.1f} MB; the limit is {limit / 1e6:.0f} MB."
-    return None
-
-
-def _missing_permissions(interaction: discord.Interaction) -> str | None:
-    perms = interaction.app_permissions
-    if perms.value == 0:
-        # Not sent (component interactions may omit app_permissions): unknown, not "none".
-        # Posting will tell if something is missing.
-        return None
-    missing = [
-        name
-        for name, ok in (("Attach Files", perms.attach_files), ("Embed Links", perms.embed_links))
-        if not ok
-    ]
-    # Results after the 15-minute token and 🔁 rerolls are posted as ordinary messages.
-    in_thread = isinstance(interaction.channel, discord.Thread)
-    if interaction.guild_id is not None:
-        if in_thread and not perms.send_messages_in_threads:
-            missing.append("Send Messages in Threads")
-        elif not in_thread and not perms.send_messages:
-            missing.append("Send Messages")
-    if missing:
-        return (
-            "I can't post images in this channel: I'm missing "
-            f"{', '.join(missing)}; ask a server admin to grant them."
-        )
-    return None
+def _member_or_dm(command: Any) -> Any:
+    """Usable in servers and in a DM with the bot (installed to servers)."""
+    command = app_commands.allowed_installs(guilds=True, users=False)(command)
+    return app_commands.allowed_contexts(guilds=True, dms=True, private_channels=False)(command)
 
 
 class Remix(commands.Cog):
-    """Remix images: /remix, /quota, Reroll and Retry buttons and 🔁 reactions."""
+    """Remix images: commands, the context menu, the result controls and reactions."""
 
     def __init__(self, bot: RemixBot, services: Services | None) -> None:
         self.bot = bot
         self._services = services
-        self.controls = Controls(result=result_view, retry=retry_view)
+        self.controls = CONTROLS
+        self.images = RememberedImages()
         self._background: list[asyncio.Task[None]] = []
+        self._refusals: dict[int, float] = {}
+        self.menu = _member_or_dm(
+            app_commands.ContextMenu(name="Remix this image", callback=self.remix_this_image)
+        )
 
     async def cog_load(self) -> None:
-        """Once the gateway is ready, carry on with the jobs the last process left open, and
-        keep picking up the jobs of processes that stop."""
+        """Add the context menu; once the gateway is ready, carry on with the jobs the last
+        process left open, and keep picking up the jobs of processes that stop."""
+        self.bot.tree.add_command(self.menu)
         if self._services is not None:
             self._background.append(asyncio.create_task(self._recover(), name="recover-jobs"))
 
     async def cog_unload(self) -> None:
         """Stop recovering (open jobs stay for the next start)."""
+        self.bot.tree.remove_command(self.menu.name, type=self.menu.type)
         for task in self._background:
             task.cancel()
 
@@ -134,7 +147,7 @@ class Remix(commands.Cog):
             except Exception:  # gone, no access, network: the default tier only (a footer line)
                 log.info("roles of user %s not found; counting the default tier", job.user_id)
                 return ()
-        return _roles(member)
+        return roles_of(member)
 
     def _presenter_for(self, job: Job) -> Presenter | None:
         """A presenter for a job picked up after a restart: it edits the member's own request
@@ -159,8 +172,24 @@ class Remix(commands.Cog):
             raise RuntimeError("the Remix cog was loaded without services")
         return self._services
 
+    @property
+    def remix_service(self) -> RemixService:
+        """The job service."""
+        return self.services.remix
+
+    def _presenter(self, interaction: discord.Interaction) -> InteractionPresenter:
+        return InteractionPresenter(interaction, self.services.pool, self.controls)
+
+    async def _here(self, interaction: discord.Interaction, job_id: int) -> Job | None:
+        """The control's job, if it belongs where the control was pressed (else None)."""
+        message = interaction.message.id if interaction.message is not None else None
+        return await job_here(
+            self.services.store, job_id, interaction.guild_id, interaction.channel_id, message
+        )
+
     # --- /remix --------------------------------------------------------------------------
 
+    @_member_or_dm
     @app_commands.command(name="remix", description="Remix an image with a prompt")
     @app_commands.describe(
         image="The image to remix (JPEG, PNG, WebP; GIF, BMP, TIFF, AVIF and HEIC are converted)",
@@ -204,15 +233,15 @@ class Remix(commands.Cog):
         mask: discord.Attachment | None = None,
     ) -> None:
         """Remix an image with a prompt."""
-        svc = self.services.remix
+        svc = self.remix_service
         # Everything before defer is pure and fast: refusals here are ephemeral and free.
-        problem = _missing_permissions(interaction) or _too_big(
+        problem = missing_permissions(interaction) or too_big(
             image, svc.settings.max_input_bytes, "image"
         )
         if style_reference is not None and problem is None:
-            problem = _too_big(style_reference, svc.settings.max_input_bytes, "style reference")
+            problem = too_big(style_reference, svc.settings.max_input_bytes, "style reference")
         if mask is not None and problem is None:
-            problem = _too_big(mask, svc.settings.max_input_bytes, "mask")
+            problem = too_big(mask, svc.settings.max_input_bytes, "mask")
         if problem:
             await interaction.response.send_message(problem, ephemeral=True)
             return
@@ -231,20 +260,19 @@ class Remix(commands.Cog):
             style_ref_count=1 if style_reference else 0,
             has_mask=mask is not None,
         )
-        if await self._refused_early(interaction, request.num_images):
+        if await refused_early(interaction, svc, request.num_images, request.prompt):
             return
         await interaction.response.defer(thinking=True)
-        presenter = InteractionPresenter(interaction, svc.pool, self.controls)
+        presenter = self._presenter(interaction)
         await presenter.remember_original()
         try:
             data = await _read(image, "image")
             refs = [await _read(style_reference, "style reference")] if style_reference else []
             mask_data = await _read(mask, "mask") if mask else None
-            await svc.remix(
-                self._requester(interaction, presenter), request, data, refs, presenter, mask_data
-            )
+            who = interaction_requester(interaction, presenter.original_id)
+            await svc.remix(who, request, data, refs, presenter, mask_data)
         except Exception as exc:
-            await _refuse_after_defer(presenter, exc, "/remix")
+            await refuse_after_defer(presenter, exc, "/remix")
 
     @remix.autocomplete("style_preset")
     async def _preset_autocomplete(
@@ -254,14 +282,98 @@ class Remix(commands.Cog):
         found = [p for p in STYLE_PRESETS if needle in p] if needle else list(STYLE_PRESETS)
         return [Choice(name=p.replace("_", " ").title(), value=p) for p in found[:25]]
 
-    # --- /quota --------------------------------------------------------------------------
+    # --- "Remix this image" --------------------------------------------------------------
 
+    async def remix_this_image(
+        self, interaction: discord.Interaction, message: discord.Message
+    ) -> None:
+        """The message context menu: pick one of the message's images, then a prompt."""
+        images = images_of(message)
+        problem = NO_IMAGE if not images else missing_permissions(interaction)
+        if problem:
+            await interaction.response.send_message(problem, ephemeral=True)
+            return
+        if await refused_early(interaction, self.remix_service, 1):
+            return
+        channel_id = interaction.channel_id or message.channel.id
+        self.images.remember(channel_id, message.id, images)
+        if len(images) == 1:
+            await self.open_remix_modal(interaction, message.id, 1)
+            return
+        names = [i.name for i in images]
+        await interaction.response.send_message(
+            f"That message has {len(images)} images; which one?",
+            view=pick_view(message.id, names),
+            ephemeral=True,
+        )
+
+    async def open_remix_modal(
+        self, interaction: discord.Interaction, message_id: int, index: int
+    ) -> None:
+        """The prompt modal for one image of a message (its custom id says which)."""
+        modal = prompt_modal("Remix this image", f"remix:remixmodal:{message_id}:{index}")
+        await interaction.response.send_modal(modal)
+
+    async def _remix_submitted(
+        self, interaction: discord.Interaction, message_id: int, index: int
+    ) -> None:
+        """A context-menu modal came back: the same path, checks and charges as /remix."""
+        svc = self.remix_service
+        fields = modal_fields(interaction)
+        try:
+            request = svc.build_request(
+                prompt=fields.prompt,
+                negative_prompt=fields.negative_prompt,
+                image_weight=fields.image_weight,
+            )
+        except RemixbotError as exc:
+            await interaction.response.send_message(error_sentence(exc), ephemeral=True)
+            return
+        problem = missing_permissions(interaction)
+        if problem:
+            await interaction.response.send_message(problem, ephemeral=True)
+            return
+        if await refused_early(interaction, svc, request.num_images, request.prompt):
+            return
+        await interaction.response.defer(thinking=True)
+        presenter = self._presenter(interaction)
+        await presenter.remember_original()
+        try:
+            channel_id = interaction.channel_id or 0
+            images = await self.images.images(self.bot, channel_id, message_id)
+            if not 0 < index <= len(images):
+                raise InvalidImage(IMAGE_GONE)
+            picked = images[index - 1]
+            limit = svc.settings.max_input_bytes
+            problem = too_big(picked.attachment, limit, "image") if picked.attachment else None
+            if problem:
+                raise InvalidImage(problem)
+            data = await picked.read(self.bot.http, limit)
+            who = interaction_requester(interaction, presenter.original_id)
+            await svc.remix(who, request, data, [], presenter)
+        except Exception as exc:
+            await refuse_after_defer(presenter, exc, "Remix this image")
+
+    @commands.Cog.listener()
+    async def on_interaction(self, interaction: discord.Interaction) -> None:
+        """Modal submissions, by custom id (they carry everything; nothing is kept in memory)."""
+        if interaction.type is not discord.InteractionType.modal_submit:
+            return
+        custom_id = str((interaction.data or {}).get("custom_id", ""))
+        if match := EDIT_MODAL.fullmatch(custom_id):
+            await self._edit_submitted(interaction, int(match["job"]))
+        elif match := REMIX_MODAL.fullmatch(custom_id):
+            await self._remix_submitted(interaction, int(match["message"]), int(match["index"]))
+
+    # --- /quota, /jobs, /show ------------------------------------------------------------
+
+    @_member_or_dm
     @app_commands.command(name="quota", description="Show how many remix images you have left")
     async def quota(self, interaction: discord.Interaction) -> None:
         """Show how many remix images you have left and when the quota resets."""
         await interaction.response.defer(ephemeral=True, thinking=True)
         status = await self.services.store.quota_status(
-            interaction.user.id, interaction.guild_id, _roles(interaction.user)
+            interaction.user.id, interaction.guild_id, roles_of(interaction.user)
         )
         if status.blocked_reason:
             text = f"You are blocked from remixing: {status.blocked_reason}"
@@ -276,14 +388,61 @@ class Remix(commands.Cog):
             )
         await interaction.followup.send(text, ephemeral=True)
 
-    # --- rerolls and retries ---------------------------------------------------------------
+    @_member_or_dm
+    @app_commands.command(name="jobs", description="List your recent remixes (only you see it)")
+    async def jobs(self, interaction: discord.Interaction) -> None:
+        """Your recent remixes: id, state, when, prompt and a jump link."""
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        found = await self.services.store.list_jobs(user_id=interaction.user.id, limit=JOBS_LISTED)
+        await interaction.followup.send(
+            jobs_lines(found), ephemeral=True, allowed_mentions=discord.AllowedMentions.none()
+        )
+
+    @_member_or_dm
+    @app_commands.command(name="show", description="Post one of your remixes again, with controls")
+    @app_commands.describe(job="The job id (from /jobs or a result's footer)")
+    async def show(self, interaction: discord.Interaction, job: Range[int, 1]) -> None:
+        """Recreate a job's result and controls here (Midjourney's /show)."""
+        found = await self.services.store.find_job(job)
+        problem: str | None = None
+        if found is None or found.user_id != interaction.user.id:
+            problem = NOT_YOURS_TO_SHOW
+        elif found.state != "delivered":
+            problem = f"That remix is {found.state}; only finished remixes can be shown."
+        else:
+            problem = missing_permissions(interaction) or await self._channel_closed(interaction)
+        if problem or found is None:
+            await interaction.response.send_message(problem or GENERIC_FAILURE, ephemeral=True)
+            return
+        await interaction.response.defer(thinking=True)
+        try:
+            await show_job(interaction, self.services.pool, self.services.store, found)
+        except Exception:
+            log.exception("/show of job %s failed", found.id)
+            await interaction.edit_original_response(content=GENERIC_FAILURE)
+
+    async def _channel_closed(self, interaction: discord.Interaction) -> str | None:
+        """The server's channel list refusal, if this channel is not open to the controls."""
+        rules = await self.remix_service.moderation.rules(interaction.guild_id)
+        if rules is not None and not rules.channel_allowed(interaction.channel_id):
+            return error_sentence(ChannelClosed())
+        return None
+
+    # --- rerolls, retries, edits, variations ------------------------------------------------
 
     async def again_from_button(
         self, interaction: discord.Interaction, job_id: int, *, retry: bool
     ) -> None:
         """Reroll (new seed) or Retry (same job) ``job_id`` for whoever clicked, as a new message."""
-        svc = self.services.remix
-        problem = _missing_permissions(interaction)
+        svc = self.remix_service
+        parent = await self._here(interaction, job_id)
+        if parent is None:
+            await interaction.response.defer()  # not this message's job: nothing happens
+            return
+        if retry and parent.user_id != interaction.user.id:
+            await interaction.response.send_message(error_sentence(NotYourJob()), ephemeral=True)
+            return
+        problem = missing_permissions(interaction)
         message_id = interaction.message.id if interaction.message else job_id
         if problem is None and not svc.repeats.first(message_id, interaction.user.id):
             verb = "retrying" if retry else "rerolling"
@@ -291,41 +450,208 @@ class Remix(commands.Cog):
         if problem:
             await interaction.response.send_message(problem, ephemeral=True)
             return
-        parent: Job | None = None
-
-        async def images() -> int:
-            nonlocal parent
-            parent = await self.services.store.find_job(job_id)
-            return parent.images_requested if parent is not None else 1
-
-        if await self._refused_early(interaction, images):
-            return
-        if retry and parent is not None and parent.user_id != interaction.user.id:
-            await interaction.response.send_message(error_sentence(NotYourJob()), ephemeral=True)
+        prompt = str(parent.request.get("prompt", ""))
+        if await refused_early(interaction, svc, parent.images_requested, prompt):
             return
         # thinking=True makes a new message; a plain component defer would edit the result itself.
         await interaction.response.defer(thinking=True)
-        presenter = InteractionPresenter(interaction, self.services.pool, self.controls)
+        presenter = self._presenter(interaction)
         await presenter.remember_original()
-        who = self._requester(interaction, presenter)
+        who = interaction_requester(interaction, presenter.original_id)
         try:
             if retry:
                 await svc.retry(who, job_id, presenter)
             else:
                 await svc.reroll(who, job_id, presenter)
         except Exception as exc:
-            await _refuse_after_defer(presenter, exc, "a reroll")
+            await refuse_after_defer(presenter, exc, "a reroll")
+
+    async def open_edit(self, interaction: discord.Interaction, job_id: int) -> None:
+        """Edit: a modal pre-filled with the job's prompt, negative prompt and image weight."""
+        job = await self._here(interaction, job_id)
+        if job is None:
+            await interaction.response.defer()
+            return
+        request = RemixRequest.from_dict(job.request)
+        modal = prompt_modal(
+            "Edit and remix",
+            f"remix:editmodal:{job.id}",
+            prompt=request.prompt,
+            negative_prompt=request.negative_prompt or "",
+            image_weight=request.image_weight,
+        )
+        await interaction.response.send_modal(modal)
+
+    async def _edit_submitted(self, interaction: discord.Interaction, job_id: int) -> None:
+        """The Edit modal came back: a new job on the stored input, charged to the member."""
+        svc = self.remix_service
+        job = await self._here(interaction, job_id)
+        if job is None:
+            await interaction.response.defer()
+            return
+        fields = modal_fields(interaction)
+        try:
+            request = svc.edited_request(
+                RemixRequest.from_dict(job.request),
+                fields.prompt,
+                fields.negative_prompt,
+                fields.image_weight,
+            )
+        except RemixbotError as exc:
+            await interaction.response.send_message(error_sentence(exc), ephemeral=True)
+            return
+        problem = missing_permissions(interaction)
+        if problem:
+            await interaction.response.send_message(problem, ephemeral=True)
+            return
+        if await refused_early(interaction, svc, request.num_images, request.prompt):
+            return
+        await interaction.response.defer(thinking=True)
+        presenter = self._presenter(interaction)
+        await presenter.remember_original()
+        who = interaction_requester(interaction, presenter.original_id)
+        try:
+            await svc.edit(
+                who,
+                job.id,
+                presenter,
+                prompt=request.prompt,
+                negative_prompt=request.negative_prompt,
+                image_weight=request.image_weight,
+            )
+        except Exception as exc:
+            await refuse_after_defer(presenter, exc, "an edit")
+
+    async def vary_from_select(
+        self, interaction: discord.Interaction, job_id: int, index: int, strength: str
+    ) -> None:
+        """Vary: the chosen result image becomes the input of a new job, charged to the member."""
+        svc = self.remix_service
+        job = await self._here(interaction, job_id)
+        if job is None:
+            await interaction.response.defer()
+            return
+        problem = missing_permissions(interaction)
+        message_id = interaction.message.id if interaction.message else job_id
+        if problem is None and not svc.repeats.first(
+            hash((message_id, index, strength)), interaction.user.id
+        ):
+            problem = "You're already varying this one; the result will appear below."
+        if problem:
+            await interaction.response.send_message(problem, ephemeral=True)
+            return
+        prompt = str(job.request.get("prompt", ""))
+        if await refused_early(interaction, svc, job.images_requested, prompt):
+            return
+        await interaction.response.defer(thinking=True)
+        presenter = self._presenter(interaction)
+        await presenter.remember_original()
+        who = interaction_requester(interaction, presenter.original_id)
+        try:
+            await svc.vary(who, job.id, index, strength, presenter)
+        except Exception as exc:
+            await refuse_after_defer(presenter, exc, "a vary")
+
+    # --- delete, DM, cancel ------------------------------------------------------------------
+
+    async def delete_from_button(self, interaction: discord.Interaction, job_id: int) -> None:
+        """Delete the result (requester or Manage Messages); the books are untouched."""
+        job = await self._here(interaction, job_id)
+        if job is None:
+            await interaction.response.defer()
+            return
+        if job.user_id != interaction.user.id and not can_manage_messages(interaction):
+            await interaction.response.send_message(NOT_HERE_TO_DELETE, ephemeral=True)
+            return
+        await interaction.response.defer()
+        message = interaction.message.id if interaction.message else None
+        await delete_result(self.bot, job, interaction.channel_id or 0, message)
+
+    async def dm_from_button(self, interaction: discord.Interaction, job_id: int) -> None:
+        """Send the images and the job's details to whoever clicked, by DM."""
+        job = await self._here(interaction, job_id)
+        if job is None:
+            await interaction.response.defer()
+            return
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        try:
+            await send_by_dm(
+                self.bot, self.services.pool, self.services.store, interaction.user.id, job
+            )
+            text = f"{DM_EMOJI} Sent to your DMs."
+        except discord.HTTPException as exc:
+            if not dm_refused(exc):
+                log.warning("could not DM job %s (HTTP %s)", job.id, exc.status)
+            text = (
+                "I can't DM you: your DMs are closed to me. Allow direct messages from this "
+                "server's members and try again."
+                if dm_refused(exc)
+                else GENERIC_FAILURE
+            )
+        await interaction.followup.send(text, ephemeral=True)
+
+    async def cancel_from_button(self, interaction: discord.Interaction, job_id: int) -> None:
+        """Cancel a queued job (requester or admin): refunded at once; a running one goes on."""
+        job = await self._here(interaction, job_id)
+        if job is None:
+            await interaction.response.defer()
+            return
+        admin = is_admin(interaction)
+        own = job.user_id == interaction.user.id
+        if not own and not admin:
+            await interaction.response.send_message(NOT_HERE_TO_CANCEL, ephemeral=True)
+            return
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        try:
+            await self.remix_service.cancel(job.id, interaction.user.id if own else None)
+            text = "Cancelled; " + ("you were" if own else "its member was") + " not charged."
+        except RemixbotError as exc:
+            text = error_sentence(exc)
+        await interaction.followup.send(text, ephemeral=True)
+
+    # --- reactions -------------------------------------------------------------------------
 
     @commands.Cog.listener()
     async def on_raw_reaction_add(self, payload: discord.RawReactionActionEvent) -> None:
-        """🔁 on a result rerolls it for the reactor (raw event: works on uncached messages)."""
-        if str(payload.emoji) != REROLL_EMOJI or payload.user_id == getattr(
-            self.bot.user, "id", None
-        ):
+        """🔁 rerolls a result for the reactor, ❌ deletes it (requester or Manage Messages),
+        ✉️ sends it by DM (raw event: works on uncached messages and after a restart)."""
+        emoji = str(payload.emoji)
+        if emoji not in (REROLL_EMOJI, DELETE_EMOJI, DM_EMOJI):
+            return
+        if payload.user_id == getattr(self.bot.user, "id", None):
             return
         if payload.member is not None and payload.member.bot:
             return
-        svc = self.services.remix
+        if emoji == REROLL_EMOJI:
+            await self._reroll_reaction(payload)
+            return
+        job = await self.services.store.job_for_message(payload.message_id)
+        if job is None:
+            return
+        if emoji == DELETE_EMOJI:
+            if payload.user_id == job.user_id or self._manages_messages(payload):
+                await delete_result(self.bot, job, payload.channel_id, payload.message_id)
+        else:
+            try:
+                await send_by_dm(
+                    self.bot, self.services.pool, self.services.store, payload.user_id, job
+                )
+            except discord.HTTPException as exc:  # a reaction has no private answer to give
+                log.info("could not DM job %s to a member (HTTP %s)", job.id, exc.status)
+
+    def _manages_messages(self, payload: discord.RawReactionActionEvent) -> bool:
+        """True for a member with Manage Messages in the reaction's channel."""
+        member = payload.member
+        if member is None:
+            return False
+        channel = self.bot.get_channel(payload.channel_id)
+        if isinstance(channel, discord.abc.GuildChannel | discord.Thread):
+            return channel.permissions_for(member).manage_messages
+        return member.guild_permissions.manage_messages
+
+    async def _reroll_reaction(self, payload: discord.RawReactionActionEvent) -> None:
+        """🔁: the same gates as /remix first (no status message, no work when refused)."""
+        svc = self.remix_service
         if not svc.repeats.first(payload.message_id, payload.user_id):
             return
         job = await self.services.store.job_for_message(payload.message_id)
@@ -343,9 +669,14 @@ class Remix(commands.Cog):
             user_id=payload.user_id,
             guild_id=payload.guild_id,
             channel_id=payload.channel_id,
-            role_ids=_roles(payload.member) if payload.member else (),
+            role_ids=roles_of(payload.member),
             request_message_id=payload.message_id,
         )
+        try:
+            await svc.precheck(who, job.images_requested, str(job.request.get("prompt", "")))
+        except RemixbotError as exc:
+            await self._refuse_reaction(presenter, payload.user_id, exc)
+            return
         # A reaction carries no app_permissions: post the status reply first, so a channel the
         # bot cannot post in costs nothing (no reservation, no paid backend call).
         try:
@@ -356,61 +687,22 @@ class Remix(commands.Cog):
         try:
             await svc.reroll(who, job.id, presenter)
         except Exception as exc:
-            await _refuse_after_defer(presenter, exc, "a 🔁 reroll")
+            await refuse_after_defer(presenter, exc, "a 🔁 reroll")
 
-    # --- helpers -------------------------------------------------------------------------
-
-    async def _refused_early(
-        self, interaction: discord.Interaction, images: int | Callable[[], Awaitable[int]]
-    ) -> bool:
-        """Answer privately, before the defer, the refusals known at once (queue room, block,
-        quota); True if refused. After a public defer Discord has no private answer left."""
-        who = Requester(
-            user_id=interaction.user.id,
-            guild_id=interaction.guild_id,
-            channel_id=interaction.channel_id,
-            role_ids=_roles(interaction.user),
-        )
+    async def _refuse_reaction(
+        self, presenter: ChannelPresenter, user_id: int, exc: RemixbotError
+    ) -> None:
+        """At most one short reply per member a minute (a reaction has no private answer)."""
+        now = asyncio.get_running_loop().time()
+        if now - self._refusals.get(user_id, -REFUSAL_REPLY_SECONDS) < REFUSAL_REPLY_SECONDS:
+            return
+        for old in [u for u, at in self._refusals.items() if now - at >= REFUSAL_REPLY_SECONDS]:
+            del self._refusals[old]
+        self._refusals[user_id] = now
         try:
-            # Bounded: the 3-second deadline of the first response comes first. If the store is
-            # slow (another process holds its lock), reserving checks the same things later.
-            async with asyncio.timeout(PRECHECK_SECONDS):
-                count = images if isinstance(images, int) else await images()
-                await self.services.remix.precheck(who, count)
-        except RemixbotError as exc:
-            await interaction.response.send_message(error_sentence(exc), ephemeral=True)
-            return True
-        except TimeoutError:
-            log.info("the quota pre-check took over %gs; checking when reserving", PRECHECK_SECONDS)
-        return False
-
-    @staticmethod
-    def _requester(interaction: discord.Interaction, presenter: InteractionPresenter) -> Requester:
-        return Requester(
-            user_id=interaction.user.id,
-            guild_id=interaction.guild_id,
-            channel_id=interaction.channel_id,
-            role_ids=_roles(interaction.user),
-            interaction_id=interaction.id,
-            request_message_id=presenter.original_id,
-        )
-
-
-async def _refuse_after_defer(
-    presenter: InteractionPresenter | ChannelPresenter, exc: Exception, what: str
-) -> None:
-    """Replace the 'thinking…' (or the 🔁 status reply) with why nothing runs (nothing was
-    charged). After a public defer Discord has no private answer left, so a block's reason is
-    not shown here."""
-    if isinstance(exc, RemixbotError):
-        sentence = public_sentence(exc)
-    else:
-        log.error("%s failed before the job was queued", what, exc_info=exc)
-        sentence = GENERIC_FAILURE
-    try:
-        await presenter.say(sentence, warn=False)
-    except Exception:
-        log.info("could not tell a member why their request was refused")
+            await presenter.say(public_sentence(exc), warn=False)
+        except discord.HTTPException:
+            log.info("could not tell a member why their 🔁 was refused")
 
 
 async def _read(attachment: discord.Attachment, what: str) -> bytes:
@@ -422,83 +714,6 @@ async def _read(attachment: discord.Attachment, what: str) -> bytes:
         ) from None
 
 
-class RerollButton(
-    discord.ui.DynamicItem[discord.ui.Button], template=r"remix:reroll:(?P<job>[0-9]{1,18})"
-):
-    """The Reroll button: only a job id lives in its custom id, so it works after restarts."""
-
-    def __init__(self, job_id: int) -> None:
-        super().__init__(
-            discord.ui.Button(
-                label="Reroll",
-                emoji=REROLL_EMOJI,
-                style=discord.ButtonStyle.secondary,
-                custom_id=f"remix:reroll:{job_id}",
-            )
-        )
-        self.job_id = job_id
-
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str], /
-    ) -> RerollButton:
-        """Rebuild the button from a click (no state needed)."""
-        return cls(int(match["job"]))
-
-    async def callback(self, interaction: discord.Interaction) -> None:
-        """Reroll the job for whoever clicked."""
-        await _cog(interaction).again_from_button(interaction, self.job_id, retry=False)
-
-
-class RetryButton(
-    discord.ui.DynamicItem[discord.ui.Button], template=r"remix:retry:(?P<job>[0-9]{1,18})"
-):
-    """Retry under a job a restart lost at the backend: the same job again, for its member."""
-
-    def __init__(self, job_id: int) -> None:
-        super().__init__(
-            discord.ui.Button(
-                label="Retry",
-                emoji=RETRY_EMOJI,
-                style=discord.ButtonStyle.primary,
-                custom_id=f"remix:retry:{job_id}",
-            )
-        )
-        self.job_id = job_id
-
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str], /
-    ) -> RetryButton:
-        """Rebuild the button from a click (no state needed)."""
-        return cls(int(match["job"]))
-
-    async def callback(self, interaction: discord.Interaction) -> None:
-        """Run the same job again for its member."""
-        await _cog(interaction).again_from_button(interaction, self.job_id, retry=True)
-
-
-def _cog(interaction: discord.Interaction) -> Remix:
-    """The Remix cog of the bot that received the click (set when the cog loads)."""
-    client = interaction.client
-    assert isinstance(client, RemixBot) and isinstance(client.remix_cog, Remix)
-    return client.remix_cog
-
-
-def result_view(job_id: int) -> discord.ui.View:
-    """A persistent view holding the controls under one result."""
-    view = discord.ui.View(timeout=None)
-    view.add_item(RerollButton(job_id))
-    return view
-
-
-def retry_view(job_id: int) -> discord.ui.View:
-    """A persistent view holding the Retry button for one job."""
-    view = discord.ui.View(timeout=None)
-    view.add_item(RetryButton(job_id))
-    return view
-
-
 async def setup(bot: commands.Bot) -> None:
     """Load the cog; its services come from the bot (built in the composition root)."""
     if not isinstance(bot, RemixBot):
@@ -508,4 +723,4 @@ async def setup(bot: commands.Bot) -> None:
     await bot.add_cog(cog)
     bot.remix_cog = cog
     bot.tree.error_sentence = error_sentence
-    bot.add_dynamic_items(RerollButton, RetryButton)
+    bot.add_dynamic_items(*DYNAMIC_ITEMS)

@@ -15,6 +15,7 @@ from typing import Any, NamedTuple, TypeVar
 from bot.settings import Settings
 from bot.store.db import Db
 from bot.store.errors import StoreBusy
+from bot.store.guilds import GuildRules, GuildStore
 from bot.store.inputs import InputStore
 from bot.store.jobs import Jobs
 from bot.store.journal import PostedJournal
@@ -34,6 +35,8 @@ from bot.store.owners import OwnerLock, owners_folder
 from bot.store.policies import PolicyStore
 from bot.store.quota_rules import QuotaRules
 from bot.store.reconcile import Reconciler
+from bot.store.results import Results
+from bot.store.usage import GuildUsage, Usage
 from bot.store.writer import Writer
 
 log = logging.getLogger(__name__)
@@ -61,6 +64,9 @@ class _Parts(NamedTuple):
     reconciler: Reconciler
     upkeep: Maintenance
     owner: OwnerLock | None
+    guilds: GuildStore
+    results: Results
+    usage: Usage
 
     @classmethod
     def connect(
@@ -71,20 +77,25 @@ class _Parts(NamedTuple):
         journal: PostedJournal,
         busy_timeout_ms: int,
         owner: OwnerLock | None,
+        results: InputStore,
     ) -> _Parts:
         """Open the connection (migrations applied) and build every part on it."""
         db = Db(path, busy_timeout_ms)
         token = owner.token if owner is not None else None
         rules = QuotaRules(db, defaults)
         jobs = Jobs(db, rules, token)
+        policies = PolicyStore(db, defaults)
         return cls(
             db=db,
-            policies=PolicyStore(db, defaults),
+            policies=policies,
             rules=rules,
             jobs=jobs,
             reconciler=Reconciler(db, jobs, journal, owners_folder(path), token),
-            upkeep=Maintenance(db, inputs, defaults),
+            upkeep=Maintenance(db, inputs, defaults, results),
             owner=owner,
+            guilds=GuildStore(db),
+            results=Results(db),
+            usage=Usage(db, policies),
         )
 
     def close(self) -> None:
@@ -100,12 +111,19 @@ class Store:
     """Jobs, quotas, policies and stored inputs; open with ``await Store.open(path, defaults=…)``."""
 
     def __init__(
-        self, writer: Writer, parts: _Parts, inputs: InputStore, journal: PostedJournal
+        self,
+        writer: Writer,
+        parts: _Parts,
+        inputs: InputStore,
+        journal: PostedJournal,
+        results: InputStore | None = None,
     ) -> None:
         self._writer = writer
         self._parts = parts
         self.inputs = inputs
         self.journal = journal
+        # Posted result images, kept for the retention period (bot/store/results.py).
+        self.results = results if results is not None else InputStore(inputs.root.parent, "results")
         self._closed = False
         self._late: set[asyncio.Task[None]] = set()  # undoing cancelled submits
         # Message id -> job id: results this process posted and journaled, not yet recorded.
@@ -134,6 +152,7 @@ class Store:
         path = Path(path)
         folder = Path(data_dir) if data_dir is not None else path.parent
         inputs = InputStore(folder)
+        results = InputStore(folder, "results")
         journal = PostedJournal(folder)
         # One thread owns the connection: SQLite calls never block the event loop, and writes
         # from this process are serialised (and group-committed) before SQLite's own lock.
@@ -144,7 +163,14 @@ class Store:
             owner = await asyncio.to_thread(OwnerLock.acquire, owners_folder(path))
             parts = await writer.call(
                 functools.partial(
-                    _Parts.connect, path, defaults, inputs, journal, int(busy_timeout * 1000), owner
+                    _Parts.connect,
+                    path,
+                    defaults,
+                    inputs,
+                    journal,
+                    int(busy_timeout * 1000),
+                    owner,
+                    results,
                 )
             )
         except BaseException:
@@ -153,7 +179,7 @@ class Store:
             await writer.stop()
             raise
         writer.bind(parts.db.conn)
-        store = cls(writer, parts, inputs, journal)
+        store = cls(writer, parts, inputs, journal, results)
         if reconcile:
             try:
                 store.reconciled_at_open = await store.reconcile()
@@ -404,6 +430,53 @@ class Store:
         """Every stored policy."""
         return await self._run(self._parts.policies.policies)
 
+    # --- server settings, kept results, usage (the member and admin controls) -----------------
+
+    async def guild_rules(self, guild_id: int) -> GuildRules:
+        """A server's channel list, pause, log channel and prompt block list."""
+        return await self._run(self._parts.guilds.rules, guild_id, group=True, atomic=True)
+
+    async def set_channel_mode(self, guild_id: int, mode: str) -> GuildRules:
+        """Where /remix works: all channels, only the listed ones (allow) or all but them (deny)."""
+        return await self._run(self._parts.guilds.set_channel_mode, guild_id, mode)
+
+    async def set_channel(self, guild_id: int, channel_id: int, listed: bool) -> GuildRules:
+        """Put a channel on the server's list (or take it off)."""
+        return await self._run(self._parts.guilds.set_channel, guild_id, channel_id, listed)
+
+    async def set_paused(self, guild_id: int, paused: bool) -> GuildRules:
+        """Stop (or start again) taking new jobs from a server."""
+        return await self._run(self._parts.guilds.set_paused, guild_id, paused)
+
+    async def set_log_channel(self, guild_id: int, channel_id: int | None) -> GuildRules:
+        """Where a server's moderation events are posted (None: nowhere)."""
+        return await self._run(self._parts.guilds.set_log_channel, guild_id, channel_id)
+
+    async def set_prompt_block(
+        self, guild_id: int, kind: str, text: str, blocked: bool = True
+    ) -> GuildRules:
+        """Add a word or pattern to a server's prompt block list (or remove it)."""
+        return await self._run(self._parts.guilds.set_block, guild_id, kind, text, blocked)
+
+    async def keep_results(self, job_id: int, images: Sequence[bytes]) -> list[str]:
+        """Store a job's posted result images (off the loop) and list them with the job."""
+        keys = [await self.results.put(data) for data in images]
+        await self._run(self._parts.results.record, job_id, keys, group=True)
+        return keys
+
+    async def result_keys(self, job_id: int) -> list[str]:
+        """The keys of a job's kept result images, in posted order (empty when none)."""
+        return await self._run(self._parts.results.keys, job_id, group=True, atomic=True)
+
+    async def result_images(self, job_id: int) -> list[bytes]:
+        """A job's kept result images that are still on disk, in posted order."""
+        found = [await self.results.get(k) for k in await self.result_keys(job_id)]
+        return [data for data in found if data is not None]
+
+    async def guild_usage(self, guild_id: int | None, now: datetime | None = None) -> GuildUsage:
+        """A server's images this period, its top members and the backend's bill."""
+        return await self._run(self._parts.usage.guild_usage, guild_id, now)
+
     # --- restart, retention, privacy, checks -------------------------------------------------
 
     async def reconcile(
@@ -424,11 +497,12 @@ class Store:
         )
 
     async def sweep_inputs(self, now: datetime | None = None) -> int:
-        """Delete stored inputs older than the retention period; returns how many."""
+        """Delete stored inputs and kept results older than the retention period; how many."""
         return await self._run(self._parts.upkeep.sweep_inputs, now)
 
     async def forget(self, user_id: int) -> ForgetReport:
-        """Delete a user's stored inputs and personal fields, keeping anonymous counts."""
+        """Delete a user's stored inputs, kept results and personal fields, keeping anonymous
+        counts."""
         return await self._run(self._parts.upkeep.forget, user_id)
 
     async def ledger_balance(self, job_id: int) -> LedgerBalance:

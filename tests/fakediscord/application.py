@@ -55,6 +55,7 @@ class Application:
             prev = old.get(body["name"])
             cmd = {
                 "default_member_permissions": None,
+                "description": "",  # message and user commands have none; Discord sends ""
                 "dm_permission": True,
                 "nsfw": False,
                 "options": [],

@@ -25,15 +25,21 @@ class Guilds:
 
     def guild_create(self) -> dict[str, Any]:
         """The GUILD_CREATE payload for this guild."""
+        w = self.world
         return p.guild_create(
-            self.world.guild_id,
-            list(self.world.channels.values()),
-            roles=list(self.world.roles.values()),
+            w.guild_id,
+            [c for c in w.channels.values() if c.get("guild_id") == w.guild_id],
+            roles=list(w.roles.values()),
+            owner_id=w.owner["id"],
+            everyone_permissions=str(w.everyone_permissions),
         )
 
-    def give_role(self, user: dict[str, Any], name: str, *, announce: bool) -> tuple[str, bool]:
-        """Give the member the role named ``name``; return its id and whether it is new and to be
-        announced now (GUILD_ROLE_CREATE). ``announce=False``: see ``FakeDiscord.give_role``."""
+    def give_role(
+        self, user: dict[str, Any], name: str, *, announce: bool, permissions: int = 0
+    ) -> tuple[str, bool]:
+        """Give the member the role named ``name`` (made with ``permissions`` if new); return its
+        id and whether it is new and to be announced now (GUILD_ROLE_CREATE).
+        ``announce=False``: see ``FakeDiscord.give_role``."""
         w = self.world
         role_id = next((r for r, data in w.roles.items() if data["name"] == name), None)
         created = False
@@ -41,7 +47,9 @@ class Guilds:
             role_id = p.snowflake()
         elif role_id is None:
             role_id = p.snowflake()
-            w.roles[role_id] = p.role(role_id, name, position=len(w.roles) + 1)
+            w.roles[role_id] = p.role(
+                role_id, name, position=len(w.roles) + 1, permissions=permissions
+            )
             created = True
         w.member_roles.setdefault(user["id"], []).append(role_id)
         return role_id, created
