@@ -64,6 +64,23 @@ class World:
                 raise TimeoutError(f"jobs not final within {within:g}s: {states}")
             await asyncio.sleep(0.05)
 
+    async def private_answer(self, interaction: Any, within: float = 10.0) -> str:
+        """The ephemeral sentence the bot answered an interaction with (bounded wait)."""
+
+        def check() -> str | None:
+            for msg in self.discord.messages.values():
+                if msg.interaction_id == interaction.id and msg.ephemeral and msg.content:
+                    return msg.content
+            return None
+
+        return await self.discord.wait_until(check, within, "a private answer")
+
+    async def acknowledged(self, interaction: Any, within: float = 10.0) -> int:
+        """The type of the bot's first response to an interaction (bounded wait)."""
+        return await self.discord.wait_until(
+            lambda: interaction.response_type, within, "the interaction's response"
+        )
+
     def ephemeral_replies(self) -> list[str]:
         """Contents of ephemeral messages (callbacks and followups) the bot sent."""
         out = []

@@ -16,6 +16,7 @@ MiB = 1024 * 1024
 ADMINISTRATOR = 1 << 3
 MANAGE_GUILD = 1 << 5
 MANAGE_MESSAGES = 1 << 13
+EVERY_PERMISSION = (1 << 51) - 1  # the owner's (and an administrator's)
 # What @everyone may do in a typical community server: talk, post images, react, use commands.
 MEMBER_PERMISSIONS = (
     (1 << 6)  # ADD_REACTIONS
@@ -104,11 +105,11 @@ class World:
         """A member's permissions in the guild: everything for the owner (and administrators),
         else @everyone's and their roles' together."""
         if user_id == self.owner["id"]:
-            return int(p.ALL_PERMISSIONS)
+            return EVERY_PERMISSION
         perms = self.everyone_permissions
         for role_id in self.member_roles.get(user_id, []):
             perms |= int(self.roles.get(role_id, {}).get("permissions", "0"))
-        return int(p.ALL_PERMISSIONS) if perms & ADMINISTRATOR else perms
+        return EVERY_PERMISSION if perms & ADMINISTRATOR else perms
 
     def guild_of(self, channel_id: str) -> str | None:
         """The guild a channel belongs to (None for a DM channel)."""
