@@ -38,6 +38,7 @@ from bot.remix.request import MAX_PROMPT_CHARS, RemixRequest
 from bot.store import Job
 from bot.store.periods import PERIOD_WORDS
 from bot.workflow import NotYourJob, RemixService, Requester
+from cogs._access import NOT_ALLOWED, CommandAccess
 from cogs._actions import delete_result, dm_refused, send_by_dm, show_job
 from cogs._context import RememberedImages, images_of
 from cogs._controls import (
@@ -111,6 +112,7 @@ class Remix(commands.Cog):
         self.images = RememberedImages()
         self._background: list[asyncio.Task[None]] = []
         self._refusals: dict[int, float] = {}
+        self.access = CommandAccess(bot)
         self.menu = _member_or_dm(
             app_commands.ContextMenu(name="Remix this image", callback=self.remix_this_image)
         )
@@ -179,6 +181,18 @@ class Remix(commands.Cog):
 
     def _presenter(self, interaction: discord.Interaction) -> InteractionPresenter:
         return InteractionPresenter(interaction, self.services.pool, self.controls)
+
+    async def _refused_by_command_permissions(self, interaction: discord.Interaction) -> bool:
+        """A control starting a job where the member may not use /remix: refused privately."""
+        if await self.access.allowed(
+            interaction.guild_id,
+            interaction.channel_id,
+            interaction.user,
+            interaction.permissions.value,
+        ):
+            return False
+        await interaction.response.send_message(NOT_ALLOWED, ephemeral=True)
+        return True
 
     async def _here(self, interaction: discord.Interaction, job_id: int) -> Job | None:
         """The control's job, if it belongs where the control was pressed (else None)."""
@@ -450,6 +464,8 @@ class Remix(commands.Cog):
         if problem:
             await interaction.response.send_message(problem, ephemeral=True)
             return
+        if await self._refused_by_command_permissions(interaction):
+            return
         prompt = str(parent.request.get("prompt", ""))
         if await refused_early(interaction, svc, parent.images_requested, prompt):
             return
@@ -504,6 +520,8 @@ class Remix(commands.Cog):
         if problem:
             await interaction.response.send_message(problem, ephemeral=True)
             return
+        if await self._refused_by_command_permissions(interaction):
+            return
         if await refused_early(interaction, svc, request.num_images, request.prompt):
             return
         await interaction.response.defer(thinking=True)
@@ -539,6 +557,8 @@ class Remix(commands.Cog):
             problem = "You're already varying this one; the result will appear below."
         if problem:
             await interaction.response.send_message(problem, ephemeral=True)
+            return
+        if await self._refused_by_command_permissions(interaction):
             return
         prompt = str(job.request.get("prompt", ""))
         if await refused_early(interaction, svc, job.images_requested, prompt):
@@ -639,15 +659,19 @@ class Remix(commands.Cog):
             except discord.HTTPException as exc:  # a reaction has no private answer to give
                 log.info("could not DM job %s to a member (HTTP %s)", job.id, exc.status)
 
-    def _manages_messages(self, payload: discord.RawReactionActionEvent) -> bool:
-        """True for a member with Manage Messages in the reaction's channel."""
+    def _permissions(self, payload: discord.RawReactionActionEvent) -> int:
+        """The reacting member's permissions in the reaction's channel (0 outside a guild)."""
         member = payload.member
         if member is None:
-            return False
+            return 0
         channel = self.bot.get_channel(payload.channel_id)
         if isinstance(channel, discord.abc.GuildChannel | discord.Thread):
-            return channel.permissions_for(member).manage_messages
-        return member.guild_permissions.manage_messages
+            return channel.permissions_for(member).value
+        return member.guild_permissions.value
+
+    def _manages_messages(self, payload: discord.RawReactionActionEvent) -> bool:
+        """True for a member with Manage Messages in the reaction's channel."""
+        return discord.Permissions(self._permissions(payload)).manage_messages
 
     async def _reroll_reaction(self, payload: discord.RawReactionActionEvent) -> None:
         """🔁: the same gates as /remix first (no status message, no work when refused)."""
@@ -673,6 +697,10 @@ class Remix(commands.Cog):
             request_message_id=payload.message_id,
         )
         try:
+            if not await self.access.allowed(
+                payload.guild_id, payload.channel_id, payload.member, self._permissions(payload)
+            ):
+                raise CommandNotAllowed(NOT_ALLOWED)
             await svc.precheck(who, job.images_requested, str(job.request.get("prompt", "")))
         except RemixbotError as exc:
             await self._refuse_reaction(presenter, payload.user_id, exc)
@@ -703,6 +731,10 @@ class Remix(commands.Cog):
             await presenter.say(public_sentence(exc), warn=False)
         except discord.HTTPException:
             log.info("could not tell a member why their 🔁 was refused")
+
+
+class CommandNotAllowed(RemixbotError):
+    """The server's command permissions do not let the member use /remix here."""
 
 
 async def _read(attachment: discord.Attachment, what: str) -> bytes:

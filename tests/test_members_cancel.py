@@ -87,7 +87,7 @@ async def test_a_cancel_naming_another_channel_s_job_does_nothing(tmp_path: Path
     async with FakeDiscord() as d:
         other = d.add_channel("elsewhere")
         async with running_world(tmp_path / "data", discord=d) as w:
-            inter, job, custom_id = await _queued(w)
+            _inter, job, custom_id = await _queued(w)
             # A message in another channel carrying a Cancel for this job (a forged custom id).
             elsewhere = await w.discord.post_message("hi", channel_id=other)
             elsewhere.components = [

@@ -277,6 +277,10 @@ class FakeDiscord(World, Recorder):
         self.attachments[att.id] = att
         return att
 
+    def set_command_permissions(self, command: str, overwrites: list[dict[str, Any]]) -> None:
+        """Set the guild's permissions for a command (``""``: the whole application)."""
+        self.application.set_command_permissions(command, overwrites)
+
     def add_channel(self, name: str) -> str:
         """Another text channel in the guild (call before the bot connects: GUILD_CREATE lists
         the channels); returns its id."""

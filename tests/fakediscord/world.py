@@ -70,6 +70,8 @@ class World:
         self.dms_closed: set[str] = set()  # users who do not accept DMs from the bot
 
         self.commands: dict[str | None, list[dict[str, Any]]] = {}  # guild id (None = global)
+        # The guild's command permissions, by command id (the app id for app-wide ones).
+        self.command_permissions: dict[str, dict[str, Any]] = {}
         self.messages: dict[str, StoredMessage] = {}
         self.attachments: dict[str, StoredAttachment] = {}
         self.interactions: dict[str, FakeInteraction] = {}  # by token
