@@ -40,7 +40,7 @@ from bot.store.periods import PERIOD_WORDS
 from bot.workflow import NotYourJob, RemixService, Requester
 from cogs._access import NOT_ALLOWED, CommandAccess
 from cogs._actions import delete_result, dm_refused, send_by_dm, show_job
-from cogs._context import RememberedImages, images_of
+from cogs._context import MessageImage, RememberedImages, images_of
 from cogs._controls import (
     CONTROLS,
     DYNAMIC_ITEMS,
@@ -347,22 +347,26 @@ class Remix(commands.Cog):
         if problem:
             await interaction.response.send_message(problem, ephemeral=True)
             return
+        channel_id = interaction.channel_id or 0
+        limit = svc.settings.max_input_bytes
+        # The images seen when the menu opened: refusals about them are still private here.
+        seen = self.images.recall(channel_id, message_id)
+        if seen is not None:
+            problem = _image_problem(seen, index, limit)
+            if problem:
+                await interaction.response.send_message(problem, ephemeral=True)
+                return
         if await refused_early(interaction, svc, request.num_images, request.prompt):
             return
         await interaction.response.defer(thinking=True)
         presenter = self._presenter(interaction)
         await presenter.remember_original()
         try:
-            channel_id = interaction.channel_id or 0
-            images = await self.images.images(self.bot, channel_id, message_id)
-            if not 0 < index <= len(images):
-                raise InvalidImage(IMAGE_GONE)
-            picked = images[index - 1]
-            limit = svc.settings.max_input_bytes
-            problem = too_big(picked.attachment, limit, "image") if picked.attachment else None
+            images = seen or await self.images.images(self.bot, channel_id, message_id)
+            problem = _image_problem(images, index, limit)
             if problem:
                 raise InvalidImage(problem)
-            data = await picked.read(self.bot.http, limit)
+            data = await images[index - 1].read(self.bot.http, limit)
             who = interaction_requester(interaction, presenter.original_id)
             await svc.remix(who, request, data, [], presenter)
         except Exception as exc:
@@ -731,6 +735,14 @@ class Remix(commands.Cog):
             await presenter.say(public_sentence(exc), warn=False)
         except discord.HTTPException:
             log.info("could not tell a member why their 🔁 was refused")
+
+
+def _image_problem(images: list[MessageImage], index: int, limit: int) -> str | None:
+    """Why the picked image cannot be remixed (gone, or over the size limit), or None."""
+    if not 0 < index <= len(images):
+        return IMAGE_GONE
+    picked = images[index - 1]
+    return too_big(picked.attachment, limit, "image") if picked.attachment else None
 
 
 class CommandNotAllowed(RemixbotError):
