@@ -24,8 +24,8 @@ EMBED_COLOUR = discord.Colour(0x7C5CFF)
 # Discord caps: embed description 4096, field value 1024, title 256 characters.
 PROMPT_SHOWN = 1000
 # Discord renders these even after markdown is escaped: mentions (<@id>, <@&id>, <#id>),
-# timestamps and custom emoji, all inside angle brackets.
-_ANGLED = re.compile(r"<")
+# timestamps and custom emoji (all inside angle brackets), and a masked link's closing bracket.
+_RENDERED = re.compile(r"([<\]])")
 
 
 def safe_text(text: str, limit: int = PROMPT_SHOWN) -> str:
@@ -34,7 +34,7 @@ def safe_text(text: str, limit: int = PROMPT_SHOWN) -> str:
     short = text if len(text) <= limit else text[:limit] + "…"
     escaped = discord.utils.escape_markdown(short, ignore_links=False)
     escaped = discord.utils.escape_mentions(escaped)
-    return _ANGLED.sub(r"\<", escaped)
+    return _RENDERED.sub(r"\\\1", escaped)
 
 
 def jump_url(guild_id: int | None, channel_id: int | None, message_id: int | None) -> str | None:

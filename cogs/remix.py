@@ -40,6 +40,7 @@ from bot.store.periods import PERIOD_WORDS
 from bot.workflow import NotYourJob, RemixService, Requester
 from cogs._access import NOT_ALLOWED, CommandAccess
 from cogs._actions import delete_result, dm_refused, send_by_dm, show_job
+from cogs._audit import AuditPoster
 from cogs._context import MessageImage, RememberedImages, images_of
 from cogs._controls import (
     CONTROLS,
@@ -768,3 +769,5 @@ async def setup(bot: commands.Bot) -> None:
     bot.remix_cog = cog
     bot.tree.error_sentence = error_sentence
     bot.add_dynamic_items(*DYNAMIC_ITEMS)
+    if bot.services is not None:  # moderation events go to each server's log channel
+        bot.services.remix.moderation.sink = AuditPoster(bot, bot.services.store)
