@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.client import RemixBot, apply_discord_endpoints, reset_discord_endpoints
+from bot.extensions import DEFAULT_EXTENSIONS
 from bot.services import Services, open_services
 from bot.settings import Settings, load_settings
 from tests.fakediscord.server import FakeDiscord, StoredMessage
@@ -27,11 +28,20 @@ class World:
     services: Services
     settings: Settings
 
-    async def slash_remix(self, image: bytes, filename: str = "cat.png", **options: Any) -> Any:
-        """A member attaches ``image`` and runs /remix with ``options`` (prompt defaults)."""
+    async def slash_remix(
+        self,
+        image: bytes,
+        filename: str = "cat.png",
+        *,
+        user: dict[str, Any] | None = None,
+        dm: bool = False,
+        **options: Any,
+    ) -> Any:
+        """A member (Alice unless given; in their DM with the bot with ``dm``) attaches
+        ``image`` and runs /remix with ``options`` (prompt defaults)."""
         att = self.discord.upload_attachment(filename, image)
         options.setdefault("prompt", "a watercolor cat")
-        return await self.discord.slash("remix", {"image": att, **options})
+        return await self.discord.slash("remix", {"image": att, **options}, user=user, dm=dm)
 
     async def result_message(self, interaction: Any, within: float = 15.0) -> StoredMessage:
         """The deferred response once it carries files (the result), bounded."""
@@ -123,7 +133,7 @@ async def running_world(
         stack.callback(reset_discord_endpoints)
         services = await stack.enter_async_context(open_services(settings))
         bot = RemixBot(
-            settings, services=services, extensions=("cogs.remix",), guild_ready_timeout=0.05
+            settings, services=services, extensions=DEFAULT_EXTENSIONS, guild_ready_timeout=0.05
         )
         await stack.enter_async_context(bot)
         task = asyncio.create_task(bot.start(discord.token), name="world-bot")
