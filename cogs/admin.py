@@ -107,10 +107,14 @@ class Admin(commands.GroupCog, group_name="remixadmin"):
     @quota.command(name="show", description="A member's quota here")
     async def quota_show(self, interaction: discord.Interaction, member: discord.Member) -> None:
         """A member's limit, use and reset time in this server."""
+        await self._say(interaction, await self._status(interaction, member))
+
+    async def _status(self, interaction: discord.Interaction, member: discord.Member) -> str:
+        """The member's quota here, as `status_lines` says it."""
         status = await self.services.store.quota_status(
             member.id, interaction.guild_id, roles_of(member)
         )
-        await self._say(interaction, status_lines(member, status))
+        return status_lines(member, status)
 
     @quota.command(name="server-limit", description="Images per member here (empty: the default)")
     @app_commands.describe(images="Images per member per period; leave out to use the default")
@@ -158,19 +162,15 @@ class Admin(commands.GroupCog, group_name="remixadmin"):
     ) -> None:
         """Add images to a member's allowance for the current period."""
         await self.services.store.grant(member.id, interaction.guild_id, images)
-        status = await self.services.store.quota_status(
-            member.id, interaction.guild_id, roles_of(member)
+        await self._say(
+            interaction, f"Granted {images}. " + await self._status(interaction, member)
         )
-        await self._say(interaction, f"Granted {images}. " + status_lines(member, status))
 
     @quota.command(name="reset", description="Forgive a member's charges this period")
     async def quota_reset(self, interaction: discord.Interaction, member: discord.Member) -> None:
         """Forgive what the member was charged this period (jobs in progress stay reserved)."""
         await self.services.store.reset(member.id, interaction.guild_id)
-        status = await self.services.store.quota_status(
-            member.id, interaction.guild_id, roles_of(member)
-        )
-        await self._say(interaction, "Reset. " + status_lines(member, status))
+        await self._say(interaction, "Reset. " + await self._status(interaction, member))
 
     @quota.command(name="block", description="Refuse a member's remixes (everywhere the bot is)")
     @app_commands.describe(reason="Shown to the member when they try")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import discord
@@ -449,6 +450,46 @@ class Remix(commands.Cog):
 
     # --- rerolls, retries, edits, variations ------------------------------------------------
 
+    async def _start_from_control(
+        self,
+        interaction: discord.Interaction,
+        job: Job,
+        *,
+        images: int,
+        prompt: str,
+        repeat: int | None,
+        busy: str,
+        start: Callable[[Requester, Presenter], Awaitable[object]],
+    ) -> None:
+        """The one path of every control that starts a job (Reroll, Retry, Edit, Vary): the
+        gates /remix has, answered privately (a repeat within the double-tap window, the bot's
+        permissions here, /remix's command permissions, the server's rules, block, quota); then
+        a public "thinking…" (a new message) and the job, charged to whoever pressed."""
+        svc = self.remix_service
+        problem = missing_permissions(interaction)
+        if (
+            problem is None
+            and repeat is not None
+            and not svc.repeats.first(repeat, interaction.user.id)
+        ):
+            problem = busy
+        if problem:
+            await interaction.response.send_message(problem, ephemeral=True)
+            return
+        if await self._refused_by_command_permissions(interaction):
+            return
+        if await refused_early(interaction, svc, images, prompt):
+            return
+        # thinking=True makes a new message; a plain component defer would edit the result itself.
+        await interaction.response.defer(thinking=True)
+        presenter = self._presenter(interaction)
+        await presenter.remember_original()
+        who = interaction_requester(interaction, presenter.original_id)
+        try:
+            await start(who, presenter)
+        except Exception as exc:
+            await refuse_after_defer(presenter, exc, f"a control on job {job.id}")
+
     async def again_from_button(
         self, interaction: discord.Interaction, job_id: int, *, retry: bool
     ) -> None:
@@ -461,31 +502,23 @@ class Remix(commands.Cog):
         if retry and parent.user_id != interaction.user.id:
             await interaction.response.send_message(error_sentence(NotYourJob()), ephemeral=True)
             return
-        problem = missing_permissions(interaction)
         message_id = interaction.message.id if interaction.message else job_id
-        if problem is None and not svc.repeats.first(message_id, interaction.user.id):
-            verb = "retrying" if retry else "rerolling"
-            problem = f"You're already {verb} this one; the result will appear below."
-        if problem:
-            await interaction.response.send_message(problem, ephemeral=True)
-            return
-        if await self._refused_by_command_permissions(interaction):
-            return
-        prompt = str(parent.request.get("prompt", ""))
-        if await refused_early(interaction, svc, parent.images_requested, prompt):
-            return
-        # thinking=True makes a new message; a plain component defer would edit the result itself.
-        await interaction.response.defer(thinking=True)
-        presenter = self._presenter(interaction)
-        await presenter.remember_original()
-        who = interaction_requester(interaction, presenter.original_id)
-        try:
+        verb = "retrying" if retry else "rerolling"
+
+        async def start(who: Requester, presenter: Presenter) -> object:
             if retry:
-                await svc.retry(who, job_id, presenter)
-            else:
-                await svc.reroll(who, job_id, presenter)
-        except Exception as exc:
-            await refuse_after_defer(presenter, exc, "a reroll")
+                return await svc.retry(who, job_id, presenter)
+            return await svc.reroll(who, job_id, presenter)
+
+        await self._start_from_control(
+            interaction,
+            parent,
+            images=parent.images_requested,
+            prompt=str(parent.request.get("prompt", "")),
+            repeat=message_id,
+            busy=f"You're already {verb} this one; the result will appear below.",
+            start=start,
+        )
 
     async def open_edit(self, interaction: discord.Interaction, job_id: int) -> None:
         """Edit: a modal pre-filled with the job's prompt, negative prompt and image weight."""
@@ -521,29 +554,22 @@ class Remix(commands.Cog):
         except RemixbotError as exc:
             await interaction.response.send_message(error_sentence(exc), ephemeral=True)
             return
-        problem = missing_permissions(interaction)
-        if problem:
-            await interaction.response.send_message(problem, ephemeral=True)
-            return
-        if await self._refused_by_command_permissions(interaction):
-            return
-        if await refused_early(interaction, svc, request.num_images, request.prompt):
-            return
-        await interaction.response.defer(thinking=True)
-        presenter = self._presenter(interaction)
-        await presenter.remember_original()
-        who = interaction_requester(interaction, presenter.original_id)
-        try:
-            await svc.edit(
+        await self._start_from_control(
+            interaction,
+            job,
+            images=request.num_images,
+            prompt=request.prompt,
+            repeat=None,  # each submission is its own interaction: replays are caught by its id
+            busy="",
+            start=lambda who, presenter: svc.edit(
                 who,
                 job.id,
                 presenter,
                 prompt=request.prompt,
                 negative_prompt=request.negative_prompt,
                 image_weight=request.image_weight,
-            )
-        except Exception as exc:
-            await refuse_after_defer(presenter, exc, "an edit")
+            ),
+        )
 
     async def vary_from_select(
         self, interaction: discord.Interaction, job_id: int, index: int, strength: str
@@ -554,28 +580,16 @@ class Remix(commands.Cog):
         if job is None:
             await interaction.response.defer()
             return
-        problem = missing_permissions(interaction)
         message_id = interaction.message.id if interaction.message else job_id
-        if problem is None and not svc.repeats.first(
-            hash((message_id, index, strength)), interaction.user.id
-        ):
-            problem = "You're already varying this one; the result will appear below."
-        if problem:
-            await interaction.response.send_message(problem, ephemeral=True)
-            return
-        if await self._refused_by_command_permissions(interaction):
-            return
-        prompt = str(job.request.get("prompt", ""))
-        if await refused_early(interaction, svc, job.images_requested, prompt):
-            return
-        await interaction.response.defer(thinking=True)
-        presenter = self._presenter(interaction)
-        await presenter.remember_original()
-        who = interaction_requester(interaction, presenter.original_id)
-        try:
-            await svc.vary(who, job.id, index, strength, presenter)
-        except Exception as exc:
-            await refuse_after_defer(presenter, exc, "a vary")
+        await self._start_from_control(
+            interaction,
+            job,
+            images=job.images_requested,
+            prompt=str(job.request.get("prompt", "")),
+            repeat=hash((message_id, index, strength)),
+            busy="You're already varying this one; the result will appear below.",
+            start=lambda who, presenter: svc.vary(who, job.id, index, strength, presenter),
+        )
 
     # --- delete, DM, cancel ------------------------------------------------------------------
 
