@@ -181,8 +181,13 @@ class Remix(commands.Cog):
         """The job service."""
         return self.services.remix
 
-    def _presenter(self, interaction: discord.Interaction) -> InteractionPresenter:
-        return InteractionPresenter(interaction, self.services.pool, self.controls)
+    async def _thinking(self, interaction: discord.Interaction) -> InteractionPresenter:
+        """The public "thinking…" (for a control too: thinking=True makes a new message, where
+        a plain component defer would edit the result itself), and its presenter."""
+        await interaction.response.defer(thinking=True)
+        presenter = InteractionPresenter(interaction, self.services.pool, self.controls)
+        await presenter.remember_original()
+        return presenter
 
     async def _refused_by_command_permissions(self, interaction: discord.Interaction) -> bool:
         """A control starting a job where the member may not use /remix: refused privately."""
@@ -278,9 +283,7 @@ class Remix(commands.Cog):
         )
         if await refused_early(interaction, svc, request.num_images, request.prompt):
             return
-        await interaction.response.defer(thinking=True)
-        presenter = self._presenter(interaction)
-        await presenter.remember_original()
+        presenter = await self._thinking(interaction)
         try:
             data = await _read(image, "image")
             refs = [await _read(style_reference, "style reference")] if style_reference else []
@@ -360,9 +363,7 @@ class Remix(commands.Cog):
                 return
         if await refused_early(interaction, svc, request.num_images, request.prompt):
             return
-        await interaction.response.defer(thinking=True)
-        presenter = self._presenter(interaction)
-        await presenter.remember_original()
+        presenter = await self._thinking(interaction)
         try:
             images = seen or await self.images.images(self.bot, channel_id, message_id)
             problem = _image_problem(images, index, limit)
@@ -480,10 +481,7 @@ class Remix(commands.Cog):
             return
         if await refused_early(interaction, svc, images, prompt):
             return
-        # thinking=True makes a new message; a plain component defer would edit the result itself.
-        await interaction.response.defer(thinking=True)
-        presenter = self._presenter(interaction)
-        await presenter.remember_original()
+        presenter = await self._thinking(interaction)
         who = interaction_requester(interaction, presenter.original_id)
         try:
             await start(who, presenter)
