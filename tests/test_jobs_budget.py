@@ -19,12 +19,30 @@ def test_budget_halves_or_takes_the_backends_word_and_climbs_back() -> None:
     assert not budget.limited(sent_at=1.5, now=2.1) and budget.value == 5
     assert budget.limited(sent_at=3.0, now=3.0, limit=3) and budget.value == 3
     assert budget.streak == 3 and budget.slowdown() == 1.0
-    for _ in range(3):
+    budget.accepted()
+    assert budget.streak == 0 and budget.slowdown() == 0
+    # The backend said 3: the budget stays there, and probes a 4th image only rarely.
+    for _ in range(3 * 20 - 2):
         budget.accepted()
-    assert budget.value == 4 and budget.streak == 0 and budget.slowdown() == 0
-    for _ in range(100):
+    assert budget.value == 3
+    budget.accepted()
+    assert budget.value == 4
+    for _ in range(10_000):
         budget.accepted()
     assert budget.value == 10  # never above the configured maximum
+
+
+def test_without_a_stated_limit_it_settles_just_under_where_the_429_came() -> None:
+    """A backend allowing 6 that says nothing: halved to 3 at 7, back to 6 quickly, then it
+    stays at 6 (no sawtooth down to 3 and up to 7 again)."""
+    budget = InflightBudget(7)
+    assert budget.limited(sent_at=1.0, now=1.0) and budget.value == 3
+    for _ in range(3 + 4 + 5):
+        budget.accepted()
+    assert budget.value == 6
+    for _ in range(6 * 20 - 1):
+        budget.accepted()
+    assert budget.value == 6  # the probe of a 7th image waits for many accepted calls
 
 
 def _job(job_id: str, user: int, gate: asyncio.Event, log: list[str], images: int = 1) -> JobTicket:
