@@ -226,6 +226,15 @@ async def run_bot_case(case: Case, data: Path) -> Report:
                 )
                 await asyncio.sleep(2)
             rss = peak_rss_mb(bot.proc.pid)  # type: ignore[union-attr]
+            # Refusals while serving (a stop's "restarting" replies are not refusals).
+            refusals = sum(refused(d, i) for i in inters + heavy)
+            texts = sorted(
+                {
+                    (d.original(i).content if d.original(i) else "(private answer)")
+                    for i in inters + heavy
+                    if refused(d, i)
+                }
+            )
             await bot.stop(signal.SIGTERM, within=60)
         log = bot.output()
         stall = re.search(r"longest stall: (\d+) ms", log)
@@ -258,14 +267,8 @@ async def run_bot_case(case: Case, data: Path) -> Report:
             acks=acks,
             results=results,
             light_results=light,
-            refusals=sum(refused(d, i) for i in inters + heavy),
-            refusal_texts=sorted(
-                {
-                    (d.original(i).content if d.original(i) else "(private answer)")
-                    for i in inters + heavy
-                    if refused(d, i)
-                }
-            ),
+            refusals=refusals,
+            refusal_texts=texts,
             delivered_images=delivered,
             rss_mb=rss,
             stall_ms=float(stall.group(1)) if stall else None,

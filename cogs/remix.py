@@ -237,12 +237,20 @@ class Remix(commands.Cog):
         presenter = InteractionPresenter(interaction, svc.pool, self.controls)
         await presenter.remember_original()
         try:
-            data = await _read(image, "image")
-            refs = [await _read(style_reference, "style reference")] if style_reference else []
-            mask_data = await _read(mask, "mask") if mask else None
-            await svc.remix(
-                self._requester(interaction, presenter), request, data, refs, presenter, mask_data
-            )
+            # A few uploads at a time: a burst of members waits here holding nothing, not
+            # megabytes each (the "thinking…" is already shown).
+            async with svc.intake_turn():
+                data = await _read(image, "image")
+                refs = [await _read(style_reference, "style reference")] if style_reference else []
+                mask_data = await _read(mask, "mask") if mask else None
+                await svc.remix(
+                    self._requester(interaction, presenter),
+                    request,
+                    data,
+                    refs,
+                    presenter,
+                    mask_data,
+                )
         except Exception as exc:
             await _refuse_after_defer(presenter, exc, "/remix")
 
