@@ -6,14 +6,32 @@ import asyncio
 import enum
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from bot.errors import InvalidRequest
 from bot.jobs.errors import JobNotStarted
 from bot.remix.enums import MAX_NUM_IMAGES as MAX_IMAGES
 
-if TYPE_CHECKING:
-    from bot.jobs.scheduler import Scheduler
+
+class AdmissionHost(Protocol):
+    """What an admission asks of the scheduler that admitted it (the scheduler is one; this
+    module does not import it, so bot/jobs has no import circle)."""
+
+    progress_interval: float
+    eta_step: float
+
+    def _now(self) -> float: ...
+
+    def _estimate(self, admission: Admission) -> tuple[int | None, float | None, float | None]: ...
+
+    async def _acquire_slot(self, admission: Admission) -> None: ...
+
+    def _backend_answered(self, admission: Admission) -> None: ...
+
+    def _backend_limited(
+        self, admission: Admission, retry_after: float | None, limit: int | None
+    ) -> None: ...
+
 
 JobId = str | int
 RunFn = Callable[["Admission"], Awaitable[Any]]
@@ -69,7 +87,7 @@ class Progress:
 class Admission:
     """The handle of an admitted job: its progress, a way to await changes, and its outcome."""
 
-    def __init__(self, scheduler: Scheduler, ticket: JobTicket, cost: int, now: float) -> None:
+    def __init__(self, scheduler: AdmissionHost, ticket: JobTicket, cost: int, now: float) -> None:
         self._scheduler = scheduler
         self.ticket = ticket
         self.cost = cost  # images charged against the in-flight budget (clamped to the budget)
