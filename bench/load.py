@@ -62,6 +62,7 @@ class Case:
     heavy_images: int = 4
     input_size: tuple[int, int] = (64, 48)
     sequential: bool = False  # one job at a time (case e)
+    waves: int = 0  # send in waves of this many every 0.5 s (case d), not all at once
     result_size: tuple[int, int] | None = None
     wait_results: bool = True
     env: dict[str, str] = field(default_factory=dict)
@@ -215,16 +216,23 @@ async def run_bot_case(case: Case, data: Path) -> Report:
                 for _ in range(case.jobs):
                     inters += await fire(d, users, 1, image, case.images)
                     await wait_all(d, inters[-1:], 60)
+            elif case.waves:
+                for start in range(0, case.jobs, case.waves):
+                    wave = users[start : start + case.waves]
+                    inters += await fire(d, wave, len(wave), image, case.images)
+                    await asyncio.sleep(0.5)
             else:
                 inters = await fire(d, users, case.jobs, image, case.images)
             if case.wait_results:
                 per_batch = case.latency * max(case.images, 1) / max(case.allowed, 1)
                 await wait_all(d, inters + heavy, 120 + case.jobs * per_batch * 2)
-            else:
+            else:  # every job accepted (its response shows the queue) before measuring
                 await d.wait_until(
-                    lambda: all(callback_at(d, i) for i in inters), 120, "every acknowledgement"
+                    lambda: all((m := d.original(i)) is not None and not m.loading for i in inters),
+                    180,
+                    "every job in the queue",
                 )
-                await asyncio.sleep(2)
+                await asyncio.sleep(5)
             rss = peak_rss_mb(bot.proc.pid)  # type: ignore[union-attr]
             # Refusals while serving (a stop's "restarting" replies are not refusals).
             refusals = sum(refused(d, i) for i in inters + heavy)
@@ -302,6 +310,7 @@ CASES = {
         latency=5.0,
         input_size=(1600, 1200),
         wait_results=False,
+        waves=50,
         env={"REMIXBOT_QUEUE_MAX": "2000"},
     ),
     "e-small": Case(

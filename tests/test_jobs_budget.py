@@ -129,3 +129,27 @@ async def test_the_memory_bound_stays_as_a_safety_net() -> None:
     gate.set()
     for job in jobs:
         assert await job.wait_done(WAIT)
+
+
+async def test_a_start_wakes_the_front_of_a_long_queue_not_all_of_it() -> None:
+    """Positions far back are told in tens (and ETAs when they move by a tenth), so a thousand
+    queued jobs are not all woken, and their messages all edited, by every start."""
+    clock = Clock()
+    scheduler = Scheduler(1, user_queue_cap=100, queue_max=1000, clock=clock)
+    gates = {n: asyncio.Event() for n in range(30)}
+    log: list[str] = []
+    jobs = [scheduler.submit(_job(f"j{n}", n, gates[n], log)) for n in range(30)]
+    await settle()
+    near, far = jobs[5], jobs[25]  # positions 5 and 25
+    near_version, far_version = near.progress().version, far.progress().version
+    clock.now += 15.0  # the first job takes as long as expected: the ETAs hold
+    gates[0].set()
+    assert await jobs[0].wait_done(WAIT)
+    await settle()
+    assert near.position == 4 and far.position == 24
+    assert near.progress().version > near_version  # told: "position 4"
+    assert far.progress().version == far_version  # 25 -> 24 is still "about 20 ahead"
+    for gate in gates.values():
+        gate.set()
+    for job in jobs:
+        assert await job.wait_done(WAIT)

@@ -250,7 +250,7 @@ class Admission:
             snap = self.progress()
         else:
             snap = Progress(self.job_id, self.state, *estimate, self.stage, self._version)
-        key = (snap.state, snap.position, snap.stage)
+        key = (snap.state, _coarse(snap.position), snap.stage)
         now = self._scheduler._now()
         if not force and self._published is not None:
             old_key, old_eta = self._published[:3], self._published[3]
@@ -258,7 +258,8 @@ class Admission:
                 if snap.eta_seconds is None or old_eta is None:
                     return
                 expected = old_eta - (now - self._published_at)
-                if abs(snap.eta_seconds - expected) < eta_step:
+                # Far-off estimates move a little all the time: tell only what a member notices.
+                if abs(snap.eta_seconds - expected) < max(eta_step, 0.1 * snap.eta_seconds):
                     return
         self._published = (*key, snap.eta_seconds)
         self._published_at = now
@@ -284,6 +285,15 @@ class Admission:
     def _wake(self) -> None:
         event, self._changed = self._changed, asyncio.Event()
         event.set()
+
+
+def _coarse(position: int | None) -> int | None:
+    """A queue position as a member notices it: exact near the front, in tens then hundreds
+    further back, so a thousand queued jobs are not all woken by every start."""
+    if position is None or position <= 10:
+        return position
+    step = 10 if position <= 100 else 100
+    return position // step * step
 
 
 def _same_phase(a: Progress, b: Progress) -> bool:
