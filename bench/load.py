@@ -202,6 +202,9 @@ async def run_bot_case(case: Case, data: Path) -> Report:
             **case.env,
         )
         bot = BotProcess(d, data, launcher=False, env=env)
+        if os.environ.get("GCPROBE_DIR"):  # a local experiment: log long garbage collections
+            bot.env["PYTHONPATH"] = os.environ["GCPROBE_DIR"] + ":" + bot.env["PYTHONPATH"]
+            bot.env["GCPROBE"] = "1"
         async with bot:
             await bot.start_and_wait_ready(within=60)
             await d.wait_until(lambda: d.commands, 30, "the command sync")
@@ -245,6 +248,8 @@ async def run_bot_case(case: Case, data: Path) -> Report:
             )
             await bot.stop(signal.SIGTERM, within=60)
         log = bot.output()
+        if os.environ.get("GCPROBE_DIR"):
+            print("\n".join(line for line in log.splitlines() if "GCPROBE" in line)[-2000:])
         stall = re.search(r"longest stall: (\d+) ms", log)
         acks = [a - i.created for i in inters if (a := callback_at(d, i))]
         results, light, delivered, ends = [], [], 0, []

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from collections.abc import Mapping, Sequence
@@ -84,6 +85,9 @@ async def serve(
             bot = RemixBot(
                 settings, services=services, extensions=extensions, **dict(bot_options or {})
             )
+            # Everything made so far lives as long as the process: keep it out of the garbage
+            # collector's full passes, which otherwise stall the loop for tens of ms each.
+            gc.freeze()
             async with bot:
                 await _serve_until_stopped(bot, token, stop, settings)
     finally:
