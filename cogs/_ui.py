@@ -69,6 +69,8 @@ def result_embed(outcome: Outcome, requester_id: int) -> discord.Embed:
         notes.append(f"{delivery.failed_downloads} image(s) could not be downloaded (not charged).")
     if notes:
         embed.add_field(name="Note", value=" ".join(notes)[:1024], inline=False)
+    if outcome.changes:  # what intake did to the member's image (converted, rotated, cropped…)
+        embed.add_field(name="Your image", value=", ".join(outcome.changes)[:1024], inline=False)
     footer = f"Job {job.id} · react {REROLL_EMOJI} or press Reroll"
     if outcome.quota_known:  # left out when the database could not say in time
         left = "unlimited" if outcome.quota_left is None else str(outcome.quota_left)
