@@ -50,7 +50,8 @@ def run_bot(
 ) -> int:
     """Run the bot until SIGINT/SIGTERM; returns 0 after a clean stop, raises RemixbotError else."""
     token = settings.require_discord_token()
-    settings.require_api_key()  # a bot that cannot remix should say so at start, not per member
+    if settings.needs_api_key:  # a bot that cannot remix should say so at start, not per member
+        settings.require_api_key()
     quiet_discord_logs(settings.log_level)
     return asyncio.run(serve(settings, token, extensions=extensions, bot_options=bot_options or {}))
 
