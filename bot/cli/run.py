@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from bot.cli._common import cli_settings
@@ -68,6 +68,7 @@ async def serve(
     # Imported here so that other `remixbot` commands start without discord.py and the services.
     from bot.client import RemixBot, apply_discord_endpoints
     from bot.services import open_services
+    from bot.web.runtime import Operations
 
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -78,20 +79,36 @@ async def serve(
             installed.append(sig)
     apply_discord_endpoints(settings)
     lag = LoopLag()
+    ops = Operations.from_settings(settings)  # /healthz, /metrics, /admin when the port is set
     try:
         # open_services closes in reverse: scheduler drained (queued jobs refunded), sessions,
         # image pool, then the store, after the gateway is closed by _serve_until_stopped.
-        async with measuring(lag), open_services(settings) as services:
-            bot = RemixBot(
-                settings, services=services, extensions=extensions, **dict(bot_options or {})
-            )
-            async with bot:
+        async with measuring(lag), open_services(settings, metrics=ops.metrics) as services:
+            options = {**ops.bot_options(), **dict(bot_options or {})}
+            bot = RemixBot(settings, services=services, extensions=extensions, **options)
+            for listener, event in ops.listeners():
+                bot.add_listener(listener, event)
+            async with bot, ops.serving(services, lag, gateway_probe(bot)):
                 await _serve_until_stopped(bot, token, stop, settings)
     finally:
         for sig in installed:
             loop.remove_signal_handler(sig)
     log.info("stopped cleanly (the event loop's longest stall: %.0f ms)", lag.longest * 1000)
     return 0
+
+
+def gateway_probe(bot: RemixBot) -> Callable[[], Awaitable[str | None]]:
+    """For /healthz: None while the gateway is connected and ready, else why not."""
+
+    async def probe() -> str | None:
+        if bot.is_closed():
+            return "the Discord client is closed"
+        ws = bot.ws
+        if not bot.is_ready() or ws is None or not ws.open:
+            return "the Discord gateway is not connected"
+        return None
+
+    return probe
 
 
 async def _serve_until_stopped(
