@@ -65,9 +65,7 @@ async def test_demo_refuses_a_mask_in_one_sentence(tmp_path: Path) -> None:
 
 
 async def test_demo_backend_through_discord_says_so_and_rerolls_differ(tmp_path: Path) -> None:
-    async with running_world(
-        tmp_path / "data", REMIXBOT_BACKEND="demo", REMIXBOT_API_KEY=""
-    ) as w:
+    async with running_world(tmp_path / "data", REMIXBOT_BACKEND="demo", REMIXBOT_API_KEY="") as w:
         inter = await w.slash_remix(png_bytes(320, 200), num_images=1)
         msg = await w.result_message(inter)
         embed = json.dumps(msg.embeds)
