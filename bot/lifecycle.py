@@ -27,6 +27,7 @@ import aiohttp
 
 from bot.errors import QuotaRefused, RemixbotError, RemixError, RemixRateLimited
 from bot.jobs import Progress
+from bot.log import job_context
 from bot.media import EncodedImage
 from bot.metrics import NULL_METRICS, Metrics
 from bot.remix.backends.base import Backend
@@ -343,6 +344,19 @@ class JobLifecycle:
         stage: Callable[[str], None] = _no_stage,
         slot: BackendSlot | None = None,
     ) -> Posted | None:
+        """`_run` with every log line about this job marked with its id and guild."""
+        with job_context(job.id, job.guild_id):
+            return await self._run(job, task, presenter, stage=stage, slot=slot)
+
+    async def _run(
+        self,
+        job: Job,
+        task: JobTask,
+        presenter: Presenter,
+        *,
+        stage: Callable[[str], None] = _no_stage,
+        slot: BackendSlot | None = None,
+    ) -> Posted | None:
         """Submit the job, collect its images, post them and settle; None if it did not post.
 
         `slot` is the job's place at the backend (the scheduler's admission): taken before each
@@ -410,6 +424,12 @@ class JobLifecycle:
         stage: Callable[[str], None] = _no_stage,
     ) -> Posted | None:
         """Finish a job a previous process left at the backend (its task id is saved)."""
+        with job_context(job.id, job.guild_id):
+            return await self._resume(job, task, presenter, stage)
+
+    async def _resume(
+        self, job: Job, task: JobTask, presenter: Presenter, stage: Callable[[str], None]
+    ) -> Posted | None:
         dest = self.work_dir / f"job-{job.id}"
         submission = _Submission(accepted=True)
         ref = job.backend_ref
@@ -441,9 +461,10 @@ class JobLifecycle:
         job = await self.store.find_job(job_id)
         if job is None or job.final:
             return
-        await self._close(job, Exit.NOT_STARTED, reason, 0)
-        if presenter is not None:
-            await tell(presenter, Ending(Exit.NOT_STARTED, job_id, error=error))
+        with job_context(job.id, job.guild_id):
+            await self._close(job, Exit.NOT_STARTED, reason, 0)
+            if presenter is not None:
+                await tell(presenter, Ending(Exit.NOT_STARTED, job_id, error=error))
 
     # --- the exits -------------------------------------------------------------------------
 
