@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
+import sys
 from pathlib import Path
 
 import aiohttp
@@ -129,6 +131,8 @@ async def test_healthz_and_metrics_follow_the_bot(tmp_path: Path) -> None:
                 "remixbot_images_withheld_total",
             ):
                 assert f"\n{name} " in text, name
+            # The container's HEALTHCHECK asks the same /healthz.
+            assert await _healthcheck(port) == 0
             # No member id, prompt or secret in any label or value.
             key = settings.api_key.get()  # type: ignore[union-attr]
             for secret in (d.alice["id"], "prompt", key, d.token, "a.png"):
@@ -180,3 +184,22 @@ async def test_healthz_is_503_with_a_reason_when_the_gateway_or_the_database_is_
             finally:
                 await endpoint.stop()
                 await bot.close()
+
+
+async def _healthcheck(port: int) -> int:
+    """`python -m bot.web.healthcheck` (the Dockerfile's HEALTHCHECK) with the endpoint's port."""
+    env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(Path(__file__).parents[1])}
+    env["REMIXBOT_HTTP_PORT"] = str(port)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot.web.healthcheck",
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    return await asyncio.wait_for(proc.wait(), 30)
+
+
+async def test_healthcheck_fails_when_nothing_answers() -> None:
+    assert await _healthcheck(free_port()) == 1
