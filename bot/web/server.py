@@ -70,17 +70,19 @@ def make_app(metrics: PrometheusMetrics, probes: list[Probe]) -> web.Application
 class Endpoint:
     """The running server: `start()` binds it, `stop()` closes it."""
 
-    def __init__(self, settings: Settings, app: web.Application) -> None:
+    def __init__(
+        self, settings: Settings, app: web.Application, *, port: int | None = None
+    ) -> None:
         self.settings = settings
         self.app = app
         self._runner: web.AppRunner | None = None
-        self.port = settings.http_port
+        self.port = settings.http_port if port is None else port  # 0: any free port
 
     async def start(self) -> None:
         """Bind host:port and serve; the actual port is in `self.port` (0 in tests picks one)."""
         self._runner = web.AppRunner(self.app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.settings.http_host, self.settings.http_port)
+        site = web.TCPSite(self._runner, self.settings.http_host, self.port)
         await site.start()
         server = site._server
         sockets = getattr(server, "sockets", None) or []
