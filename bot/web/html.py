@@ -60,7 +60,9 @@ def page(title: str, body: str, *, path: str = "", csrf: str | None = None) -> w
         "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; "
         "frame-ancestors 'none'"
     )
-    response.headers["Referrer-Policy"] = "no-referrer"
+    # same-origin, not no-referrer: with no-referrer browsers send "Origin: null" on our own
+    # forms, which the CSRF check (rightly) refuses.
+    response.headers["Referrer-Policy"] = "same-origin"
     return response
 
 
