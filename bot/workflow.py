@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 REPEAT_WINDOW = 10.0
 # How often the bot looks for jobs of processes that died (their reservations come back).
 ORPHAN_CHECK_SECONDS = 60.0
+# Uploads downloaded and prepared at once; the rest of a burst waits holding no image bytes.
+INTAKE_AT_ONCE = 4
 
 # Presenter for a job this process did not accept (picked up after a restart).
 PresenterFor = Callable[[Job], Presenter | None]
@@ -174,6 +176,7 @@ class RemixService:
             undelivered_dir=settings.data_dir / "undelivered",
         )
         self.repeats = RepeatGuard()
+        self._intake = asyncio.Semaphore(INTAKE_AT_ONCE)
         self._watchers: set[asyncio.Task[None]] = set()
         self._presenters: dict[int, Presenter] = {}
 
@@ -200,6 +203,10 @@ class RemixService:
         self.backend.check(request, request.style_ref_count)
 
     # --- accepting -----------------------------------------------------------------------
+
+    def intake_turn(self) -> asyncio.Semaphore:
+        """Hold it while downloading and preparing a member's upload (a few at a time)."""
+        return self._intake
 
     async def precheck(self, who: Requester, images: int) -> None:
         """The refusals known before any download (queue room, block, quota), so a member can
