@@ -34,26 +34,9 @@ class Metrics(Protocol):
         """An interaction was acknowledged `seconds` after it arrived."""
 
 
-class NullMetrics:
-    """Counts nothing: where no endpoint reads the numbers."""
-
-    def job_ended(self, exit: str) -> None:
-        """Nothing."""
-
-    def images(self, *, generated: int = 0, posted: int = 0, withheld: int = 0) -> None:
-        """Nothing."""
-
-    def quota_refused(self) -> None:
-        """Nothing."""
-
-    def backend_call(self, seconds: float, error: str | None = None) -> None:
-        """Nothing."""
-
-    def discord_429(self) -> None:
-        """Nothing."""
-
-    def acknowledged(self, seconds: float) -> None:
-        """Nothing."""
+class NullMetrics(Metrics):
+    """Counts nothing: where no endpoint reads the numbers (each method is the protocol's own
+    empty body)."""
 
 
 NULL_METRICS: Metrics = NullMetrics()
