@@ -214,8 +214,10 @@ class RemixService:
         self.scheduler.refuse_if_full(who.user_id)
         status = await self.store.quota_status(who.user_id, who.guild_id, who.role_ids)
         if status.blocked_reason is not None:
+            self.lifecycle.metrics.quota_refused()
             raise UserBlocked(status.blocked_reason)
         if status.remaining is not None and images > status.remaining:
+            self.lifecycle.metrics.quota_refused()
             raise QuotaExceeded.from_status(status, images)
 
     async def remix(
@@ -421,9 +423,11 @@ class RemixService:
 
     async def reconcile(self) -> ReconcileReport:
         """Claim the jobs of processes that are gone (and close what cannot go on)."""
-        return await self.store.reconcile(
+        report = await self.store.reconcile(
             resumable=self.resumable_backends(), claim_discord_jobs=True
         )
+        self.lifecycle.reconciled(report)
+        return report
 
     async def recover(
         self,
