@@ -9,7 +9,7 @@ in-flight limit of C images with Ideogram's 429. Cases (issue "At the backend's 
   c  one member at their cap beside 50 members with one job each (and the same without them)
   d  1,000 jobs queued with L=5 s: peak RSS and the loop's longest stall
   e  one job at a time, a 12 MP camera JPEG in, four 1152x864 PNGs out, L=1 s: the bot's own
-     time per job (time to result minus L), median of 10
+     time per job (time to result minus L), median of 10 (e-small: the same with a small input)
 
 Acknowledgement figures are printed beside those of a discord.py bot that only defers (the
 floor), run the same way on the same fake. Figures are from one run; record them with the
@@ -62,6 +62,7 @@ class Case:
     heavy_images: int = 4
     input_size: tuple[int, int] = (64, 48)
     sequential: bool = False  # one job at a time (case e)
+    waves: int = 0  # send in waves of this many every 0.5 s (case d), not all at once
     result_size: tuple[int, int] | None = None
     wait_results: bool = True
     env: dict[str, str] = field(default_factory=dict)
@@ -75,6 +76,7 @@ class Report:
     results: list[float]
     light_results: list[float]
     refusals: int
+    refusal_texts: list[str]
     delivered_images: int
     rss_mb: float
     stall_ms: float | None
@@ -151,6 +153,10 @@ async def fakes(case: Case) -> AsyncIterator[tuple[FakeDiscord, FakeRemix]]:
         if case.result_size:
             r.result_size = list(case.result_size)
             r.result_format = "PNG"
+            from tests.fakeremix.images import photo_like
+
+            for variant in range(8):  # made once, before the clock runs
+                photo_like("PNG", case.result_size, variant)
         yield d, r
 
 
@@ -192,9 +198,13 @@ async def run_bot_case(case: Case, data: Path) -> Report:
             REMIXBOT_INFLIGHT_IMAGES=str(case.configured),
             REMIXBOT_BACKEND_TIMEOUT="60",
             REMIXBOT_LOG_LEVEL="INFO",
+            REMIXBOT_DEFAULT_LIMIT="1000000",  # the quota is not what is measured
             **case.env,
         )
         bot = BotProcess(d, data, launcher=False, env=env)
+        if os.environ.get("GCPROBE_DIR"):  # a local experiment: log long garbage collections
+            bot.env["PYTHONPATH"] = os.environ["GCPROBE_DIR"] + ":" + bot.env["PYTHONPATH"]
+            bot.env["GCPROBE"] = "1"
         async with bot:
             await bot.start_and_wait_ready(within=60)
             await d.wait_until(lambda: d.commands, 30, "the command sync")
@@ -209,19 +219,37 @@ async def run_bot_case(case: Case, data: Path) -> Report:
                 for _ in range(case.jobs):
                     inters += await fire(d, users, 1, image, case.images)
                     await wait_all(d, inters[-1:], 60)
+            elif case.waves:
+                for start in range(0, case.jobs, case.waves):
+                    wave = users[start : start + case.waves]
+                    inters += await fire(d, wave, len(wave), image, case.images)
+                    await asyncio.sleep(0.5)
             else:
                 inters = await fire(d, users, case.jobs, image, case.images)
             if case.wait_results:
                 per_batch = case.latency * max(case.images, 1) / max(case.allowed, 1)
                 await wait_all(d, inters + heavy, 120 + case.jobs * per_batch * 2)
-            else:
+            else:  # every job accepted (its response shows the queue) before measuring
                 await d.wait_until(
-                    lambda: all(callback_at(d, i) for i in inters), 120, "every acknowledgement"
+                    lambda: all((m := d.original(i)) is not None and not m.loading for i in inters),
+                    180,
+                    "every job in the queue",
                 )
-                await asyncio.sleep(2)
+                await asyncio.sleep(5)
             rss = peak_rss_mb(bot.proc.pid)  # type: ignore[union-attr]
+            # Refusals while serving (a stop's "restarting" replies are not refusals).
+            refusals = sum(refused(d, i) for i in inters + heavy)
+            texts = sorted(
+                {
+                    (d.original(i).content if d.original(i) else "(private answer)")
+                    for i in inters + heavy
+                    if refused(d, i)
+                }
+            )
             await bot.stop(signal.SIGTERM, within=60)
         log = bot.output()
+        if os.environ.get("GCPROBE_DIR"):
+            print("\n".join(line for line in log.splitlines() if "GCPROBE" in line)[-2000:])
         stall = re.search(r"longest stall: (\d+) ms", log)
         acks = [a - i.created for i in inters if (a := callback_at(d, i))]
         results, light, delivered, ends = [], [], 0, []
@@ -252,7 +280,8 @@ async def run_bot_case(case: Case, data: Path) -> Report:
             acks=acks,
             results=results,
             light_results=light,
-            refusals=sum(refused(d, i) for i in inters + heavy),
+            refusals=refusals,
+            refusal_texts=texts,
             delivered_images=delivered,
             rss_mb=rss,
             stall_ms=float(stall.group(1)) if stall else None,
@@ -286,7 +315,17 @@ CASES = {
         latency=5.0,
         input_size=(1600, 1200),
         wait_results=False,
+        waves=50,
         env={"REMIXBOT_QUEUE_MAX": "2000"},
+    ),
+    "e-small": Case(
+        "e-small",
+        jobs=10,
+        members=1,
+        latency=1.0,
+        images=4,
+        sequential=True,
+        result_size=(1152, 864),
     ),
     "e": Case(
         "e",
@@ -342,6 +381,8 @@ async def main(names: list[str]) -> None:
                 f"peak RSS {report.rss_mb:.0f} MB; longest loop stall "
                 f"{report.stall_ms if report.stall_ms is not None else '?'} ms"
             )
+            for text in report.refusal_texts[:3]:
+                print(f"  refused: {text[:160]}")
             if name == "c":
                 alone = await run_bot_case(
                     Case("c0", jobs=50, members=50, latency=2.0), Path(tmp) / "case-c0"
@@ -352,7 +393,7 @@ async def main(names: list[str]) -> None:
                     f"  light members' median wait {with_heavy:.1f} s beside the heavy member, "
                     f"{without:.1f} s without: {with_heavy / without:.2f}x"
                 )
-            if name == "e":
+            if name.startswith("e"):
                 own = [t - case.latency for t in report.results]
                 print(
                     f"  the bot's own time per job (median of {len(own)}): {ms(statistics.median(own))}"

@@ -44,6 +44,8 @@ REPEAT_WINDOW = 10.0
 ORPHAN_CHECK_SECONDS = 60.0
 # Vary's two strengths: the image weight of the new job (high follows the chosen image closely).
 VARY_WEIGHTS = {"subtle": 85, "strong": 35}
+# Uploads downloaded and prepared at once; the rest of a burst waits holding no image bytes.
+INTAKE_AT_ONCE = 4
 
 # Presenter for a job this process did not accept (picked up after a restart).
 PresenterFor = Callable[[Job], Presenter | None]
@@ -193,6 +195,7 @@ class RemixService:
         )
         self.repeats = RepeatGuard()
         self.moderation = Moderation(store)
+        self._intake = asyncio.Semaphore(INTAKE_AT_ONCE)
         self._watchers: set[asyncio.Task[None]] = set()
         self._presenters: dict[int, Presenter] = {}
 
@@ -220,6 +223,10 @@ class RemixService:
 
     # --- accepting -----------------------------------------------------------------------
 
+    def intake_turn(self) -> asyncio.Semaphore:
+        """Hold it while downloading and preparing a member's upload (a few at a time)."""
+        return self._intake
+
     async def precheck(self, who: Requester, images: int, prompt: str | None = None) -> None:
         """The refusals known before any download (the server's channel list, pause and prompt
         block list, queue room, block, quota), so a member can be answered at once and
@@ -228,8 +235,10 @@ class RemixService:
         self.scheduler.refuse_if_full(who.user_id)
         status = await self.store.quota_status(who.user_id, who.guild_id, who.role_ids)
         if status.blocked_reason is not None:
+            self.lifecycle.metrics.quota_refused()
             raise UserBlocked(status.blocked_reason)
         if status.remaining is not None and images > status.remaining:
+            self.lifecycle.metrics.quota_refused()
             raise QuotaExceeded.from_status(status, images)
 
     async def remix(
@@ -525,9 +534,11 @@ class RemixService:
 
     async def reconcile(self) -> ReconcileReport:
         """Claim the jobs of processes that are gone (and close what cannot go on)."""
-        return await self.store.reconcile(
+        report = await self.store.reconcile(
             resumable=self.resumable_backends(), claim_discord_jobs=True
         )
+        self.lifecycle.reconciled(report)
+        return report
 
     async def recover(
         self,

@@ -295,7 +295,7 @@ class Admin(commands.GroupCog, group_name="remixadmin"):
             f" (+{usage.unknown_bills} job(s) with an unknown bill)" if usage.unknown_bills else ""
         )
         text = (
-            f"Since <t:{start}:f> ({usage.period} period): **{usage.images}** images charged "
+            f"Since <t:{start}:f> ({usage.period} period): **{usage.images}** images delivered "
             f"to members.\nThe backend billed {usage.billed} images{unknown}.\nTop members:\n{top}"
         )
         await self._say(interaction, text)

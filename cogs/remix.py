@@ -285,11 +285,14 @@ class Remix(commands.Cog):
             return
         presenter = await self._thinking(interaction)
         try:
-            data = await _read(image, "image")
-            refs = [await _read(style_reference, "style reference")] if style_reference else []
-            mask_data = await _read(mask, "mask") if mask else None
-            who = interaction_requester(interaction, presenter.original_id)
-            await svc.remix(who, request, data, refs, presenter, mask_data)
+            # A few uploads at a time: a burst of members waits here holding nothing, not
+            # megabytes each (the "thinking…" is already shown).
+            async with svc.intake_turn():
+                data = await _read(image, "image")
+                refs = [await _read(style_reference, "style reference")] if style_reference else []
+                mask_data = await _read(mask, "mask") if mask else None
+                who = interaction_requester(interaction, presenter.original_id)
+                await svc.remix(who, request, data, refs, presenter, mask_data)
         except Exception as exc:
             await refuse_after_defer(presenter, exc, "/remix")
 

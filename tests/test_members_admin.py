@@ -35,7 +35,7 @@ async def test_only_server_managers_see_and_use_it(tmp_path: Path) -> None:
         answer = await _admin(w, "usage", user=w.discord.bob)
         assert answer == "You don't have permission to use this command here."
         await w.discord.give_role(w.discord.bob, "Admins", permissions=MANAGE_GUILD)
-        assert "images charged" in await _admin(w, "usage", user=w.discord.bob)
+        assert "images delivered" in await _admin(w, "usage", user=w.discord.bob)
         assert all(m.ephemeral for m in w.discord.messages.values() if m.interaction_id)
 
 
@@ -150,7 +150,7 @@ async def test_channels_queue_cancel_usage_and_the_block_list(tmp_path: Path) ->
             w.services.scheduler._resume()
 
             usage = await _admin(w, "usage")
-            assert "**1** images charged" in usage and f"1. <@{d.alice['id']}>: 1" in usage
+            assert "**1** images delivered" in usage and f"1. <@{d.alice['id']}>: 1" in usage
 
             answer = await _admin(w, "moderation block", {"kind": "word", "text": "Gore"})
             assert "Blocked words: `gore`" in answer

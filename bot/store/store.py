@@ -7,7 +7,7 @@ import contextlib
 import functools
 import logging
 from collections.abc import Callable, Collection, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, NamedTuple, TypeVar
@@ -36,7 +36,7 @@ from bot.store.policies import PolicyStore
 from bot.store.quota_rules import QuotaRules
 from bot.store.reconcile import Reconciler
 from bot.store.results import Results
-from bot.store.usage import GuildUsage, Usage
+from bot.store.usage import GuildUsage, UsageRow, guild_usage, usage_rows
 from bot.store.writer import Writer
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,6 @@ class _Parts(NamedTuple):
     owner: OwnerLock | None
     guilds: GuildStore
     results: Results
-    usage: Usage
 
     @classmethod
     def connect(
@@ -95,7 +94,6 @@ class _Parts(NamedTuple):
             owner=owner,
             guilds=GuildStore(db),
             results=Results(db),
-            usage=Usage(db, policies),
         )
 
     def close(self) -> None:
@@ -365,6 +363,10 @@ class Store:
         """Newest jobs first, optionally filtered by user, state and guild."""
         return await self._run(self._parts.jobs.list_jobs, user_id, state, limit, guild_id)
 
+    async def usage(self, guild_id: int | None = None, since: date | None = None) -> list[UsageRow]:
+        """Images and the backend's bill by day, guild and member (bot/store/usage.py)."""
+        return await self._run(usage_rows, self._parts.db.conn, guild_id, since)
+
     async def backend_cost(self, job_id: int) -> tuple[str, int | None] | None:
         """('billed', n) or ('unknown', None) once the job is final; None while open."""
         return await self._run(self._parts.jobs.backend_cost, job_id)
@@ -473,9 +475,11 @@ class Store:
         found = [await self.results.get(k) for k in await self.result_keys(job_id)]
         return [data for data in found if data is not None]
 
-    async def guild_usage(self, guild_id: int | None, now: datetime | None = None) -> GuildUsage:
+    async def guild_usage(self, guild_id: int, now: datetime | None = None) -> GuildUsage:
         """A server's images this period, its top members and the backend's bill."""
-        return await self._run(self._parts.usage.guild_usage, guild_id, now)
+        return await self._run(
+            guild_usage, self._parts.db.conn, self._parts.policies, guild_id, now
+        )
 
     # --- restart, retention, privacy, checks -------------------------------------------------
 
