@@ -27,7 +27,7 @@ JOB = r"(?P<job>[0-9]{1,18})"
 
 
 class ControlHandler(Protocol):
-    """What the controls call; the Remix cog implements it."""
+    """What the result controls call; the Results cog (cogs/results.py) implements it."""
 
     async def again_from_button(
         self, interaction: discord.Interaction, job_id: int, *, retry: bool
@@ -51,6 +51,10 @@ class ControlHandler(Protocol):
     async def cancel_from_button(self, interaction: discord.Interaction, job_id: int) -> None:
         """Cancel a queued job."""
 
+
+class PickHandler(Protocol):
+    """What the context menu's image select calls; the Remix cog implements it."""
+
     async def open_remix_modal(
         self, interaction: discord.Interaction, message_id: int, index: int
     ) -> None:
@@ -58,9 +62,16 @@ class ControlHandler(Protocol):
 
 
 def _handler(interaction: discord.Interaction) -> ControlHandler:
-    """The handler of the bot that received the interaction (set when the Remix cog loads)."""
-    handler = getattr(interaction.client, "remix_cog", None)
-    assert handler is not None, "the Remix cog is not loaded"
+    """The Results cog of the bot that received the interaction."""
+    handler = interaction.client.get_cog("Results")  # type: ignore[attr-defined]
+    assert handler is not None, "cogs.results is not loaded"
+    return handler  # type: ignore[no-any-return]
+
+
+def _picker(interaction: discord.Interaction) -> PickHandler:
+    """The Remix cog of the bot that received the interaction."""
+    handler = interaction.client.get_cog("Remix")  # type: ignore[attr-defined]
+    assert handler is not None, "cogs.remix is not loaded"
     return handler  # type: ignore[no-any-return]
 
 
@@ -229,7 +240,7 @@ class PickSelect(
         if not values or not values[0].isdigit():
             await interaction.response.defer()
             return
-        await _handler(interaction).open_remix_modal(interaction, self.message_id, int(values[0]))
+        await _picker(interaction).open_remix_modal(interaction, self.message_id, int(values[0]))
 
 
 DYNAMIC_ITEMS = (

@@ -7,8 +7,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import discord
+from discord import app_commands
 
 from bot.errors import RemixbotError
 from bot.store import Job, Store
@@ -20,6 +22,12 @@ log = logging.getLogger(__name__)
 
 # The most the pre-defer checks may take of the 3 s Discord gives the first response.
 PRECHECK_SECONDS = 1.0
+
+
+def member_or_dm(command: Any) -> Any:
+    """Usable in servers and in a DM with the bot (an app installed to servers)."""
+    command = app_commands.allowed_installs(guilds=True, users=False)(command)
+    return app_commands.allowed_contexts(guilds=True, dms=True, private_channels=False)(command)
 
 
 def roles_of(user: discord.abc.User | discord.Member | None) -> tuple[int, ...]:

@@ -244,6 +244,17 @@ class InteractionPresenter(Poster):
         await self._channel().say(message, view, warn=warn)
 
 
+async def thinking(
+    interaction: discord.Interaction, pool: ImagePool, controls: Controls
+) -> InteractionPresenter:
+    """The public "thinking…" and its presenter (for a control too: thinking=True makes a new
+    message, where a plain component defer would edit the result itself)."""
+    await interaction.response.defer(thinking=True)
+    presenter = InteractionPresenter(interaction, pool, controls)
+    await presenter.remember_original()
+    return presenter
+
+
 class ChannelPresenter(Poster):
     """Progress and results as channel messages with the bot token, replying to a message."""
 

@@ -137,7 +137,7 @@ async def test_the_server_s_command_permissions_close_the_controls_too(
                 ],
             )
             w.services.remix.repeats._seen.clear()
-            w.bot.remix_cog.access._guilds.clear()  # the minute's cache, passed
+            w.bot.get_cog("Results").access._guilds.clear()  # the minute's cache, passed
             owner = await d.click(msg.id, f"remix:reroll:{job.id}", user=d.owner)
             await w.result_message(owner)
 
