@@ -31,9 +31,9 @@ from bot.remix.enums import (
 from bot.remix.request import MAX_PROMPT_CHARS
 from bot.store import Job
 from bot.store.periods import PERIOD_WORDS
-from bot.workflow import RemixService
+from cogs._base import ServicesCog
 from cogs._context import MessageImage, RememberedImages, images_of
-from cogs._controls import CONTROLS, REMIX_MODAL, modal_fields, pick_view, prompt_modal
+from cogs._controls import REMIX_MODAL, modal_fields, pick_view, prompt_modal
 from cogs._gates import (
     interaction_requester,
     member_or_dm,
@@ -43,7 +43,7 @@ from cogs._gates import (
     roles_of,
     too_big,
 )
-from cogs._publish import ChannelPresenter, InteractionPresenter, thinking
+from cogs._publish import ChannelPresenter
 from cogs._render import error_sentence
 
 if TYPE_CHECKING:
@@ -67,13 +67,11 @@ ASPECT_CHOICES = [Choice(name="Match my image", value=AUTO)] + [
 ]
 
 
-class Remix(commands.Cog):
+class Remix(ServicesCog):
     """Remix images: /remix, the "Remix this image" context menu, /quota; and recovery."""
 
     def __init__(self, bot: RemixBot, services: Services | None) -> None:
-        self.bot = bot
-        self._services = services
-        self.controls = CONTROLS
+        super().__init__(bot, services)
         self.images = RememberedImages()
         self._background: list[asyncio.Task[None]] = []
         self.menu = member_or_dm(
@@ -129,21 +127,6 @@ class Remix(commands.Cog):
             self.controls,
             status_id=adopt,
         )
-
-    @property
-    def services(self) -> Services:
-        """The bot's services (absent only in `remixbot sync`, which never runs commands)."""
-        if self._services is None:
-            raise RuntimeError("the Remix cog was loaded without services")
-        return self._services
-
-    @property
-    def remix_service(self) -> RemixService:
-        """The job service."""
-        return self.services.remix
-
-    async def _thinking(self, interaction: discord.Interaction) -> InteractionPresenter:
-        return await thinking(interaction, self.services.pool, self.controls)
 
     # --- /remix --------------------------------------------------------------------------
 

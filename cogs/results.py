@@ -27,11 +27,12 @@ from bot.lifecycle import Presenter
 from bot.moderation import ChannelClosed
 from bot.remix.request import RemixRequest
 from bot.store import Job
-from bot.workflow import NotYourJob, RemixService, Requester
+from bot.workflow import NotYourJob, Requester
 from cogs._access import NOT_ALLOWED, CommandAccess
 from cogs._actions import delete_result, dm_refused, send_by_dm, show_job
 from cogs._audit import AuditPoster
-from cogs._controls import CONTROLS, DYNAMIC_ITEMS, EDIT_MODAL, modal_fields, prompt_modal
+from cogs._base import ServicesCog
+from cogs._controls import DYNAMIC_ITEMS, EDIT_MODAL, modal_fields, prompt_modal
 from cogs._gates import (
     can_manage_messages,
     interaction_requester,
@@ -43,7 +44,7 @@ from cogs._gates import (
     refused_early,
     roles_of,
 )
-from cogs._publish import ChannelPresenter, InteractionPresenter, thinking
+from cogs._publish import ChannelPresenter
 from cogs._render import GENERIC_FAILURE, error_sentence, public_sentence
 from cogs._ui import DELETE_EMOJI, DM_EMOJI, REROLL_EMOJI, jobs_lines
 
@@ -64,30 +65,13 @@ NOT_HERE_TO_CANCEL = "Only the member who asked for this remix, or a server admi
 NOT_YOURS_TO_SHOW = "You can show only your own remixes; /jobs lists them."
 
 
-class Results(commands.Cog):
+class Results(ServicesCog):
     """The controls under results and progress messages, the reactions, /jobs and /show."""
 
     def __init__(self, bot: RemixBot, services: Services | None) -> None:
-        self.bot = bot
-        self._services = services
-        self.controls = CONTROLS
+        super().__init__(bot, services)
         self.access = CommandAccess(bot)
         self._refusals: dict[int, float] = {}
-
-    @property
-    def services(self) -> Services:
-        """The bot's services (absent only in `remixbot sync`, which never runs commands)."""
-        if self._services is None:
-            raise RuntimeError("the Results cog was loaded without services")
-        return self._services
-
-    @property
-    def remix_service(self) -> RemixService:
-        """The job service."""
-        return self.services.remix
-
-    async def _thinking(self, interaction: discord.Interaction) -> InteractionPresenter:
-        return await thinking(interaction, self.services.pool, self.controls)
 
     async def _refused_by_command_permissions(self, interaction: discord.Interaction) -> bool:
         """A control starting a job where the member may not use /remix: refused privately."""

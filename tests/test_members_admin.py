@@ -71,6 +71,7 @@ async def test_quota_commands_use_the_same_books_as_the_cli(tmp_path: Path) -> N
         assert policies.guilds == {guild: 10} and policies.roles == {(guild, role): 20}
         inter = await w.slash_remix(png_bytes(), user=bob)
         await w.result_message(inter)
+        await w.jobs_final(1)  # charged once the books close, just after the post
         answer = await _admin(w, "quota reset", {"member": bob})
         assert "(0 used" in answer
 
