@@ -9,7 +9,7 @@ import os
 import socket
 import uuid
 import weakref
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -386,8 +386,12 @@ async def download_all(
     policy: DownloadPolicy,
     *,
     stem: str = "result",
+    then: Callable[[DownloadedImage], Awaitable[DownloadedImage | DownloadError]] | None = None,
 ) -> list[DownloadedImage | DownloadError | None]:
-    """Fetch every deliverable image at once; per image: saved, DownloadError, or None (withheld)."""
+    """Fetch every deliverable image at once; per image: saved, DownloadError, or None (withheld).
+
+    `then` runs on each saved image as soon as it is saved (a check while the others download).
+    """
     if session not in _guarded_sessions:
         raise TypeError("download_all needs a session made by make_download_session().")
     await asyncio.to_thread(dest_dir.mkdir, parents=True, exist_ok=True)
@@ -396,7 +400,7 @@ async def download_all(
         if not image.deliverable:
             return None
         try:
-            return await download_one(session, image, i, dest_dir, policy, stem)
+            saved = await download_one(session, image, i, dest_dir, policy, stem)
         except DownloadError as exc:
             log.warning("result image %d not delivered: %s", i + 1, exc)
             return exc
@@ -405,5 +409,6 @@ async def download_all(
             return DownloadError(
                 f"A result image could not be fetched ({type(exc).__name__}); it was not posted."
             )
+        return saved if then is None else await then(saved)
 
     return list(await asyncio.gather(*(one(i, im) for i, im in enumerate(images))))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -108,9 +107,14 @@ async def collect(
     With `verify`, each saved image is also decoded; a damaged one counts as not downloaded
     (not posted, not charged) and its file is listed in `Delivery.damaged` for the caller to keep.
     """
-    outcomes = await download_all(session, result.images, dest_dir, policy, stem=stem)
-    if verify is not None:
-        outcomes = list(await asyncio.gather(*(_verified(o, verify) for o in outcomes)))
+
+    async def checked(saved: DownloadedImage) -> DownloadedImage | DownloadError:
+        assert verify is not None
+        return await _verified(saved, verify)  # type: ignore[return-value]
+
+    outcomes = await download_all(
+        session, result.images, dest_dir, policy, stem=stem, then=checked if verify else None
+    )
     delivered: list[DeliveredImage] = []
     errors: list[str] = []
     damaged: list[Path] = []
