@@ -6,6 +6,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+# One test per database for the tests that ask for `database` (tests/databases.py).
+from tests.databases import database, postgres, postgres_server  # noqa: F401
 from tests.fakeremix import FakeRemix, running_fake
 
 

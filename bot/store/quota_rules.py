@@ -225,7 +225,7 @@ class QuotaRules:
             role_sql = (
                 "(SELECT max(limit_images) FROM policy_roles"
                 f" WHERE guild_id = ? AND role_id IN ({marks})),"
-                " (SELECT 1 FROM policy_exempt_roles"
+                " EXISTS (SELECT 1 FROM policy_exempt_roles"
                 f" WHERE guild_id = ? AND role_id IN ({marks}))"
             )
         row = self.db.conn.execute(
