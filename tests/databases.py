@@ -2,7 +2,7 @@
 
 `database` (a fixture, one test per database) gives a test fresh, empty books: a SQLite file in
 its tmp_path, or a schema of its own on the PostgreSQL server. The server is the one
-`scripts/test-postgres run` started (REMIXBOT_TEST_POSTGRES, as the README's test command and CI
+`scripts/test-postgres run` started (TEST_POSTGRES_URL, as the README's test command and CI
 do); without that variable this session starts one itself through the same script. A server that
 cannot start fails the tests: PostgreSQL is never skipped, so a failure there is never hidden.
 """
@@ -27,7 +27,7 @@ import pytest
 from bot.store.pg import pg_sql
 
 ROOT = Path(__file__).resolve().parents[1]
-SERVER_ENV = "REMIXBOT_TEST_POSTGRES"
+SERVER_ENV = "TEST_POSTGRES_URL"
 SCRIPT = ROOT / "scripts" / "test-postgres"
 DATABASES = ("sqlite", "postgresql")
 
