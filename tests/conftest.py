@@ -9,6 +9,7 @@ import pytest
 # One test per database for the tests that ask for `database` (tests/databases.py).
 from tests.databases import database, postgres, postgres_server  # noqa: F401
 from tests.fakeremix import FakeRemix, running_fake
+from tests.remixworld import on_each_database  # noqa: F401
 
 
 @pytest.fixture

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from bot.client import RemixBot, apply_discord_endpoints, reset_discord_endpoints
 from bot.services import Services, open_services
 from bot.settings import Settings, load_settings
@@ -79,9 +81,26 @@ class World:
         return await self.services.store.check_books()
 
 
+# Settings every world of the running test gets: the books under test (`on_each_database`).
+WORLD_ENV: dict[str, str] = {}
+
+
+@pytest.fixture
+def on_each_database(database: Path | str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Worlds of the test keep their books in `database` (SQLite, then PostgreSQL): a module
+    runs every test on both with `pytestmark = pytest.mark.usefixtures("on_each_database")`."""
+    if isinstance(database, str):
+        monkeypatch.setitem(WORLD_ENV, "REMIXBOT_DATABASE_URL", database)
+
+
 def world_settings(discord: FakeDiscord, remix: FakeRemix, data_dir: Path, **env: str) -> Settings:
     """Settings for the bot pointed at both fakes."""
-    values = {**fake_env(remix), **discord.env(), "REMIXBOT_DATA_DIR": str(data_dir)}
+    values = {
+        **fake_env(remix),
+        **discord.env(),
+        "REMIXBOT_DATA_DIR": str(data_dir),
+        **WORLD_ENV,
+    }
     values.update(env)
     return load_settings(values, dotenv=None)
 

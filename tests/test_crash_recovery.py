@@ -1,6 +1,8 @@
 """Defect 9: SIGKILL the bot during a burst and start it again on the same data directory. Jobs
 that never reached the backend run after the restart and post; a job lost at a synchronous
-backend is refunded and its member told in their own message, with a Retry button for them."""
+backend is refunded and its member told in their own message, with a Retry button for them.
+On both databases: with PostgreSQL the killed process's jobs are taken over once its lease runs
+out (REMIXBOT_LEASE_SECONDS, short here)."""
 
 from __future__ import annotations
 
@@ -15,10 +17,17 @@ from tests.fakeremix import running_fake
 from tests.fakeremix.helpers import fake_env
 
 
-async def test_a_crash_during_a_burst_loses_no_member(tmp_path: Path) -> None:
+async def test_a_crash_during_a_burst_loses_no_member(database: Path | str, tmp_path: Path) -> None:
     data = tmp_path / "data"
+    books = {} if isinstance(database, Path) else {"REMIXBOT_DATABASE_URL": database}
     async with FakeDiscord() as d, running_fake() as r:
-        env = fake_env(r, REMIXBOT_INFLIGHT_IMAGES="1", REMIXBOT_BACKEND_TIMEOUT="60")
+        env = fake_env(
+            r,
+            REMIXBOT_INFLIGHT_IMAGES="1",
+            REMIXBOT_BACKEND_TIMEOUT="60",
+            REMIXBOT_LEASE_SECONDS="3",
+            **books,
+        )
         r.api_delay = 30.0  # the first job sits at the backend when the crash comes
         users = [d.alice, d.bob, d.alice]
         first = BotProcess(d, data, launcher=False, env=env)

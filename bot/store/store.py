@@ -557,6 +557,26 @@ class Store:
         """The job's reserved, charged and refunded sums."""
         return await self._run(lambda p: p.upkeep.ledger_balance(job_id))
 
+    # --- the backend's in-flight budget, shared by the processes on one key (PostgreSQL) ------
+
+    def _leases(self, parts: _Parts) -> Leases:
+        if parts.leases is None:
+            raise RuntimeError("a shared in-flight budget needs the books in PostgreSQL")
+        return parts.leases
+
+    async def take_backend_slot(self, key: str, slot: str, images: int, budget: int) -> bool:
+        """Hold `images` of backend `key`'s budget for `slot` if every live process's slots
+        leave room within `budget`; True if held (see bot/store/leases.py)."""
+        return await self._run(lambda p: self._leases(p).take_slot(key, slot, images, budget))
+
+    async def give_backend_slot(self, key: str, slot: str) -> None:
+        """Give a slot of backend `key` back."""
+        await self._run(lambda p: self._leases(p).give_slot(key, slot))
+
+    async def backend_slots_in_use(self, key: str) -> int:
+        """Images of backend `key` at the backend now, over every live process."""
+        return await self._run(lambda p: self._leases(p).slots_in_use(key))
+
     async def check_books(self) -> list[str]:
         """Every inconsistency between jobs and ledger (empty = the books balance)."""
         return await self._run(lambda p: p.upkeep.check_books())

@@ -60,7 +60,7 @@ class Messages:
             embeds=msg.embeds,
             message_type=msg.type,
             flags=msg.flags,
-            guild_id=self.world.guild_id,
+            guild_id=self.world.guild_of(msg.channel_id),
             webhook_id=msg.webhook_id,
         )
         data["reactions"] = [
@@ -82,7 +82,7 @@ class Messages:
                 "type": 0,
                 "message_id": msg.reference,
                 "channel_id": msg.channel_id,
-                "guild_id": self.world.guild_id,
+                "guild_id": self.world.guild_of(msg.channel_id),
             }
         return data
 
