@@ -163,9 +163,20 @@ async def _posted(db: Path | str, data_dir: Path) -> None:
         await asyncio.sleep(60)
 
 
+async def _slot(db: Path | str, data_dir: Path, key: str, images: int) -> None:
+    """PostgreSQL: hold `images` of backend `key`'s shared budget and a running task-proxy job,
+    report, then wait to be killed (bounded)."""
+    async with await _open(db, data_dir, defaults=QuotaDefaults(limit=100)) as store:
+        assert await store.take_backend_slot(key, "job-1", images, images)
+        job = await store.submit_job(new_job(user_id=9, images=1, backend="task-proxy"))
+        await store.mark_running(job.id, "task-9")
+        print(json.dumps({"running": job.id}), flush=True)
+        await asyncio.sleep(60)
+
+
 def main(argv: list[str]) -> None:
     """`MODE DB DATA_DIR ARGS…`: `reserve … USER TASKS LIMIT START_AT`, `hold … BACKEND REF|-
-    IMAGES`, `terminal … SEED` or `posted …` (DB: a SQLite file or a PostgreSQL URL)."""
+    IMAGES`, `terminal … SEED`, `posted …` or `slot … KEY IMAGES` (DB: a SQLite file or a PostgreSQL URL)."""
     mode, db, data_dir, args = argv[0], books(argv[1]), Path(argv[2]), argv[3:]
     if mode == "reserve":
         asyncio.run(
@@ -178,6 +189,8 @@ def main(argv: list[str]) -> None:
         asyncio.run(_terminal(db, data_dir, int(args[0])))
     elif mode == "posted":
         asyncio.run(_posted(db, data_dir))
+    elif mode == "slot":
+        asyncio.run(_slot(db, data_dir, args[0], int(args[1])))
     else:
         raise SystemExit(f"unknown mode {mode!r}")
 
