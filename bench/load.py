@@ -10,6 +10,9 @@ in-flight limit of C images with Ideogram's 429. Cases (issue "At the backend's 
   d  1,000 jobs queued with L=5 s: peak RSS and the loop's longest stall
   e  one job at a time, a 12 MP camera JPEG in, four 1152x864 PNGs out, L=1 s: the bot's own
      time per job (time to result minus L), median of 10
+  a-pg  case a, one process, the books in PostgreSQL (a throwaway server, durable defaults)
+  a2    case a served by two processes (shards 0 and 1 of 2) on that PostgreSQL, the members
+        in two guilds, one on each shard; C=10 over both (the in-flight budget is shared)
 
 Acknowledgement figures are printed beside those of a discord.py bot that only defers (the
 floor), run the same way on the same fake. Figures are from one run; record them with the
@@ -40,6 +43,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from tests.databases import throwaway_postgres  # noqa: E402
 from tests.fakediscord import FakeDiscord  # noqa: E402
 from tests.fakediscord import payloads as p  # noqa: E402
 from tests.fakediscord.helpers import BotProcess  # noqa: E402
@@ -65,6 +69,8 @@ class Case:
     result_size: tuple[int, int] | None = None
     wait_results: bool = True
     env: dict[str, str] = field(default_factory=dict)
+    processes: int = 1  # >1: one process per shard, the books in PostgreSQL
+    postgres: bool = False
 
 
 @dataclass
@@ -160,16 +166,27 @@ def members(n: int) -> list[dict[str, Any]]:
 
 
 async def fire(
-    d: FakeDiscord, users: list[dict[str, Any]], jobs: int, image: bytes, images: int
+    d: FakeDiscord,
+    users: list[dict[str, Any]],
+    jobs: int,
+    image: bytes,
+    images: int,
+    channels: list[str] | None = None,
 ) -> list[Any]:
-    """`jobs` /remix at once, spread over `users` in turn."""
+    """`jobs` /remix at once, spread over `users` (and `channels`) in turn."""
     attachment = d.upload_attachment("photo.jpg", image)
     options = {"image": attachment, "prompt": "the same scene as a poster"}
     if images != 1:
         options["num_images"] = images
+    where = channels or [d.channel_id]
     return list(
         await asyncio.gather(
-            *(d.slash("remix", options, user=users[i % len(users)]) for i in range(jobs))
+            *(
+                d.slash(
+                    "remix", options, user=users[i % len(users)], channel_id=where[i % len(where)]
+                )
+                for i in range(jobs)
+            )
         )
     )
 
@@ -186,43 +203,70 @@ async def wait_all(d: FakeDiscord, inters: list[Any], within: float) -> None:
 
 async def run_bot_case(case: Case, data: Path) -> Report:
     """The real bot under one case."""
+    postgres = (
+        throwaway_postgres(durable=True)
+        if case.postgres or case.processes > 1
+        else contextlib.nullcontext(None)
+    )
     async with fakes(case) as (d, r):
-        env = fake_env(
-            r,
-            REMIXBOT_INFLIGHT_IMAGES=str(case.configured),
-            REMIXBOT_BACKEND_TIMEOUT="60",
-            REMIXBOT_LOG_LEVEL="INFO",
-            **case.env,
-        )
-        bot = BotProcess(d, data, launcher=False, env=env)
-        async with bot:
+        with postgres as url:
+            return await _serve_case(case, data, d, r, url)
+
+
+async def _serve_case(
+    case: Case, data: Path, d: FakeDiscord, r: FakeRemix, url: str | None
+) -> Report:
+    env = fake_env(
+        r,
+        REMIXBOT_INFLIGHT_IMAGES=str(case.configured),
+        REMIXBOT_BACKEND_TIMEOUT="60",
+        REMIXBOT_LOG_LEVEL="INFO",
+        **({"REMIXBOT_DATABASE_URL": url} if url else {}),
+        **case.env,
+    )
+    channels = None
+    shards: list[dict[str, str]] = [{}]
+    if case.processes > 1:
+        count = str(case.processes)
+        channels = [
+            d.add_guild(shard=n, shard_count=case.processes)[1] for n in range(case.processes)
+        ]
+        shards = [
+            {"REMIXBOT_SHARD_COUNT": count, "REMIXBOT_SHARDS": str(n)}
+            for n in range(case.processes)
+        ]
+    bots = [BotProcess(d, data, launcher=False, env={**env, **extra}) for extra in shards]
+    async with contextlib.AsyncExitStack() as stack:
+        for bot in bots:
+            await stack.enter_async_context(bot)
             await bot.start_and_wait_ready(within=60)
-            await d.wait_until(lambda: d.commands, 30, "the command sync")
-            image = input_image(case.input_size)
-            users = members(case.members)
-            inters: list[Any] = []
-            heavy: list[Any] = []
-            started = time.time()
-            if case.heavy:
-                heavy = await fire(d, members(1), case.heavy, image, case.heavy_images)
-            if case.sequential:
-                for _ in range(case.jobs):
-                    inters += await fire(d, users, 1, image, case.images)
-                    await wait_all(d, inters[-1:], 60)
-            else:
-                inters = await fire(d, users, case.jobs, image, case.images)
-            if case.wait_results:
-                per_batch = case.latency * max(case.images, 1) / max(case.allowed, 1)
-                await wait_all(d, inters + heavy, 120 + case.jobs * per_batch * 2)
-            else:
-                await d.wait_until(
-                    lambda: all(callback_at(d, i) for i in inters), 120, "every acknowledgement"
-                )
-                await asyncio.sleep(2)
-            rss = peak_rss_mb(bot.proc.pid)  # type: ignore[union-attr]
+        await d.wait_until(lambda: d.commands, 30, "the command sync")
+        image = input_image(case.input_size)
+        users = members(case.members)
+        inters: list[Any] = []
+        heavy: list[Any] = []
+        started = time.time()
+        if case.heavy:
+            heavy = await fire(d, members(1), case.heavy, image, case.heavy_images)
+        if case.sequential:
+            for _ in range(case.jobs):
+                inters += await fire(d, users, 1, image, case.images)
+                await wait_all(d, inters[-1:], 60)
+        else:
+            inters = await fire(d, users, case.jobs, image, case.images, channels)
+        if case.wait_results:
+            per_batch = case.latency * max(case.images, 1) / max(case.allowed, 1)
+            await wait_all(d, inters + heavy, 120 + case.jobs * per_batch * 2)
+        else:
+            await d.wait_until(
+                lambda: all(callback_at(d, i) for i in inters), 120, "every acknowledgement"
+            )
+            await asyncio.sleep(2)
+        rss = max(peak_rss_mb(bot.proc.pid) for bot in bots)  # type: ignore[union-attr]
+        for bot in bots:
             await bot.stop(signal.SIGTERM, within=60)
-        log = bot.output()
-        stall = re.search(r"longest stall: (\d+) ms", log)
+        stalls = [re.search(r"longest stall: (\d+) ms", bot.output()) for bot in bots]
+        stall = max(stalls, key=lambda m: float(m.group(1)) if m else -1.0)
         acks = [a - i.created for i in inters if (a := callback_at(d, i))]
         results, light, delivered, ends = [], [], 0, []
         for i in inters:
@@ -288,6 +332,8 @@ CASES = {
         wait_results=False,
         env={"REMIXBOT_QUEUE_MAX": "2000"},
     ),
+    "a-pg": Case("a-pg", jobs=200, members=100, latency=2.0, postgres=True),
+    "a2": Case("a2", jobs=200, members=100, latency=2.0, processes=2),
     "e": Case(
         "e",
         jobs=10,
@@ -320,7 +366,7 @@ async def main(names: list[str]) -> None:
             print(
                 f"  acknowledgement p50 {ms(pct(report.acks, 50))}, p99 {ms(pct(report.acks, 99))}"
             )
-            if name in ("a", "b"):
+            if name in ("a", "b", "a-pg", "a2"):
                 floor = await floor_acks(case, Path(tmp) / f"floor-{name}")
                 print(
                     f"  floor (defer-only discord.py bot): p50 {ms(pct(floor, 50))}, "

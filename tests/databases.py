@@ -10,6 +10,7 @@ cannot start fails the tests: PostgreSQL is never skipped, so a failure there is
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sqlite3
 import subprocess
@@ -38,6 +39,23 @@ def in_schema(server: str, schema: str) -> str:
     return f"{server}{'&' if '?' in server else '?'}options={options}"
 
 
+@contextlib.contextmanager
+def throwaway_postgres(*, durable: bool = False) -> Iterator[str]:
+    """A PostgreSQL server in a temporary folder, started and stopped by scripts/test-postgres;
+    its URL. `durable` keeps PostgreSQL's own defaults (fsync on), for benchmarks."""
+    folder = tempfile.mkdtemp(prefix="remixbot-pg.")
+    env = {**os.environ, "TEST_POSTGRES_DURABLE": "1" if durable else ""}
+    started = subprocess.run(
+        [str(SCRIPT), "start", folder], capture_output=True, text=True, timeout=600, env=env
+    )
+    if started.returncode != 0:
+        raise RuntimeError(f"could not start a PostgreSQL server:\n{started.stderr}")
+    try:
+        yield started.stdout.strip()
+    finally:
+        subprocess.run([str(SCRIPT), "stop", folder], capture_output=True, timeout=120)
+
+
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[str]:
     """The URL of the test PostgreSQL server (started here if the test command did not)."""
@@ -45,16 +63,11 @@ def postgres_server() -> Iterator[str]:
     if url:
         yield url
         return
-    folder = tempfile.mkdtemp(prefix="remixbot-pg.")
-    started = subprocess.run(
-        [str(SCRIPT), "start", folder], capture_output=True, text=True, timeout=600
-    )
-    if started.returncode != 0:
-        pytest.fail(f"could not start the test PostgreSQL server:\n{started.stderr}")
     try:
-        yield started.stdout.strip()
-    finally:
-        subprocess.run([str(SCRIPT), "stop", folder], capture_output=True, timeout=120)
+        with throwaway_postgres() as started:
+            yield started
+    except RuntimeError as exc:  # never a skip: PostgreSQL failures must show
+        pytest.fail(str(exc))
 
 
 @pytest.fixture
