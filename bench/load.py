@@ -9,7 +9,7 @@ in-flight limit of C images with Ideogram's 429. Cases (issue "At the backend's 
   c  one member at their cap beside 50 members with one job each (and the same without them)
   d  1,000 jobs queued with L=5 s: peak RSS and the loop's longest stall
   e  one job at a time, a 12 MP camera JPEG in, four 1152x864 PNGs out, L=1 s: the bot's own
-     time per job (time to result minus L), median of 10
+     time per job (time to result minus L), median of 10 (e-small: the same with a small input)
   a-pg  case a, one process, the books in PostgreSQL (a throwaway server, durable defaults)
   a2    case a served by two processes (shards 0 and 1 of 2) on that PostgreSQL, the members
         in two guilds, one on each shard; C=10 over both (the in-flight budget is shared)
@@ -66,6 +66,7 @@ class Case:
     heavy_images: int = 4
     input_size: tuple[int, int] = (64, 48)
     sequential: bool = False  # one job at a time (case e)
+    waves: int = 0  # send in waves of this many every 0.5 s (case d), not all at once
     result_size: tuple[int, int] | None = None
     wait_results: bool = True
     env: dict[str, str] = field(default_factory=dict)
@@ -81,6 +82,7 @@ class Report:
     results: list[float]
     light_results: list[float]
     refusals: int
+    refusal_texts: list[str]
     delivered_images: int
     rss_mb: float
     stall_ms: float | None
@@ -157,6 +159,10 @@ async def fakes(case: Case) -> AsyncIterator[tuple[FakeDiscord, FakeRemix]]:
         if case.result_size:
             r.result_size = list(case.result_size)
             r.result_format = "PNG"
+            from tests.fakeremix.images import photo_like
+
+            for variant in range(8):  # made once, before the clock runs
+                photo_like("PNG", case.result_size, variant)
         yield d, r
 
 
@@ -202,71 +208,86 @@ async def wait_all(d: FakeDiscord, inters: list[Any], within: float) -> None:
 
 
 async def run_bot_case(case: Case, data: Path) -> Report:
-    """The real bot under one case."""
-    postgres = (
-        throwaway_postgres(durable=True)
-        if case.postgres or case.processes > 1
-        else contextlib.nullcontext(None)
-    )
+    """The real bot under one case (in one process, or one per shard on PostgreSQL)."""
+    several = case.postgres or case.processes > 1
+    server = throwaway_postgres(durable=True) if several else contextlib.nullcontext(None)
+    with server as url:
+        return await _run_bot_case(case, data, url)
+
+
+async def _run_bot_case(case: Case, data: Path, url: str | None) -> Report:
     async with fakes(case) as (d, r):
-        with postgres as url:
-            return await _serve_case(case, data, d, r, url)
-
-
-async def _serve_case(
-    case: Case, data: Path, d: FakeDiscord, r: FakeRemix, url: str | None
-) -> Report:
-    env = fake_env(
-        r,
-        REMIXBOT_INFLIGHT_IMAGES=str(case.configured),
-        REMIXBOT_BACKEND_TIMEOUT="60",
-        REMIXBOT_LOG_LEVEL="INFO",
-        **({"REMIXBOT_DATABASE_URL": url} if url else {}),
-        **case.env,
-    )
-    channels = None
-    shards: list[dict[str, str]] = [{}]
-    if case.processes > 1:
-        count = str(case.processes)
-        channels = [
-            d.add_guild(shard=n, shard_count=case.processes)[1] for n in range(case.processes)
-        ]
-        shards = [
-            {"REMIXBOT_SHARD_COUNT": count, "REMIXBOT_SHARDS": str(n)}
-            for n in range(case.processes)
-        ]
-    bots = [BotProcess(d, data, launcher=False, env={**env, **extra}) for extra in shards]
-    async with contextlib.AsyncExitStack() as stack:
-        for bot in bots:
-            await stack.enter_async_context(bot)
-            await bot.start_and_wait_ready(within=60)
-        await d.wait_until(lambda: d.commands, 30, "the command sync")
-        image = input_image(case.input_size)
-        users = members(case.members)
-        inters: list[Any] = []
-        heavy: list[Any] = []
-        started = time.time()
-        if case.heavy:
-            heavy = await fire(d, members(1), case.heavy, image, case.heavy_images)
-        if case.sequential:
-            for _ in range(case.jobs):
-                inters += await fire(d, users, 1, image, case.images)
-                await wait_all(d, inters[-1:], 60)
-        else:
-            inters = await fire(d, users, case.jobs, image, case.images, channels)
-        if case.wait_results:
-            per_batch = case.latency * max(case.images, 1) / max(case.allowed, 1)
-            await wait_all(d, inters + heavy, 120 + case.jobs * per_batch * 2)
-        else:
-            await d.wait_until(
-                lambda: all(callback_at(d, i) for i in inters), 120, "every acknowledgement"
+        env = fake_env(
+            r,
+            REMIXBOT_INFLIGHT_IMAGES=str(case.configured),
+            REMIXBOT_BACKEND_TIMEOUT="60",
+            REMIXBOT_LOG_LEVEL="INFO",
+            REMIXBOT_DEFAULT_LIMIT="1000000",  # the quota is not what is measured
+            **({"REMIXBOT_DATABASE_URL": url} if url else {}),
+            **case.env,
+        )
+        channels, shards = None, [{}]
+        if case.processes > 1:  # a guild on each shard, a process for each shard
+            count = case.processes
+            channels = [d.add_guild(shard=n, shard_count=count)[1] for n in range(count)]
+            shards = [
+                {"REMIXBOT_SHARD_COUNT": str(count), "REMIXBOT_SHARDS": str(n)}
+                for n in range(count)
+            ]
+        bots = [BotProcess(d, data, launcher=False, env={**env, **extra}) for extra in shards]
+        bot = bots[0]
+        if os.environ.get("GCPROBE_DIR"):  # a local experiment: log long garbage collections
+            bot.env["PYTHONPATH"] = os.environ["GCPROBE_DIR"] + ":" + bot.env["PYTHONPATH"]
+            bot.env["GCPROBE"] = "1"
+        async with contextlib.AsyncExitStack() as running:
+            for each in bots:
+                await running.enter_async_context(each)
+                await each.start_and_wait_ready(within=60)
+            await d.wait_until(lambda: d.commands, 30, "the command sync")
+            image = input_image(case.input_size)
+            users = members(case.members)
+            inters: list[Any] = []
+            heavy: list[Any] = []
+            started = time.time()
+            if case.heavy:
+                heavy = await fire(d, members(1), case.heavy, image, case.heavy_images)
+            if case.sequential:
+                for _ in range(case.jobs):
+                    inters += await fire(d, users, 1, image, case.images)
+                    await wait_all(d, inters[-1:], 60)
+            elif case.waves:
+                for start in range(0, case.jobs, case.waves):
+                    wave = users[start : start + case.waves]
+                    inters += await fire(d, wave, len(wave), image, case.images)
+                    await asyncio.sleep(0.5)
+            else:
+                inters = await fire(d, users, case.jobs, image, case.images, channels)
+            if case.wait_results:
+                per_batch = case.latency * max(case.images, 1) / max(case.allowed, 1)
+                await wait_all(d, inters + heavy, 120 + case.jobs * per_batch * 2)
+            else:  # every job accepted (its response shows the queue) before measuring
+                await d.wait_until(
+                    lambda: all((m := d.original(i)) is not None and not m.loading for i in inters),
+                    180,
+                    "every job in the queue",
+                )
+                await asyncio.sleep(5)
+            rss = max(peak_rss_mb(each.proc.pid) for each in bots)  # type: ignore[union-attr]
+            # Refusals while serving (a stop's "restarting" replies are not refusals).
+            refusals = sum(refused(d, i) for i in inters + heavy)
+            texts = sorted(
+                {
+                    (d.original(i).content if d.original(i) else "(private answer)")
+                    for i in inters + heavy
+                    if refused(d, i)
+                }
             )
-            await asyncio.sleep(2)
-        rss = max(peak_rss_mb(bot.proc.pid) for bot in bots)  # type: ignore[union-attr]
-        for bot in bots:
-            await bot.stop(signal.SIGTERM, within=60)
-        stalls = [re.search(r"longest stall: (\d+) ms", bot.output()) for bot in bots]
-        stall = max(stalls, key=lambda m: float(m.group(1)) if m else -1.0)
+            for each in bots:
+                await each.stop(signal.SIGTERM, within=60)
+        log = "\n".join(each.output() for each in bots)
+        if os.environ.get("GCPROBE_DIR"):
+            print("\n".join(line for line in log.splitlines() if "GCPROBE" in line)[-2000:])
+        stalls = [float(m) for m in re.findall(r"longest stall: (\d+) ms", log)]
         acks = [a - i.created for i in inters if (a := callback_at(d, i))]
         results, light, delivered, ends = [], [], 0, []
         for i in inters:
@@ -296,10 +317,11 @@ async def _serve_case(
             acks=acks,
             results=results,
             light_results=light,
-            refusals=sum(refused(d, i) for i in inters + heavy),
+            refusals=refusals,
+            refusal_texts=texts,
             delivered_images=delivered,
             rss_mb=rss,
-            stall_ms=float(stall.group(1)) if stall else None,
+            stall_ms=max(stalls) if stalls else None,
             throughput=throughput,
             elapsed=(max(ends) - started) if ends else 0.0,
         )
@@ -330,10 +352,20 @@ CASES = {
         latency=5.0,
         input_size=(1600, 1200),
         wait_results=False,
+        waves=50,
         env={"REMIXBOT_QUEUE_MAX": "2000"},
     ),
     "a-pg": Case("a-pg", jobs=200, members=100, latency=2.0, postgres=True),
     "a2": Case("a2", jobs=200, members=100, latency=2.0, processes=2),
+    "e-small": Case(
+        "e-small",
+        jobs=10,
+        members=1,
+        latency=1.0,
+        images=4,
+        sequential=True,
+        result_size=(1152, 864),
+    ),
     "e": Case(
         "e",
         jobs=10,
@@ -388,6 +420,8 @@ async def main(names: list[str]) -> None:
                 f"peak RSS {report.rss_mb:.0f} MB; longest loop stall "
                 f"{report.stall_ms if report.stall_ms is not None else '?'} ms"
             )
+            for text in report.refusal_texts[:3]:
+                print(f"  refused: {text[:160]}")
             if name == "c":
                 alone = await run_bot_case(
                     Case("c0", jobs=50, members=50, latency=2.0), Path(tmp) / "case-c0"
@@ -398,7 +432,7 @@ async def main(names: list[str]) -> None:
                     f"  light members' median wait {with_heavy:.1f} s beside the heavy member, "
                     f"{without:.1f} s without: {with_heavy / without:.2f}x"
                 )
-            if name == "e":
+            if name.startswith("e"):
                 own = [t - case.latency for t in report.results]
                 print(
                     f"  the bot's own time per job (median of {len(own)}): {ms(statistics.median(own))}"

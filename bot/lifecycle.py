@@ -17,6 +17,7 @@ import contextlib
 import enum
 import logging
 import shutil
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,16 +25,18 @@ from typing import Protocol, TypeVar
 
 import aiohttp
 
-from bot.errors import RemixbotError, RemixError, RemixRateLimited
+from bot.errors import QuotaRefused, RemixbotError, RemixError, RemixRateLimited
 from bot.jobs import Progress
+from bot.log import job_context
 from bot.media import EncodedImage
+from bot.metrics import NULL_METRICS, Metrics
 from bot.remix.backends.base import Backend
 from bot.remix.download import DownloadPolicy
 from bot.remix.pipeline import Delivery, collect, resume_remix
 from bot.remix.request import RemixRequest
 from bot.store import Job, NewJob, Store
 from bot.store.errors import StoreBusy
-from bot.store.models import PostedRecord
+from bot.store.models import PostedRecord, ReconcileReport
 
 T = TypeVar("T")
 
@@ -298,8 +301,10 @@ class JobLifecycle:
         verify: Callable[[Path], object] | None,
         work_dir: Path,
         undelivered_dir: Path,
+        metrics: Metrics = NULL_METRICS,
     ) -> None:
         self.store = store
+        self.metrics = metrics  # every exit, image count and backend call is counted here
         self.backend = backend
         self.download_session = download_session
         self.policy = policy
@@ -315,11 +320,35 @@ class JobLifecycle:
 
     async def reserve(self, new: NewJob) -> Job:
         """Create the job and reserve its images (QuotaRefused); a replay returns it `replayed`."""
-        return await self.store.submit_job(new)
+        try:
+            return await self.store.submit_job(new)
+        except QuotaRefused:
+            self.metrics.quota_refused()
+            raise
+
+    def reconciled(self, report: ReconcileReport) -> None:
+        """Count the exits a restart's reconcile took for the jobs of a process that is gone."""
+        for _ in report.closed_unknown:
+            self.metrics.job_ended(Exit.CRASHED_AT_BACKEND)
+        for _ in report.delivered:
+            self.metrics.job_ended(Exit.SETTLED_AFTER_CRASH)
 
     # --- run -------------------------------------------------------------------------------
 
     async def run(
+        self,
+        job: Job,
+        task: JobTask,
+        presenter: Presenter,
+        *,
+        stage: Callable[[str], None] = _no_stage,
+        slot: BackendSlot | None = None,
+    ) -> Posted | None:
+        """`_run` with every log line about this job marked with its id and guild."""
+        with job_context(job.id, job.guild_id):
+            return await self._run(job, task, presenter, stage=stage, slot=slot)
+
+    async def _run(
         self,
         job: Job,
         task: JobTask,
@@ -358,12 +387,14 @@ class JobLifecycle:
             for tries in range(1, MAX_LIMITED_TRIES + 1):
                 await place.acquire()
                 try:
-                    result = await self.backend.remix(
-                        task.request,
-                        task.image,
-                        list(task.refs),
-                        mask=task.mask,
-                        on_submitted=submitted,
+                    result = await self._timed(
+                        self.backend.remix(
+                            task.request,
+                            task.image,
+                            list(task.refs),
+                            mask=task.mask,
+                            on_submitted=submitted,
+                        )
                     )
                 except RemixRateLimited as exc:
                     if exc.may_have_run or submission.accepted or tries == MAX_LIMITED_TRIES:
@@ -393,6 +424,12 @@ class JobLifecycle:
         stage: Callable[[str], None] = _no_stage,
     ) -> Posted | None:
         """Finish a job a previous process left at the backend (its task id is saved)."""
+        with job_context(job.id, job.guild_id):
+            return await self._resume(job, task, presenter, stage)
+
+    async def _resume(
+        self, job: Job, task: JobTask, presenter: Presenter, stage: Callable[[str], None]
+    ) -> Posted | None:
         dest = self.work_dir / f"job-{job.id}"
         submission = _Submission(accepted=True)
         ref = job.backend_ref
@@ -424,9 +461,10 @@ class JobLifecycle:
         job = await self.store.find_job(job_id)
         if job is None or job.final:
             return
-        await self._close(job, Exit.NOT_STARTED, reason, 0)
-        if presenter is not None:
-            await tell(presenter, Ending(Exit.NOT_STARTED, job_id, error=error))
+        with job_context(job.id, job.guild_id):
+            await self._close(job, Exit.NOT_STARTED, reason, 0)
+            if presenter is not None:
+                await tell(presenter, Ending(Exit.NOT_STARTED, job_id, error=error))
 
     # --- the exits -------------------------------------------------------------------------
 
@@ -486,6 +524,7 @@ class JobLifecycle:
         resumable = bool(current.backend_ref) and getattr(self.backend, "resumable", False)
         if self.stopping and resumable and current.state == "running":
             log.info("job %s: left running; the next start resumes its task", job.id)
+            self.metrics.job_ended(Exit.LEFT_FOR_RESUME)
             await tell(presenter, Ending(Exit.LEFT_FOR_RESUME, job.id))
             return
         exit_ = Exit.INTERRUPTED if self.stopping else Exit.TIMED_OUT
@@ -501,6 +540,7 @@ class JobLifecycle:
         dest: Path,
         stage: Callable[[str], None],
     ) -> Posted | None:
+        self.metrics.images(generated=delivery.billed, withheld=delivery.withheld)
         if delivery.damaged:
             await asyncio.to_thread(self._keep, job.id, delivery.damaged)
         if not delivery.images:
@@ -529,6 +569,8 @@ class JobLifecycle:
             billed=delivery.billed,
         )
         await self._book(record)
+        self.metrics.images(posted=posted.images)
+        self.metrics.job_ended(Exit.DELIVERED)
         unposted = [i.path for i in delivery.images[posted.images :]]
         if unposted:  # a partial post: the rest were paid for; keep them for the admin
             await asyncio.to_thread(self._keep, job.id, unposted)
@@ -556,7 +598,9 @@ class JobLifecycle:
             billed = 0
         elif rule.billed == "unknown":
             billed = None
-        return await self.store.fail(job.id, error, rule.state, billed)
+        closed = await self.store.fail(job.id, error, rule.state, billed)
+        self.metrics.job_ended(exit_)
+        return closed
 
     async def _book(self, record: PostedRecord) -> None:
         """Record the posted messages and settle; on a busy database keep trying in the background.
@@ -605,6 +649,17 @@ class JobLifecycle:
         except Exception as exc:
             # The work is paid for and running: carry on, only resuming after a crash is lost.
             log.warning("job %s: the task id could not be saved (%s)", job_id, exc)
+
+    async def _timed(self, call: Awaitable[T]) -> T:
+        """Await one backend call, counting how long it took and how it failed."""
+        started = time.monotonic()
+        try:
+            result = await call
+        except Exception as exc:
+            self.metrics.backend_call(time.monotonic() - started, type(exc).__name__)
+            raise
+        self.metrics.backend_call(time.monotonic() - started)
+        return result
 
     @staticmethod
     async def _retrying(call: Callable[[], Awaitable[T]]) -> T:

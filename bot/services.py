@@ -16,6 +16,7 @@ import aiohttp
 
 from bot.intake import ImagePool
 from bot.jobs import Scheduler
+from bot.metrics import NULL_METRICS, Metrics
 from bot.remix.backends import Backend, make_backend
 from bot.remix.download import DownloadPolicy, make_download_session
 from bot.settings import Settings
@@ -103,8 +104,11 @@ async def _sweep_forever(
 
 
 @contextlib.asynccontextmanager
-async def open_services(settings: Settings) -> AsyncIterator[Services]:
-    """Open every service, reconcile jobs left by a previous run, and close them all on exit."""
+async def open_services(
+    settings: Settings, *, metrics: Metrics = NULL_METRICS
+) -> AsyncIterator[Services]:
+    """Open every service, reconcile jobs left by a previous run, and close them all on exit;
+    the lifecycle counts into `metrics` (the HTTP endpoint's, when it is on)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     async with contextlib.AsyncExitStack() as stack:
         store = await Store.from_settings(settings)
@@ -131,6 +135,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             download_session=download_session,
             scheduler=scheduler,
         )
+        remix.lifecycle.metrics = metrics
         # What the last process left open: the bot carries on with it once Discord is ready.
         report = await remix.reconcile()
         if report.requeue or report.resumable or report.closed_unknown:

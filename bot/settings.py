@@ -20,7 +20,10 @@ from bot.errors import SettingsError
 from bot.secrets import Secret, register_secret
 from bot.settings_files import read_dotenv, read_toml
 
-BACKENDS = ("ideogram", "ideogram-legacy", "ideogram-edit", "runware", "task-proxy")
+BACKENDS = ("ideogram", "ideogram-legacy", "ideogram-edit", "runware", "task-proxy", "demo")
+# Backends that run on this machine: no key, no URL, no network.
+LOCAL_BACKENDS = ("demo",)
+LOG_FORMATS = ("text", "json")
 TASK_FORMATS = ("legacy", "v3")
 AUTH_SCHEMES = ("api-key", "bearer")
 PERIODS = ("daily", "weekly", "monthly")
@@ -58,6 +61,8 @@ BACKEND_DEFAULTS: dict[str, dict[str, str]] = {
         "auth": "bearer",
         "model": "",
     },
+    # Local Pillow variations of the input (bot/remix/backends/demo.py): try the bot for free.
+    "demo": {"url": "", "path": "", "auth": "api-key", "model": ""},
 }
 
 # --- parsers: each turns a raw value into the setting's type, or raises one sentence ----------
@@ -198,7 +203,8 @@ class Settings:
         "REMIXBOT_BACKEND",
         "ideogram",
         _choice(BACKENDS),
-        "Remix backend: ideogram, ideogram-legacy, ideogram-edit, runware or task-proxy.",
+        "Remix backend: ideogram, ideogram-legacy, ideogram-edit, runware, task-proxy, or demo"
+        " (no key, no network: local Pillow variations, to try the bot).",
     )
     backend_url: str = setting(
         "REMIXBOT_BACKEND_URL",
@@ -411,6 +417,36 @@ class Settings:
         _choice(("debug", "info", "warning", "error")),
         "Log level: debug, info, warning or error.",
     )
+    log_format: str = setting(
+        "REMIXBOT_LOG_FORMAT",
+        "text",
+        _choice(LOG_FORMATS),
+        "Log lines as text, or json (one object per line, with job and guild on a job's lines).",
+    )
+    # Operations: the HTTP endpoint (bot/web/)
+    http_port: int = setting(
+        "REMIXBOT_HTTP_PORT",
+        0,
+        _int(0, 65535),
+        "Port of /healthz, /metrics and the admin dashboard; 0 (the default) turns them off.",
+    )
+    http_host: str = setting(
+        "REMIXBOT_HTTP_HOST",
+        "127.0.0.1",
+        _str,
+        "Address the HTTP endpoint binds; 0.0.0.0 exposes it beyond this machine.",
+    )
+    admin_token: Secret | None = setting(
+        "REMIXBOT_ADMIN_TOKEN",
+        None,
+        _secret,
+        "Password of the admin dashboard; when unset, one is made and printed once at start.",
+    )
+
+    @property
+    def needs_api_key(self) -> bool:
+        """Whether the backend calls out with a key (the demo backend runs locally)."""
+        return self.backend not in LOCAL_BACKENDS
 
     @property
     def db_path(self) -> Path:
@@ -498,7 +534,9 @@ def load_settings(
     if overrides:
         values.update(overrides)
     settings = _finish(Settings(**values), problems)
-    problems.extend(missing_sentence(name) for name in require if not getattr(settings, name))
+    # The demo backend runs here: a command that requires the key runs without one there.
+    needed = [n for n in require if n != "api_key" or settings.needs_api_key]
+    problems.extend(missing_sentence(name) for name in needed if not getattr(settings, name))
     if problems:
         raise SettingsError("\n".join(problems))
     return settings
@@ -522,7 +560,9 @@ def _finish(s: Settings, problems: list[str]) -> Settings:
     changes: dict[str, Any] = {}
     url = (s.backend_url or defaults["url"]).rstrip("/")
     parts = urlsplit(url)
-    if not url:
+    if s.backend in LOCAL_BACKENDS:
+        pass  # runs here: no URL to check
+    elif not url:
         problems.append(
             f"REMIXBOT_BACKEND_URL is required for the {s.backend} backend; give the proxy's base URL."
         )

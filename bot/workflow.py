@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 REPEAT_WINDOW = 10.0
 # How often the bot looks for jobs of processes that died (their reservations come back).
 ORPHAN_CHECK_SECONDS = 60.0
+# Uploads downloaded and prepared at once; the rest of a burst waits holding no image bytes.
+INTAKE_AT_ONCE = 4
 
 # Presenter for a job this process did not accept (picked up after a restart).
 PresenterFor = Callable[[Job], Presenter | None]
@@ -174,6 +176,7 @@ class RemixService:
             undelivered_dir=settings.data_dir / "undelivered",
         )
         self.repeats = RepeatGuard()
+        self._intake = asyncio.Semaphore(INTAKE_AT_ONCE)
         self._watchers: set[asyncio.Task[None]] = set()
         self._presenters: dict[int, Presenter] = {}
 
@@ -201,14 +204,20 @@ class RemixService:
 
     # --- accepting -----------------------------------------------------------------------
 
+    def intake_turn(self) -> asyncio.Semaphore:
+        """Hold it while downloading and preparing a member's upload (a few at a time)."""
+        return self._intake
+
     async def precheck(self, who: Requester, images: int) -> None:
         """The refusals known before any download (queue room, block, quota), so a member can
         be answered at once and privately. Reserving checks them all again."""
         self.scheduler.refuse_if_full(who.user_id)
         status = await self.store.quota_status(who.user_id, who.guild_id, who.role_ids)
         if status.blocked_reason is not None:
+            self.lifecycle.metrics.quota_refused()
             raise UserBlocked(status.blocked_reason)
         if status.remaining is not None and images > status.remaining:
+            self.lifecycle.metrics.quota_refused()
             raise QuotaExceeded.from_status(status, images)
 
     async def remix(
@@ -414,9 +423,11 @@ class RemixService:
 
     async def reconcile(self) -> ReconcileReport:
         """Claim the jobs of processes that are gone (and close what cannot go on)."""
-        return await self.store.reconcile(
+        report = await self.store.reconcile(
             resumable=self.resumable_backends(), claim_discord_jobs=True
         )
+        self.lifecycle.reconciled(report)
+        return report
 
     async def recover(
         self,

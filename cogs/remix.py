@@ -237,12 +237,20 @@ class Remix(commands.Cog):
         presenter = InteractionPresenter(interaction, svc.pool, self.controls)
         await presenter.remember_original()
         try:
-            data = await _read(image, "image")
-            refs = [await _read(style_reference, "style reference")] if style_reference else []
-            mask_data = await _read(mask, "mask") if mask else None
-            await svc.remix(
-                self._requester(interaction, presenter), request, data, refs, presenter, mask_data
-            )
+            # A few uploads at a time: a burst of members waits here holding nothing, not
+            # megabytes each (the "thinking…" is already shown).
+            async with svc.intake_turn():
+                data = await _read(image, "image")
+                refs = [await _read(style_reference, "style reference")] if style_reference else []
+                mask_data = await _read(mask, "mask") if mask else None
+                await svc.remix(
+                    self._requester(interaction, presenter),
+                    request,
+                    data,
+                    refs,
+                    presenter,
+                    mask_data,
+                )
         except Exception as exc:
             await _refuse_after_defer(presenter, exc, "/remix")
 
@@ -422,18 +430,25 @@ async def _read(attachment: discord.Attachment, what: str) -> bytes:
         ) from None
 
 
-class RerollButton(
-    discord.ui.DynamicItem[discord.ui.Button], template=r"remix:reroll:(?P<job>[0-9]{1,18})"
+class JobButton(
+    discord.ui.DynamicItem[discord.ui.Button], template=r"remix:(?P<action>base):(?P<job>[0-9]+)"
 ):
-    """The Reroll button: only a job id lives in its custom id, so it works after restarts."""
+    """A button under a job's message that carries only the job id in its custom id
+    (`remix:<action>:<job id>`), so it works days later and after restarts. Subclasses name the
+    action and say what a click does."""
+
+    action = ""
+    label = ""
+    emoji = ""
+    style = discord.ButtonStyle.secondary
 
     def __init__(self, job_id: int) -> None:
         super().__init__(
             discord.ui.Button(
-                label="Reroll",
-                emoji=REROLL_EMOJI,
-                style=discord.ButtonStyle.secondary,
-                custom_id=f"remix:reroll:{job_id}",
+                label=self.label,
+                emoji=self.emoji,
+                style=self.style,
+                custom_id=f"remix:{self.action}:{job_id}",
             )
         )
         self.job_id = job_id
@@ -441,37 +456,26 @@ class RerollButton(
     @classmethod
     async def from_custom_id(
         cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str], /
-    ) -> RerollButton:
+    ) -> JobButton:
         """Rebuild the button from a click (no state needed)."""
         return cls(int(match["job"]))
+
+
+class RerollButton(JobButton, template=r"remix:reroll:(?P<job>[0-9]{1,18})"):
+    """Reroll: the job again with a new seed, for whoever clicked, at their charge."""
+
+    action, label, emoji = "reroll", "Reroll", REROLL_EMOJI
 
     async def callback(self, interaction: discord.Interaction) -> None:
         """Reroll the job for whoever clicked."""
         await _cog(interaction).again_from_button(interaction, self.job_id, retry=False)
 
 
-class RetryButton(
-    discord.ui.DynamicItem[discord.ui.Button], template=r"remix:retry:(?P<job>[0-9]{1,18})"
-):
+class RetryButton(JobButton, template=r"remix:retry:(?P<job>[0-9]{1,18})"):
     """Retry under a job a restart lost at the backend: the same job again, for its member."""
 
-    def __init__(self, job_id: int) -> None:
-        super().__init__(
-            discord.ui.Button(
-                label="Retry",
-                emoji=RETRY_EMOJI,
-                style=discord.ButtonStyle.primary,
-                custom_id=f"remix:retry:{job_id}",
-            )
-        )
-        self.job_id = job_id
-
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str], /
-    ) -> RetryButton:
-        """Rebuild the button from a click (no state needed)."""
-        return cls(int(match["job"]))
+    action, label, emoji = "retry", "Retry", RETRY_EMOJI
+    style = discord.ButtonStyle.primary
 
     async def callback(self, interaction: discord.Interaction) -> None:
         """Run the same job again for its member."""

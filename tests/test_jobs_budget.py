@@ -19,12 +19,30 @@ def test_budget_halves_or_takes_the_backends_word_and_climbs_back() -> None:
     assert not budget.limited(sent_at=1.5, now=2.1) and budget.value == 5
     assert budget.limited(sent_at=3.0, now=3.0, limit=3) and budget.value == 3
     assert budget.streak == 3 and budget.slowdown() == 1.0
-    for _ in range(3):
+    budget.accepted()
+    assert budget.streak == 0 and budget.slowdown() == 0
+    # The backend said 3: the budget stays there, and probes a 4th image only rarely.
+    for _ in range(3 * 20 - 2):
         budget.accepted()
-    assert budget.value == 4 and budget.streak == 0 and budget.slowdown() == 0
-    for _ in range(100):
+    assert budget.value == 3
+    budget.accepted()
+    assert budget.value == 4
+    for _ in range(10_000):
         budget.accepted()
     assert budget.value == 10  # never above the configured maximum
+
+
+def test_without_a_stated_limit_it_settles_just_under_where_the_429_came() -> None:
+    """A backend allowing 6 that says nothing: halved to 3 at 7, back to 6 quickly, then it
+    stays at 6 (no sawtooth down to 3 and up to 7 again)."""
+    budget = InflightBudget(7)
+    assert budget.limited(sent_at=1.0, now=1.0) and budget.value == 3
+    for _ in range(3 + 4 + 5):
+        budget.accepted()
+    assert budget.value == 6
+    for _ in range(6 * 20 - 1):
+        budget.accepted()
+    assert budget.value == 6  # the probe of a 7th image waits for many accepted calls
 
 
 def _job(job_id: str, user: int, gate: asyncio.Event, log: list[str], images: int = 1) -> JobTicket:
@@ -109,5 +127,29 @@ async def test_the_memory_bound_stays_as_a_safety_net() -> None:
     with pytest.raises(QueueFull):
         scheduler.refuse_if_full(user_id=50)
     gate.set()
+    for job in jobs:
+        assert await job.wait_done(WAIT)
+
+
+async def test_a_start_wakes_the_front_of_a_long_queue_not_all_of_it() -> None:
+    """Positions far back are told in tens (and ETAs when they move by a tenth), so a thousand
+    queued jobs are not all woken, and their messages all edited, by every start."""
+    clock = Clock()
+    scheduler = Scheduler(1, user_queue_cap=100, queue_max=1000, clock=clock)
+    gates = {n: asyncio.Event() for n in range(30)}
+    log: list[str] = []
+    jobs = [scheduler.submit(_job(f"j{n}", n, gates[n], log)) for n in range(30)]
+    await settle()
+    near, far = jobs[5], jobs[25]  # positions 5 and 25
+    near_version, far_version = near.progress().version, far.progress().version
+    clock.now += 15.0  # the first job takes as long as expected: the ETAs hold
+    gates[0].set()
+    assert await jobs[0].wait_done(WAIT)
+    await settle()
+    assert near.position == 4 and far.position == 24
+    assert near.progress().version > near_version  # told: "position 4"
+    assert far.progress().version == far_version  # 25 -> 24 is still "about 20 ahead"
+    for gate in gates.values():
+        gate.set()
     for job in jobs:
         assert await job.wait_done(WAIT)

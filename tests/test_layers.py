@@ -36,6 +36,8 @@ DISCORD_SIDE = (
     "bot.cli.run",  # `remixbot run` starts the bot
     "bot.cli.sync",  # `remixbot sync` logs in to sync the commands
     "bot.cli.invite",  # `remixbot invite` logs in to read the application id
+    "bot.cli.check",  # `remixbot check` logs in to Discord (through the next one)
+    "bot.cli._discord_check",  # reads the application, its intents and the commands
 )
 LEAVES = ("bot.settings", "bot.settings_files", "bot.secrets", "bot.log", "bot.errors")
 

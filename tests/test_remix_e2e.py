@@ -401,10 +401,12 @@ async def test_twenty_remixes_from_ten_users_under_an_inflight_cap(tmp_path: Pat
         assert await w.books_balance() == []
 
 
-async def test_debug_logs_never_hold_secrets(tmp_path: Path) -> None:
-    """A whole session at DEBUG: token, API key, interaction tokens and signatures stay out."""
+@pytest.mark.parametrize("fmt", ["text", "json"])
+async def test_debug_logs_never_hold_secrets(tmp_path: Path, fmt: str) -> None:
+    """A whole session at DEBUG: token, API key, interaction tokens and signatures stay out,
+    in text lines and in JSON lines alike."""
     stream = io.StringIO()
-    handler = setup_logging("DEBUG", stream=stream)
+    handler = setup_logging("DEBUG", stream=stream, fmt=fmt)
     try:
         async with running_world(tmp_path / "data") as w:
             inter = await w.slash_remix(png_bytes(), num_images=2)

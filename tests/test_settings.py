@@ -94,7 +94,7 @@ def test_precedence_toml_then_dotenv_then_environment(tmp_path: Path) -> None:
         (
             {"REMIXBOT_BACKEND": "dalle"},
             "REMIXBOT_BACKEND must be one of ideogram, ideogram-legacy, ideogram-edit, runware, "
-            "task-proxy, not 'dalle'.",
+            "task-proxy, demo, not 'dalle'.",
         ),
         ({"REMIXBOT_RESET_HOUR": "25"}, "REMIXBOT_RESET_HOUR must be from 0 to 23, not 25."),
         (

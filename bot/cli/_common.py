@@ -19,7 +19,7 @@ def cli_settings(*, require: Collection[str] = (), **overrides: Any) -> Settings
     their absence is reported together with every other problem in the settings.
     """
     settings = load_settings(overrides=overrides or None, require=require)
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, fmt=settings.log_format)
     return settings
 
 

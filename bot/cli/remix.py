@@ -238,7 +238,8 @@ async def _generate(
     mask: EncodedImage | None = None,
 ) -> int:
     """Everything after intake: the job through the one lifecycle, saved to --out."""
-    settings.require_api_key()
+    if settings.needs_api_key:
+        settings.require_api_key()
     policy = DownloadPolicy.from_settings(settings)
     stem = f"remix-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
     presenter = TerminalPresenter(Path(args.out), stem, json_output=args.json)

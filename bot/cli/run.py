@@ -6,9 +6,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from bot.cli._common import cli_settings
@@ -67,7 +68,8 @@ def run_bot(
 ) -> int:
     """Run the bot until SIGINT/SIGTERM; returns 0 after a clean stop, raises RemixbotError else."""
     token = settings.require_discord_token()
-    settings.require_api_key()  # a bot that cannot remix should say so at start, not per member
+    if settings.needs_api_key:  # a bot that cannot remix should say so at start, not per member
+        settings.require_api_key()
     quiet_discord_logs(settings.log_level)
     return asyncio.run(serve(settings, token, extensions=extensions, bot_options=bot_options or {}))
 
@@ -84,6 +86,7 @@ async def serve(
     # Imported here so that other `remixbot` commands start without discord.py and the services.
     from bot.client import apply_discord_endpoints, make_bot
     from bot.services import open_services
+    from bot.web.runtime import Operations
 
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -94,20 +97,39 @@ async def serve(
             installed.append(sig)
     apply_discord_endpoints(settings)
     lag = LoopLag()
+    ops = Operations.from_settings(settings)  # /healthz, /metrics, /admin when the port is set
     try:
         # open_services closes in reverse: scheduler drained (queued jobs refunded), sessions,
         # image pool, then the store, after the gateway is closed by _serve_until_stopped.
-        async with measuring(lag), open_services(settings) as services:
-            bot = make_bot(
-                settings, services=services, extensions=extensions, **dict(bot_options or {})
-            )
-            async with bot:
+        async with measuring(lag), open_services(settings, metrics=ops.metrics) as services:
+            options = {**ops.bot_options(), **dict(bot_options or {})}
+            bot = make_bot(settings, services=services, extensions=extensions, **options)
+            for listener, event in ops.listeners():
+                bot.add_listener(listener, event)
+            # Everything made so far lives as long as the process: keep it out of the garbage
+            # collector's full passes, which otherwise stall the loop for tens of ms each.
+            gc.freeze()
+            async with bot, ops.serving(services, lag, gateway_probe(bot)):
                 await _serve_until_stopped(bot, token, stop, settings)
     finally:
         for sig in installed:
             loop.remove_signal_handler(sig)
     log.info("stopped cleanly (the event loop's longest stall: %.0f ms)", lag.longest * 1000)
     return 0
+
+
+def gateway_probe(bot: RemixBot) -> Callable[[], Awaitable[str | None]]:
+    """For /healthz: None while the gateway is connected and ready, else why not."""
+
+    async def probe() -> str | None:
+        if bot.is_closed():
+            return "the Discord client is closed"
+        ws = bot.ws
+        if not bot.is_ready() or ws is None or not ws.open:
+            return "the Discord gateway is not connected"
+        return None
+
+    return probe
 
 
 async def _serve_until_stopped(

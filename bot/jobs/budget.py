@@ -10,12 +10,20 @@ log = logging.getLogger(__name__)
 # A run of 429s this long slows every job down, not just the one that got it.
 STREAK_TO_SLOW_DOWN = 3
 MAX_SLOWDOWN = 30.0
+# At or above the level where the last 429 came, the budget tries one more image only after this
+# many budgets' worth of accepted calls: a rare probe, not a sawtooth around the limit.
+PROBE_AFTER_BUDGETS = 20
 
 
 class InflightBudget:
     """Starts at the configured maximum; an in-flight 429 lowers it to what the backend says (or
     halves it), and it climbs back by one image after a budget's worth of accepted calls, never
     above the maximum (additive increase, multiplicative decrease).
+
+    It remembers the level where the last 429 came (`ceiling`): below it the budget climbs back at
+    once, one image per budget's worth of accepted calls; at the level just under it, it stays, and
+    probes one image more only rarely (PROBE_AFTER_BUDGETS). A backend that allows 6 then runs at
+    6, not in a sawtooth between 3 and 7.
 
     Jobs that were already at the backend when the budget was lowered answer with 429s of the same
     congestion; they are counted in the streak but do not lower it again.
@@ -27,6 +35,7 @@ class InflightBudget:
         self.maximum = maximum
         self.value = maximum
         self.streak = 0  # 429s in a row, with no accepted call between
+        self.ceiling = maximum + 1  # the budget at which the last 429 came
         self._accepted = 0
         self._lowered_at = -math.inf
 
@@ -39,6 +48,7 @@ class InflightBudget:
         target = min(limit, self.value) if limit and limit > 0 else self.value // 2
         new = max(1, min(target, self.maximum))
         self._lowered_at = now
+        self.ceiling = max(self.value, new + 1) if not limit else limit + 1
         if new >= self.value:
             return False
         log.info("in-flight budget lowered from %d to %d images after a 429", self.value, new)
@@ -51,7 +61,10 @@ class InflightBudget:
         if self.value >= self.maximum:
             return False
         self._accepted += 1
-        if self._accepted < self.value:
+        needed = self.value
+        if self.value + 1 >= self.ceiling:  # the next image is where the backend refused
+            needed = self.value * PROBE_AFTER_BUDGETS
+        if self._accepted < needed:
             return False
         self._accepted = 0
         self.value += 1

@@ -6,14 +6,32 @@ import asyncio
 import enum
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from bot.errors import InvalidRequest
 from bot.jobs.errors import JobNotStarted
 from bot.remix.enums import MAX_NUM_IMAGES as MAX_IMAGES
 
-if TYPE_CHECKING:
-    from bot.jobs.scheduler import Scheduler
+
+class AdmissionHost(Protocol):
+    """What an admission asks of the scheduler that admitted it (the scheduler is one; this
+    module does not import it, so bot/jobs has no import circle)."""
+
+    progress_interval: float
+    eta_step: float
+
+    def _now(self) -> float: ...
+
+    def _estimate(self, admission: Admission) -> tuple[int | None, float | None, float | None]: ...
+
+    async def _acquire_slot(self, admission: Admission) -> None: ...
+
+    def _backend_answered(self, admission: Admission) -> None: ...
+
+    def _backend_limited(
+        self, admission: Admission, retry_after: float | None, limit: int | None
+    ) -> None: ...
+
 
 JobId = str | int
 RunFn = Callable[["Admission"], Awaitable[Any]]
@@ -69,7 +87,7 @@ class Progress:
 class Admission:
     """The handle of an admitted job: its progress, a way to await changes, and its outcome."""
 
-    def __init__(self, scheduler: Scheduler, ticket: JobTicket, cost: int, now: float) -> None:
+    def __init__(self, scheduler: AdmissionHost, ticket: JobTicket, cost: int, now: float) -> None:
         self._scheduler = scheduler
         self.ticket = ticket
         self.cost = cost  # images charged against the in-flight budget (clamped to the budget)
@@ -232,7 +250,7 @@ class Admission:
             snap = self.progress()
         else:
             snap = Progress(self.job_id, self.state, *estimate, self.stage, self._version)
-        key = (snap.state, snap.position, snap.stage)
+        key = (snap.state, _coarse(snap.position), snap.stage)
         now = self._scheduler._now()
         if not force and self._published is not None:
             old_key, old_eta = self._published[:3], self._published[3]
@@ -240,7 +258,8 @@ class Admission:
                 if snap.eta_seconds is None or old_eta is None:
                     return
                 expected = old_eta - (now - self._published_at)
-                if abs(snap.eta_seconds - expected) < eta_step:
+                # Far-off estimates move a little all the time: tell only what a member notices.
+                if abs(snap.eta_seconds - expected) < max(eta_step, 0.1 * snap.eta_seconds):
                     return
         self._published = (*key, snap.eta_seconds)
         self._published_at = now
@@ -266,6 +285,15 @@ class Admission:
     def _wake(self) -> None:
         event, self._changed = self._changed, asyncio.Event()
         event.set()
+
+
+def _coarse(position: int | None) -> int | None:
+    """A queue position as a member notices it: exact near the front, in tens then hundreds
+    further back, so a thousand queued jobs are not all woken by every start."""
+    if position is None or position <= 10:
+        return position
+    step = 10 if position <= 100 else 100
+    return position // step * step
 
 
 def _same_phase(a: Progress, b: Progress) -> bool:

@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 from bot.errors import InvalidRequest
 
 # The quota periods, declared once (settings, the CLI and the store check against this).
-PERIODS = ("daily", "weekly", "monthly")
+from bot.settings import PERIODS  # declared once, with the setting that names them
+
 PERIOD_WORDS = dict(zip(PERIODS, ("today", "this week", "this month"), strict=True))
 
 

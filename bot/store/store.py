@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Collection, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, NamedTuple, TypeVar
@@ -49,6 +49,7 @@ from bot.store.owners import FileOwners, OwnerLock, owners_folder
 from bot.store.policies import PolicyStore
 from bot.store.quota_rules import QuotaRules
 from bot.store.reconcile import Owners, Reconciler
+from bot.store.usage import UsageRow, usage_rows
 from bot.store.writer import Writer
 
 log = logging.getLogger(__name__)
@@ -464,6 +465,10 @@ class Store:
     ) -> list[Job]:
         """Newest jobs first, optionally filtered by user, state and guild."""
         return await self._run(lambda p: p.jobs.list_jobs(user_id, state, limit, guild_id))
+
+    async def usage(self, guild_id: int | None = None, since: date | None = None) -> list[UsageRow]:
+        """Images and the backend's bill by day, guild and member (bot/store/usage.py)."""
+        return await self._run(lambda p: usage_rows(p.db.conn, guild_id, since))
 
     async def backend_cost(self, job_id: int) -> tuple[str, int | None] | None:
         """('billed', n) or ('unknown', None) once the job is final; None while open."""

@@ -579,6 +579,22 @@ class FakeRemix:
     # --- Runware -------------------------------------------------------------------------------
     async def runware(self, request: web.Request) -> web.StreamResponse:
         """`POST /v1` with a JSON task array and Bearer auth."""
+        if request.headers.get("Authorization") != f"Bearer {API_KEY}":
+            # Runware's documented refusal of a key: 401 with its per-task error envelope.
+            await self._record(request)
+            raise Reject(
+                401,
+                {
+                    "errors": [
+                        {
+                            "code": "invalidApiKey",
+                            "message": "Invalid API key. Get one at https://my.runware.ai/signup",
+                            "parameter": "apiKey",
+                            "taskType": "authentication",
+                        }
+                    ]
+                },
+            )
         return await self._answer(request, "bearer", self._runware_reply)
 
     def _runware_reply(self, request: web.Request, rec: Recorded) -> dict[str, Any]:

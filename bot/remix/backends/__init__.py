@@ -5,6 +5,7 @@ from __future__ import annotations
 import aiohttp
 
 from bot.remix.backends.base import Backend, OnSubmitted, RemixResult, ResultImage
+from bot.remix.backends.demo import DemoBackend
 from bot.remix.backends.ideogram_edit import IdeogramEditBackend
 from bot.remix.backends.ideogram_legacy import IdeogramLegacyBackend
 from bot.remix.backends.ideogram_v3 import IdeogramV3Backend
@@ -18,6 +19,7 @@ BACKEND_CLASSES: dict[str, type] = {
     "ideogram-edit": IdeogramEditBackend,
     "runware": RunwareBackend,
     "task-proxy": TaskProxyBackend,
+    "demo": DemoBackend,
 }
 
 
@@ -29,6 +31,7 @@ def make_backend(settings: Settings, session: aiohttp.ClientSession) -> Backend:
 __all__ = [
     "BACKEND_CLASSES",
     "Backend",
+    "DemoBackend",
     "IdeogramEditBackend",
     "IdeogramLegacyBackend",
     "IdeogramV3Backend",

@@ -1,0 +1,211 @@
+"""`remixbot check`: one line per check, before starting the bot; non-zero exit if any fails.
+
+The checks: the settings parse; the data directory is writable; the database opens and its
+migrations are current; the Discord token logs in (the application's intents and install link
+are printed); the backend key is accepted (by a request that costs nothing, bot/remix/keycheck.py);
+the slash commands are in sync. It changes nothing: the database is opened read-only and nothing
+is synced.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sqlite3
+import sys
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+
+import aiohttp
+
+from bot.errors import RemixbotError, SettingsError
+from bot.log import setup_logging
+from bot.settings import Settings, load_settings, missing_sentence
+from bot.store.inspect import inspect_database, inspect_postgres
+
+if TYPE_CHECKING:
+    from bot.cli._discord_check import DiscordReport
+
+MARKS = {"ok": "[ ok ]", "warn": "[warn]", "fail": "[FAIL]", "skip": "[skip]"}
+
+
+class Checklist:
+    """Prints each check's line as it is decided; remembers whether any failed."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.failed: list[str] = []
+
+    def line(self, status: str, name: str, text: str) -> None:
+        """One line: mark, check name, what was found (continuation lines indented)."""
+        if status == "fail":
+            self.failed.append(name)
+        first, *rest = text.split("\n")
+        self.out.write(f"{MARKS[status]} {name}: {first}\n")
+        for more in rest:
+            self.out.write(f"       {' ' * len(name)}  {more}\n")
+        self.out.flush()
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add `check` to the command line."""
+    p = sub.add_parser(
+        "check",
+        help="check the settings, data directory, database, Discord token, backend key and "
+        "slash commands before starting the bot",
+    )
+    p.set_defaults(handler=_check)
+
+
+def _check(args: argparse.Namespace) -> int:
+    return run_checks(sys.stdout)
+
+
+def run_checks(out: TextIO, environ: dict[str, str] | None = None) -> int:
+    """Run every check, printing a line each; 0 when none failed, else 1."""
+    checks = Checklist(out)
+    try:
+        settings = load_settings(environ)
+    except SettingsError as exc:
+        checks.line("fail", "settings", str(exc))
+        for name in ("data directory", "database", "discord", "backend key", "slash commands"):
+            checks.line("skip", name, "the settings must parse first")
+        return 1
+    # Only warnings: discord.py's INFO lines would interleave with the checklist.
+    setup_logging("WARNING")
+    logging.getLogger("discord").setLevel(logging.ERROR)
+    checks.line(
+        "ok",
+        "settings",
+        f"parsed (backend {settings.backend}, data in {settings.data_dir}, "
+        f"endpoint {'on port ' + str(settings.http_port) if settings.http_port else 'off'})",
+    )
+    _data_dir(settings, checks)
+    _database(settings, checks)
+    asyncio.run(_online(settings, checks))
+    if checks.failed:
+        out.write(f"{len(checks.failed)} check(s) failed: {', '.join(checks.failed)}.\n")
+        return 1
+    out.write("All checks passed.\n")
+    return 0
+
+
+def _data_dir(settings: Settings, checks: Checklist) -> None:
+    folder = settings.data_dir
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".check-") as probe:
+            probe.write(b"ok")
+            probe.flush()
+    except OSError as exc:
+        checks.line("fail", "data directory", f"{folder} is not writable ({exc.strerror or exc})")
+        return
+    checks.line("ok", "data directory", f"{folder.resolve()} is writable")
+
+
+def _database(settings: Settings, checks: Checklist) -> None:
+    database = settings.database
+    path = settings.database_shown
+    if isinstance(database, Path):
+        try:
+            state = inspect_database(database)
+        except sqlite3.Error as exc:
+            checks.line("fail", "database", f"{path} does not open as a database ({exc})")
+            return
+    else:
+        try:
+            state = inspect_postgres(database)
+        except Exception as exc:  # psycopg's errors: the server is away or refused the login
+            checks.line("fail", "database", f"{path} cannot be reached ({type(exc).__name__})")
+            return
+    if not state.exists:
+        checks.line("ok", "database", f"{path} does not exist yet; the first start creates it")
+    elif state.unknown:
+        checks.line(
+            "fail",
+            "database",
+            f"{path} has migrations this version does not know ({', '.join(state.unknown)}); "
+            "it was used by a newer Remixbot: upgrade, or restore a backup",
+        )
+    elif state.problems:
+        checks.line("fail", "database", f"{path} is damaged: {state.problems[0]}")
+    elif state.pending:
+        checks.line(
+            "warn",
+            "database",
+            f"{path} opens; {len(state.pending)} migration(s) will be applied at the next start "
+            f"({', '.join(state.pending)}); take a backup first"
+            f" ({'remixbot backup FILE' if isinstance(database, Path) else 'pg_dump'})",
+        )
+    else:
+        checks.line(
+            "ok", "database", f"{path} opens; migrations current ({len(state.applied)} applied)"
+        )
+
+
+async def _online(settings: Settings, checks: Checklist) -> None:
+    found = await _discord(settings, checks)
+    async with aiohttp.ClientSession(trust_env=False) as session:
+        from bot.remix.keycheck import check_key
+
+        verdict = await check_key(settings, session)
+    checks.line("ok" if verdict.ok else "fail", "backend key", verdict.sentence)
+    _commands(found, checks)
+
+
+async def _discord(settings: Settings, checks: Checklist) -> DiscordReport | None:
+    if not settings.discord_token:
+        checks.line("fail", "discord", missing_sentence("discord_token"))
+        return None
+    # Here, not at the top: every other command starts without discord.py.
+    from bot.cli._discord_check import inspect_discord
+
+    try:
+        found = await inspect_discord(settings)
+    except RemixbotError as exc:
+        checks.line("fail", "discord", str(exc))
+        return None
+    privileged = ", ".join(found.privileged) or "none"
+    lines = [
+        f"logged in as {found.bot_name} (application {found.application_id})",
+        f"intents: {', '.join(found.intents)} (privileged: {privileged})",
+        f"install link: {found.install_link}",
+    ]
+    status = "ok"
+    if found.portal_privileged:
+        lines.append(
+            f"the portal has privileged intents on ({', '.join(found.portal_privileged)}); "
+            "the bot needs none, you can switch them off"
+        )
+        status = "warn"
+    checks.line(status, "discord", "\n".join(lines))
+    return found
+
+
+def _commands(found: DiscordReport | None, checks: Checklist) -> None:
+    if found is None:
+        checks.line("skip", "slash commands", "needs the Discord login")
+        return
+    if found.commands_in_sync:
+        checks.line(
+            "ok", "slash commands", f"in sync ({', '.join('/' + c for c in found.local_commands)})"
+        )
+        return
+    missing = sorted(set(found.local_commands) - set(found.remote_commands))
+    extra = sorted(set(found.remote_commands) - set(found.local_commands))
+    detail = "; ".join(
+        part
+        for part in (
+            f"missing on Discord: {', '.join(missing)}" if missing else "",
+            f"on Discord but not in the code: {', '.join(extra)}" if extra else "",
+            "" if missing or extra else "the commands changed since the last sync",
+        )
+        if part
+    )
+    checks.line(
+        "fail",
+        "slash commands",
+        f"not in sync ({detail}); run `remixbot sync` (or start the bot: it syncs when they changed)",
+    )

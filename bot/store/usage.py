@@ -1,0 +1,83 @@
+"""Usage over time: images delivered and the backend's bill by day, guild and member (for
+`remixbot stats` and the dashboard's chart). Read-only."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import date
+from typing import Any
+
+from bot.store.db import Conn
+
+
+@dataclass(frozen=True)
+class UsageRow:
+    """One day of one member in one guild (guild None: direct messages and the terminal)."""
+
+    day: str  # YYYY-MM-DD, UTC, the day the job was accepted
+    guild_id: int | None
+    user_id: int
+    jobs: int
+    images: int  # delivered to the member (what their quota was charged)
+    billed: int  # images the backend billed (withheld and unposted ones included)
+    unknown_cost: int  # jobs whose bill is unknown (outcome unknown at the backend)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The row as JSON-ready values."""
+        return asdict(self)
+
+
+def usage_rows(
+    conn: Conn, guild_id: int | None = None, since: date | None = None
+) -> list[UsageRow]:
+    """Final jobs grouped by day, guild and member, oldest day first (blocking)."""
+    where = ["state IN ('delivered', 'failed', 'cancelled', 'unknown')"]
+    params: list[Any] = []
+    if guild_id is not None:
+        where.append("guild_id = ?")
+        params.append(guild_id)
+    if since is not None:
+        # created_at is fixed-width ISO text in UTC (bot/store/periods.iso): it sorts as text.
+        where.append("created_at >= ?")
+        params.append(since.isoformat())
+    rows = conn.execute(
+        f"""
+        SELECT substr(created_at, 1, 10) AS day, guild_id, user_id, count(*) AS jobs,
+               coalesce(sum(images_delivered), 0) AS images,
+               coalesce(sum(images_billed), 0) AS billed,
+               sum(CASE WHEN images_billed IS NULL THEN 1 ELSE 0 END) AS unknown_cost
+        FROM jobs WHERE {" AND ".join(where)}
+        GROUP BY day, guild_id, user_id
+        ORDER BY day, guild_id IS NULL, guild_id, user_id
+        """,
+        params,
+    ).fetchall()
+    return [UsageRow(*tuple(r)) for r in rows]
+
+
+@dataclass(frozen=True)
+class Totals:
+    """Sums over some usage rows."""
+
+    jobs: int = 0
+    images: int = 0
+    billed: int = 0
+    unknown_cost: int = 0
+
+    def add(self, row: UsageRow) -> Totals:
+        """These totals with one more row."""
+        return Totals(
+            self.jobs + row.jobs,
+            self.images + row.images,
+            self.billed + row.billed,
+            self.unknown_cost + row.unknown_cost,
+        )
+
+
+def totals_by(rows: list[UsageRow], key: str) -> dict[Any, Totals]:
+    """Totals per value of one field (`day`, `guild_id` or `user_id`), in first-seen order."""
+    out: dict[Any, Totals] = {}
+    for row in rows:
+        k = getattr(row, key)
+        out[k] = out.get(k, Totals()).add(row)
+    return out

@@ -1,0 +1,97 @@
+"""What `remixbot run` adds when REMIXBOT_HTTP_PORT is set: the Prometheus metrics the services
+count into, the Discord watch, and the endpoint (health, metrics, dashboard) around the bot."""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TextIO
+
+from bot.looplag import LoopLag
+from bot.metrics import NULL_METRICS, Metrics
+from bot.secrets import register_secret
+from bot.settings import Settings
+from bot.web.discordwatch import DiscordWatch
+from bot.web.prom import PrometheusMetrics
+from bot.web.server import Endpoint, Probe, make_app
+
+if TYPE_CHECKING:
+    from bot.services import Services
+
+DB_PROBE_JOB = (
+    0  # no job has id 0: the read goes through the writer thread and SQLite, finds nothing
+)
+
+
+def database_probe(services: Services) -> Probe:
+    """Healthy while the store answers a read."""
+
+    async def probe() -> str | None:
+        try:
+            await services.store.find_job(DB_PROBE_JOB)
+        except Exception as exc:
+            return f"the database does not answer ({type(exc).__name__})"
+        return None
+
+    return probe
+
+
+def admin_token(settings: Settings, out: TextIO | None = None) -> str:
+    """REMIXBOT_ADMIN_TOKEN, or a new one printed once on stderr (never logged: it is a secret)."""
+    if settings.admin_token:
+        return settings.admin_token.get()
+    token = secrets.token_urlsafe(24)
+    register_secret(token)  # if it ever reaches a log line, it is redacted there
+    print(
+        f"Admin dashboard password for this run (set REMIXBOT_ADMIN_TOKEN to keep one): {token}",
+        file=out or sys.stderr,
+        flush=True,
+    )
+    return token
+
+
+class Operations:
+    """The endpoint's parts for one run of the bot; `NULL` when the endpoint is off."""
+
+    def __init__(self, settings: Settings, *, enabled: bool) -> None:
+        self.settings = settings
+        self.enabled = enabled
+        self.prometheus = PrometheusMetrics() if enabled else None
+        self.metrics: Metrics = self.prometheus or NULL_METRICS
+        self.watch = DiscordWatch(self.metrics) if enabled else None
+        self.endpoint: Endpoint | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Operations:
+        """On when REMIXBOT_HTTP_PORT is set."""
+        return cls(settings, enabled=settings.http_port > 0)
+
+    def bot_options(self) -> dict[str, Any]:
+        """Options for the Discord client: the REST trace that counts 429s and acknowledgements."""
+        return {"http_trace": self.watch.trace_config()} if self.watch else {}
+
+    def listeners(self) -> list[tuple[Callable[..., Awaitable[None]], str]]:
+        """(listener, event name) pairs for the Discord client."""
+        return [(self.watch.on_interaction, "on_interaction")] if self.watch else []
+
+    @contextlib.asynccontextmanager
+    async def serving(
+        self, services: Services, lag: LoopLag, gateway: Probe
+    ) -> AsyncIterator[Endpoint | None]:
+        """Serve /healthz, /metrics and /admin while the block runs (nothing when off)."""
+        if self.prometheus is None:
+            yield None
+            return
+        from bot.web.dashboard import add_dashboard  # only when the endpoint is on
+
+        self.prometheus.watch(services.scheduler, lag)
+        app = make_app(self.prometheus, [gateway, database_probe(services)])
+        add_dashboard(app, self.settings, services, admin_token(self.settings))
+        self.endpoint = Endpoint(self.settings, app)
+        await self.endpoint.start()
+        try:
+            yield self.endpoint
+        finally:
+            await self.endpoint.stop()

@@ -1,0 +1,219 @@
+"""The admin dashboard over real HTTP on 127.0.0.1: login, every page, filters, the job's input,
+the usage chart, quota and block changes through the store, and CSRF on every write."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+
+from bot.secrets import redact
+from bot.settings import load_settings
+from bot.web.dashboard import add_dashboard
+from bot.web.prom import PrometheusMetrics
+from bot.web.runtime import admin_token
+from bot.web.server import Endpoint, make_app
+from tests.fakediscord.helpers import png_bytes
+from tests.remixworld import World, running_world
+
+TOKEN = "admin-token-for-tests-7f3a"
+
+
+@contextlib.asynccontextmanager
+async def dashboard(w: World) -> AsyncIterator[str]:
+    """The endpoint with the dashboard over the world's services; yields its base URL."""
+    app = make_app(PrometheusMetrics(), [])
+    add_dashboard(app, w.settings, w.services, TOKEN)
+    endpoint = Endpoint(w.settings, app, port=0)
+    await endpoint.start()
+    try:
+        yield endpoint.url
+    finally:
+        await endpoint.stop()
+
+
+def client() -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(
+        cookie_jar=aiohttp.CookieJar(unsafe=True), timeout=aiohttp.ClientTimeout(total=15)
+    )
+
+
+async def login(s: aiohttp.ClientSession, base: str) -> str:
+    """Sign in; return the CSRF token of the session."""
+    async with s.post(base + "/admin/login", data={"token": TOKEN}) as r:
+        assert r.status == 200 and r.url.path == "/admin"
+        return csrf(await r.text())
+
+
+def csrf(html: str) -> str:
+    found = re.search(r'name=csrf value="([^"]+)"', html)
+    assert found, "no CSRF field in the page"
+    return found.group(1)
+
+
+async def text(s: aiohttp.ClientSession, url: str, status: int = 200) -> str:
+    async with s.get(url) as r:
+        assert r.status == status, await r.text()
+        return await r.text()
+
+
+async def test_every_page_needs_the_login_and_the_cookie_is_strict(tmp_path: Path) -> None:
+    async with running_world(tmp_path / "data") as w, dashboard(w) as base, client() as s:
+        for path in ("/admin", "/admin/jobs", "/admin/jobs/1", "/admin/usage", "/admin/quotas"):
+            async with s.get(base + path, allow_redirects=False) as r:
+                assert (r.status, r.headers["Location"]) == (303, "/admin/login"), path
+        async with s.post(base + "/admin/quotas", data={"action": "unblock", "user": "1"}) as r:
+            assert r.status == 403
+        async with s.post(base + "/admin/login", data={"token": "guess"}) as r:
+            assert r.status == 200 and "not the admin token" in await r.text()
+        async with s.post(base + "/admin/login", data={"token": TOKEN}, allow_redirects=False) as r:
+            assert r.status == 303
+            cookie = r.headers["Set-Cookie"]
+            assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/admin" in cookie
+        page = await text(s, base + "/admin")
+        assert "Queue" in page and "In flight at the backend" in page
+        token = csrf(page)
+        async with s.post(base + "/admin/logout", data={"csrf": token}) as r:
+            assert r.url.path == "/admin/login"
+        async with s.get(base + "/admin", allow_redirects=False) as r:
+            assert r.status == 303
+
+
+async def test_jobs_filters_details_input_and_usage_chart(tmp_path: Path) -> None:
+    async with running_world(tmp_path / "data") as w, dashboard(w) as base, client() as s:
+        inter = await w.slash_remix(png_bytes(120, 80), prompt="a <b>bold</b> cat", num_images=2)
+        msg = await w.result_message(inter)
+        [job] = await w.jobs_final(1)
+        await login(s, base)
+
+        jobs = await text(s, base + "/admin/jobs")
+        assert f'href="/admin/jobs/{job.id}"' in jobs
+        assert "a &lt;b&gt;bold&lt;/b&gt; cat" in jobs and "<b>bold</b>" not in jobs
+        member = w.discord.alice["id"]
+        for query, shown in (
+            (f"guild={job.guild_id}", True),
+            ("guild=123456789012345678", False),
+            (f"member={member}", True),
+            (f"member=<@{member}>", True),
+            ("member=99999", False),
+            ("state=delivered", True),
+            ("state=failed", False),
+        ):
+            page = await text(s, f"{base}/admin/jobs?{query}")
+            assert (f'href="/admin/jobs/{job.id}"' in page) is shown, query
+        page = await text(s, base + "/admin/jobs?state=bogus&guild=x")
+        assert "state must be one of" in page and "role=alert" in page
+
+        detail = await text(s, f"{base}/admin/jobs/{job.id}")
+        assert "delivered" in detail and "2 / 0" in detail
+        assert f"/channels/{job.guild_id}/{msg.channel_id}/{msg.id}" in detail
+        assert f'src="/admin/jobs/{job.id}/input"' in detail
+        async with s.get(f"{base}/admin/jobs/{job.id}/input") as r:
+            assert r.status == 200 and r.content_type in ("image/png", "image/jpeg")
+            assert (await r.read())[:4] in (b"\x89PNG", b"\xff\xd8\xff\xe0", b"\xff\xd8\xff\xdb")
+        await text(s, f"{base}/admin/jobs/{job.id + 100}", status=404)
+        await text(s, f"{base}/admin/jobs/{job.id}/kept/..%2Fx", status=404)
+
+        usage = await text(s, base + "/admin/usage")
+        assert f"Guild {job.guild_id}" in usage and "<svg" in usage
+        assert len(re.findall(r'<rect class="delivered"', usage)) == 30
+        assert "2 images delivered, 2 billed" in usage
+        usage7 = await text(s, base + "/admin/usage?days=7")
+        assert len(re.findall(r'<rect class="delivered"', usage7)) == 7
+
+
+async def test_queue_shows_running_and_queued_jobs(tmp_path: Path) -> None:
+    async with running_world(tmp_path / "data", REMIXBOT_INFLIGHT_IMAGES="1") as w:
+        w.remix.api_delay = 3.0
+        async with dashboard(w) as base, client() as s:
+            await login(s, base)
+            await w.slash_remix(png_bytes())
+            await w.discord.wait_until(lambda: w.remix.requests, 10, "the first call")
+            att = w.discord.upload_attachment("b.png", png_bytes())
+            await w.discord.slash("remix", {"image": att, "prompt": "second"}, user=w.discord.bob)
+            for _ in range(50):
+                page = await text(s, base + "/admin")
+                if "Queued (1)" in page:
+                    break
+                await asyncio.sleep(0.1)
+            assert "Running (1)" in page and "Queued (1)" in page
+            assert "generating" in page
+            assert "of a budget of <b>1</b> images" in page
+            w.remix.stop()
+
+
+async def test_quota_and_block_changes_go_through_the_store_with_csrf(tmp_path: Path) -> None:
+    async with running_world(tmp_path / "data") as w, dashboard(w) as base, client() as s:
+        token = await login(s, base)
+        bob = w.discord.bob["id"]
+        block = {"action": "block", "user": bob, "reason": "spamming the channel"}
+        async with s.post(base + "/admin/quotas", data=block) as r:
+            assert r.status == 403  # no CSRF token
+        async with s.post(base + "/admin/quotas", data={**block, "csrf": "x" * 43}) as r:
+            assert r.status == 403
+        async with s.post(
+            base + "/admin/quotas",
+            data={**block, "csrf": token},
+            headers={"Origin": "https://evil.example"},
+        ) as r:
+            assert r.status == 403
+        assert (await w.services.store.policies()).blocked == {}
+
+        async with s.post(base + "/admin/quotas", data={**block, "csrf": token}) as r:
+            page = await r.text()
+            assert r.status == 200 and f"Blocked {bob}: spamming the channel" in page
+        assert (await w.services.store.policies()).blocked == {int(bob): "spamming the channel"}
+        # The bot refuses the blocked member, as after `remixbot quota block`.
+        att = w.discord.upload_attachment("b.png", png_bytes())
+        inter = await w.discord.slash("remix", {"image": att, "prompt": "x"}, user=w.discord.bob)
+        assert "spamming the channel" in await w.refusal(inter)
+
+        changes = [
+            (
+                {"action": "set-guild", "guild": "123456789012345678", "limit": "9"},
+                "9 images per user",
+            ),
+            (
+                {"action": "set-default", "limit": "4", "period": "weekly"},
+                "4 images per user, weekly",
+            ),
+            ({"action": "grant", "user": bob, "images": "2"}, "Granted 2 extra images"),
+            ({"action": "unblock", "user": bob}, f"Unblocked {bob}."),
+        ]
+        for form, said in changes:
+            async with s.post(base + "/admin/quotas", data={**form, "csrf": token}) as r:
+                assert r.status == 200 and said in await r.text(), form
+        p = await w.services.store.policies()
+        assert (p.default_limit, p.period, p.guilds, p.blocked) == (
+            4,
+            "weekly",
+            {123456789012345678: 9},
+            {},
+        )
+        for form, said in (
+            (
+                {"action": "set-guild", "guild": "12", "limit": "lots"},
+                "limit must be a whole number",
+            ),
+            ({"action": "block", "user": bob, "reason": ""}, "needs a reason"),
+            ({"action": "drop-tables"}, "not an action"),
+        ):
+            async with s.post(base + "/admin/quotas", data={**form, "csrf": token}) as r:
+                assert r.status == 400 and said in await r.text(), form
+        assert (await w.services.store.policies()).guilds == {123456789012345678: 9}
+
+
+def test_an_unset_admin_token_is_made_printed_once_and_redacted(tmp_path: Path) -> None:
+    settings = load_settings({"REMIXBOT_BACKEND": "demo"}, dotenv=None)
+    out = io.StringIO()
+    token = admin_token(settings, out)
+    assert out.getvalue().count(token) == 1 and len(token) >= 24
+    assert redact(f"login with {token}") == "login with [REDACTED]"
+    given = load_settings({"REMIXBOT_BACKEND": "demo", "REMIXBOT_ADMIN_TOKEN": TOKEN}, dotenv=None)
+    quiet = io.StringIO()
+    assert admin_token(given, quiet) == TOKEN and quiet.getvalue() == ""
