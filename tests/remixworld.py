@@ -14,6 +14,7 @@ import pytest
 from bot.client import RemixBot, apply_discord_endpoints, reset_discord_endpoints
 from bot.services import Services, open_services
 from bot.settings import Settings, load_settings
+from tests.fakediscord.helpers import ephemeral_texts
 from tests.fakediscord.server import FakeDiscord, StoredMessage
 from tests.fakeremix import FakeRemix, running_fake
 from tests.fakeremix.helpers import fake_env
@@ -68,13 +69,7 @@ class World:
 
     def ephemeral_replies(self) -> list[str]:
         """Contents of ephemeral messages (callbacks and followups) the bot sent."""
-        out = []
-        for call in self.discord.calls:
-            body = call.json if isinstance(call.json, dict) else {}
-            data = body.get("data", body) if isinstance(body.get("data"), dict) else body
-            if isinstance(data, dict) and (data.get("flags") or 0) & 64 and data.get("content"):
-                out.append(data["content"])
-        return out
+        return ephemeral_texts(self.discord)
 
     async def books_balance(self) -> list[str]:
         """Every inconsistency in the ledger (empty when reserved = charged + refunded)."""

@@ -12,7 +12,7 @@ from pathlib import Path
 from bot.settings import load_settings
 from bot.store import Store
 from tests.fakediscord import FakeDiscord
-from tests.fakediscord.helpers import BotProcess, png_bytes
+from tests.fakediscord.helpers import BotProcess, ephemeral_texts, png_bytes
 from tests.fakeremix import running_fake
 from tests.fakeremix.helpers import fake_env
 
@@ -80,7 +80,7 @@ async def test_a_crash_during_a_burst_loses_no_member(database: Path | str, tmp_
             member = d.alice if owner == d.alice["id"] else d.bob
             refused = await d.click(lost.id, lost.custom_ids()[0], user=other)
             await d.wait_until(lambda: refused.response_type == 4, 10, "the refusal")
-            assert any("Only the member" in text for text in _ephemeral(d))
+            assert any("Only the member" in text for text in ephemeral_texts(d))
             retried = await d.click(lost.id, lost.custom_ids()[0], user=member)
             await d.wait_until(
                 lambda: (m := d.original(retried)) is not None and bool(m.attachments),
@@ -106,15 +106,4 @@ def _result_replies(d: FakeDiscord, original_id: str | None) -> list[dict]:
         ref = body.get("message_reference") or {}
         if str(ref.get("message_id")) == str(original_id) and body.get("attachments"):
             out.append(body)
-    return out
-
-
-def _ephemeral(d: FakeDiscord) -> list[str]:
-    """Contents of the ephemeral answers the bot sent."""
-    out = []
-    for call in d.calls:
-        body = call.json if isinstance(call.json, dict) else {}
-        data = body.get("data") if isinstance(body.get("data"), dict) else body
-        if (data.get("flags") or 0) & 64 and data.get("content"):
-            out.append(data["content"])
     return out

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from pathlib import Path
 
 import pytest
@@ -19,17 +18,6 @@ DEFAULTS = QuotaDefaults(limit=6)
 async def _remixbot(*args: str) -> int:
     """`remixbot ARGS…` in this process (its own event loop, on a thread); the exit code."""
     return await asyncio.to_thread(main, list(args))
-
-
-@pytest.fixture
-def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for name in list(os.environ):
-        if name.startswith(("REMIXBOT_", "DISCORD_")):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("REMIXBOT_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("REMIXBOT_DEFAULT_LIMIT", "6")
-    return tmp_path / "data"
 
 
 async def _history(db: Path) -> dict[str, int]:

@@ -11,7 +11,7 @@ from pathlib import Path
 from bot.settings import load_settings
 from bot.store import Store
 from tests.fakediscord import FakeDiscord
-from tests.fakediscord.helpers import BotProcess, png_bytes
+from tests.fakediscord.helpers import BotProcess, ephemeral_texts, png_bytes
 from tests.fakeremix import running_fake
 from tests.fakeremix.helpers import fake_env
 
@@ -24,16 +24,6 @@ def _shown(d: FakeDiscord, inter: object) -> str:
 def _has_result(d: FakeDiscord, inter: object) -> bool:
     msg = d.original(inter)
     return msg is not None and bool(msg.attachments)
-
-
-def _ephemeral(d: FakeDiscord) -> list[str]:
-    out = []
-    for call in d.calls:
-        body = call.json if isinstance(call.json, dict) else {}
-        data = body.get("data") if isinstance(body.get("data"), dict) else body
-        if (data.get("flags") or 0) & 64 and data.get("content"):
-            out.append(data["content"])
-    return out
 
 
 async def test_two_shard_processes_share_the_books_and_the_backend(
@@ -97,7 +87,7 @@ async def test_two_shard_processes_share_the_books_and_the_backend(
                     channel_id=chan,
                 )
             await d.wait_until(
-                lambda: sum("You have 2 of 3 images left" in t for t in _ephemeral(d)) == 2,
+                lambda: sum("You have 2 of 3 images left" in t for t in ephemeral_texts(d)) == 2,
                 15,
                 "the refusal in each guild",
             )

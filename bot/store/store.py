@@ -222,7 +222,6 @@ class Store:
     async def _open_sqlite(self, path: Path, defaults: QuotaDefaults, busy_ms: int) -> None:
         # One thread owns the connection: SQLite calls never block the event loop, and writes
         # from this process are serialised (and group-committed) before SQLite's own lock.
-        writer = Writer()
         # This process's claim on the jobs it creates (see bot/store/owners.py).
         self._owner_lock = lock = await asyncio.to_thread(OwnerLock.acquire, owners_folder(path))
         token = lock.token if lock is not None else None
@@ -232,13 +231,8 @@ class Store:
             owners = FileOwners(owners_folder(path))
             return _Parts.build(db, defaults, self.inputs, self.journal, token, owners, None)
 
-        try:
-            parts = await writer.call(connect)
-        except BaseException:
-            await writer.stop()
-            raise
+        writer, parts = await self._add_writer("remixbot-store", connect)
         writer.bind(parts.db.conn)
-        self._pool.writers.append((writer, parts))
         self._pool.grouping = True
 
     async def _open_postgres(self, url: str, defaults: QuotaDefaults, busy_ms: int) -> None:
@@ -246,7 +240,6 @@ class Store:
 
         token = Leases.new_token()
         for n in range(PG_CONNECTIONS):
-            writer = Writer(f"remixbot-store-{n}")
 
             def connect(first: bool = n == 0) -> _Parts:
                 db = PgDb(url, busy_ms, migrate=first)  # the first applies the migrations
@@ -255,13 +248,19 @@ class Store:
                     leases.register()
                 return _Parts.build(db, defaults, self.inputs, self.journal, token, None, leases)
 
-            try:
-                parts = await writer.call(connect)
-            except BaseException:
-                await writer.stop()
-                raise
-            self._pool.writers.append((writer, parts))
+            await self._add_writer(f"remixbot-store-{n}", connect)
         self._renewing = asyncio.create_task(self._renew_lease(), name="remixbot-lease")
+
+    async def _add_writer(self, name: str, connect: Callable[[], _Parts]) -> tuple[Writer, _Parts]:
+        """A worker thread whose connection and parts `connect` makes (on that thread)."""
+        writer = Writer(name)
+        try:
+            parts = await writer.call(connect)
+        except BaseException:
+            await writer.stop()
+            raise
+        self._pool.writers.append((writer, parts))
+        return writer, parts
 
     async def _renew_lease(self) -> None:
         """Renew this process's lease until the store closes (a third of its length apart)."""
