@@ -9,7 +9,9 @@ import signal
 import time
 from pathlib import Path
 
-from bot.store import QuotaDefaults, Store
+import pytest
+
+from bot.store import QuotaDefaults, Store, StoreUnavailable
 from tests.databases import execute
 from tests.test_store_processes import _spawn
 
@@ -83,3 +85,12 @@ async def test_a_lease_that_ran_out_while_its_process_stalled_is_taken_again(
             assert sorted(execute(postgres, "SELECT token FROM owners")) == sorted(
                 [(token,), (other.owner,)]
             )
+
+
+async def test_an_unreachable_server_is_one_sentence_without_the_password(tmp_path: Path) -> None:
+    url = "postgresql://remixbot:s3cret-pw@/remixbot?host=" + str(tmp_path / "no-server")
+    with pytest.raises(StoreUnavailable) as caught:
+        await Store.open(url, defaults=QuotaDefaults(), data_dir=tmp_path)
+    text = str(caught.value)
+    assert text.startswith("Could not reach the job database at postgresql://remixbot@/remixbot")
+    assert "check REMIXBOT_DATABASE_URL" in text and "s3cret-pw" not in text

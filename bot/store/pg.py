@@ -21,7 +21,9 @@ from typing import Any
 import psycopg
 from psycopg import errors as pg_errors
 
-from bot.store.errors import StoreBusy
+from bot.secrets import redact
+from bot.settings import shown_database
+from bot.store.errors import StoreBusy, StoreUnavailable
 from bot.store.pg_schema import LOCK_NAMESPACE, apply_migrations
 
 # Errors after which the transaction was rolled back and retrying later can succeed.
@@ -124,7 +126,15 @@ class PgDb:
             apply_migrations(self.conn.raw)
 
     def _connect(self) -> psycopg.Connection[Any]:
-        raw = psycopg.connect(self.url, autocommit=True, row_factory=_row_factory)
+        try:
+            raw = psycopg.connect(
+                self.url, autocommit=True, row_factory=_row_factory, connect_timeout=10
+            )
+        except psycopg.OperationalError as exc:
+            # psycopg's text names the host and the reason, never the password; the URL is
+            # shown without it.
+            reason = str(exc).strip().splitlines()[-1][:200] if str(exc).strip() else "refused"
+            raise StoreUnavailable(shown_database(self.url), redact(reason)) from None
         # How long a statement waits for another transaction's lock before StoreBusy.
         raw.execute(f"SET lock_timeout = {int(self.busy_timeout_ms)}")
         return raw
