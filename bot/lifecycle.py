@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 TELL_TIMEOUT = 10.0
 # The "images left" line is cosmetic: a busy database must not hold up (or drop) a paid result.
 QUOTA_LINE_TIMEOUT = 2.0
+# Keeping the posted images (for /show, Vary and DMs) is best effort: bounded, never fatal.
+KEEP_RESULTS_TIMEOUT = 10.0
 # Saving a task id or the posted record is retried on a busy database: waits between tries.
 SAVE_RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 4.0)
 SETTLE_RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0, 60.0, 60.0, 60.0, 60.0, 60.0)
@@ -88,7 +90,8 @@ EXITS: dict[Exit, ExitRule] = {
         "the images posted",
         "what the backend billed",
         "the result: images, embed, controls",
-        "posted; any not posted are kept in undelivered/",
+        "posted and kept in results/ for the retention period; any not posted are kept in "
+        "undelivered/",
     ),
     Exit.NOTHING_DELIVERED: ExitRule(
         "failed",
@@ -569,6 +572,7 @@ class JobLifecycle:
             billed=delivery.billed,
         )
         await self._book(record)
+        await self._keep_results(job.id, [i.path for i in delivery.images[: posted.images]])
         self.metrics.images(posted=posted.images)
         self.metrics.job_ended(Exit.DELIVERED)
         unposted = [i.path for i in delivery.images[posted.images :]]
@@ -685,6 +689,16 @@ class JobLifecycle:
             return None, True
         # What settle will refund comes back to the member: count it as left already.
         return status.remaining + max(0, job.images_reserved - delivered), True
+
+    async def _keep_results(self, job_id: int, paths: Sequence[Path]) -> None:
+        """Store the posted images with the job for the retention period (/show, Vary, DMs);
+        a failure only costs those controls their images, never the posted result."""
+        try:
+            async with asyncio.timeout(KEEP_RESULTS_TIMEOUT):
+                images = await asyncio.to_thread(lambda: [p.read_bytes() for p in paths])
+                await self.store.keep_results(job_id, images)
+        except Exception as exc:
+            log.warning("job %s: the posted images were not kept (%s)", job_id, exc)
 
     def _keep(self, job_id: int, paths: Sequence[Path]) -> None:
         """Move paid-for files that were not posted to undelivered/job-<id>/ (blocking)."""

@@ -23,8 +23,10 @@ from bot.errors import InvalidRequest, RemixbotError
 from bot.intake import ImagePool, IntakeLimits, PreparedImage
 from bot.intake.mask import edit_mask_off_loop
 from bot.jobs import Admission, JobTicket, Scheduler, SchedulerClosed
+from bot.jobs.errors import JobRunning
 from bot.lifecycle import Ending, Exit, JobLifecycle, JobTask, Posted, Presenter, tell
 from bot.media import EncodedImage
+from bot.moderation import Moderation
 from bot.remix.backends import BACKEND_CLASSES
 from bot.remix.backends.base import Backend
 from bot.remix.download import DownloadPolicy
@@ -40,6 +42,8 @@ log = logging.getLogger(__name__)
 REPEAT_WINDOW = 10.0
 # How often the bot looks for jobs of processes that died (their reservations come back).
 ORPHAN_CHECK_SECONDS = 60.0
+# Vary's two strengths: the image weight of the new job (high follows the chosen image closely).
+VARY_WEIGHTS = {"subtle": 85, "strong": 35}
 # Uploads downloaded and prepared at once; the rest of a burst waits holding no image bytes.
 INTAKE_AT_ONCE = 4
 
@@ -80,6 +84,20 @@ class NotYourJob(InvalidRequest):
             "Only the member who asked for that remix can retry it; "
             "press Reroll on a result to make your own."
         )
+
+
+class ResultGone(InvalidRequest):
+    """A result image Vary or /show needs is no longer kept (past the retention period)."""
+
+    def __init__(self) -> None:
+        super().__init__("That result's images are no longer stored.")
+
+
+class AlreadyEnded(RemixbotError):
+    """A control for a job that has already ended (Cancel on a finished job)."""
+
+    def __init__(self) -> None:
+        super().__init__("That remix has already finished; there is nothing to cancel.")
 
 
 @dataclass(frozen=True)
@@ -176,6 +194,7 @@ class RemixService:
             undelivered_dir=settings.data_dir / "undelivered",
         )
         self.repeats = RepeatGuard()
+        self.moderation = Moderation(store)
         self._intake = asyncio.Semaphore(INTAKE_AT_ONCE)
         self._watchers: set[asyncio.Task[None]] = set()
         self._presenters: dict[int, Presenter] = {}
@@ -208,9 +227,11 @@ class RemixService:
         """Hold it while downloading and preparing a member's upload (a few at a time)."""
         return self._intake
 
-    async def precheck(self, who: Requester, images: int) -> None:
-        """The refusals known before any download (queue room, block, quota), so a member can
-        be answered at once and privately. Reserving checks them all again."""
+    async def precheck(self, who: Requester, images: int, prompt: str | None = None) -> None:
+        """The refusals known before any download (the server's channel list, pause and prompt
+        block list, queue room, block, quota), so a member can be answered at once and
+        privately, and a refused control costs no work. Reserving checks them all again."""
+        await self.moderation.check(who.guild_id, who.channel_id, who.user_id, prompt)
         self.scheduler.refuse_if_full(who.user_id)
         status = await self.store.quota_status(who.user_id, who.guild_id, who.role_ids)
         if status.blocked_reason is not None:
@@ -266,6 +287,88 @@ class RemixService:
             raise NotYourJob()
         return await self._again(who, parent, request, images, presenter, "remix")
 
+    async def edit(
+        self,
+        who: Requester,
+        job_id: int,
+        presenter: Presenter,
+        *,
+        prompt: str,
+        negative_prompt: str | None,
+        image_weight: int | str | None,
+    ) -> Admission | None:
+        """Run a stored job's input again with an edited prompt, negative prompt and image
+        weight (None keeps it; its other options and its seed kept), charged to ``who``."""
+        parent, request, images = await self._stored(job_id)
+        edited = self.edited_request(request, prompt, negative_prompt, image_weight)
+        return await self._again(who, parent, edited, images, presenter, "remix", rerun=False)
+
+    def edited_request(
+        self,
+        request: RemixRequest,
+        prompt: str,
+        negative_prompt: str | None,
+        image_weight: int | str | None,
+    ) -> RemixRequest:
+        """A stored request with what a member typed into Edit, validated as a new request
+        (InvalidRequest names the field); a weight of None keeps the stored one."""
+        weight = request.image_weight if image_weight is None else image_weight
+        edited = dataclasses.replace(
+            request,
+            prompt=prompt,
+            negative_prompt=negative_prompt,
+            image_weight=weight,  # type: ignore[arg-type]  # a typed number is checked here
+        )
+        self.check_request(edited)
+        return edited
+
+    async def vary(
+        self, who: Requester, job_id: int, index: int, strength: str, presenter: Presenter
+    ) -> Admission | None:
+        """Remix one of a job's results (1-based `index`) with the job's prompt: subtle keeps
+        close to it, strong strays further. Charged to ``who``."""
+        weight = VARY_WEIGHTS[strength]
+        parent = await self.store.find_job(job_id)
+        if parent is None:
+            raise ResultGone()
+        keys = await self.store.result_keys(job_id)
+        data = await self.store.results.get(keys[index - 1]) if 0 < index <= len(keys) else None
+        if data is None:
+            raise ResultGone()
+        request = dataclasses.replace(
+            RemixRequest.from_dict(parent.request), image_weight=weight, has_mask=False
+        ).with_seed(None)
+        await self.precheck(who, request.num_images, request.prompt)
+        hold = self.scheduler.check_admission(who.user_id)
+        try:
+            # A result is a backend's image, not a prepared input: it goes through intake.
+            prepared = await self.pool.prepare(
+                data, aspect_ratio=request.aspect_ratio, limits=self.limits
+            )
+            refs = [
+                await self._load(key, "style reference images") for key in parent.style_ref_keys
+            ]
+        except BaseException:
+            hold.release()
+            raise
+        images = JobImages(prepared, refs)
+        return await self._accept(
+            who, with_chosen_ratio(request, prepared), images, presenter, hold=hold, parent=job_id
+        )
+
+    async def cancel(self, job_id: int, user_id: int | None) -> None:
+        """Cancel a queued job (``user_id`` None: an admin) and close it refunded, its member
+        told. Raises NotJobOwner, JobRunning (it may be billed: it goes on) or AlreadyEnded."""
+        if self.scheduler.cancel(job_id, user_id=user_id):
+            presenter = self._presenters.pop(job_id, None)
+            await self.lifecycle.not_started(job_id, presenter)
+            return
+        job = await self.store.find_job(job_id)
+        if job is None or job.final:
+            raise AlreadyEnded()
+        # Open but not in this process's queue: running here, or another process's job.
+        raise JobRunning()
+
     async def _again(
         self,
         who: Requester,
@@ -274,11 +377,15 @@ class RemixService:
         images: JobImages,
         presenter: Presenter,
         kind: str,
+        *,
+        rerun: bool = True,
     ) -> Admission | None:
         try:
             # The server's cap or backend may have changed since: check before reserving.
             self.check_request(request)
         except InvalidRequest as exc:
+            if not rerun:
+                raise
             raise NotRerunnable(exc, "reroll" if kind == "reroll" else "retry") from None
         hold = self.scheduler.check_admission(who.user_id)
         return await self._accept(
@@ -296,15 +403,16 @@ class RemixService:
         """The job's input, style references and mask as stored when it was accepted: reused
         exactly, never prepared a second time."""
 
-        async def load(key: str | None, what: str) -> PreparedImage:
-            data = await self.store.inputs.get(key) if key else None
-            if data is None:
-                raise InputGone(what)
-            return await self.pool.load_prepared(data)
+        refs = [await self._load(key, "style reference images") for key in job.style_ref_keys]
+        mask = (await self._load(job.mask_key, "mask")).image if job.mask_key else None
+        return JobImages(await self._load(job.input_key, "input image"), refs, mask)
 
-        refs = [await load(key, "style reference images") for key in job.style_ref_keys]
-        mask = (await load(job.mask_key, "mask")).image if job.mask_key else None
-        return JobImages(await load(job.input_key, "input image"), refs, mask)
+    async def _load(self, key: str | None, what: str) -> PreparedImage:
+        """A stored, already prepared image as it was stored (InputGone when it is not)."""
+        data = await self.store.inputs.get(key) if key else None
+        if data is None:
+            raise InputGone(what)
+        return await self.pool.load_prepared(data)
 
     async def _accept(
         self,
@@ -319,9 +427,11 @@ class RemixService:
     ) -> Admission | None:
         """Store the input, reserve, and queue; None if this interaction was seen before.
 
-        Raises (nothing charged): QuotaRefused, QueueFull and friends.
+        Raises (nothing charged): the server's refusals (moderation.py), QuotaRefused,
+        QueueFull and friends.
         """
         try:
+            await self.moderation.check(who.guild_id, who.channel_id, who.user_id, request.prompt)
             prepared = images.input
             input_key = await self.store.inputs.put(prepared.image.data)
             ref_keys = [await self.store.inputs.put(r.image.data) for r in images.refs]
@@ -369,6 +479,7 @@ class RemixService:
         recovered: bool = False,
     ) -> Admission:
         """Hand a reserved job to the scheduler; the lifecycle runs it when its turn comes."""
+        presenter = self.moderation.watching(presenter, job.guild_id, job.user_id)
 
         async def run(admission: Admission) -> Posted | None:
             try:
@@ -469,6 +580,7 @@ class RemixService:
             await self.store.fail(job.id, "started outside Discord; not resumed", "unknown")
             return None
         task = JobTask(RemixRequest.from_dict(job.request), None, role_ids=await roles_for(job))
+        presenter = self.moderation.watching(presenter, job.guild_id, job.user_id)
         try:
             return await self.lifecycle.resume(job, task, presenter)
         except Exception:

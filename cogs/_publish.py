@@ -23,14 +23,18 @@ from cogs._ui import progress_line, result_embed
 
 # Builds the persistent controls under a message from a job id (the cog owns the buttons).
 ViewFor = Callable[[int], discord.ui.View]
+# The controls under a result: from the job id and how many images it shows (for Vary).
+ResultViewFor = Callable[[int, int], discord.ui.View]
 
 
 @dataclass(frozen=True)
 class Controls:
-    """The views presenters attach: result controls, and Retry under a job lost in a crash."""
+    """The views presenters attach: result controls, Cancel under progress, and Retry under a
+    job lost in a crash."""
 
-    result: ViewFor
+    result: ResultViewFor
     retry: ViewFor
+    progress: ViewFor
 
     def for_ending(self, ending: Ending) -> discord.ui.View | None:
         """Retry under a job a crash lost at the backend; nothing under other endings."""
@@ -69,7 +73,7 @@ def to_discord(batch: Sequence[UploadFile]) -> list[discord.File]:
     return [discord.File(io.BytesIO(f.data), filename=f.filename) for f in batch]
 
 
-class _Poster:
+class Poster:
     """Shared posting logic: fit files, post batches, re-fit once on 413."""
 
     def __init__(self, pool: ImagePool, file_limit: int) -> None:
@@ -108,7 +112,7 @@ class _Poster:
         raise RuntimeError("unreachable")
 
 
-class InteractionPresenter(_Poster):
+class InteractionPresenter(Poster):
     """Progress by editing the deferred response; results on it and in followups."""
 
     def __init__(
@@ -148,7 +152,9 @@ class InteractionPresenter(_Poster):
             if self._final or not self.token_alive():
                 return
             try:
-                await self.interaction.edit_original_response(content=progress_line(progress))
+                await self.interaction.edit_original_response(
+                    content=progress_line(progress), view=self.controls.progress(progress.job_id)
+                )
             except discord.HTTPException as exc:
                 if _token_dead(exc):
                     self._dead = True
@@ -164,7 +170,7 @@ class InteractionPresenter(_Poster):
 
     async def _deliver(self, outcome: Outcome, files: list[UploadFile]) -> Posted:
         embed = result_embed(outcome, self.user_id)
-        view = self.controls.result(outcome.job.id)
+        view = self.controls.result(outcome.job.id, len(outcome.delivery.images))
         if self.token_alive():
             try:
                 return await self._by_webhook(files, embed, view)
@@ -238,7 +244,18 @@ class InteractionPresenter(_Poster):
         await self._channel().say(message, view, warn=warn)
 
 
-class ChannelPresenter(_Poster):
+async def thinking(
+    interaction: discord.Interaction, pool: ImagePool, controls: Controls
+) -> InteractionPresenter:
+    """The public "thinking…" and its presenter (for a control too: thinking=True makes a new
+    message, where a plain component defer would edit the result itself)."""
+    await interaction.response.defer(thinking=True)
+    presenter = InteractionPresenter(interaction, pool, controls)
+    await presenter.remember_original()
+    return presenter
+
+
+class ChannelPresenter(Poster):
     """Progress and results as channel messages with the bot token, replying to a message."""
 
     def __init__(
@@ -294,12 +311,13 @@ class ChannelPresenter(_Poster):
     async def _show(self, progress: Progress) -> None:
         text = f"<@{self.user_id}> {progress_line(progress)}"
         mentions = discord.AllowedMentions(users=False)
+        view = self.controls.progress(progress.job_id)
         if self.status is None:
             self.status = await self.channel.send(
-                text, reference=self._reference(), allowed_mentions=mentions
+                text, reference=self._reference(), allowed_mentions=mentions, view=view
             )
         else:
-            await self.status.edit(content=text)
+            await self.status.edit(content=text, view=view)
 
     async def post(
         self, files: list[UploadFile], embed: discord.Embed, view: discord.ui.View
@@ -333,9 +351,8 @@ class ChannelPresenter(_Poster):
         files = await read_files(outcome)
         async with self._edits:
             self._final = True
-            return await self.post(
-                files, result_embed(outcome, self.user_id), self.controls.result(outcome.job.id)
-            )
+            view = self.controls.result(outcome.job.id, len(outcome.delivery.images))
+            return await self.post(files, result_embed(outcome, self.user_id), view)
 
     async def end(self, ending: Ending) -> None:
         """Say how the job ended, editing the status reply if there is one."""
@@ -365,7 +382,9 @@ class ChannelPresenter(_Poster):
             return
         try:
             if self._adopted:  # the member's own request message: say where the result went
-                await self.status.edit(content="✅ Done: the result is in the reply below.")
+                await self.status.edit(
+                    content="✅ Done: the result is in the reply below.", view=None
+                )
             else:
                 await self.status.delete()
         except discord.HTTPException:

@@ -1,11 +1,13 @@
-"""/remix, /quota, the Reroll button and 🔁 reactions: Discord in, RemixService calls out."""
+"""The ways in: /remix, "Remix this image" (the message context menu, its image select and
+modal) and /quota; Discord in, RemixService calls out. Once ready, it hands RemixService.recover
+a presenter for each job a previous process left open. The controls under results are
+cogs/results.py's.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import re
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import discord
@@ -29,10 +31,20 @@ from bot.remix.enums import (
 from bot.remix.request import MAX_PROMPT_CHARS
 from bot.store import Job
 from bot.store.periods import PERIOD_WORDS
-from bot.workflow import NotYourJob, Requester
-from cogs._publish import ChannelPresenter, Controls, InteractionPresenter
-from cogs._render import GENERIC_FAILURE, error_sentence, public_sentence
-from cogs._ui import REROLL_EMOJI, RETRY_EMOJI
+from cogs._base import ServicesCog
+from cogs._context import MessageImage, RememberedImages, images_of
+from cogs._controls import REMIX_MODAL, modal_fields, pick_view, prompt_modal
+from cogs._gates import (
+    interaction_requester,
+    member_or_dm,
+    missing_permissions,
+    refuse_after_defer,
+    refused_early,
+    roles_of,
+    too_big,
+)
+from cogs._publish import ChannelPresenter
+from cogs._render import error_sentence
 
 if TYPE_CHECKING:
     from bot.services import Services
@@ -40,10 +52,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 AUTO = "auto"
-# The most the pre-defer quota check may take of the 3 s Discord gives the first response.
-PRECHECK_SECONDS = 1.0
 # A picked-up job asks Discord for the member's roles (only its "images left" line needs them).
 ROLES_LOOKUP_SECONDS = 10.0
+NO_IMAGE = "That message has no image I can remix; use it on a message with an image."
+IMAGE_GONE = "That image is no longer there; open the menu on the message again."
 
 
 def _choices(values: tuple[str, ...]) -> list[Choice[str]]:
@@ -55,63 +67,27 @@ ASPECT_CHOICES = [Choice(name="Match my image", value=AUTO)] + [
 ]
 
 
-def _roles(user: discord.abc.User | discord.Member) -> tuple[int, ...]:
-    """The member's role ids (none outside a guild); Discord announces every role of a guild in
-    GUILD_CREATE and keeps them current, so discord.py's public `Member.roles` has them all."""
-    if not isinstance(user, discord.Member):
-        return ()
-    return tuple(r.id for r in user.roles if not r.is_default())
-
-
-def _too_big(attachment: discord.Attachment, limit: int, what: str) -> str | None:
-    if attachment.size > limit:
-        return f"The {what} is {attachment.size / 1e6:.1f} MB; the limit is {limit / 1e6:.0f} MB."
-    return None
-
-
-def _missing_permissions(interaction: discord.Interaction) -> str | None:
-    perms = interaction.app_permissions
-    if perms.value == 0:
-        # Not sent (component interactions may omit app_permissions): unknown, not "none".
-        # Posting will tell if something is missing.
-        return None
-    missing = [
-        name
-        for name, ok in (("Attach Files", perms.attach_files), ("Embed Links", perms.embed_links))
-        if not ok
-    ]
-    # Results after the 15-minute token and 🔁 rerolls are posted as ordinary messages.
-    in_thread = isinstance(interaction.channel, discord.Thread)
-    if interaction.guild_id is not None:
-        if in_thread and not perms.send_messages_in_threads:
-            missing.append("Send Messages in Threads")
-        elif not in_thread and not perms.send_messages:
-            missing.append("Send Messages")
-    if missing:
-        return (
-            "I can't post images in this channel: I'm missing "
-            f"{', '.join(missing)}; ask a server admin to grant them."
-        )
-    return None
-
-
-class Remix(commands.Cog):
-    """Remix images: /remix, /quota, Reroll and Retry buttons and 🔁 reactions."""
+class Remix(ServicesCog):
+    """Remix images: /remix, the "Remix this image" context menu, /quota; and recovery."""
 
     def __init__(self, bot: RemixBot, services: Services | None) -> None:
-        self.bot = bot
-        self._services = services
-        self.controls = Controls(result=result_view, retry=retry_view)
+        super().__init__(bot, services)
+        self.images = RememberedImages()
         self._background: list[asyncio.Task[None]] = []
+        self.menu = member_or_dm(
+            app_commands.ContextMenu(name="Remix this image", callback=self.remix_this_image)
+        )
 
     async def cog_load(self) -> None:
-        """Once the gateway is ready, carry on with the jobs the last process left open, and
-        keep picking up the jobs of processes that stop."""
+        """Add the context menu; once the gateway is ready, carry on with the jobs the last
+        process left open, and keep picking up the jobs of processes that stop."""
+        self.bot.tree.add_command(self.menu)
         if self._services is not None:
             self._background.append(asyncio.create_task(self._recover(), name="recover-jobs"))
 
     async def cog_unload(self) -> None:
         """Stop recovering (open jobs stay for the next start)."""
+        self.bot.tree.remove_command(self.menu.name, type=self.menu.type)
         for task in self._background:
             task.cancel()
 
@@ -134,7 +110,7 @@ class Remix(commands.Cog):
             except Exception:  # gone, no access, network: the default tier only (a footer line)
                 log.info("roles of user %s not found; counting the default tier", job.user_id)
                 return ()
-        return _roles(member)
+        return roles_of(member)
 
     def _presenter_for(self, job: Job) -> Presenter | None:
         """A presenter for a job picked up after a restart: it edits the member's own request
@@ -152,15 +128,9 @@ class Remix(commands.Cog):
             status_id=adopt,
         )
 
-    @property
-    def services(self) -> Services:
-        """The bot's services (absent only in `remixbot sync`, which never runs commands)."""
-        if self._services is None:
-            raise RuntimeError("the Remix cog was loaded without services")
-        return self._services
-
     # --- /remix --------------------------------------------------------------------------
 
+    @member_or_dm
     @app_commands.command(name="remix", description="Remix an image with a prompt")
     @app_commands.describe(
         image="The image to remix (JPEG, PNG, WebP; GIF, BMP, TIFF, AVIF and HEIC are converted)",
@@ -204,15 +174,15 @@ class Remix(commands.Cog):
         mask: discord.Attachment | None = None,
     ) -> None:
         """Remix an image with a prompt."""
-        svc = self.services.remix
+        svc = self.remix_service
         # Everything before defer is pure and fast: refusals here are ephemeral and free.
-        problem = _missing_permissions(interaction) or _too_big(
+        problem = missing_permissions(interaction) or too_big(
             image, svc.settings.max_input_bytes, "image"
         )
         if style_reference is not None and problem is None:
-            problem = _too_big(style_reference, svc.settings.max_input_bytes, "style reference")
+            problem = too_big(style_reference, svc.settings.max_input_bytes, "style reference")
         if mask is not None and problem is None:
-            problem = _too_big(mask, svc.settings.max_input_bytes, "mask")
+            problem = too_big(mask, svc.settings.max_input_bytes, "mask")
         if problem:
             await interaction.response.send_message(problem, ephemeral=True)
             return
@@ -231,11 +201,9 @@ class Remix(commands.Cog):
             style_ref_count=1 if style_reference else 0,
             has_mask=mask is not None,
         )
-        if await self._refused_early(interaction, request.num_images):
+        if await refused_early(interaction, svc, request.num_images, request.prompt):
             return
-        await interaction.response.defer(thinking=True)
-        presenter = InteractionPresenter(interaction, svc.pool, self.controls)
-        await presenter.remember_original()
+        presenter = await self._thinking(interaction)
         try:
             # A few uploads at a time: a burst of members waits here holding nothing, not
             # megabytes each (the "thinking…" is already shown).
@@ -243,16 +211,10 @@ class Remix(commands.Cog):
                 data = await _read(image, "image")
                 refs = [await _read(style_reference, "style reference")] if style_reference else []
                 mask_data = await _read(mask, "mask") if mask else None
-                await svc.remix(
-                    self._requester(interaction, presenter),
-                    request,
-                    data,
-                    refs,
-                    presenter,
-                    mask_data,
-                )
+                who = interaction_requester(interaction, presenter.original_id)
+                await svc.remix(who, request, data, refs, presenter, mask_data)
         except Exception as exc:
-            await _refuse_after_defer(presenter, exc, "/remix")
+            await refuse_after_defer(presenter, exc, "/remix")
 
     @remix.autocomplete("style_preset")
     async def _preset_autocomplete(
@@ -262,14 +224,98 @@ class Remix(commands.Cog):
         found = [p for p in STYLE_PRESETS if needle in p] if needle else list(STYLE_PRESETS)
         return [Choice(name=p.replace("_", " ").title(), value=p) for p in found[:25]]
 
+    # --- "Remix this image" --------------------------------------------------------------
+
+    async def remix_this_image(
+        self, interaction: discord.Interaction, message: discord.Message
+    ) -> None:
+        """The message context menu: pick one of the message's images, then a prompt."""
+        images = images_of(message)
+        problem = NO_IMAGE if not images else missing_permissions(interaction)
+        if problem:
+            await interaction.response.send_message(problem, ephemeral=True)
+            return
+        if await refused_early(interaction, self.remix_service, 1):
+            return
+        channel_id = interaction.channel_id or message.channel.id
+        self.images.remember(channel_id, message.id, images)
+        if len(images) == 1:
+            await self.open_remix_modal(interaction, message.id, 1)
+            return
+        names = [i.name for i in images]
+        await interaction.response.send_message(
+            f"That message has {len(images)} images; which one?",
+            view=pick_view(message.id, names),
+            ephemeral=True,
+        )
+
+    async def open_remix_modal(
+        self, interaction: discord.Interaction, message_id: int, index: int
+    ) -> None:
+        """The prompt modal for one image of a message (its custom id says which)."""
+        modal = prompt_modal("Remix this image", f"remix:remixmodal:{message_id}:{index}")
+        await interaction.response.send_modal(modal)
+
+    async def _remix_submitted(
+        self, interaction: discord.Interaction, message_id: int, index: int
+    ) -> None:
+        """A context-menu modal came back: the same path, checks and charges as /remix."""
+        svc = self.remix_service
+        fields = modal_fields(interaction)
+        try:
+            request = svc.build_request(
+                prompt=fields.prompt,
+                negative_prompt=fields.negative_prompt,
+                image_weight=fields.image_weight,
+            )
+        except RemixbotError as exc:
+            await interaction.response.send_message(error_sentence(exc), ephemeral=True)
+            return
+        problem = missing_permissions(interaction)
+        if problem:
+            await interaction.response.send_message(problem, ephemeral=True)
+            return
+        channel_id = interaction.channel_id or 0
+        limit = svc.settings.max_input_bytes
+        # The images seen when the menu opened: refusals about them are still private here.
+        seen = self.images.recall(channel_id, message_id)
+        if seen is not None:
+            problem = _image_problem(seen, index, limit)
+            if problem:
+                await interaction.response.send_message(problem, ephemeral=True)
+                return
+        if await refused_early(interaction, svc, request.num_images, request.prompt):
+            return
+        presenter = await self._thinking(interaction)
+        try:
+            images = seen or await self.images.images(self.bot, channel_id, message_id)
+            problem = _image_problem(images, index, limit)
+            if problem:
+                raise InvalidImage(problem)
+            data = await images[index - 1].read(self.bot.http, limit)
+            who = interaction_requester(interaction, presenter.original_id)
+            await svc.remix(who, request, data, [], presenter)
+        except Exception as exc:
+            await refuse_after_defer(presenter, exc, "Remix this image")
+
+    @commands.Cog.listener()
+    async def on_interaction(self, interaction: discord.Interaction) -> None:
+        """The context menu's modal submissions, by custom id (they carry everything)."""
+        if interaction.type is not discord.InteractionType.modal_submit:
+            return
+        custom_id = str((interaction.data or {}).get("custom_id", ""))
+        if match := REMIX_MODAL.fullmatch(custom_id):
+            await self._remix_submitted(interaction, int(match["message"]), int(match["index"]))
+
     # --- /quota --------------------------------------------------------------------------
 
+    @member_or_dm
     @app_commands.command(name="quota", description="Show how many remix images you have left")
     async def quota(self, interaction: discord.Interaction) -> None:
         """Show how many remix images you have left and when the quota resets."""
         await interaction.response.defer(ephemeral=True, thinking=True)
         status = await self.services.store.quota_status(
-            interaction.user.id, interaction.guild_id, _roles(interaction.user)
+            interaction.user.id, interaction.guild_id, roles_of(interaction.user)
         )
         if status.blocked_reason:
             text = f"You are blocked from remixing: {status.blocked_reason}"
@@ -284,141 +330,13 @@ class Remix(commands.Cog):
             )
         await interaction.followup.send(text, ephemeral=True)
 
-    # --- rerolls and retries ---------------------------------------------------------------
 
-    async def again_from_button(
-        self, interaction: discord.Interaction, job_id: int, *, retry: bool
-    ) -> None:
-        """Reroll (new seed) or Retry (same job) ``job_id`` for whoever clicked, as a new message."""
-        svc = self.services.remix
-        problem = _missing_permissions(interaction)
-        message_id = interaction.message.id if interaction.message else job_id
-        if problem is None and not svc.repeats.first(message_id, interaction.user.id):
-            verb = "retrying" if retry else "rerolling"
-            problem = f"You're already {verb} this one; the result will appear below."
-        if problem:
-            await interaction.response.send_message(problem, ephemeral=True)
-            return
-        parent: Job | None = None
-
-        async def images() -> int:
-            nonlocal parent
-            parent = await self.services.store.find_job(job_id)
-            return parent.images_requested if parent is not None else 1
-
-        if await self._refused_early(interaction, images):
-            return
-        if retry and parent is not None and parent.user_id != interaction.user.id:
-            await interaction.response.send_message(error_sentence(NotYourJob()), ephemeral=True)
-            return
-        # thinking=True makes a new message; a plain component defer would edit the result itself.
-        await interaction.response.defer(thinking=True)
-        presenter = InteractionPresenter(interaction, self.services.pool, self.controls)
-        await presenter.remember_original()
-        who = self._requester(interaction, presenter)
-        try:
-            if retry:
-                await svc.retry(who, job_id, presenter)
-            else:
-                await svc.reroll(who, job_id, presenter)
-        except Exception as exc:
-            await _refuse_after_defer(presenter, exc, "a reroll")
-
-    @commands.Cog.listener()
-    async def on_raw_reaction_add(self, payload: discord.RawReactionActionEvent) -> None:
-        """🔁 on a result rerolls it for the reactor (raw event: works on uncached messages)."""
-        if str(payload.emoji) != REROLL_EMOJI or payload.user_id == getattr(
-            self.bot.user, "id", None
-        ):
-            return
-        if payload.member is not None and payload.member.bot:
-            return
-        svc = self.services.remix
-        if not svc.repeats.first(payload.message_id, payload.user_id):
-            return
-        job = await self.services.store.job_for_message(payload.message_id)
-        if job is None:
-            return
-        presenter = ChannelPresenter(
-            self.bot,
-            payload.channel_id,
-            payload.message_id,
-            payload.user_id,
-            self.services.pool,
-            self.controls,
-        )
-        who = Requester(
-            user_id=payload.user_id,
-            guild_id=payload.guild_id,
-            channel_id=payload.channel_id,
-            role_ids=_roles(payload.member) if payload.member else (),
-            request_message_id=payload.message_id,
-        )
-        # A reaction carries no app_permissions: post the status reply first, so a channel the
-        # bot cannot post in costs nothing (no reservation, no paid backend call).
-        try:
-            await presenter.announce(f"{REROLL_EMOJI} Rerolling…")
-        except discord.HTTPException as exc:
-            log.info("not rerolling in channel %s: cannot post there (%s)", payload.channel_id, exc)
-            return
-        try:
-            await svc.reroll(who, job.id, presenter)
-        except Exception as exc:
-            await _refuse_after_defer(presenter, exc, "a 🔁 reroll")
-
-    # --- helpers -------------------------------------------------------------------------
-
-    async def _refused_early(
-        self, interaction: discord.Interaction, images: int | Callable[[], Awaitable[int]]
-    ) -> bool:
-        """Answer privately, before the defer, the refusals known at once (queue room, block,
-        quota); True if refused. After a public defer Discord has no private answer left."""
-        who = Requester(
-            user_id=interaction.user.id,
-            guild_id=interaction.guild_id,
-            channel_id=interaction.channel_id,
-            role_ids=_roles(interaction.user),
-        )
-        try:
-            # Bounded: the 3-second deadline of the first response comes first. If the store is
-            # slow (another process holds its lock), reserving checks the same things later.
-            async with asyncio.timeout(PRECHECK_SECONDS):
-                count = images if isinstance(images, int) else await images()
-                await self.services.remix.precheck(who, count)
-        except RemixbotError as exc:
-            await interaction.response.send_message(error_sentence(exc), ephemeral=True)
-            return True
-        except TimeoutError:
-            log.info("the quota pre-check took over %gs; checking when reserving", PRECHECK_SECONDS)
-        return False
-
-    @staticmethod
-    def _requester(interaction: discord.Interaction, presenter: InteractionPresenter) -> Requester:
-        return Requester(
-            user_id=interaction.user.id,
-            guild_id=interaction.guild_id,
-            channel_id=interaction.channel_id,
-            role_ids=_roles(interaction.user),
-            interaction_id=interaction.id,
-            request_message_id=presenter.original_id,
-        )
-
-
-async def _refuse_after_defer(
-    presenter: InteractionPresenter | ChannelPresenter, exc: Exception, what: str
-) -> None:
-    """Replace the 'thinking…' (or the 🔁 status reply) with why nothing runs (nothing was
-    charged). After a public defer Discord has no private answer left, so a block's reason is
-    not shown here."""
-    if isinstance(exc, RemixbotError):
-        sentence = public_sentence(exc)
-    else:
-        log.error("%s failed before the job was queued", what, exc_info=exc)
-        sentence = GENERIC_FAILURE
-    try:
-        await presenter.say(sentence, warn=False)
-    except Exception:
-        log.info("could not tell a member why their request was refused")
+def _image_problem(images: list[MessageImage], index: int, limit: int) -> str | None:
+    """Why the picked image cannot be remixed (gone, or over the size limit), or None."""
+    if not 0 < index <= len(images):
+        return IMAGE_GONE
+    picked = images[index - 1]
+    return too_big(picked.attachment, limit, "image") if picked.attachment else None
 
 
 async def _read(attachment: discord.Attachment, what: str) -> bytes:
@@ -430,79 +348,6 @@ async def _read(attachment: discord.Attachment, what: str) -> bytes:
         ) from None
 
 
-class JobButton(
-    discord.ui.DynamicItem[discord.ui.Button], template=r"remix:(?P<action>base):(?P<job>[0-9]+)"
-):
-    """A button under a job's message that carries only the job id in its custom id
-    (`remix:<action>:<job id>`), so it works days later and after restarts. Subclasses name the
-    action and say what a click does."""
-
-    action = ""
-    label = ""
-    emoji = ""
-    style = discord.ButtonStyle.secondary
-
-    def __init__(self, job_id: int) -> None:
-        super().__init__(
-            discord.ui.Button(
-                label=self.label,
-                emoji=self.emoji,
-                style=self.style,
-                custom_id=f"remix:{self.action}:{job_id}",
-            )
-        )
-        self.job_id = job_id
-
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str], /
-    ) -> JobButton:
-        """Rebuild the button from a click (no state needed)."""
-        return cls(int(match["job"]))
-
-
-class RerollButton(JobButton, template=r"remix:reroll:(?P<job>[0-9]{1,18})"):
-    """Reroll: the job again with a new seed, for whoever clicked, at their charge."""
-
-    action, label, emoji = "reroll", "Reroll", REROLL_EMOJI
-
-    async def callback(self, interaction: discord.Interaction) -> None:
-        """Reroll the job for whoever clicked."""
-        await _cog(interaction).again_from_button(interaction, self.job_id, retry=False)
-
-
-class RetryButton(JobButton, template=r"remix:retry:(?P<job>[0-9]{1,18})"):
-    """Retry under a job a restart lost at the backend: the same job again, for its member."""
-
-    action, label, emoji = "retry", "Retry", RETRY_EMOJI
-    style = discord.ButtonStyle.primary
-
-    async def callback(self, interaction: discord.Interaction) -> None:
-        """Run the same job again for its member."""
-        await _cog(interaction).again_from_button(interaction, self.job_id, retry=True)
-
-
-def _cog(interaction: discord.Interaction) -> Remix:
-    """The Remix cog of the bot that received the click (set when the cog loads)."""
-    client = interaction.client
-    assert isinstance(client, RemixBot) and isinstance(client.remix_cog, Remix)
-    return client.remix_cog
-
-
-def result_view(job_id: int) -> discord.ui.View:
-    """A persistent view holding the controls under one result."""
-    view = discord.ui.View(timeout=None)
-    view.add_item(RerollButton(job_id))
-    return view
-
-
-def retry_view(job_id: int) -> discord.ui.View:
-    """A persistent view holding the Retry button for one job."""
-    view = discord.ui.View(timeout=None)
-    view.add_item(RetryButton(job_id))
-    return view
-
-
 async def setup(bot: commands.Bot) -> None:
     """Load the cog; its services come from the bot (built in the composition root)."""
     if not isinstance(bot, RemixBot):
@@ -512,4 +357,3 @@ async def setup(bot: commands.Bot) -> None:
     await bot.add_cog(cog)
     bot.remix_cog = cog
     bot.tree.error_sentence = error_sentence
-    bot.add_dynamic_items(RerollButton, RetryButton)

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from bot.client import RemixBot, apply_discord_endpoints, reset_discord_endpoints
+from bot.extensions import DEFAULT_EXTENSIONS
 from bot.services import Services, open_services
 from bot.settings import Settings, load_settings
 from tests.fakediscord.helpers import ephemeral_texts
@@ -30,11 +31,20 @@ class World:
     services: Services
     settings: Settings
 
-    async def slash_remix(self, image: bytes, filename: str = "cat.png", **options: Any) -> Any:
-        """A member attaches ``image`` and runs /remix with ``options`` (prompt defaults)."""
+    async def slash_remix(
+        self,
+        image: bytes,
+        filename: str = "cat.png",
+        *,
+        user: dict[str, Any] | None = None,
+        dm: bool = False,
+        **options: Any,
+    ) -> Any:
+        """A member (Alice unless given; in their DM with the bot with ``dm``) attaches
+        ``image`` and runs /remix with ``options`` (prompt defaults)."""
         att = self.discord.upload_attachment(filename, image)
         options.setdefault("prompt", "a watercolor cat")
-        return await self.discord.slash("remix", {"image": att, **options})
+        return await self.discord.slash("remix", {"image": att, **options}, user=user, dm=dm)
 
     async def result_message(self, interaction: Any, within: float = 15.0) -> StoredMessage:
         """The deferred response once it carries files (the result), bounded."""
@@ -66,6 +76,23 @@ class World:
                 states = [(j.id, j.state) for j in jobs]
                 raise TimeoutError(f"jobs not final within {within:g}s: {states}")
             await asyncio.sleep(0.05)
+
+    async def private_answer(self, interaction: Any, within: float = 10.0) -> str:
+        """The ephemeral sentence the bot answered an interaction with (bounded wait)."""
+
+        def check() -> str | None:
+            for msg in self.discord.messages.values():
+                if msg.interaction_id == interaction.id and msg.ephemeral and msg.content:
+                    return msg.content
+            return None
+
+        return await self.discord.wait_until(check, within, "a private answer")
+
+    async def acknowledged(self, interaction: Any, within: float = 10.0) -> int:
+        """The type of the bot's first response to an interaction (bounded wait)."""
+        return await self.discord.wait_until(
+            lambda: interaction.response_type, within, "the interaction's response"
+        )
 
     def ephemeral_replies(self) -> list[str]:
         """Contents of ephemeral messages (callbacks and followups) the bot sent."""
@@ -120,7 +147,7 @@ async def running_world(
         stack.callback(reset_discord_endpoints)
         services = await stack.enter_async_context(open_services(settings))
         bot = RemixBot(
-            settings, services=services, extensions=("cogs.remix",), guild_ready_timeout=0.05
+            settings, services=services, extensions=DEFAULT_EXTENSIONS, guild_ready_timeout=0.05
         )
         await stack.enter_async_context(bot)
         task = asyncio.create_task(bot.start(discord.token), name="world-bot")

@@ -102,12 +102,19 @@ async def test_sync_command_line(tmp_path: Path) -> None:
         async with proc:
             await proc.start()
             assert await proc.wait() == 0
-        # The production cog's commands: /remix and /quota.
+        # The production cogs' commands: the member's, the context menu and the admin group.
         assert proc.output().strip().splitlines() == [
-            f"Copied 2 application commands to server {fake.guild_id}."
+            f"Copied 6 application commands to server {fake.guild_id}."
         ]
         [put] = fake.calls_to("PUT", rf"/applications/\d+/guilds/{fake.guild_id}/commands")
-        assert sorted(c["name"] for c in put.json) == ["quota", "remix"]
+        assert sorted(c["name"] for c in put.json) == [
+            "Remix this image",
+            "jobs",
+            "quota",
+            "remix",
+            "remixadmin",
+            "show",
+        ]
         clear = BotProcess(
             fake,
             tmp_path / "data",

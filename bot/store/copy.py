@@ -31,6 +31,10 @@ TABLES = (
     "job_inputs",
     "quota_ledger",
     "quota_usage",
+    "guild_settings",
+    "guild_channels",
+    "prompt_blocks",
+    "job_results",
 )
 _ORDER = {"jobs": "id", "quota_ledger": "id"}
 _WITH_TRIGGERS = ("jobs", "quota_ledger")

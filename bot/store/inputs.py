@@ -1,4 +1,5 @@
-"""Content-addressed storage of prepared input images under data_dir/inputs/ (sha256 keys)."""
+"""Content-addressed image files under data_dir (sha256 keys): prepared inputs in inputs/, and
+posted result images in results/ (the same shape, another folder)."""
 
 from __future__ import annotations
 
@@ -24,8 +25,8 @@ def check_key(key: str) -> str:
 class InputStore:
     """Files named by the sha256 of their bytes; the `*_sync` methods are for worker threads."""
 
-    def __init__(self, data_dir: Path | str) -> None:
-        self.root = Path(data_dir) / "inputs"
+    def __init__(self, data_dir: Path | str, folder: str = "inputs") -> None:
+        self.root = Path(data_dir) / folder
 
     def path(self, key: str) -> Path:
         """Where the file for `key` lives (two-level fan-out keeps directories small)."""

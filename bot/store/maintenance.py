@@ -1,5 +1,5 @@
-"""Upkeep of the books: the retention sweep of stored inputs, forgetting a user, and the checks
-that jobs and the ledger agree (`ledger_balance`, `check_books`)."""
+"""Upkeep of the books: the retention sweep of stored inputs and kept results, forgetting a user,
+and the checks that jobs and the ledger agree (`ledger_balance`, `check_books`)."""
 
 from __future__ import annotations
 
@@ -17,27 +17,41 @@ from bot.store.rows import OPEN_SQL
 class Maintenance:
     """Retention, privacy and consistency checks on the store's connection (writer thread only)."""
 
-    def __init__(self, db: StoreDb, inputs: InputStore, defaults: QuotaDefaults) -> None:
+    def __init__(
+        self,
+        db: StoreDb,
+        inputs: InputStore,
+        defaults: QuotaDefaults,
+        results: InputStore | None = None,
+    ) -> None:
         self.db = db
         self.inputs = inputs
         self.defaults = defaults
+        self.results = results  # posted result images (job_results), kept like inputs
 
     def sweep_inputs(self, now: datetime | None) -> int:
-        """Delete stored inputs unused for retention_days (by file age and by job age)."""
-        now = utc(now)
-        cutoff = now - timedelta(days=self.defaults.retention_days)
+        """Delete stored inputs, and kept result images, unused for retention_days (by file age
+        and by job age)."""
+        deleted = self._sweep(self.inputs, "job_inputs", now)
+        if self.results is not None:
+            deleted += self._sweep(self.results, "job_results", now)
+        return deleted
+
+    def _sweep(self, files: InputStore, table: str, now: datetime | None) -> int:
+        """Delete the files of `files` that no recent or open job lists in `table`."""
+        cutoff = utc(now) - timedelta(days=self.defaults.retention_days)
         keep = {
             r[0]
             for r in self.db.conn.execute(
-                "SELECT DISTINCT job_inputs.key FROM job_inputs JOIN jobs ON jobs.id = job_id"
+                f"SELECT DISTINCT {table}.key FROM {table} JOIN jobs ON jobs.id = job_id"
                 f" WHERE jobs.created_at >= ? OR jobs.state IN {OPEN_SQL}",
                 (iso(cutoff),),
             )
         }
         deleted = 0
-        for key, mtime in list(self.inputs.keys_sync()):
+        for key, mtime in list(files.keys_sync()):
             if key not in keep and mtime < cutoff.timestamp():
-                deleted += self.inputs.delete_sync(key)
+                deleted += files.delete_sync(key)
         return deleted
 
     def forget(self, user_id: int) -> ForgetReport:
@@ -50,7 +64,13 @@ class Maintenance:
             ).fetchall()
             ids = [r["id"] for r in rows]
             keys: set[str] = set()
+            results: set[str] = set()
             for r in rows:
+                results.update(
+                    k[0]
+                    for k in c.execute("SELECT key FROM job_results WHERE job_id = ?", (r["id"],))
+                )
+                c.execute("DELETE FROM job_results WHERE job_id = ?", (r["id"],))
                 keys.update(
                     k[0]
                     for k in c.execute("SELECT key FROM job_inputs WHERE job_id = ?", (r["id"],))
@@ -74,7 +94,14 @@ class Maintenance:
                 for k in keys
                 if self.db.one("SELECT 1 FROM job_inputs WHERE key = ? LIMIT 1", (k,)) is not None
             }
+            shared_results = {
+                k
+                for k in results
+                if self.db.one("SELECT 1 FROM job_results WHERE key = ? LIMIT 1", (k,)) is not None
+            }
         deleted = sum(self.inputs.delete_sync(k) for k in sorted(keys - shared))
+        if self.results is not None:
+            deleted += sum(self.results.delete_sync(k) for k in sorted(results - shared_results))
         return ForgetReport(jobs=len(ids), ledger_rows=ledger, inputs_deleted=deleted)
 
     # --- checks -----------------------------------------------------------------------------

@@ -205,7 +205,7 @@ class ReconcileReport:
 
 @dataclass(frozen=True)
 class ForgetReport:
-    """What `forget(user)` did: jobs anonymised, stored inputs deleted."""
+    """What `forget(user)` did: jobs anonymised, stored inputs (and kept results) deleted."""
 
     jobs: int
     ledger_rows: int

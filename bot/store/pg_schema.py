@@ -235,11 +235,41 @@ CREATE TABLE inflight (
 );
 """
 
+_GUILD_CONTROLS_AND_RESULTS = """
+-- SQLite's 0008 and 0009: what a server's admins set from Discord, and the posted result images
+-- each job keeps (content-addressed files under results/, listed here).
+CREATE TABLE guild_settings (
+    guild_id BIGINT PRIMARY KEY,
+    channel_mode TEXT NOT NULL DEFAULT 'all' CHECK (channel_mode IN ('all', 'allow', 'deny')),
+    paused INTEGER NOT NULL DEFAULT 0 CHECK (paused IN (0, 1)),
+    log_channel_id BIGINT
+);
+CREATE TABLE guild_channels (
+    guild_id BIGINT NOT NULL,
+    channel_id BIGINT NOT NULL,
+    PRIMARY KEY (guild_id, channel_id)
+);
+CREATE TABLE prompt_blocks (
+    guild_id BIGINT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('word', 'pattern')),
+    text TEXT NOT NULL,
+    PRIMARY KEY (guild_id, kind, text)
+);
+CREATE TABLE job_results (
+    job_id BIGINT NOT NULL REFERENCES jobs(id),
+    position INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    PRIMARY KEY (job_id, position)
+);
+CREATE INDEX job_results_key ON job_results (key);
+"""
+
 # (name, SQL), applied in order; the names are recorded in remixbot_migrations.
 MIGRATIONS: tuple[tuple[str, str], ...] = (
     # The shape SQLite reaches through its migrations 0001 to 0007.
     ("0001_jobs_ledger_policies", _INITIAL),
     ("0002_owners_and_inflight", _SHARED_PROCESSES),
+    ("0003_guild_controls_and_job_results", _GUILD_CONTROLS_AND_RESULTS),
 )
 
 # Tables only PostgreSQL has (several processes share them); every other table is on both.

@@ -339,6 +339,48 @@ def _job_mask(db: Database) -> None:
     )
 
 
+@MIGRATIONS(name="0008_guild_controls")
+def _guild_controls(db: Database) -> None:
+    # What a server's admins set from Discord (cogs/admin.py): where /remix and the controls
+    # work, whether the server's queue takes new jobs, where moderation events are logged, and
+    # the prompt block list. A server without a row has every channel open and nothing blocked.
+    db.execute(
+        """
+        CREATE TABLE guild_settings (
+            guild_id INTEGER PRIMARY KEY,
+            channel_mode TEXT NOT NULL DEFAULT 'all' CHECK (channel_mode IN ('all', 'allow', 'deny')),
+            paused INTEGER NOT NULL DEFAULT 0 CHECK (paused IN (0, 1)),
+            log_channel_id INTEGER
+        )
+        """
+    )
+    db.execute(
+        "CREATE TABLE guild_channels ("
+        " guild_id INTEGER NOT NULL, channel_id INTEGER NOT NULL,"
+        " PRIMARY KEY (guild_id, channel_id)) WITHOUT ROWID"
+    )
+    db.execute(
+        "CREATE TABLE prompt_blocks ("
+        " guild_id INTEGER NOT NULL,"
+        " kind TEXT NOT NULL CHECK (kind IN ('word', 'pattern')),"
+        " text TEXT NOT NULL,"
+        " PRIMARY KEY (guild_id, kind, text)) WITHOUT ROWID"
+    )
+
+
+@MIGRATIONS(name="0009_job_results")
+def _job_results(db: Database) -> None:
+    # The posted result images of a job, stored content-addressed under results/ like inputs,
+    # so /show, Vary and the DM control work without a Discord CDN link; the retention sweep
+    # and forget find them here.
+    db.execute(
+        "CREATE TABLE job_results ("
+        " job_id INTEGER NOT NULL REFERENCES jobs(id), position INTEGER NOT NULL,"
+        " key TEXT NOT NULL, PRIMARY KEY (job_id, position)) WITHOUT ROWID"
+    )
+    db.execute("CREATE INDEX job_results_key ON job_results (key)")
+
+
 def apply_migrations(db: Database) -> None:
     """Apply pending migrations inside one BEGIN IMMEDIATE, so concurrent openers take turns."""
     conn = db.conn

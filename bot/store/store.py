@@ -29,6 +29,7 @@ from typing import Any, NamedTuple, TypeVar
 from bot.settings import Settings, shown_database
 from bot.store.db import Db, StoreDb
 from bot.store.errors import StoreBusy
+from bot.store.guilds import GuildRules, GuildStore
 from bot.store.inputs import InputStore
 from bot.store.jobs import Jobs
 from bot.store.journal import PostedJournal
@@ -49,7 +50,8 @@ from bot.store.owners import FileOwners, OwnerLock, owners_folder
 from bot.store.policies import PolicyStore
 from bot.store.quota_rules import QuotaRules
 from bot.store.reconcile import Owners, Reconciler
-from bot.store.usage import UsageRow, usage_rows
+from bot.store.results import Results
+from bot.store.usage import GuildUsage, UsageRow, guild_usage, usage_rows
 from bot.store.writer import Writer
 
 log = logging.getLogger(__name__)
@@ -88,6 +90,14 @@ def _locate(database: Path | str, data_dir: Path | str | None) -> tuple[Path | s
     return database, Path(data_dir)
 
 
+class _Files(NamedTuple):
+    """The store's files in the data folder: inputs, kept results and the posted journal."""
+
+    inputs: InputStore
+    results: InputStore
+    journal: PostedJournal
+
+
 class _Parts(NamedTuple):
     """The store's concerns over one connection (used on that connection's thread only)."""
 
@@ -98,14 +108,15 @@ class _Parts(NamedTuple):
     reconciler: Reconciler
     upkeep: Maintenance
     leases: Leases | None  # PostgreSQL: this process's lease, the others', the backend slots
+    guilds: GuildStore
+    results: Results
 
     @classmethod
     def build(
         cls,
         db: StoreDb,
         defaults: QuotaDefaults,
-        inputs: InputStore,
-        journal: PostedJournal,
+        files: _Files,
         token: str | None,
         owners: Owners | None,
         leases: Leases | None,
@@ -120,9 +131,11 @@ class _Parts(NamedTuple):
             policies=PolicyStore(db, defaults),
             rules=rules,
             jobs=jobs,
-            reconciler=Reconciler(db, jobs, journal, who, token),
-            upkeep=Maintenance(db, inputs, defaults),
+            reconciler=Reconciler(db, jobs, files.journal, who, token),
+            upkeep=Maintenance(db, files.inputs, defaults, files.results),
             leases=leases,
+            guilds=GuildStore(db),
+            results=Results(db),
         )
 
 
@@ -148,10 +161,13 @@ class _Pool:
 class Store:
     """Jobs, quotas, policies and stored inputs; open with ``await Store.open(path, defaults=…)``."""
 
-    def __init__(self, pool: _Pool, inputs: InputStore, journal: PostedJournal) -> None:
+    def __init__(self, pool: _Pool, files: _Files) -> None:
         self._pool = pool
-        self.inputs = inputs
-        self.journal = journal
+        self._files = files
+        self.inputs = files.inputs
+        self.journal = files.journal
+        # Posted result images, kept for the retention period (bot/store/results.py).
+        self.results = files.results
         self.database = ""  # where the books are, safe to print (set by open)
         self._closed = False
         self._late: set[asyncio.Task[None]] = set()  # undoing cancelled submits
@@ -196,9 +212,8 @@ class Store:
         `remixbot quota` holds a member's quota for a process that is gone.
         """
         database, folder = _locate(database, data_dir)
-        inputs = InputStore(folder)
-        journal = PostedJournal(folder)
-        store = cls(_Pool(), inputs, journal)
+        files = _Files(InputStore(folder), InputStore(folder, "results"), PostedJournal(folder))
+        store = cls(_Pool(), files)
         store.database = shown_database(database)
         store.lease_seconds = lease_seconds
         try:
@@ -229,7 +244,7 @@ class Store:
         def connect() -> _Parts:
             db = Db(path, busy_ms)
             owners = FileOwners(owners_folder(path))
-            return _Parts.build(db, defaults, self.inputs, self.journal, token, owners, None)
+            return _Parts.build(db, defaults, self._files, token, owners, None)
 
         writer, parts = await self._add_writer("remixbot-store", connect)
         writer.bind(parts.db.conn)
@@ -246,7 +261,7 @@ class Store:
                 leases = Leases(db, token, self.lease_seconds)
                 if first:
                     leases.register()
-                return _Parts.build(db, defaults, self.inputs, self.journal, token, None, leases)
+                return _Parts.build(db, defaults, self._files, token, None, leases)
 
             await self._add_writer(f"remixbot-store-{n}", connect)
         self._renewing = asyncio.create_task(self._renew_lease(), name="remixbot-lease")
@@ -530,6 +545,53 @@ class Store:
         """Every stored policy."""
         return await self._run(lambda p: p.policies.policies())
 
+    # --- server settings, kept results, usage (the member and admin controls) -----------------
+
+    async def guild_rules(self, guild_id: int) -> GuildRules:
+        """A server's channel list, pause, log channel and prompt block list."""
+        return await self._run(lambda p: p.guilds.rules(guild_id), group=True, atomic=True)
+
+    async def set_channel_mode(self, guild_id: int, mode: str) -> GuildRules:
+        """Where /remix works: all channels, only the listed ones (allow) or all but them (deny)."""
+        return await self._run(lambda p: p.guilds.set_channel_mode(guild_id, mode))
+
+    async def set_channel(self, guild_id: int, channel_id: int, listed: bool) -> GuildRules:
+        """Put a channel on the server's list (or take it off)."""
+        return await self._run(lambda p: p.guilds.set_channel(guild_id, channel_id, listed))
+
+    async def set_paused(self, guild_id: int, paused: bool) -> GuildRules:
+        """Stop (or start again) taking new jobs from a server."""
+        return await self._run(lambda p: p.guilds.set_paused(guild_id, paused))
+
+    async def set_log_channel(self, guild_id: int, channel_id: int | None) -> GuildRules:
+        """Where a server's moderation events are posted (None: nowhere)."""
+        return await self._run(lambda p: p.guilds.set_log_channel(guild_id, channel_id))
+
+    async def set_prompt_block(
+        self, guild_id: int, kind: str, text: str, blocked: bool = True
+    ) -> GuildRules:
+        """Add a word or pattern to a server's prompt block list (or remove it)."""
+        return await self._run(lambda p: p.guilds.set_block(guild_id, kind, text, blocked))
+
+    async def keep_results(self, job_id: int, images: Sequence[bytes]) -> list[str]:
+        """Store a job's posted result images (off the loop) and list them with the job."""
+        keys = [await self.results.put(data) for data in images]
+        await self._run(lambda p: p.results.record(job_id, keys), group=True)
+        return keys
+
+    async def result_keys(self, job_id: int) -> list[str]:
+        """The keys of a job's kept result images, in posted order (empty when none)."""
+        return await self._run(lambda p: p.results.keys(job_id), group=True, atomic=True)
+
+    async def result_images(self, job_id: int) -> list[bytes]:
+        """A job's kept result images that are still on disk, in posted order."""
+        found = [await self.results.get(k) for k in await self.result_keys(job_id)]
+        return [data for data in found if data is not None]
+
+    async def guild_usage(self, guild_id: int, now: datetime | None = None) -> GuildUsage:
+        """A server's images this period, its top members and the backend's bill."""
+        return await self._run(lambda p: guild_usage(p.db.conn, p.policies, guild_id, now))
+
     # --- restart, retention, privacy, checks -------------------------------------------------
 
     async def reconcile(
@@ -550,11 +612,12 @@ class Store:
         )
 
     async def sweep_inputs(self, now: datetime | None = None) -> int:
-        """Delete stored inputs older than the retention period; returns how many."""
+        """Delete stored inputs and kept results older than the retention period; how many."""
         return await self._run(lambda p: p.upkeep.sweep_inputs(now))
 
     async def forget(self, user_id: int) -> ForgetReport:
-        """Delete a user's stored inputs and personal fields, keeping anonymous counts."""
+        """Delete a user's stored inputs, kept results and personal fields, keeping anonymous
+        counts."""
         return await self._run(lambda p: p.upkeep.forget(user_id))
 
     async def ledger_balance(self, job_id: int) -> LedgerBalance:

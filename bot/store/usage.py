@@ -1,13 +1,18 @@
 """Usage over time: images delivered and the backend's bill by day, guild and member (for
-`remixbot stats` and the dashboard's chart). Read-only."""
+`remixbot stats` and the dashboard's chart), and one server's current quota period (for
+`/remixadmin usage`). Read-only."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from bot.store.db import Conn
+from bot.store.periods import iso, period_bounds, utc
+from bot.store.policies import PolicyStore
+
+TOP_MEMBERS = 5
 
 
 @dataclass(frozen=True)
@@ -28,9 +33,10 @@ class UsageRow:
 
 
 def usage_rows(
-    conn: Conn, guild_id: int | None = None, since: date | None = None
+    conn: Conn, guild_id: int | None = None, since: date | datetime | None = None
 ) -> list[UsageRow]:
-    """Final jobs grouped by day, guild and member, oldest day first (blocking)."""
+    """Final jobs grouped by day, guild and member, oldest day first (blocking); `since` a day,
+    or an exact time (a quota period's start)."""
     where = ["state IN ('delivered', 'failed', 'cancelled', 'unknown')"]
     params: list[Any] = []
     if guild_id is not None:
@@ -39,7 +45,7 @@ def usage_rows(
     if since is not None:
         # created_at is fixed-width ISO text in UTC (bot/store/periods.iso): it sorts as text.
         where.append("created_at >= ?")
-        params.append(since.isoformat())
+        params.append(iso(since) if isinstance(since, datetime) else since.isoformat())
     rows = conn.execute(
         f"""
         SELECT substr(created_at, 1, 10) AS day, guild_id, user_id, count(*) AS jobs,
@@ -81,3 +87,43 @@ def totals_by(rows: list[UsageRow], key: str) -> dict[Any, Totals]:
         k = getattr(row, key)
         out[k] = out.get(k, Totals()).add(row)
     return out
+
+
+@dataclass(frozen=True)
+class GuildUsage:
+    """One server's use of the bot in the current quota period (jobs accepted since it began)."""
+
+    guild_id: int
+    period: str
+    period_start: datetime
+    resets_at: datetime
+    images: int  # delivered to members
+    top: tuple[tuple[int, int], ...]  # (user id, images delivered), most first
+    billed: int  # images the backend billed
+    unknown_bills: int  # jobs whose bill is unknown
+
+
+def guild_usage(
+    conn: Conn, policies: PolicyStore, guild_id: int, now: datetime | None
+) -> GuildUsage:
+    """A server's usage in the period the default quota uses now (blocking)."""
+    period = policies.default_policy()[1]
+    start, end = period_bounds(period, policies.defaults.reset_hour, utc(now))
+    rows = usage_rows(conn, guild_id, start)
+    total = Totals()
+    for row in rows:
+        total = total.add(row)
+    members = sorted(
+        ((user, t.images) for user, t in totals_by(rows, "user_id").items() if t.images),
+        key=lambda pair: (-pair[1], pair[0]),
+    )
+    return GuildUsage(
+        guild_id=guild_id,
+        period=period,
+        period_start=start,
+        resets_at=end,
+        images=total.images,
+        top=tuple(members[:TOP_MEMBERS]),
+        billed=total.billed,
+        unknown_bills=total.unknown_cost,
+    )

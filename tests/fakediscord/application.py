@@ -1,5 +1,6 @@
-"""The application: who the bot is (``/users/@me``, ``/oauth2/applications/@me``) and its
-slash commands, global or per guild (bulk overwrite and list)."""
+"""The application: who the bot is (``/users/@me``, ``/oauth2/applications/@me``), its
+commands, global or per guild (bulk overwrite and list), and the guild's command permissions
+(read-only for a bot, as on Discord: admins set them in the client)."""
 
 from __future__ import annotations
 
@@ -29,7 +30,35 @@ class Application:
             commands = rf"/applications/{app}{guild}/commands"
             found += routes("PUT", commands, self._put_commands, "bot")
             found += routes("GET", commands, self._get_commands, "bot")
+        permissions = (
+            rf"/applications/{app}/guilds/{SNOWFLAKE.format('guild')}/commands/permissions"
+        )
+        found += routes("GET", permissions, self._get_permissions, "bot")
         return found
+
+    def set_command_permissions(self, command: str, overwrites: list[dict[str, Any]]) -> None:
+        """What an admin sets in Server Settings → Integrations: overwrites (``id``, ``type`` 1
+        role, 2 user, 3 channel, ``permission``) for one command by name, or for the whole
+        application with ``command=""``."""
+        w = self.world
+        if command:
+            found = self.find_command(command)
+            if found is None:
+                raise AssertionError(f"no command {command!r} is registered")
+            target = found["id"]
+        else:
+            target = w.app_id
+        w.command_permissions[target] = {
+            "id": target,
+            "application_id": w.app_id,
+            "guild_id": w.guild_id,
+            "permissions": overwrites,
+        }
+
+    async def _get_permissions(self, req: Req) -> web.StreamResponse:
+        if req.match["guild"] != self.world.guild_id:
+            return error(404, "Unknown Guild", 10004)
+        return json_response(list(self.world.command_permissions.values()))
 
     def find_command(self, name: str) -> dict[str, Any] | None:
         """A registered command by name, the guild's before the global ones."""
@@ -55,6 +84,7 @@ class Application:
             prev = old.get(body["name"])
             cmd = {
                 "default_member_permissions": None,
+                "description": "",  # message and user commands have none; Discord sends ""
                 "dm_permission": True,
                 "nsfw": False,
                 "options": [],

@@ -84,12 +84,14 @@ class Gateway:
     # ------------------------------------------------------------------ sending
 
     async def dispatch(self, event: str, data: dict[str, Any]) -> None:
-        """Send a DISPATCH to the session of the event's guild (kept for replay if the connection
-        is down); an event of a guild whose shard never identified reaches nobody."""
+        """Send a DISPATCH to the session of the event's guild, or of shard 0 for a direct message
+        (kept for replay if the connection is down); an event of a guild whose shard never
+        identified reaches nobody."""
         if self.current is None:
             raise RuntimeError("no bot has identified with the fake gateway")
         guild = data.get("guild_id") if isinstance(data, dict) else None
-        session = self.current if guild is None else self.session_for(str(guild))
+        # Direct messages go to shard 0, as Discord sends them.
+        session = self.session_for(str(guild) if guild else "0")
         if session is not None:
             await self._dispatch_to(session, event, data)
 

@@ -25,16 +25,22 @@ class Guilds:
 
     def guild_create(self, guild_id: str | None = None) -> dict[str, Any]:
         """The GUILD_CREATE payload for a guild (the first one by default)."""
-        guild = guild_id or self.world.guild_id
+        w = self.world
+        guild = guild_id or w.guild_id
         return p.guild_create(
             guild,
-            [c for c in self.world.channels.values() if c.get("guild_id") == guild],
-            roles=list(self.world.roles.values()),
+            [c for c in w.channels.values() if c.get("guild_id") == guild],
+            roles=list(w.roles.values()),
+            owner_id=w.owner["id"],
+            everyone_permissions=str(w.everyone_permissions),
         )
 
-    def give_role(self, user: dict[str, Any], name: str, *, announce: bool) -> tuple[str, bool]:
-        """Give the member the role named ``name``; return its id and whether it is new and to be
-        announced now (GUILD_ROLE_CREATE). ``announce=False``: see ``FakeDiscord.give_role``."""
+    def give_role(
+        self, user: dict[str, Any], name: str, *, announce: bool, permissions: int = 0
+    ) -> tuple[str, bool]:
+        """Give the member the role named ``name`` (made with ``permissions`` if new); return its
+        id and whether it is new and to be announced now (GUILD_ROLE_CREATE).
+        ``announce=False``: see ``FakeDiscord.give_role``."""
         w = self.world
         role_id = next((r for r, data in w.roles.items() if data["name"] == name), None)
         created = False
@@ -42,7 +48,9 @@ class Guilds:
             role_id = p.snowflake()
         elif role_id is None:
             role_id = p.snowflake()
-            w.roles[role_id] = p.role(role_id, name, position=len(w.roles) + 1)
+            w.roles[role_id] = p.role(
+                role_id, name, position=len(w.roles) + 1, permissions=permissions
+            )
             created = True
         w.member_roles.setdefault(user["id"], []).append(role_id)
         return role_id, created

@@ -1,4 +1,4 @@
-"""Interactions and their webhooks: the callback (types 4-7), followups and the interaction's
+"""Interactions and their webhooks: the callback (types 4-7, 9 opens a modal), followups and the interaction's
 messages (``@original`` or by id), authorized by the URL's token for 15 minutes."""
 
 from __future__ import annotations
@@ -75,6 +75,8 @@ class Interactions:
                 self.messages.apply(message, data, req.call.files, editing=False)
             self.world.messages[message.id] = message
             inter.original_id = message.id
+        elif kind == 9:  # MODAL: the member's client opens it; submitting is a new interaction
+            inter.modal = data
         elif kind in (6, 7) and inter.message_id:
             inter.original_id = inter.message_id
             message = self.world.messages.get(inter.message_id)

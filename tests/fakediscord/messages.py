@@ -82,8 +82,10 @@ class Messages:
                 "type": 0,
                 "message_id": msg.reference,
                 "channel_id": msg.channel_id,
-                "guild_id": self.world.guild_of(msg.channel_id),
             }
+            guild = self.world.guild_of(msg.channel_id)
+            if guild is not None:
+                data["message_reference"]["guild_id"] = guild
         return data
 
     def apply(
@@ -147,6 +149,8 @@ class Messages:
         channel = req.match["channel"]
         if channel not in self.world.channels:
             return error(404, "Unknown Channel", 10003)
+        if any(self.world.dm_channels.get(u) == channel for u in self.world.dms_closed):
+            return error(403, "Cannot send messages to this user", 50007)
         body = req.body or {}
         nonce = body.get("nonce")
         if nonce is not None and body.get("enforce_nonce"):

@@ -82,6 +82,20 @@ class StoredMessage:
     reference: str | None = None  # the message this one replies to
     created: float = field(default_factory=time.time)
 
+    def component(self, custom_id: str) -> dict[str, Any] | None:
+        """The component with this custom_id (rows searched), or None."""
+
+        def walk(items: list[dict[str, Any]]) -> dict[str, Any] | None:
+            for item in items:
+                if item.get("custom_id") == custom_id:
+                    return item
+                found = walk(item.get("components", []))
+                if found is not None:
+                    return found
+            return None
+
+        return walk(self.components)
+
     def custom_ids(self) -> list[str]:
         """Every component custom_id in the message (rows and their children)."""
         found: list[str] = []
@@ -106,6 +120,20 @@ class StoredMessage:
         return bool(self.flags & 64)
 
 
+@dataclass(frozen=True)
+class ChannelRef:
+    """A channel option's value in ``FakeDiscord.slash`` (sent as type 7, resolved)."""
+
+    id: str
+
+
+@dataclass(frozen=True)
+class RoleRef:
+    """A role option's value in ``FakeDiscord.slash`` (sent as type 8, resolved)."""
+
+    id: str
+
+
 @dataclass
 class FakeInteraction:
     """An interaction the fake sent, with the state of its response."""
@@ -120,6 +148,7 @@ class FakeInteraction:
     response_type: int | None = None
     original_id: str | None = None
     expired: bool = False
+    modal: dict[str, Any] | None = None  # the modal a type-9 response opened
 
 
 def guess_type(filename: str, data: bytes) -> str:

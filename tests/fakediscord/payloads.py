@@ -100,12 +100,23 @@ def text_channel(channel_id: str, guild_id: str, name: str = "general") -> dict[
     return {"id": channel_id, "type": 0, "name": name, "position": 0, "guild_id": guild_id}
 
 
-def role(role_id: str, name: str, position: int = 1) -> dict[str, Any]:
-    """A guild role object (no permissions of its own)."""
+def dm_channel(channel_id: str, recipient: dict[str, Any]) -> dict[str, Any]:
+    """A DM channel between the bot and one user."""
+    return {
+        "id": channel_id,
+        "type": 1,
+        "recipients": [recipient],
+        "last_message_id": None,
+        "flags": 0,
+    }
+
+
+def role(role_id: str, name: str, position: int = 1, permissions: int = 0) -> dict[str, Any]:
+    """A guild role object (no permissions of its own unless given)."""
     return {
         "id": role_id,
         "name": name,
-        "permissions": "0",
+        "permissions": str(permissions),
         "position": position,
         "color": 0,
         "hoist": False,
@@ -120,6 +131,9 @@ def guild_create(
     channels: list[dict[str, Any]],
     name: str = "Test",
     roles: list[dict[str, Any]] | None = None,
+    *,
+    owner_id: str = "1",
+    everyone_permissions: str = ALL_PERMISSIONS,
 ) -> dict[str, Any]:
     """A GUILD_CREATE payload with the @everyone role, any other roles and the given channels."""
     return {
@@ -129,9 +143,14 @@ def guild_create(
         "premium_tier": 0,
         "member_count": 2,
         "large": False,
-        "owner_id": "1",
+        "owner_id": owner_id,
         "roles": [
-            {"id": guild_id, "name": "@everyone", "permissions": ALL_PERMISSIONS, "position": 0},
+            {
+                "id": guild_id,
+                "name": "@everyone",
+                "permissions": everyone_permissions,
+                "position": 0,
+            },
             *(roles or []),
         ],
         "channels": channels,
@@ -210,6 +229,7 @@ def interaction_base(
     attachment_size_limit: int,
     interaction_id: str | None = None,
     roles: list[str] | tuple[str, ...] = (),
+    permissions: str = ALL_PERMISSIONS,
 ) -> dict[str, Any]:
     """The part every guild interaction shares, including ``version`` and ``attachment_size_limit``."""
     return {
@@ -222,13 +242,46 @@ def interaction_base(
         "guild_id": guild_id,
         "channel_id": channel["id"],
         "channel": channel,
-        "member": member(user_data, roles=roles),
+        "member": member(user_data, permissions, roles=roles),
         "app_permissions": ALL_PERMISSIONS,
         "locale": "en-US",
         "guild_locale": "en-US",
         "entitlements": [],
         "authorizing_integration_owners": {"0": guild_id},
         "context": 0,
+    }
+
+
+# What the bot may do in a DM with a member (Discord sends app_permissions there too).
+DM_APP_PERMISSIONS = str((1 << 6) | (1 << 10) | (1 << 11) | (1 << 14) | (1 << 15) | (1 << 16))
+
+
+def dm_interaction_base(
+    *,
+    interaction_type: int,
+    token: str,
+    app_id: str,
+    channel: dict[str, Any],
+    user_data: dict[str, Any],
+    attachment_size_limit: int,
+) -> dict[str, Any]:
+    """An interaction in the member's DM with the bot: a top-level ``user``, no guild or member
+    (context 1, BOT_DM; a guild install is authorized by "0" there)."""
+    return {
+        "id": snowflake(),
+        "application_id": app_id,
+        "type": interaction_type,
+        "token": token,
+        "version": 1,
+        "attachment_size_limit": attachment_size_limit,
+        "channel_id": channel["id"],
+        "channel": channel,
+        "user": user_data,
+        "app_permissions": DM_APP_PERMISSIONS,
+        "locale": "en-US",
+        "entitlements": [],
+        "authorizing_integration_owners": {"0": "0"},
+        "context": 1,
     }
 
 
@@ -251,22 +304,23 @@ def reaction_add(
     user_data: dict[str, Any],
     channel_id: str,
     message_id: str,
-    guild_id: str,
+    guild_id: str | None,
     emoji: str,
     message_author_id: str | None = None,
     roles: list[str] | tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """A MESSAGE_REACTION_ADD payload for a unicode emoji."""
+    """A MESSAGE_REACTION_ADD payload for a unicode emoji (guild None: in a DM, no member)."""
     data: dict[str, Any] = {
         "user_id": user_data["id"],
         "channel_id": channel_id,
         "message_id": message_id,
-        "guild_id": guild_id,
         "emoji": {"id": None, "name": emoji},
         "burst": False,
         "type": 0,
-        "member": member(user_data, roles=roles),
     }
+    if guild_id is not None:
+        data["guild_id"] = guild_id
+        data["member"] = member(user_data, roles=roles)
     if message_author_id is not None:
         data["message_author_id"] = message_author_id
     return data

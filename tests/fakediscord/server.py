@@ -4,10 +4,11 @@ It speaks the wire protocol discord.py 2.7 expects (REST, gateway, a signed-URL 
 127.0.0.1), models messages, attachments, interactions and reactions, records every call, and
 injects faults. The parts, one module each:
 
-- world.py: the state (application, guild, channel, members, roles, messages) and the clock
+- world.py: the state (application, guild, channels, members, roles, permissions, DM channels,
+  messages) and the clock
 - rest.py: REST plumbing (route table, parsing, auth, limits); the routes by resource in
-  application.py (identity, commands), interactions.py (callback, webhooks),
-  messages.py (channel messages, reactions) and guilds.py (members, roles)
+  application.py (identity, commands), interactions.py (callback, modals, webhooks),
+  messages.py (channel messages, reactions), guilds.py (members, roles) and dms.py (DM channels)
 - gateway.py: the websocket and sessions; cdn.py: signed attachment URLs
 - faults.py: injected failures; recording.py: calls, frames and bounded waits
 """
@@ -24,6 +25,7 @@ from aiohttp import web
 from tests.fakediscord import payloads as p
 from tests.fakediscord.application import Application
 from tests.fakediscord.cdn import Cdn
+from tests.fakediscord.dms import DirectMessages
 from tests.fakediscord.faults import Fault, Faults
 from tests.fakediscord.gateway import Gateway, Session
 from tests.fakediscord.guilds import Guilds
@@ -31,8 +33,10 @@ from tests.fakediscord.interactions import INTERACTION_TTL, Interactions
 from tests.fakediscord.messages import NONCE_WINDOW, Messages
 from tests.fakediscord.models import (
     Call,
+    ChannelRef,
     FakeInteraction,
     GatewayFrame,
+    RoleRef,
     StoredAttachment,
     StoredMessage,
     UploadedFile,
@@ -47,11 +51,13 @@ __all__ = [
     "INTERACTION_TTL",
     "NONCE_WINDOW",
     "Call",
+    "ChannelRef",
     "FakeDiscord",
     "FakeInteraction",
     "Fault",
     "GatewayFrame",
     "MiB",
+    "RoleRef",
     "StoredAttachment",
     "StoredMessage",
     "UploadedFile",
@@ -89,6 +95,7 @@ class FakeDiscord(World, Recorder):
         self.guilds = Guilds(world)
         self.messages_api = Messages(world, self.cdn)
         self.interactions_api = Interactions(world, self.messages_api)
+        self.dms = DirectMessages(world)
         self.gateway = Gateway(
             world,
             recorder,
@@ -105,6 +112,7 @@ class FakeDiscord(World, Recorder):
                 *self.interactions_api.routes(),
                 *self.messages_api.routes(),
                 *self.guilds.routes(),
+                *self.dms.routes(),
             ],
         )
         self._runner: web.AppRunner | None = None
@@ -231,15 +239,20 @@ class FakeDiscord(World, Recorder):
 
     # ------------------------------------------------------------------ user actions
 
-    async def give_role(self, user: dict[str, Any], name: str, *, announce: bool = True) -> int:
+    async def give_role(
+        self, user: dict[str, Any], name: str, *, announce: bool = True, permissions: int = 0
+    ) -> int:
         """Give the member a role (created, and announced with GUILD_ROLE_CREATE, if new).
 
         Like real Discord, every role reaches the bot: GUILD_CREATE lists the guild's roles, and a
         role made while a session is open is sent in GUILD_ROLE_CREATE, so discord.py's public
         ``Member.roles`` has it. ``announce=False`` is an opt-in fault: the role id appears only
         in the member's payloads, never in the guild's role list (a session that missed it).
+        A new role carries ``permissions`` (bits, e.g. ``world.MANAGE_MESSAGES``).
         """
-        role_id, created = self.guilds.give_role(user, name, announce=announce)
+        role_id, created = self.guilds.give_role(
+            user, name, announce=announce, permissions=permissions
+        )
         if created and self.current is not None:
             role = {"guild_id": self.guild_id, "role": self.roles[role_id]}
             await self.dispatch("GUILD_ROLE_CREATE", role)
@@ -264,6 +277,48 @@ class FakeDiscord(World, Recorder):
         self.attachments[att.id] = att
         return att
 
+    def set_command_permissions(self, command: str, overwrites: list[dict[str, Any]]) -> None:
+        """Set the guild's permissions for a command (``""``: the whole application)."""
+        self.application.set_command_permissions(command, overwrites)
+
+    def add_channel(self, name: str) -> str:
+        """Another text channel in the guild (call before the bot connects: GUILD_CREATE lists
+        the channels); returns its id."""
+        channel_id = p.snowflake()
+        self.channels[channel_id] = p.text_channel(channel_id, self.guild_id, name)
+        return channel_id
+
+    def _options(self, options: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """Option values and ``resolved`` as Discord sends them: a StoredAttachment is an
+        attachment, a user object (a dict with ``username``) a user with their member, a
+        ``ChannelRef`` a channel and a ``RoleRef`` a role; anything else a plain value."""
+        opts: list[dict[str, Any]] = []
+        resolved: dict[str, Any] = {}
+        for key, value in options.items():
+            if isinstance(value, StoredAttachment):
+                opts.append(p.option(key, value.id, 11))
+                resolved.setdefault("attachments", {})[value.id] = self.attachment_json(value)
+            elif isinstance(value, dict) and "username" in value:
+                opts.append(p.option(key, value["id"], 6))
+                resolved.setdefault("users", {})[value["id"]] = value
+                member = p.member(
+                    value,
+                    str(self.member_permissions(value["id"])),
+                    roles=self.member_roles.get(value["id"], []),
+                )
+                del member["user"]
+                resolved.setdefault("members", {})[value["id"]] = member
+            elif isinstance(value, ChannelRef):
+                opts.append(p.option(key, value.id, 7))
+                channel = {**self.channels[value.id], "permissions": p.ALL_PERMISSIONS}
+                resolved.setdefault("channels", {})[value.id] = channel
+            elif isinstance(value, RoleRef):
+                opts.append(p.option(key, value.id, 8))
+                resolved.setdefault("roles", {})[value.id] = self.roles[value.id]
+            else:
+                opts.append(p.option(key, value))
+        return opts, resolved
+
     async def slash(
         self,
         name: str,
@@ -271,22 +326,22 @@ class FakeDiscord(World, Recorder):
         *,
         user: dict[str, Any] | None = None,
         channel_id: str | None = None,
+        dm: bool = False,
     ) -> FakeInteraction:
-        """Run ``/name`` as a member; an option whose value is a StoredAttachment is an attachment."""
+        """Run ``/name`` as a member (``"group sub command"`` for a subcommand), in the guild's
+        channel, another channel, or (``dm``) the member's DM with the bot. Option values: see
+        ``_options``."""
         user = user or self.alice
-        channel_id = channel_id or self.channel_id
-        opts: list[dict[str, Any]] = []
-        resolved: dict[str, Any] = {}
-        for key, value in (options or {}).items():
-            if isinstance(value, StoredAttachment):
-                opts.append(p.option(key, value.id, 11))
-                resolved.setdefault("attachments", {})[value.id] = self.attachment_json(value)
-            else:
-                opts.append(p.option(key, value))
-        command = self.application.find_command(name)
+        channel_id = self.dm_channel(user) if dm else (channel_id or self.channel_id)
+        root, *path = name.split()
+        opts, resolved = self._options(options or {})
+        for depth, part in enumerate(reversed(path)):
+            # The innermost name is the subcommand (type 1), the one around it its group (2).
+            opts = [{"name": part, "type": 1 if depth == 0 else 2, "options": opts}]
+        command = self.application.find_command(root)
         data: dict[str, Any] = {
             "id": command["id"] if command else p.snowflake(),
-            "name": name,
+            "name": root,
             "type": 1,
             "options": opts,
         }
@@ -295,6 +350,22 @@ class FakeDiscord(World, Recorder):
         if command and command.get("guild_id"):
             data["guild_id"] = command["guild_id"]
         return await self._interact(2, data, user, channel_id)
+
+    async def message_command(
+        self, name: str, message_id: str, *, user: dict[str, Any] | None = None
+    ) -> FakeInteraction:
+        """Run the message command ``name`` (Apps → name) on a message: the target arrives
+        resolved in full, attachments included, as Discord sends a context-menu target."""
+        msg = self.messages[message_id]
+        command = self.application.find_command(name)
+        data: dict[str, Any] = {
+            "id": command["id"] if command else p.snowflake(),
+            "name": name,
+            "type": 3,
+            "target_id": msg.id,
+            "resolved": {"messages": {msg.id: self.message_json(msg)}},
+        }
+        return await self._interact(2, data, user or self.alice, msg.channel_id)
 
     async def click(
         self, message_id: str, custom_id: str, *, user: dict[str, Any] | None = None
@@ -308,10 +379,71 @@ class FakeDiscord(World, Recorder):
             3, data, user or self.alice, msg.channel_id, message=self.message_json(msg)
         )
 
+    async def select(
+        self,
+        message_id: str,
+        custom_id: str,
+        values: list[str],
+        *,
+        user: dict[str, Any] | None = None,
+    ) -> FakeInteraction:
+        """Pick ``values`` in the string select ``custom_id`` on a message (component type 3)."""
+        msg = self.messages[message_id]
+        menu = msg.component(custom_id)
+        if menu is None or menu.get("type") != 3:
+            raise AssertionError(f"message {message_id} has no select {custom_id!r}")
+        offered = {o["value"] for o in menu.get("options", [])}
+        if not set(values) <= offered:
+            raise AssertionError(f"{values} are not among the select's options {sorted(offered)}")
+        data = {"custom_id": custom_id, "component_type": 3, "values": values}
+        return await self._interact(
+            3, data, user or self.alice, msg.channel_id, message=self.message_json(msg)
+        )
+
+    async def submit_modal(
+        self,
+        opened_by: FakeInteraction,
+        values: dict[str, str],
+        *,
+        user: dict[str, Any] | None = None,
+    ) -> FakeInteraction:
+        """Submit the modal ``opened_by``'s response opened, with text ``values`` by input
+        custom_id (unset inputs keep their pre-filled value); a modal opened from a component
+        carries that component's message, as Discord sends it."""
+        modal = opened_by.modal
+        if modal is None:
+            raise AssertionError("that interaction did not open a modal")
+        rows = []
+        for row in modal.get("components", []):
+            inputs = row.get("components", [row.get("component")] if "component" in row else [])
+            for field in inputs:
+                if field is None or field.get("type") != 4:
+                    continue
+                value = values.get(field["custom_id"], field.get("value") or "")
+                if field.get("required", True) and not value:
+                    raise AssertionError(f"the modal's {field['custom_id']!r} is required")
+                rows.append(
+                    {
+                        "type": 1,
+                        "components": [
+                            {"type": 4, "custom_id": field["custom_id"], "value": value}
+                        ],
+                    }
+                )
+        unknown = set(values) - {r["components"][0]["custom_id"] for r in rows}
+        if unknown:
+            raise AssertionError(f"the modal has no inputs {sorted(unknown)}")
+        data = {"custom_id": modal["custom_id"], "components": rows}
+        message = None
+        if opened_by.message_id is not None and opened_by.message_id in self.messages:
+            message = self.message_json(self.messages[opened_by.message_id])
+        who = user or next(u for u in self.members() if u["id"] == opened_by.user_id)
+        return await self._interact(5, data, who, opened_by.channel_id, message=message)
+
     async def react(
         self, message_id: str, emoji: str, *, user: dict[str, Any] | None = None
     ) -> None:
-        """Add a reaction as a member and dispatch MESSAGE_REACTION_ADD."""
+        """Add a reaction as a member and dispatch MESSAGE_REACTION_ADD (in a DM: no guild)."""
         user = user or self.alice
         msg = self.messages[message_id]
         msg.reactions.setdefault(emoji, set()).add(user["id"])
@@ -333,6 +465,7 @@ class FakeDiscord(World, Recorder):
         content: str,
         *,
         attachments: list[StoredAttachment] | None = None,
+        embeds: list[dict[str, Any]] | None = None,
         user: dict[str, Any] | None = None,
         channel_id: str | None = None,
     ) -> StoredMessage:
@@ -343,11 +476,14 @@ class FakeDiscord(World, Recorder):
             author=user or self.alice,
             content=content,
             attachments=list(attachments or []),
+            embeds=list(embeds or []),
         )
         self.messages[msg.id] = msg
         data = self.message_json(msg)
-        roles = self.member_roles.get(msg.author["id"], [])
-        data["member"] = {k: v for k, v in p.member(msg.author, roles=roles).items() if k != "user"}
+        if self.guild_of(msg.channel_id) is not None:
+            roles = self.member_roles.get(msg.author["id"], [])
+            member = p.member(msg.author, roles=roles)
+            data["member"] = {k: v for k, v in member.items() if k != "user"}
         await self.dispatch("MESSAGE_CREATE", data)
         return msg
 
@@ -360,16 +496,27 @@ class FakeDiscord(World, Recorder):
         message: dict[str, Any] | None = None,
     ) -> FakeInteraction:
         token = "aW50ZXJhY3Rpb246" + secrets.token_urlsafe(48)
-        payload = p.interaction_base(
-            interaction_type=kind,
-            token=token,
-            app_id=self.app_id,
-            guild_id=self.guild_of(channel_id),
-            channel=self.channels[channel_id],
-            user_data=user,
-            attachment_size_limit=self.attachment_size_limit,
-            roles=self.member_roles.get(user["id"], []),
-        )
+        if self.guild_of(channel_id) is None:
+            payload = p.dm_interaction_base(
+                interaction_type=kind,
+                token=token,
+                app_id=self.app_id,
+                channel=self.channels[channel_id],
+                user_data=user,
+                attachment_size_limit=self.attachment_size_limit,
+            )
+        else:
+            payload = p.interaction_base(
+                interaction_type=kind,
+                token=token,
+                app_id=self.app_id,
+                guild_id=self.guild_of(channel_id),
+                channel=self.channels[channel_id],
+                user_data=user,
+                attachment_size_limit=self.attachment_size_limit,
+                roles=self.member_roles.get(user["id"], []),
+                permissions=str(self.member_permissions(user["id"])),
+            )
         if not self.send_app_permissions:
             del payload["app_permissions"]
         payload["data"] = data

@@ -13,6 +13,24 @@ from tests.fakediscord.models import FakeInteraction, StoredAttachment, StoredMe
 API_PREFIX = "/api/v10"
 MiB = 1024 * 1024
 
+# Permission bits (Discord's "Permissions" table) the fake's members and roles use.
+ADMINISTRATOR = 1 << 3
+MANAGE_GUILD = 1 << 5
+MANAGE_MESSAGES = 1 << 13
+EVERY_PERMISSION = (1 << 51) - 1  # the owner's (and an administrator's)
+# What @everyone may do in a typical community server: talk, post images, react, use commands.
+MEMBER_PERMISSIONS = (
+    (1 << 6)  # ADD_REACTIONS
+    | (1 << 10)  # VIEW_CHANNEL
+    | (1 << 11)  # SEND_MESSAGES
+    | (1 << 14)  # EMBED_LINKS
+    | (1 << 15)  # ATTACH_FILES
+    | (1 << 16)  # READ_MESSAGE_HISTORY
+    | (1 << 18)  # USE_EXTERNAL_EMOJIS
+    | (1 << 31)  # USE_APPLICATION_COMMANDS
+    | (1 << 38)  # SEND_MESSAGES_IN_THREADS
+)
+
 
 class World:
     """The state every part of the fake reads and changes (one guild, one channel)."""
@@ -48,8 +66,14 @@ class World:
         self.guild_ids = [self.guild_id]  # every guild; the members are in all of them
         self.roles: dict[str, dict[str, Any]] = {}  # guild roles besides @everyone, by id
         self.member_roles: dict[str, list[str]] = {}  # user id -> role ids
+        # The owner may do everything; the others what @everyone and their roles allow.
+        self.everyone_permissions = MEMBER_PERMISSIONS
+        self.dm_channels: dict[str, str] = {}  # user id -> their DM channel with the bot
+        self.dms_closed: set[str] = set()  # users who do not accept DMs from the bot
 
         self.commands: dict[str | None, list[dict[str, Any]]] = {}  # guild id (None = global)
+        # The guild's command permissions, by command id (the app id for app-wide ones).
+        self.command_permissions: dict[str, dict[str, Any]] = {}
         self.messages: dict[str, StoredMessage] = {}
         self.attachments: dict[str, StoredAttachment] = {}
         self.interactions: dict[str, FakeInteraction] = {}  # by token
@@ -86,11 +110,29 @@ class World:
         self.channels[channel] = p.text_channel(channel, guild)
         return guild, channel
 
-    def guild_of(self, channel_id: str) -> str:
-        """The guild a channel is in."""
-        channel = self.channels.get(channel_id)
-        return channel["guild_id"] if channel is not None else self.guild_id
-
     def members(self) -> tuple[dict[str, Any], ...]:
         """The guild's members (their user objects)."""
         return (self.owner, self.alice, self.bob)
+
+    def member_permissions(self, user_id: str) -> int:
+        """A member's permissions in the guild: everything for the owner (and administrators),
+        else @everyone's and their roles' together."""
+        if user_id == self.owner["id"]:
+            return EVERY_PERMISSION
+        perms = self.everyone_permissions
+        for role_id in self.member_roles.get(user_id, []):
+            perms |= int(self.roles.get(role_id, {}).get("permissions", "0"))
+        return EVERY_PERMISSION if perms & ADMINISTRATOR else perms
+
+    def guild_of(self, channel_id: str) -> str | None:
+        """The guild a channel belongs to (None for a DM channel)."""
+        channel = self.channels.get(channel_id, {})
+        return channel.get("guild_id")
+
+    def dm_channel(self, user: dict[str, Any]) -> str:
+        """The user's DM channel with the bot (opened on first use)."""
+        if user["id"] not in self.dm_channels:
+            channel_id = p.snowflake()
+            self.channels[channel_id] = p.dm_channel(channel_id, user)
+            self.dm_channels[user["id"]] = channel_id
+        return self.dm_channels[user["id"]]

@@ -1,0 +1,164 @@
+"""The server gates every new job passes (channel list, paused queue, prompt block list) and the
+moderation events a server's log channel receives.
+
+Discord-free: the refusals are errors with one sentence each (a blocked prompt is never repeated
+back), and the events go to an `AuditSink` the Discord side installs.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from bot.errors import InvalidRequest, RemixbotError, RemixRejected
+from bot.jobs import Progress
+from bot.lifecycle import Ending, Exit, Outcome, Posted, Presenter
+from bot.store import Store
+from bot.store.guilds import GuildRules
+
+log = logging.getLogger(__name__)
+
+
+class PromptBlocked(InvalidRequest):
+    """The prompt has a word or pattern on the server's block list (never repeated back)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "That prompt uses a word or phrase this server does not allow; change it and try again."
+        )
+
+
+class ChannelClosed(InvalidRequest):
+    """/remix and the controls are not allowed in this channel (the server's channel list)."""
+
+    def __init__(self) -> None:
+        super().__init__("Remixing is not allowed in this channel; ask a server admin where it is.")
+
+
+class ServerPaused(RemixbotError):
+    """The server's admins paused its queue: no new jobs until they resume it."""
+
+    exit_code = 4
+
+    def __init__(self) -> None:
+        super().__init__("Remixing is paused on this server by its admins; try again later.")
+
+
+# Kinds of moderation events, as a server's log channel shows them.
+PROMPT_REFUSED = "prompt refused"
+MEMBER_BLOCKED = "member blocked"
+MEMBER_UNBLOCKED = "member unblocked"
+SAFETY_REJECTED = "backend safety rejection"
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    """One moderation event for a server's log channel (guild None: a DM, not logged)."""
+
+    kind: str
+    guild_id: int | None
+    user_id: int
+    prompt: str | None = None
+    job_id: int | None = None
+    detail: str = ""
+    by_user_id: int | None = None  # the admin who acted, for blocks
+
+
+AuditSink = Callable[[AuditEvent], Awaitable[None]]
+
+
+async def _nowhere(event: AuditEvent) -> None:
+    """The sink until the Discord side installs one: the log only."""
+    log.info("moderation: %s (user %s, job %s)", event.kind, event.user_id, event.job_id)
+
+
+class Moderation:
+    """Checks a new job against its server's rules and reports moderation events."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.sink: AuditSink = _nowhere
+
+    async def rules(self, guild_id: int | None) -> GuildRules | None:
+        """The server's rules (None in DMs, which have no server rules)."""
+        return None if guild_id is None else await self.store.guild_rules(guild_id)
+
+    async def check(
+        self, guild_id: int | None, channel_id: int | None, user_id: int, prompt: str | None
+    ) -> None:
+        """Raise ChannelClosed, ServerPaused or PromptBlocked (reported to the log channel)."""
+        rules = await self.rules(guild_id)
+        if rules is None:
+            return
+        if not rules.channel_allowed(channel_id):
+            raise ChannelClosed()
+        if rules.paused:
+            raise ServerPaused()
+        if prompt is not None and rules.blocks_prompt(prompt):
+            await self.report(AuditEvent(PROMPT_REFUSED, guild_id, user_id, prompt=prompt))
+            raise PromptBlocked()
+
+    async def report(self, event: AuditEvent) -> None:
+        """Hand an event to the sink; a failing sink never stops the job or the command."""
+        try:
+            await self.sink(event)
+        except Exception:
+            log.warning("could not report a moderation event (%s)", event.kind, exc_info=True)
+
+    def watching(self, presenter: Presenter, guild_id: int | None, user_id: int) -> Presenter:
+        """`presenter`, reporting the backend's safety rejections of the job it shows."""
+        if guild_id is None:
+            return presenter
+        return _SafetyWatch(presenter, self, guild_id, user_id)
+
+
+class _SafetyWatch:
+    """A presenter that reports safety rejections (withheld images, refused prompts) and
+    otherwise passes everything through."""
+
+    def __init__(
+        self, inner: Presenter, moderation: Moderation, guild_id: int, user_id: int
+    ) -> None:
+        self.inner = inner
+        self.moderation = moderation
+        self.guild_id = guild_id
+        self.user_id = user_id
+
+    async def progress(self, progress: Progress) -> None:
+        """Pass progress through."""
+        await self.inner.progress(progress)
+
+    async def deliver(self, outcome: Outcome) -> Posted:
+        """Post the result; report images the safety filter withheld."""
+        posted = await self.inner.deliver(outcome)
+        if outcome.delivery.withheld:
+            await self._report(
+                outcome.job.id,
+                outcome.request.prompt,
+                f"{outcome.delivery.withheld} image(s) withheld by the safety filter",
+            )
+        return posted
+
+    async def end(self, ending: Ending) -> None:
+        """Say how the job ended; report it when the backend's safety check was the reason."""
+        await self.inner.end(ending)
+        delivery, error = ending.delivery, ending.error
+        if ending.exit is Exit.NOTHING_DELIVERED and delivery is not None and delivery.withheld:
+            await self._report(ending.job_id, None, "every image withheld by the safety filter")
+        elif isinstance(error, RemixRejected) and "safety" in str(error).lower():
+            await self._report(ending.job_id, None, str(error))
+
+    async def _report(self, job_id: int, prompt: str | None, detail: str) -> None:
+        if prompt is None:
+            job = await self.moderation.store.find_job(job_id)
+            prompt = str(job.request.get("prompt", "")) if job is not None else None
+        event = AuditEvent(
+            SAFETY_REJECTED,
+            self.guild_id,
+            self.user_id,
+            prompt=prompt,
+            job_id=job_id,
+            detail=detail,
+        )
+        await self.moderation.report(event)

@@ -1,0 +1,458 @@
+"""The result controls and finding a job again: Reroll, Retry, Edit, Vary, Delete, DM and
+Cancel (the handlers the controls of cogs/_controls.py call), the 🔁 ❌ ✉️ reactions, /jobs and
+/show.
+
+Every control names its job in its custom id and reads the rest from the store, so it works
+after a restart. A control pressed on a message its job does not belong to does nothing; one
+pressed by someone it is not for gets a private sentence. Anything that starts a job passes the
+same gates as /remix first (/remix's command permissions, the server's channel list, pause and
+block list, queue room, block, quota), so a refused control costs no work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+from discord.app_commands import Range
+from discord.ext import commands
+
+from bot.client import RemixBot
+from bot.errors import RemixbotError
+from bot.lifecycle import Presenter
+from bot.moderation import ChannelClosed
+from bot.remix.request import RemixRequest
+from bot.store import Job
+from bot.workflow import NotYourJob, Requester
+from cogs._access import NOT_ALLOWED, CommandAccess
+from cogs._actions import delete_result, dm_refused, send_by_dm, show_job
+from cogs._audit import AuditPoster
+from cogs._base import ServicesCog
+from cogs._controls import DYNAMIC_ITEMS, EDIT_MODAL, modal_fields, prompt_modal
+from cogs._gates import (
+    can_manage_messages,
+    interaction_requester,
+    is_admin,
+    job_here,
+    member_or_dm,
+    missing_permissions,
+    refuse_after_defer,
+    refused_early,
+    roles_of,
+)
+from cogs._publish import ChannelPresenter
+from cogs._render import GENERIC_FAILURE, error_sentence, public_sentence
+from cogs._ui import DELETE_EMOJI, DM_EMOJI, REROLL_EMOJI, jobs_lines
+
+if TYPE_CHECKING:
+    from bot.services import Services
+
+log = logging.getLogger(__name__)
+
+# One refusal reply per member per this many seconds for reactions (a reaction has no private
+# answer; a blocked member reacting to ten results gets one reply, not ten).
+REFUSAL_REPLY_SECONDS = 60.0
+JOBS_LISTED = 10
+
+NOT_HERE_TO_DELETE = (
+    "Only the member who asked for this remix, or someone with Manage Messages, can delete it."
+)
+NOT_HERE_TO_CANCEL = "Only the member who asked for this remix, or a server admin, can cancel it."
+NOT_YOURS_TO_SHOW = "You can show only your own remixes; /jobs lists them."
+
+
+class Results(ServicesCog):
+    """The controls under results and progress messages, the reactions, /jobs and /show."""
+
+    def __init__(self, bot: RemixBot, services: Services | None) -> None:
+        super().__init__(bot, services)
+        self.access = CommandAccess(bot)
+        self._refusals: dict[int, float] = {}
+
+    async def _refused_by_command_permissions(self, interaction: discord.Interaction) -> bool:
+        """A control starting a job where the member may not use /remix: refused privately."""
+        if await self.access.allowed(
+            interaction.guild_id,
+            interaction.channel_id,
+            interaction.user,
+            interaction.permissions.value,
+        ):
+            return False
+        await interaction.response.send_message(NOT_ALLOWED, ephemeral=True)
+        return True
+
+    async def _here(self, interaction: discord.Interaction, job_id: int) -> Job | None:
+        """The control's job, if it belongs where the control was pressed (else None)."""
+        message = interaction.message.id if interaction.message is not None else None
+        return await job_here(
+            self.services.store, job_id, interaction.guild_id, interaction.channel_id, message
+        )
+
+    # --- /jobs, /show -------------------------------------------------------------------
+
+    @member_or_dm
+    @app_commands.command(name="jobs", description="List your recent remixes (only you see it)")
+    async def jobs(self, interaction: discord.Interaction) -> None:
+        """Your recent remixes: id, state, when, prompt and a jump link."""
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        found = await self.services.store.list_jobs(user_id=interaction.user.id, limit=JOBS_LISTED)
+        await interaction.followup.send(
+            jobs_lines(found), ephemeral=True, allowed_mentions=discord.AllowedMentions.none()
+        )
+
+    @member_or_dm
+    @app_commands.command(name="show", description="Post one of your remixes again, with controls")
+    @app_commands.describe(job="The job id (from /jobs or a result's footer)")
+    async def show(self, interaction: discord.Interaction, job: Range[int, 1]) -> None:
+        """Recreate a job's result and controls here (Midjourney's /show)."""
+        found = await self.services.store.find_job(job)
+        problem: str | None = None
+        if found is None or found.user_id != interaction.user.id:
+            problem = NOT_YOURS_TO_SHOW
+        elif found.state != "delivered":
+            problem = f"That remix is {found.state}; only finished remixes can be shown."
+        else:
+            problem = missing_permissions(interaction) or await self._channel_closed(interaction)
+        if problem or found is None:
+            await interaction.response.send_message(problem or GENERIC_FAILURE, ephemeral=True)
+            return
+        await interaction.response.defer(thinking=True)
+        try:
+            await show_job(interaction, self.services.pool, self.services.store, found)
+        except Exception:
+            log.exception("/show of job %s failed", found.id)
+            await interaction.edit_original_response(content=GENERIC_FAILURE)
+
+    async def _channel_closed(self, interaction: discord.Interaction) -> str | None:
+        """The server's channel list refusal, if this channel is not open to the controls."""
+        rules = await self.remix_service.moderation.rules(interaction.guild_id)
+        if rules is not None and not rules.channel_allowed(interaction.channel_id):
+            return error_sentence(ChannelClosed())
+        return None
+
+    # --- rerolls, retries, edits, variations ------------------------------------------------
+
+    async def _start_from_control(
+        self,
+        interaction: discord.Interaction,
+        job: Job,
+        *,
+        images: int,
+        prompt: str,
+        repeat: int | None,
+        busy: str,
+        start: Callable[[Requester, Presenter], Awaitable[object]],
+    ) -> None:
+        """The one path of every control that starts a job (Reroll, Retry, Edit, Vary): the
+        gates /remix has, answered privately (a repeat within the double-tap window, the bot's
+        permissions here, /remix's command permissions, the server's rules, block, quota); then
+        a public "thinking…" (a new message) and the job, charged to whoever pressed."""
+        svc = self.remix_service
+        problem = missing_permissions(interaction)
+        if (
+            problem is None
+            and repeat is not None
+            and not svc.repeats.first(repeat, interaction.user.id)
+        ):
+            problem = busy
+        if problem:
+            await interaction.response.send_message(problem, ephemeral=True)
+            return
+        if await self._refused_by_command_permissions(interaction):
+            return
+        if await refused_early(interaction, svc, images, prompt):
+            return
+        presenter = await self._thinking(interaction)
+        who = interaction_requester(interaction, presenter.original_id)
+        try:
+            await start(who, presenter)
+        except Exception as exc:
+            await refuse_after_defer(presenter, exc, f"a control on job {job.id}")
+
+    async def again_from_button(
+        self, interaction: discord.Interaction, job_id: int, *, retry: bool
+    ) -> None:
+        """Reroll (new seed) or Retry (same job) ``job_id`` for whoever clicked, as a new message."""
+        svc = self.remix_service
+        parent = await self._here(interaction, job_id)
+        if parent is None:
+            await interaction.response.defer()  # not this message's job: nothing happens
+            return
+        if retry and parent.user_id != interaction.user.id:
+            await interaction.response.send_message(error_sentence(NotYourJob()), ephemeral=True)
+            return
+        message_id = interaction.message.id if interaction.message else job_id
+        verb = "retrying" if retry else "rerolling"
+
+        async def start(who: Requester, presenter: Presenter) -> object:
+            if retry:
+                return await svc.retry(who, job_id, presenter)
+            return await svc.reroll(who, job_id, presenter)
+
+        await self._start_from_control(
+            interaction,
+            parent,
+            images=parent.images_requested,
+            prompt=str(parent.request.get("prompt", "")),
+            repeat=message_id,
+            busy=f"You're already {verb} this one; the result will appear below.",
+            start=start,
+        )
+
+    async def open_edit(self, interaction: discord.Interaction, job_id: int) -> None:
+        """Edit: a modal pre-filled with the job's prompt, negative prompt and image weight."""
+        job = await self._here(interaction, job_id)
+        if job is None:
+            await interaction.response.defer()
+            return
+        request = RemixRequest.from_dict(job.request)
+        modal = prompt_modal(
+            "Edit and remix",
+            f"remix:editmodal:{job.id}",
+            prompt=request.prompt,
+            negative_prompt=request.negative_prompt or "",
+            image_weight=request.image_weight,
+        )
+        await interaction.response.send_modal(modal)
+
+    async def _edit_submitted(self, interaction: discord.Interaction, job_id: int) -> None:
+        """The Edit modal came back: a new job on the stored input, charged to the member."""
+        svc = self.remix_service
+        job = await self._here(interaction, job_id)
+        if job is None:
+            await interaction.response.defer()
+            return
+        fields = modal_fields(interaction)
+        try:
+            request = svc.edited_request(
+                RemixRequest.from_dict(job.request),
+                fields.prompt,
+                fields.negative_prompt,
+                fields.image_weight,
+            )
+        except RemixbotError as exc:
+            await interaction.response.send_message(error_sentence(exc), ephemeral=True)
+            return
+        await self._start_from_control(
+            interaction,
+            job,
+            images=request.num_images,
+            prompt=request.prompt,
+            repeat=None,  # each submission is its own interaction: replays are caught by its id
+            busy="",
+            start=lambda who, presenter: svc.edit(
+                who,
+                job.id,
+                presenter,
+                prompt=request.prompt,
+                negative_prompt=request.negative_prompt,
+                image_weight=request.image_weight,
+            ),
+        )
+
+    async def vary_from_select(
+        self, interaction: discord.Interaction, job_id: int, index: int, strength: str
+    ) -> None:
+        """Vary: the chosen result image becomes the input of a new job, charged to the member."""
+        svc = self.remix_service
+        job = await self._here(interaction, job_id)
+        if job is None:
+            await interaction.response.defer()
+            return
+        message_id = interaction.message.id if interaction.message else job_id
+        await self._start_from_control(
+            interaction,
+            job,
+            images=job.images_requested,
+            prompt=str(job.request.get("prompt", "")),
+            repeat=hash((message_id, index, strength)),
+            busy="You're already varying this one; the result will appear below.",
+            start=lambda who, presenter: svc.vary(who, job.id, index, strength, presenter),
+        )
+
+    # --- delete, DM, cancel ------------------------------------------------------------------
+
+    async def delete_from_button(self, interaction: discord.Interaction, job_id: int) -> None:
+        """Delete the result (requester or Manage Messages); the books are untouched."""
+        job = await self._here(interaction, job_id)
+        if job is None:
+            await interaction.response.defer()
+            return
+        if job.user_id != interaction.user.id and not can_manage_messages(interaction):
+            await interaction.response.send_message(NOT_HERE_TO_DELETE, ephemeral=True)
+            return
+        await interaction.response.defer()
+        message = interaction.message.id if interaction.message else None
+        await delete_result(self.bot, job, interaction.channel_id or 0, message)
+
+    async def dm_from_button(self, interaction: discord.Interaction, job_id: int) -> None:
+        """Send the images and the job's details to whoever clicked, by DM."""
+        job = await self._here(interaction, job_id)
+        if job is None:
+            await interaction.response.defer()
+            return
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        try:
+            await send_by_dm(
+                self.bot, self.services.pool, self.services.store, interaction.user.id, job
+            )
+            text = f"{DM_EMOJI} Sent to your DMs."
+        except discord.HTTPException as exc:
+            if not dm_refused(exc):
+                log.warning("could not DM job %s (HTTP %s)", job.id, exc.status)
+            text = (
+                "I can't DM you: your DMs are closed to me. Allow direct messages from this "
+                "server's members and try again."
+                if dm_refused(exc)
+                else GENERIC_FAILURE
+            )
+        await interaction.followup.send(text, ephemeral=True)
+
+    async def cancel_from_button(self, interaction: discord.Interaction, job_id: int) -> None:
+        """Cancel a queued job (requester or admin): refunded at once; a running one goes on."""
+        job = await self._here(interaction, job_id)
+        if job is None:
+            await interaction.response.defer()
+            return
+        admin = is_admin(interaction)
+        own = job.user_id == interaction.user.id
+        if not own and not admin:
+            await interaction.response.send_message(NOT_HERE_TO_CANCEL, ephemeral=True)
+            return
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        try:
+            await self.remix_service.cancel(job.id, interaction.user.id if own else None)
+            text = "Cancelled; " + ("you were" if own else "its member was") + " not charged."
+        except RemixbotError as exc:
+            text = error_sentence(exc)
+        await interaction.followup.send(text, ephemeral=True)
+
+    # --- the Edit modal, reactions ---------------------------------------------------------
+
+    @commands.Cog.listener()
+    async def on_interaction(self, interaction: discord.Interaction) -> None:
+        """The Edit modal's submissions, by custom id (nothing about them is kept in memory)."""
+        if interaction.type is not discord.InteractionType.modal_submit:
+            return
+        custom_id = str((interaction.data or {}).get("custom_id", ""))
+        if match := EDIT_MODAL.fullmatch(custom_id):
+            await self._edit_submitted(interaction, int(match["job"]))
+
+    @commands.Cog.listener()
+    async def on_raw_reaction_add(self, payload: discord.RawReactionActionEvent) -> None:
+        """🔁 rerolls a result for the reactor, ❌ deletes it (requester or Manage Messages),
+        ✉️ sends it by DM (raw event: works on uncached messages and after a restart)."""
+        emoji = str(payload.emoji)
+        if emoji not in (REROLL_EMOJI, DELETE_EMOJI, DM_EMOJI):
+            return
+        if payload.user_id == getattr(self.bot.user, "id", None):
+            return
+        if payload.member is not None and payload.member.bot:
+            return
+        if emoji == REROLL_EMOJI:
+            await self._reroll_reaction(payload)
+            return
+        job = await self.services.store.job_for_message(payload.message_id)
+        if job is None:
+            return
+        if emoji == DELETE_EMOJI:
+            if payload.user_id == job.user_id or self._manages_messages(payload):
+                await delete_result(self.bot, job, payload.channel_id, payload.message_id)
+        else:
+            try:
+                await send_by_dm(
+                    self.bot, self.services.pool, self.services.store, payload.user_id, job
+                )
+            except discord.HTTPException as exc:  # a reaction has no private answer to give
+                log.info("could not DM job %s to a member (HTTP %s)", job.id, exc.status)
+
+    def _permissions(self, payload: discord.RawReactionActionEvent) -> int:
+        """The reacting member's permissions in the reaction's channel (0 outside a guild)."""
+        member = payload.member
+        if member is None:
+            return 0
+        channel = self.bot.get_channel(payload.channel_id)
+        if isinstance(channel, discord.abc.GuildChannel | discord.Thread):
+            return channel.permissions_for(member).value
+        return member.guild_permissions.value
+
+    def _manages_messages(self, payload: discord.RawReactionActionEvent) -> bool:
+        """True for a member with Manage Messages in the reaction's channel."""
+        return discord.Permissions(self._permissions(payload)).manage_messages
+
+    async def _reroll_reaction(self, payload: discord.RawReactionActionEvent) -> None:
+        """🔁: the same gates as /remix first (no status message, no work when refused)."""
+        svc = self.remix_service
+        if not svc.repeats.first(payload.message_id, payload.user_id):
+            return
+        job = await self.services.store.job_for_message(payload.message_id)
+        if job is None:
+            return
+        presenter = ChannelPresenter(
+            self.bot,
+            payload.channel_id,
+            payload.message_id,
+            payload.user_id,
+            self.services.pool,
+            self.controls,
+        )
+        who = Requester(
+            user_id=payload.user_id,
+            guild_id=payload.guild_id,
+            channel_id=payload.channel_id,
+            role_ids=roles_of(payload.member),
+            request_message_id=payload.message_id,
+        )
+        try:
+            if not await self.access.allowed(
+                payload.guild_id, payload.channel_id, payload.member, self._permissions(payload)
+            ):
+                raise CommandNotAllowed(NOT_ALLOWED)
+            await svc.precheck(who, job.images_requested, str(job.request.get("prompt", "")))
+        except RemixbotError as exc:
+            await self._refuse_reaction(presenter, payload.user_id, exc)
+            return
+        # A reaction carries no app_permissions: post the status reply first, so a channel the
+        # bot cannot post in costs nothing (no reservation, no paid backend call).
+        try:
+            await presenter.announce(f"{REROLL_EMOJI} Rerolling…")
+        except discord.HTTPException as exc:
+            log.info("not rerolling in channel %s: cannot post there (%s)", payload.channel_id, exc)
+            return
+        try:
+            await svc.reroll(who, job.id, presenter)
+        except Exception as exc:
+            await refuse_after_defer(presenter, exc, "a 🔁 reroll")
+
+    async def _refuse_reaction(
+        self, presenter: ChannelPresenter, user_id: int, exc: RemixbotError
+    ) -> None:
+        """At most one short reply per member a minute (a reaction has no private answer)."""
+        now = asyncio.get_running_loop().time()
+        if now - self._refusals.get(user_id, -REFUSAL_REPLY_SECONDS) < REFUSAL_REPLY_SECONDS:
+            return
+        for old in [u for u, at in self._refusals.items() if now - at >= REFUSAL_REPLY_SECONDS]:
+            del self._refusals[old]
+        self._refusals[user_id] = now
+        try:
+            await presenter.say(public_sentence(exc), warn=False)
+        except discord.HTTPException:
+            log.info("could not tell a member why their 🔁 was refused")
+
+
+class CommandNotAllowed(RemixbotError):
+    """The server's command permissions do not let the member use /remix here."""
+
+
+async def setup(bot: commands.Bot) -> None:
+    """Load the cog and register the controls (DynamicItems: they need no state to rebuild)."""
+    if not isinstance(bot, RemixBot):
+        raise RuntimeError("cogs.results runs on bot.client.RemixBot")
+    await bot.add_cog(Results(bot, bot.services))
+    bot.add_dynamic_items(*DYNAMIC_ITEMS)
+    if bot.services is not None:  # moderation events go to each server's log channel
+        bot.services.remix.moderation.sink = AuditPoster(bot, bot.services.store)
