@@ -46,6 +46,11 @@ async def _history(db: Path) -> dict[str, int]:
         queued = await s.submit_job(new_job(user_id=45, images=2))
         cli = await s.submit_job(terminal_job(1))
         await s.settle(cli.id, delivered=1, billed=1)
+        await s.keep_results(first.id, [b"result one", b"result two"])
+        await s.set_channel_mode(7, "allow")
+        await s.set_channel(7, 55, True)
+        await s.set_prompt_block(7, "word", "forbidden")
+        await s.set_paused(7, True)
         assert await s.check_books() == []
         return {"first": first.id, "reroll": reroll.id, "queued": queued.id}
 
@@ -58,6 +63,7 @@ async def test_copy_moves_every_row_and_the_books_balance(
     async with await Store.open(db, defaults=DEFAULTS, reconcile=False) as s:
         jobs = await s.list_jobs(limit=100)
         policies = await s.policies()
+        rules = await s.guild_rules(7)
         quotas = [await s.quota_status(u, 7, (70,)) for u in (42, 43, 44, 45, -1)]
 
     assert await _remixbot("db", "copy", "--to", postgres) == 0
@@ -67,6 +73,8 @@ async def test_copy_moves_every_row_and_the_books_balance(
     async with await Store.open(postgres, defaults=DEFAULTS, data_dir=data_dir) as pg:
         assert await pg.list_jobs(limit=100) == jobs
         assert await pg.policies() == policies
+        assert await pg.guild_rules(7) == rules
+        assert await pg.result_images(ids["first"]) == [b"result one", b"result two"]
         assert [await pg.quota_status(u, 7, (70,)) for u in (42, 43, 44, 45, -1)] == quotas
         assert (await pg.job_for_message(5002)).id == ids["first"]
         assert await pg.backend_cost(ids["first"]) == ("billed", 3)
