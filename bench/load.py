@@ -10,6 +10,9 @@ in-flight limit of C images with Ideogram's 429. Cases (issue "At the backend's 
   d  1,000 jobs queued with L=5 s: peak RSS and the loop's longest stall
   e  one job at a time, a 12 MP camera JPEG in, four 1152x864 PNGs out, L=1 s: the bot's own
      time per job (time to result minus L), median of 10 (e-small: the same with a small input)
+  a-pg  case a, one process, the books in PostgreSQL (a throwaway server, durable defaults)
+  a2    case a served by two processes (shards 0 and 1 of 2) on that PostgreSQL, the members
+        in two guilds, one on each shard; C=10 over both (the in-flight budget is shared)
 
 Acknowledgement figures are printed beside those of a discord.py bot that only defers (the
 floor), run the same way on the same fake. Figures are from one run; record them with the
@@ -40,6 +43,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from tests.databases import throwaway_postgres  # noqa: E402
 from tests.fakediscord import FakeDiscord  # noqa: E402
 from tests.fakediscord import payloads as p  # noqa: E402
 from tests.fakediscord.helpers import BotProcess  # noqa: E402
@@ -66,6 +70,8 @@ class Case:
     result_size: tuple[int, int] | None = None
     wait_results: bool = True
     env: dict[str, str] = field(default_factory=dict)
+    processes: int = 1  # >1: one process per shard, the books in PostgreSQL
+    postgres: bool = False
 
 
 @dataclass
@@ -170,16 +176,27 @@ def members(n: int) -> list[dict[str, Any]]:
 
 
 async def fire(
-    d: FakeDiscord, users: list[dict[str, Any]], jobs: int, image: bytes, images: int
+    d: FakeDiscord,
+    users: list[dict[str, Any]],
+    jobs: int,
+    image: bytes,
+    images: int,
+    channels: list[str] | None = None,
 ) -> list[Any]:
-    """`jobs` /remix at once, spread over `users` in turn."""
+    """`jobs` /remix at once, spread over `users` (and `channels`) in turn."""
     attachment = d.upload_attachment("photo.jpg", image)
     options = {"image": attachment, "prompt": "the same scene as a poster"}
     if images != 1:
         options["num_images"] = images
+    where = channels or [d.channel_id]
     return list(
         await asyncio.gather(
-            *(d.slash("remix", options, user=users[i % len(users)]) for i in range(jobs))
+            *(
+                d.slash(
+                    "remix", options, user=users[i % len(users)], channel_id=where[i % len(where)]
+                )
+                for i in range(jobs)
+            )
         )
     )
 
@@ -195,7 +212,14 @@ async def wait_all(d: FakeDiscord, inters: list[Any], within: float) -> None:
 
 
 async def run_bot_case(case: Case, data: Path) -> Report:
-    """The real bot under one case."""
+    """The real bot under one case (in one process, or one per shard on PostgreSQL)."""
+    several = case.postgres or case.processes > 1
+    server = throwaway_postgres(durable=True) if several else contextlib.nullcontext(None)
+    with server as url:
+        return await _run_bot_case(case, data, url)
+
+
+async def _run_bot_case(case: Case, data: Path, url: str | None) -> Report:
     async with fakes(case) as (d, r):
         env = fake_env(
             r,
@@ -203,14 +227,26 @@ async def run_bot_case(case: Case, data: Path) -> Report:
             REMIXBOT_BACKEND_TIMEOUT="60",
             REMIXBOT_LOG_LEVEL="INFO",
             REMIXBOT_DEFAULT_LIMIT="1000000",  # the quota is not what is measured
+            **({"REMIXBOT_DATABASE_URL": url} if url else {}),
             **case.env,
         )
-        bot = BotProcess(d, data, launcher=False, env=env)
+        channels, shards = None, [{}]
+        if case.processes > 1:  # a guild on each shard, a process for each shard
+            count = case.processes
+            channels = [d.add_guild(shard=n, shard_count=count)[1] for n in range(count)]
+            shards = [
+                {"REMIXBOT_SHARD_COUNT": str(count), "REMIXBOT_SHARDS": str(n)}
+                for n in range(count)
+            ]
+        bots = [BotProcess(d, data, launcher=False, env={**env, **extra}) for extra in shards]
+        bot = bots[0]
         if os.environ.get("GCPROBE_DIR"):  # a local experiment: log long garbage collections
             bot.env["PYTHONPATH"] = os.environ["GCPROBE_DIR"] + ":" + bot.env["PYTHONPATH"]
             bot.env["GCPROBE"] = "1"
-        async with bot:
-            await bot.start_and_wait_ready(within=60)
+        async with contextlib.AsyncExitStack() as running:
+            for each in bots:
+                await running.enter_async_context(each)
+                await each.start_and_wait_ready(within=60)
             await d.wait_until(lambda: d.commands, 30, "the command sync")
             image = input_image(case.input_size)
             users = members(case.members)
@@ -229,7 +265,7 @@ async def run_bot_case(case: Case, data: Path) -> Report:
                     inters += await fire(d, wave, len(wave), image, case.images)
                     await asyncio.sleep(0.5)
             else:
-                inters = await fire(d, users, case.jobs, image, case.images)
+                inters = await fire(d, users, case.jobs, image, case.images, channels)
             if case.wait_results:
                 per_batch = case.latency * max(case.images, 1) / max(case.allowed, 1)
                 await wait_all(d, inters + heavy, 120 + case.jobs * per_batch * 2)
@@ -240,7 +276,7 @@ async def run_bot_case(case: Case, data: Path) -> Report:
                     "every job in the queue",
                 )
                 await asyncio.sleep(5)
-            rss = peak_rss_mb(bot.proc.pid)  # type: ignore[union-attr]
+            rss = max(peak_rss_mb(each.proc.pid) for each in bots)  # type: ignore[union-attr]
             # Refusals while serving (a stop's "restarting" replies are not refusals).
             refusals = sum(refused(d, i) for i in inters + heavy)
             texts = sorted(
@@ -250,11 +286,12 @@ async def run_bot_case(case: Case, data: Path) -> Report:
                     if refused(d, i)
                 }
             )
-            await bot.stop(signal.SIGTERM, within=60)
-        log = bot.output()
+            for each in bots:
+                await each.stop(signal.SIGTERM, within=60)
+        log = "\n".join(each.output() for each in bots)
         if os.environ.get("GCPROBE_DIR"):
             print("\n".join(line for line in log.splitlines() if "GCPROBE" in line)[-2000:])
-        stall = re.search(r"longest stall: (\d+) ms", log)
+        stalls = [float(m) for m in re.findall(r"longest stall: (\d+) ms", log)]
         acks = [a - i.created for i in inters if (a := callback_at(d, i))]
         results, light, delivered, ends = [], [], 0, []
         for i in inters:
@@ -288,7 +325,7 @@ async def run_bot_case(case: Case, data: Path) -> Report:
             refusal_texts=texts,
             delivered_images=delivered,
             rss_mb=rss,
-            stall_ms=float(stall.group(1)) if stall else None,
+            stall_ms=max(stalls) if stalls else None,
             throughput=throughput,
             elapsed=(max(ends) - started) if ends else 0.0,
         )
@@ -322,6 +359,8 @@ CASES = {
         waves=50,
         env={"REMIXBOT_QUEUE_MAX": "2000"},
     ),
+    "a-pg": Case("a-pg", jobs=200, members=100, latency=2.0, postgres=True),
+    "a2": Case("a2", jobs=200, members=100, latency=2.0, processes=2),
     "e-small": Case(
         "e-small",
         jobs=10,
@@ -363,7 +402,7 @@ async def main(names: list[str]) -> None:
             print(
                 f"  acknowledgement p50 {ms(pct(report.acks, 50))}, p99 {ms(pct(report.acks, 99))}"
             )
-            if name in ("a", "b"):
+            if name in ("a", "b", "a-pg", "a2"):
                 floor = await floor_acks(case, Path(tmp) / f"floor-{name}")
                 print(
                     f"  floor (defer-only discord.py bot): p50 {ms(pct(floor, 50))}, "

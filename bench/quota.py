@@ -1,14 +1,17 @@
 """Benchmark the quota store: reserve+settle pairs per second, and event-loop stall under a lock.
 
-Run: `.venv/bin/python bench/quota.py [--pairs 5000]`. Targets (issue 4): >= 5,000 pairs/s through
-the real Store on one file (WAL, synchronous=NORMAL); loop stall <= 20 ms while another process
-holds the write lock for 1 s.
+Run: `.venv/bin/python bench/quota.py [--pairs 5000] [--postgres [URL]]`. Targets (issue 4):
+>= 5,000 pairs/s through the real Store on one file (WAL, synchronous=NORMAL); loop stall <= 20 ms
+while another process holds the write lock for 1 s. `--postgres` measures the same pairs on a
+PostgreSQL server too: the given URL, or a throwaway server with PostgreSQL's durable defaults
+started by scripts/test-postgres.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import platform
 import sqlite3
 import statistics
@@ -21,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bot.store import NewJob, QuotaDefaults, Store  # noqa: E402
+from tests.databases import throwaway_postgres  # noqa: E402
 
 # The reference machine's µs per transaction (the 5,000 pairs/s target was set there), NORMAL.
 REF_AUTOCOMMIT_US = 10
@@ -155,11 +159,35 @@ def calibrate(folder: Path, n: int = 5000) -> tuple[float, float]:
     return autocommit * 1e6, with_job * 1e6
 
 
+LOADS = (
+    ("sequential (1 in flight)", 1, 1),
+    ("concurrent (64 in flight, 1 user)", 64, 1),
+    ("concurrent (64 in flight, 500 users)", 64, 500),
+)
+
+
+async def postgres_pairs(url: str, n: int, runs: int) -> None:
+    """The same reserve+settle loads through the Store on PostgreSQL."""
+    server_cm = throwaway_postgres(durable=True) if url == "start" else contextlib.nullcontext(url)
+    with server_cm as server, tempfile.TemporaryDirectory() as data:
+        async with await Store.open(
+            server, defaults=QuotaDefaults(limit=1_000_000), data_dir=data
+        ) as store:
+            for label, conc, users in LOADS:
+                rates = [await pairs(store, n, conc, users) for _ in range(runs)]
+                print(
+                    f"PostgreSQL pairs/s {label}: median {statistics.median(rates):,.0f}"
+                    f" (runs: {', '.join(f'{r:,.0f}' for r in rates)})"
+                )
+            assert await store.check_books() == [], "books do not balance"
+
+
 async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--pairs", type=int, default=5000)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--hold", type=float, default=1.0)
+    ap.add_argument("--postgres", nargs="?", const="start", metavar="URL")
     args = ap.parse_args()
     print(
         f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version},"
@@ -178,11 +206,7 @@ async def main() -> None:
         )
         defaults = QuotaDefaults(limit=1_000_000)
         async with await Store.open(db, defaults=defaults) as store:
-            for label, conc, users in (
-                ("sequential (1 in flight)", 1, 1),
-                ("concurrent (64 in flight, 1 user)", 64, 1),
-                ("concurrent (64 in flight, 500 users)", 64, 500),
-            ):
+            for label, conc, users in LOADS:
                 rates = [await pairs(store, args.pairs, conc, users) for _ in range(args.runs)]
                 median = statistics.median(rates)
                 print(
@@ -201,6 +225,8 @@ async def main() -> None:
         print(
             f"direct call on the loop (contrast): max loop gap {await direct_stall(db, args.hold):.0f} ms"
         )
+    if args.postgres:
+        await postgres_pairs(args.postgres, args.pairs, args.runs)
 
 
 if __name__ == "__main__":

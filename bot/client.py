@@ -189,10 +189,12 @@ class RemixBot(commands.Bot):
 
     async def on_ready(self) -> None:
         """Tell the admin the bot is up (fires again after a reconnect that needed a new session)."""
+        shards = getattr(self, "shard_ids", None)
         log.info(
-            "ready: logged in as %s in %d server(s); members can use /remix",
+            "ready: logged in as %s in %d server(s)%s; members can use /remix",
             self.user,
             len(self.guilds),
+            f" on shards {','.join(map(str, shards))} of {self.shard_count}" if shards else "",
         )
 
     def command_payloads(self) -> list[dict[str, Any]]:
@@ -233,3 +235,29 @@ class RemixBot(commands.Bot):
             self.last_sync = f"guild:{guild}"
         log.info("synced %d application commands (%s)", len(synced), self.last_sync)
         return synced
+
+
+class ShardedRemixBot(RemixBot, commands.AutoShardedBot):
+    """The bot running some of Discord's shards in this process (REMIXBOT_SHARDS of
+    REMIXBOT_SHARD_COUNT); other processes run the rest against the same books."""
+
+
+def make_bot(
+    settings: Settings,
+    *,
+    services: Services | None = None,
+    extensions: Sequence[str] = DEFAULT_EXTENSIONS,
+    **options: Any,
+) -> RemixBot:
+    """The client for `settings`: one connection, or discord.py's sharded client when
+    REMIXBOT_SHARD_COUNT is set (the shards in REMIXBOT_SHARDS, or all of them)."""
+    if not settings.shard_count:
+        return RemixBot(settings, services=services, extensions=extensions, **options)
+    return ShardedRemixBot(
+        settings,
+        services=services,
+        extensions=extensions,
+        shard_count=settings.shard_count,
+        shard_ids=list(settings.shards) or None,
+        **options,
+    )

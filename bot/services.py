@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import shutil
 import time
@@ -49,6 +50,27 @@ class Services:
         if self.sweeper is not None:
             self.sweeper.cancel()
         await self.remix.shutdown(DRAIN_SECONDS)  # a second call finds nothing left to drain
+        if self.scheduler.shared is not None:  # shared slots given back before the store closes
+            await self.scheduler.shared.settle()
+
+
+class SharedBackendSlots:
+    """The backend's in-flight budget counted in the books, shared by every process using the
+    same backend key (the books in PostgreSQL); the key is named by a hash, never itself."""
+
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self.store = store
+        key = settings.api_key.get() if settings.api_key else ""
+        material = f"{settings.backend}|{settings.backend_url}|{key}".encode()
+        self.key = hashlib.sha256(material).hexdigest()[:32]
+
+    async def take(self, slot: str, images: int, budget: int) -> bool:
+        """Hold `images` for `slot` if the processes' slots leave room within `budget`."""
+        return await self.store.take_backend_slot(self.key, slot, images, budget)
+
+    async def give(self, slot: str) -> None:
+        """Give `slot` back."""
+        await self.store.give_backend_slot(self.key, slot)
 
 
 def sweep_undelivered(data_dir: Path, retention_days: int) -> int:
@@ -101,7 +123,10 @@ async def open_services(
             make_download_session(DownloadPolicy.from_settings(settings))
         )
         backend = make_backend(settings, api_session)
-        scheduler = Scheduler.from_settings(settings)
+        # With the books in PostgreSQL, several processes may share the backend key: they share
+        # its in-flight budget through the books too.
+        shared = SharedBackendSlots(store, settings) if store.kind == "postgresql" else None
+        scheduler = Scheduler.from_settings(settings, shared=shared)
         remix = RemixService(
             settings,
             store=store,
@@ -129,10 +154,10 @@ async def open_services(
             )
         if report.elsewhere:
             log.warning(
-                "%d open job(s) belong to another process still using %s (remixbot remix, or a "
-                "second bot?); left alone",
+                "%d open job(s) belong to other processes still using %s (remixbot remix, or "
+                "another bot process); left to them",
                 len(report.elsewhere),
-                settings.db_path,
+                store.database,
             )
         services = Services(settings, store, pool, backend, scheduler, remix, report)
         services.sweeper = asyncio.create_task(

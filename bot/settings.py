@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from bot.errors import SettingsError
-from bot.secrets import Secret
+from bot.secrets import Secret, register_secret
 from bot.settings_files import read_dotenv, read_toml
 
 BACKENDS = ("ideogram", "ideogram-legacy", "ideogram-edit", "runware", "task-proxy", "demo")
@@ -142,6 +142,37 @@ def _path(name: str, raw: Any) -> str:
 
 def _dir(name: str, raw: Any) -> Path:
     return Path(str(raw).strip()).expanduser()
+
+
+DATABASE_SCHEMES = ("sqlite:///", "postgresql://", "postgres://")
+
+
+def _database_url(name: str, raw: Any) -> Secret | None:
+    value = str(raw).strip()
+    if not value:
+        return None
+    if not value.startswith(DATABASE_SCHEMES):
+        scheme = value.split(":", 1)[0] if ":" in value else value[:12]
+        raise SettingsError(f"{name} must start with sqlite:/// or postgresql://, not {scheme!r}.")
+    password = urlsplit(value).password if "://" in value else None
+    register_secret(password)  # a connection error must never print it
+    return Secret(value)
+
+
+def _shards(name: str, raw: Any) -> tuple[int, ...]:
+    items = raw if isinstance(raw, list) else str(raw).split(",")
+    out: list[int] = []
+    for item in (str(i).strip() for i in items):
+        if not item:
+            continue
+        if not item.isdigit() or int(item) > 65535:
+            raise SettingsError(
+                f"{name} must be shard numbers separated by commas (like 0,1), not {raw!r}."
+            )
+        out.append(int(item))
+    if len(set(out)) != len(out):
+        raise SettingsError(f"{name} names a shard twice: {raw!r}.")
+    return tuple(out)
 
 
 # --- declarations --------------------------------------------------------------------------
@@ -270,6 +301,19 @@ class Settings:
         _int(1, 3650),
         "Days stored input images (for rerolls) and undelivered results are kept.",
     )
+    database_url: Secret | None = setting(
+        "REMIXBOT_DATABASE_URL",
+        None,
+        _database_url,
+        "The books: unset or sqlite:///path for a SQLite file (default: in the data directory),"
+        " or postgresql://user:password@host/db for a PostgreSQL 15+ server several processes share.",
+    )
+    lease_seconds: float = setting(
+        "REMIXBOT_LEASE_SECONDS",
+        30.0,
+        _float(3, 600),
+        "PostgreSQL: a stopped process's jobs and backend slots are taken over after this long.",
+    )
     # Image intake
     max_input_bytes: int = setting(
         "REMIXBOT_MAX_INPUT_BYTES",
@@ -330,6 +374,18 @@ class Settings:
         "wss://gateway.discord.gg/",
         _str,
         "Discord gateway URL (a test fake).",
+    )
+    shards: tuple[int, ...] = setting(
+        "REMIXBOT_SHARDS",
+        (),
+        _shards,
+        "The Discord shards this process runs (like 0,1; needs REMIXBOT_SHARD_COUNT); default: all.",
+    )
+    shard_count: int = setting(
+        "REMIXBOT_SHARD_COUNT",
+        0,
+        _int(0, 65536),
+        "How many shards the bot runs over all its processes (0: one process, no sharding).",
     )
     max_images_per_job: int = setting(
         "REMIXBOT_MAX_IMAGES_PER_JOB", 4, _int(1, 8), "Cap on num_images for one /remix."
@@ -394,8 +450,22 @@ class Settings:
 
     @property
     def db_path(self) -> Path:
-        """The SQLite file under the data directory."""
+        """The SQLite file: REMIXBOT_DATABASE_URL's path, or the one in the data directory."""
+        url = self.database_url.get() if self.database_url else ""
+        if url.startswith("sqlite:///"):
+            return Path(url.removeprefix("sqlite:///")).expanduser()
         return self.data_dir / "remixbot.sqlite3"
+
+    @property
+    def database(self) -> Path | str:
+        """Where the books are, as `Store.open` takes it: the SQLite file, or the PostgreSQL URL."""
+        url = self.database_url.get() if self.database_url else ""
+        return url if url.startswith(DATABASE_SCHEMES[1:]) else self.db_path
+
+    @property
+    def database_shown(self) -> str:
+        """The books' location for messages and logs: the file, or the URL without its password."""
+        return shown_database(self.database)
 
     def require_api_key(self) -> str:
         """Return the backend API key, or say which setting is missing."""
@@ -472,6 +542,18 @@ def load_settings(
     return settings
 
 
+def shown_database(database: Path | str) -> str:
+    """A database location safe to print: a SQLite path, or a URL with its password removed."""
+    if isinstance(database, Path):
+        return str(database)
+    parts = urlsplit(database)
+    netloc = parts.netloc.rsplit("@", 1)
+    if len(netloc) == 2:
+        user = netloc[0].split(":", 1)[0]
+        return parts._replace(netloc=f"{user}@{netloc[1]}", query="").geturl()
+    return parts._replace(query="").geturl()
+
+
 def _finish(s: Settings, problems: list[str]) -> Settings:
     """Fill per-backend defaults and check settings that depend on each other."""
     defaults = BACKEND_DEFAULTS[s.backend]
@@ -503,6 +585,13 @@ def _finish(s: Settings, problems: list[str]) -> Settings:
             env = SPECS[name].env
             problems.append(f"{env} must be a {' or '.join(allowed)} URL, not {value!r}.")
     changes["discord_api_base"] = s.discord_api_base.rstrip("/")
+    if s.shards and not s.shard_count:
+        problems.append("REMIXBOT_SHARDS needs REMIXBOT_SHARD_COUNT, the number of shards in all.")
+    elif any(n >= s.shard_count for n in s.shards):
+        problems.append(
+            f"REMIXBOT_SHARDS must be below REMIXBOT_SHARD_COUNT ({s.shard_count}), "
+            f"not {','.join(map(str, s.shards))}."
+        )
     changes["log_level"] = s.log_level.upper()
     return dataclasses.replace(s, **changes)
 

@@ -591,9 +591,14 @@ class RemixService:
         self,
         presenter_for: PresenterFor,
         roles_for: RolesFor = _no_roles,
-        every: float = ORPHAN_CHECK_SECONDS,
+        every: float | None = None,
     ) -> None:
-        """Every `every` seconds, pick up the jobs of processes that died (runs until cancelled)."""
+        """Every `every` seconds, pick up the jobs of processes that died (runs until cancelled).
+
+        By default every minute, or as often as a process's lease lasts when that is shorter (the
+        books in PostgreSQL: a killed process's jobs are free once its lease runs out)."""
+        if every is None:
+            every = min(ORPHAN_CHECK_SECONDS, self.settings.lease_seconds)
         while True:
             await asyncio.sleep(every)
             try:

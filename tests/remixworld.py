@@ -9,10 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from bot.client import RemixBot, apply_discord_endpoints, reset_discord_endpoints
 from bot.extensions import DEFAULT_EXTENSIONS
 from bot.services import Services, open_services
 from bot.settings import Settings, load_settings
+from tests.fakediscord.helpers import ephemeral_texts
 from tests.fakediscord.server import FakeDiscord, StoredMessage
 from tests.fakeremix import FakeRemix, running_fake
 from tests.fakeremix.helpers import fake_env
@@ -93,22 +96,33 @@ class World:
 
     def ephemeral_replies(self) -> list[str]:
         """Contents of ephemeral messages (callbacks and followups) the bot sent."""
-        out = []
-        for call in self.discord.calls:
-            body = call.json if isinstance(call.json, dict) else {}
-            data = body.get("data", body) if isinstance(body.get("data"), dict) else body
-            if isinstance(data, dict) and (data.get("flags") or 0) & 64 and data.get("content"):
-                out.append(data["content"])
-        return out
+        return ephemeral_texts(self.discord)
 
     async def books_balance(self) -> list[str]:
         """Every inconsistency in the ledger (empty when reserved = charged + refunded)."""
         return await self.services.store.check_books()
 
 
+# Settings every world of the running test gets: the books under test (`on_each_database`).
+WORLD_ENV: dict[str, str] = {}
+
+
+@pytest.fixture
+def on_each_database(database: Path | str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Worlds of the test keep their books in `database` (SQLite, then PostgreSQL): a module
+    runs every test on both with `pytestmark = pytest.mark.usefixtures("on_each_database")`."""
+    if isinstance(database, str):
+        monkeypatch.setitem(WORLD_ENV, "REMIXBOT_DATABASE_URL", database)
+
+
 def world_settings(discord: FakeDiscord, remix: FakeRemix, data_dir: Path, **env: str) -> Settings:
     """Settings for the bot pointed at both fakes."""
-    values = {**fake_env(remix), **discord.env(), "REMIXBOT_DATA_DIR": str(data_dir)}
+    values = {
+        **fake_env(remix),
+        **discord.env(),
+        "REMIXBOT_DATA_DIR": str(data_dir),
+        **WORLD_ENV,
+    }
     values.update(env)
     return load_settings(values, dotenv=None)
 

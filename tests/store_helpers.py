@@ -7,13 +7,14 @@ import itertools
 import json
 import os
 import random
-import sqlite3
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from bot.errors import QuotaRefused
 from bot.store import CLI_USER_ID, NewJob, PostedRecord, QuotaDefaults, Store, StoreBusy
+from tests.databases import execute
 
 # Distinct per process: workers sharing one file must not replay each other's interaction ids.
 _ids = itertools.count(os.getpid() * 1_000_000)
@@ -64,21 +65,33 @@ def terminal_job(images: int = 1, *, backend: str = "ideogram") -> NewJob:
     )
 
 
-def count_open(db: Path) -> tuple[int, int]:
+# A worker's lease (PostgreSQL): short, so a test sees a killed worker's lease run out soon.
+WORKER_LEASE = 3.0
+
+
+def count_open(db: Path | str) -> tuple[int, int]:
     """(open jobs, images they reserve), read with a plain connection (no Store, no reconcile)."""
-    conn = sqlite3.connect(db)
-    try:
-        row = conn.execute(
-            "SELECT count(*), coalesce(sum(images_reserved), 0) FROM jobs"
-            " WHERE state IN ('queued', 'running')"
-        ).fetchone()
-    finally:
-        conn.close()
-    return row[0], row[1]
+    ((jobs, images),) = execute(
+        db,
+        "SELECT count(*), coalesce(sum(images_reserved), 0) FROM jobs"
+        " WHERE state IN ('queued', 'running')",
+    )
+    return int(jobs), int(images)
 
 
-async def _reserve(db: Path, user: int, tasks: int, limit: int, start_at: float) -> None:
-    async with await Store.open(db, defaults=QuotaDefaults(limit=limit)) as store:
+def books(arg: str) -> Path | str:
+    """A worker's database argument: a PostgreSQL URL as it is, else a SQLite file."""
+    return arg if arg.startswith("postgresql://") else Path(arg)
+
+
+async def _open(db: Path | str, data_dir: Path, **kw: Any) -> Store:
+    return await Store.open(db, data_dir=data_dir, lease_seconds=WORKER_LEASE, **kw)
+
+
+async def _reserve(
+    db: Path | str, data_dir: Path, user: int, tasks: int, limit: int, start_at: float
+) -> None:
+    async with await _open(db, data_dir, defaults=QuotaDefaults(limit=limit)) as store:
         # Start together with the other processes, so their transactions really contend.
         await asyncio.sleep(max(0.0, start_at - time.time()))
 
@@ -93,9 +106,9 @@ async def _reserve(db: Path, user: int, tasks: int, limit: int, start_at: float)
         print(json.dumps([i for i in ids if i is not None]), flush=True)
 
 
-async def _hold(db: Path, backend: str, ref: str | None, images: int) -> None:
+async def _hold(db: Path | str, data_dir: Path, backend: str, ref: str | None, images: int) -> None:
     """Submit one job, set it running, report its id, then wait to be killed (bounded)."""
-    async with await Store.open(db, defaults=QuotaDefaults(limit=100)) as store:
+    async with await _open(db, data_dir, defaults=QuotaDefaults(limit=100)) as store:
         queued = await store.submit_job(new_job(user_id=9, images=images, backend=backend))
         running = await store.submit_job(new_job(user_id=9, images=images, backend=backend))
         await store.mark_running(running.id, ref)
@@ -103,14 +116,14 @@ async def _hold(db: Path, backend: str, ref: str | None, images: int) -> None:
         await asyncio.sleep(60)
 
 
-async def _terminal(db: Path, seed: int) -> None:
+async def _terminal(db: Path | str, data_dir: Path, seed: int) -> None:
     """Like `remixbot remix` run again and again: reserve, send, settle or fail; until killed.
 
     Prints a line once it holds its first job; each "backend call" takes a random moment, so a
     kill finds it queued, running or between jobs.
     """
     rng = random.Random(seed)
-    async with await Store.open(db, defaults=QuotaDefaults(limit=10_000)) as store:
+    async with await _open(db, data_dir, defaults=QuotaDefaults(limit=10_000)) as store:
         for n in range(10_000):
             backend = rng.choice(["ideogram", "task-proxy"])
             job = await store.submit_job(terminal_job(rng.randint(1, 4), backend=backend))
@@ -125,10 +138,12 @@ async def _terminal(db: Path, seed: int) -> None:
                 await store.fail(job.id, "the backend failed", billed=0)
 
 
-async def _posted(db: Path) -> None:
+async def _posted(db: Path | str, data_dir: Path) -> None:
     """Two jobs (a terminal one, a Discord one) posted while another process holds the write
     lock: journal first, then settle_posted, which times out. Waits to be killed (bounded)."""
-    async with await Store.open(db, defaults=QuotaDefaults(limit=100), busy_timeout=0.3) as store:
+    async with await _open(
+        db, data_dir, defaults=QuotaDefaults(limit=100), busy_timeout=0.3
+    ) as store:
         terminal = await store.submit_job(terminal_job(3))
         discord = await store.submit_job(new_job(user_id=9, images=3, backend="task-proxy"))
         for job in (terminal, discord):
@@ -148,19 +163,34 @@ async def _posted(db: Path) -> None:
         await asyncio.sleep(60)
 
 
+async def _slot(db: Path | str, data_dir: Path, key: str, images: int) -> None:
+    """PostgreSQL: hold `images` of backend `key`'s shared budget and a running task-proxy job,
+    report, then wait to be killed (bounded)."""
+    async with await _open(db, data_dir, defaults=QuotaDefaults(limit=100)) as store:
+        assert await store.take_backend_slot(key, "job-1", images, images)
+        job = await store.submit_job(new_job(user_id=9, images=1, backend="task-proxy"))
+        await store.mark_running(job.id, "task-9")
+        print(json.dumps({"running": job.id}), flush=True)
+        await asyncio.sleep(60)
+
+
 def main(argv: list[str]) -> None:
-    """`reserve DB USER TASKS LIMIT START_AT`, `hold DB BACKEND REF|- IMAGES`, `terminal DB SEED`
-    or `posted DB`."""
-    mode, db = argv[0], Path(argv[1])
+    """`MODE DB DATA_DIR ARGS…`: `reserve … USER TASKS LIMIT START_AT`, `hold … BACKEND REF|-
+    IMAGES`, `terminal … SEED`, `posted …` or `slot … KEY IMAGES` (DB: a SQLite file or a PostgreSQL URL)."""
+    mode, db, data_dir, args = argv[0], books(argv[1]), Path(argv[2]), argv[3:]
     if mode == "reserve":
-        asyncio.run(_reserve(db, int(argv[2]), int(argv[3]), int(argv[4]), float(argv[5])))
+        asyncio.run(
+            _reserve(db, data_dir, int(args[0]), int(args[1]), int(args[2]), float(args[3]))
+        )
     elif mode == "hold":
-        ref = None if argv[3] == "-" else argv[3]
-        asyncio.run(_hold(db, argv[2], ref, int(argv[4])))
+        ref = None if args[1] == "-" else args[1]
+        asyncio.run(_hold(db, data_dir, args[0], ref, int(args[2])))
     elif mode == "terminal":
-        asyncio.run(_terminal(db, int(argv[2])))
+        asyncio.run(_terminal(db, data_dir, int(args[0])))
     elif mode == "posted":
-        asyncio.run(_posted(db))
+        asyncio.run(_posted(db, data_dir))
+    elif mode == "slot":
+        asyncio.run(_slot(db, data_dir, args[0], int(args[1])))
     else:
         raise SystemExit(f"unknown mode {mode!r}")
 

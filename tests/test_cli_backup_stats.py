@@ -17,16 +17,27 @@ from tests.store_helpers import new_job
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def settings_for(data: Path):  # type: ignore[no-untyped-def]
-    return load_settings({"REMIXBOT_BACKEND": "demo", "REMIXBOT_DATA_DIR": str(data)}, dotenv=None)
+def books_env(database: Path | str | None) -> dict[str, str]:
+    """The setting that puts the books in `database` (a SQLite file needs none)."""
+    return {"REMIXBOT_DATABASE_URL": database} if isinstance(database, str) else {}
 
 
-async def remixbot(data: Path, *args: str) -> tuple[int, str, str]:
+def settings_for(data: Path, database: Path | str | None = None):  # type: ignore[no-untyped-def]
+    return load_settings(
+        {"REMIXBOT_BACKEND": "demo", "REMIXBOT_DATA_DIR": str(data), **books_env(database)},
+        dotenv=None,
+    )
+
+
+async def remixbot(
+    data: Path, *args: str, database: Path | str | None = None
+) -> tuple[int, str, str]:
     env = {
         "PATH": os.environ.get("PATH", ""),
         "PYTHONPATH": str(ROOT),
         "REMIXBOT_BACKEND": "demo",
         "REMIXBOT_DATA_DIR": str(data),
+        **books_env(database),
     }
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -51,9 +62,9 @@ async def delivered(
     await store.settle(job.id, images if billed else 0, billed=billed, now=when)
 
 
-async def test_stats_by_guild_member_and_day(tmp_path: Path) -> None:
+async def test_stats_by_guild_member_and_day(database: Path | str, tmp_path: Path) -> None:
     data = tmp_path / "data"
-    async with await Store.from_settings(settings_for(data)) as store:
+    async with await Store.from_settings(settings_for(data, database)) as store:
         await delivered(store, 1, 7, 2, 2, datetime(2026, 11, 1, 10, tzinfo=UTC))
         await delivered(store, 1, 7, 1, 1, datetime(2026, 11, 1, 12, tzinfo=UTC))
         await delivered(store, 2, 7, 3, 3, datetime(2026, 11, 2, 9, tzinfo=UTC))
@@ -71,19 +82,19 @@ async def test_stats_by_guild_member_and_day(tmp_path: Path) -> None:
         assert rows[-1].unknown_cost == 1
         assert [r.user_id for r in await store.usage(guild_id=8, since=date(2026, 11, 3))] == [3]
 
-    code, out, err = await remixbot(data, "stats", "--guild", "7", "--json")
+    code, out, err = await remixbot(data, "stats", "--guild", "7", "--json", database=database)
     assert code == 0, err
     report = json.loads(out)
     assert report["total"] == {"jobs": 3, "images": 6, "billed": 6, "unknown_cost": 0}
     assert [d["day"] for d in report["by_day"]] == ["2026-11-01", "2026-11-02"]
-    code, out, err = await remixbot(data, "stats", "--since", "2026-11-02")
+    code, out, err = await remixbot(data, "stats", "--since", "2026-11-02", database=database)
     assert code == 0, err
     assert "2026-11-01" not in out and "2026-11-02" in out
     assert (
         "8: 1 images delivered in 2 jobs; the backend billed 1 images (1 jobs of unknown cost)"
         in out
     )
-    code, _, err = await remixbot(data, "stats", "--since", "yesterday")
+    code, _, err = await remixbot(data, "stats", "--since", "yesterday", database=database)
     assert code == 2 and "YYYY-MM-DD" in err
 
 
@@ -138,3 +149,13 @@ async def test_backup_is_consistent_while_another_process_writes(tmp_path: Path)
     assert code != 0 and "another file" in err
     code, _, _ = await remixbot(data, "backup", str(target), "--force")
     assert code == 0
+
+
+async def test_backup_sends_postgresql_users_to_the_server_s_own_tools(
+    postgres: str, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    code, _, err = await remixbot(data, "backup", str(tmp_path / "x.sqlite3"), database=postgres)
+    assert code == 2
+    assert "in PostgreSQL" in err and "pg_dump" in err and postgres not in err
+    assert not (tmp_path / "x.sqlite3").exists()

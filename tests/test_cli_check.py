@@ -4,6 +4,7 @@ backend key judged by a request that the backend refuses for its content (nothin
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import sqlite3
 import sys
@@ -12,11 +13,13 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from bot.cli.check import Checklist, _database
 from bot.cli.sync import sync_once
 from bot.remix.keycheck import check_key
 from bot.settings import load_settings
 from bot.store import Store
 from bot.store.inspect import inspect_database
+from tests.databases import execute
 from tests.fakediscord.server import FakeDiscord
 from tests.fakeremix import running_fake
 from tests.fakeremix.helpers import fake_env, fake_settings
@@ -173,3 +176,38 @@ async def test_database_state_current_pending_and_newer(tmp_path: Path) -> None:
     state = inspect_database(settings.db_path)
     assert state.unknown == ("9999_from_the_future",)
     assert state.pending == (inspect_database(tmp_path / "none.sqlite3").pending[-1],)
+
+
+async def test_the_database_check_reads_postgresql_too(postgres: str, tmp_path: Path) -> None:
+    settings = load_settings(
+        {
+            "REMIXBOT_BACKEND": "demo",
+            "REMIXBOT_DATA_DIR": str(tmp_path),
+            "REMIXBOT_DATABASE_URL": postgres,
+        },
+        dotenv=None,
+    )
+
+    def check_line() -> str:
+        out = io.StringIO()
+        _database(settings, Checklist(out))
+        return out.getvalue()
+
+    assert "does not exist yet" in check_line()
+    async with await Store.from_settings(settings):
+        pass
+    assert "opens; migrations current" in check_line()
+    execute(postgres, "INSERT INTO remixbot_migrations (name) VALUES ('9999_from_the_future')")
+    assert "migrations this version does not know (9999_from_the_future)" in check_line()
+    away = load_settings(
+        {
+            "REMIXBOT_BACKEND": "demo",
+            "REMIXBOT_DATA_DIR": str(tmp_path),
+            "REMIXBOT_DATABASE_URL": "postgresql://remixbot:s3cret-pw@/x?host=/nonexistent",
+        },
+        dotenv=None,
+    )
+    out = io.StringIO()
+    _database(away, Checklist(out))
+    assert "[FAIL]" in out.getvalue() and "cannot be reached" in out.getvalue()
+    assert "s3cret-pw" not in out.getvalue()

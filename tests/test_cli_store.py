@@ -33,18 +33,6 @@ def _cli(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture
-def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for name in list(os.environ):
-        if name.startswith(("REMIXBOT_", "DISCORD_")):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
-    data = tmp_path / "fresh" / "data"  # does not exist yet: the CLI creates it
-    monkeypatch.setenv("REMIXBOT_DATA_DIR", str(data))
-    monkeypatch.setenv("REMIXBOT_DEFAULT_LIMIT", "6")
-    return data
-
-
-@pytest.fixture
 def run(capsys: pytest.CaptureFixture[str]):
     """`remixbot ARGS…` through bot.cli.main in this process: (exit code, stdout, stderr)."""
 

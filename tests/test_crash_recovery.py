@@ -1,6 +1,8 @@
 """Defect 9: SIGKILL the bot during a burst and start it again on the same data directory. Jobs
 that never reached the backend run after the restart and post; a job lost at a synchronous
-backend is refunded and its member told in their own message, with a Retry button for them."""
+backend is refunded and its member told in their own message, with a Retry button for them.
+On both databases: with PostgreSQL the killed process's jobs are taken over once its lease runs
+out (REMIXBOT_LEASE_SECONDS, short here)."""
 
 from __future__ import annotations
 
@@ -10,15 +12,22 @@ from pathlib import Path
 from bot.settings import load_settings
 from bot.store import Store
 from tests.fakediscord import FakeDiscord
-from tests.fakediscord.helpers import BotProcess, png_bytes
+from tests.fakediscord.helpers import BotProcess, ephemeral_texts, png_bytes
 from tests.fakeremix import running_fake
 from tests.fakeremix.helpers import fake_env
 
 
-async def test_a_crash_during_a_burst_loses_no_member(tmp_path: Path) -> None:
+async def test_a_crash_during_a_burst_loses_no_member(database: Path | str, tmp_path: Path) -> None:
     data = tmp_path / "data"
+    books = {} if isinstance(database, Path) else {"REMIXBOT_DATABASE_URL": database}
     async with FakeDiscord() as d, running_fake() as r:
-        env = fake_env(r, REMIXBOT_INFLIGHT_IMAGES="1", REMIXBOT_BACKEND_TIMEOUT="60")
+        env = fake_env(
+            r,
+            REMIXBOT_INFLIGHT_IMAGES="1",
+            REMIXBOT_BACKEND_TIMEOUT="60",
+            REMIXBOT_LEASE_SECONDS="3",
+            **books,
+        )
         r.api_delay = 30.0  # the first job sits at the backend when the crash comes
         users = [d.alice, d.bob, d.alice]
         first = BotProcess(d, data, launcher=False, env=env)
@@ -71,7 +80,7 @@ async def test_a_crash_during_a_burst_loses_no_member(tmp_path: Path) -> None:
             member = d.alice if owner == d.alice["id"] else d.bob
             refused = await d.click(lost.id, lost.custom_ids()[0], user=other)
             await d.wait_until(lambda: refused.response_type == 4, 10, "the refusal")
-            assert any("Only the member" in text for text in _ephemeral(d))
+            assert any("Only the member" in text for text in ephemeral_texts(d))
             retried = await d.click(lost.id, lost.custom_ids()[0], user=member)
             await d.wait_until(
                 lambda: (m := d.original(retried)) is not None and bool(m.attachments),
@@ -97,15 +106,4 @@ def _result_replies(d: FakeDiscord, original_id: str | None) -> list[dict]:
         ref = body.get("message_reference") or {}
         if str(ref.get("message_id")) == str(original_id) and body.get("attachments"):
             out.append(body)
-    return out
-
-
-def _ephemeral(d: FakeDiscord) -> list[str]:
-    """Contents of the ephemeral answers the bot sent."""
-    out = []
-    for call in d.calls:
-        body = call.json if isinstance(call.json, dict) else {}
-        data = body.get("data") if isinstance(body.get("data"), dict) else body
-        if (data.get("flags") or 0) & 64 and data.get("content"):
-            out.append(data["content"])
     return out

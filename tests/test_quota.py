@@ -1,4 +1,4 @@
-"""Quota rules on real SQLite: periods, effective limits, blocks, grants, resets, concurrency."""
+"""Quota rules on each database: periods, effective limits, blocks, grants, resets, concurrency."""
 
 from __future__ import annotations
 
@@ -16,8 +16,15 @@ from tests.store_helpers import new_job
 T0 = datetime(2026, 11, 18, 12, 0, tzinfo=UTC)  # a Wednesday
 
 
-async def _open(tmp_path: Path, **kw) -> Store:
-    return await Store.open(tmp_path / "remixbot.sqlite3", defaults=QuotaDefaults(**kw))
+@pytest.fixture
+def books(database: Path | str, tmp_path: Path) -> tuple[Path | str, Path]:
+    """Where each test's store lives: the database under test, and its data folder."""
+    return database, tmp_path
+
+
+async def _open(books: tuple[Path | str, Path], **kw) -> Store:
+    database, data_dir = books
+    return await Store.open(database, defaults=QuotaDefaults(**kw), data_dir=data_dir)
 
 
 def test_period_bounds_daily_weekly_monthly_with_reset_hour() -> None:
@@ -54,8 +61,8 @@ def test_period_bounds_daily_weekly_monthly_with_reset_hour() -> None:
         period_bounds("yearly", 0, T0)
 
 
-async def test_refusal_says_what_is_left_and_when_it_resets(tmp_path: Path) -> None:
-    async with await _open(tmp_path, limit=25) as s:
+async def test_refusal_says_what_is_left_and_when_it_resets(books: tuple[Path | str, Path]) -> None:
+    async with await _open(books, limit=25) as s:
         job = await s.submit_job(new_job(images=4), now=T0)
         await s.settle(job.id, delivered=4, now=T0)
         for _ in range(19):
@@ -79,8 +86,8 @@ async def test_refusal_says_what_is_left_and_when_it_resets(tmp_path: Path) -> N
         assert await s.check_books() == []
 
 
-async def test_period_boundary_and_reset_hour(tmp_path: Path) -> None:
-    async with await _open(tmp_path, limit=2, reset_hour=6) as s:
+async def test_period_boundary_and_reset_hour(books: tuple[Path | str, Path]) -> None:
+    async with await _open(books, limit=2, reset_hour=6) as s:
         before = datetime(2026, 11, 18, 5, 59, tzinfo=UTC)
         a = await s.submit_job(new_job(images=2), now=before)
         with pytest.raises(QuotaExceeded) as info:
@@ -103,8 +110,8 @@ async def test_period_boundary_and_reset_hour(tmp_path: Path) -> None:
         assert status.resets_at == datetime(2026, 11, 23, 6, tzinfo=UTC)
 
 
-async def test_scopes_are_per_guild_and_dms_are_their_own(tmp_path: Path) -> None:
-    async with await _open(tmp_path, limit=1) as s:
+async def test_scopes_are_per_guild_and_dms_are_their_own(books: tuple[Path | str, Path]) -> None:
+    async with await _open(books, limit=1) as s:
         await s.submit_job(new_job(guild_id=1), now=T0)
         await s.submit_job(new_job(guild_id=2), now=T0)
         await s.submit_job(new_job(guild_id=None), now=T0)
@@ -116,9 +123,9 @@ async def test_scopes_are_per_guild_and_dms_are_their_own(tmp_path: Path) -> Non
 
 
 async def test_effective_limit_is_the_highest_and_exempt_roles_are_unlimited(
-    tmp_path: Path,
+    books: tuple[Path | str, Path],
 ) -> None:
-    async with await _open(tmp_path, limit=5) as s:
+    async with await _open(books, limit=5) as s:
         assert (await s.quota_status(1, 7)).limit == 5
         await s.set_guild(7, 3)  # lower than the default: the default still wins
         assert (await s.quota_status(1, 7)).limit == 5
@@ -147,8 +154,10 @@ async def test_effective_limit_is_the_highest_and_exempt_roles_are_unlimited(
         assert (policies.guilds, policies.roles) == ({}, {(7, 100): 20, (8, 102): 99})
 
 
-async def test_block_refuses_with_reason_and_unblock_lifts_it(tmp_path: Path) -> None:
-    async with await _open(tmp_path, limit=5) as s:
+async def test_block_refuses_with_reason_and_unblock_lifts_it(
+    books: tuple[Path | str, Path],
+) -> None:
+    async with await _open(books, limit=5) as s:
         await s.block(42, "spamming the channel")
         with pytest.raises(UserBlocked) as info:
             await s.submit_job(new_job())
@@ -161,8 +170,10 @@ async def test_block_refuses_with_reason_and_unblock_lifts_it(tmp_path: Path) ->
         await s.submit_job(new_job())
 
 
-async def test_grant_adds_to_the_period_and_reset_forgives_charges(tmp_path: Path) -> None:
-    async with await _open(tmp_path, limit=2) as s:
+async def test_grant_adds_to_the_period_and_reset_forgives_charges(
+    books: tuple[Path | str, Path],
+) -> None:
+    async with await _open(books, limit=2) as s:
         a = await s.submit_job(new_job(images=2), now=T0)
         await s.settle(a.id, delivered=2, now=T0)
         with pytest.raises(QuotaExceeded):
@@ -187,8 +198,10 @@ async def test_grant_adds_to_the_period_and_reset_forgives_charges(tmp_path: Pat
         assert await s.check_books() == []
 
 
-async def test_200_concurrent_reservations_accept_exactly_the_limit(tmp_path: Path) -> None:
-    async with await _open(tmp_path, limit=5) as s:
+async def test_200_concurrent_reservations_accept_exactly_the_limit(
+    books: tuple[Path | str, Path],
+) -> None:
+    async with await _open(books, limit=5) as s:
         results = await asyncio.wait_for(
             asyncio.gather(
                 *(s.submit_job(new_job(images=1)) for _ in range(200)), return_exceptions=True

@@ -1,7 +1,7 @@
 """The reserving insert and the quota report apply the same rules, over many random policies.
 
 submit_job decides in one SQL statement; quota_status (and the refusal sentence) spell the rules
-out in Python. Both must agree on every mix of default, guild override, role tiers, exempt roles,
+out in Python. On both databases (each has its own SQL for the insert), both must agree on every mix of default, guild override, role tiers, exempt roles,
 blocks, grants, resets, earlier jobs, periods and direct messages.
 """
 
@@ -20,11 +20,13 @@ NOW = datetime(2026, 11, 18, 12, 30, tzinfo=UTC)  # a Wednesday
 
 
 @pytest.mark.parametrize("reset_hour", [0, 13])
-async def test_insert_and_report_agree_on_random_policies(tmp_path: Path, reset_hour: int) -> None:
+async def test_insert_and_report_agree_on_random_policies(
+    database: Path | str, tmp_path: Path, reset_hour: int
+) -> None:
     rng = random.Random(reset_hour)
     defaults = QuotaDefaults(limit=4, period="daily", reset_hour=reset_hour)
     outcomes = {"accepted": 0, "quota": 0, "blocked": 0, "exempt": 0}
-    async with await Store.open(tmp_path / "q.sqlite3", defaults=defaults) as s:
+    async with await Store.open(database, defaults=defaults, data_dir=tmp_path) as s:
         for trial in range(120):
             user, guild = 10_000 + trial, rng.choice([None, 500 + trial % 7])
             if rng.random() < 0.5:

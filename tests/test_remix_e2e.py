@@ -24,6 +24,9 @@ from tests.fakeremix import API_KEY, running_fake
 from tests.fakeremix.helpers import encoded
 from tests.remixworld import running_world, world_settings
 
+# The whole product on each database: SQLite, then PostgreSQL.
+pytestmark = pytest.mark.usefixtures("on_each_database")
+
 
 async def test_remix_happy_path_posts_files_and_settles(tmp_path: Path) -> None:
     async with running_world(tmp_path / "data") as w:

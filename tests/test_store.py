@@ -1,4 +1,5 @@
-"""The job store on real SQLite files: job lifecycle, idempotency, restart rules, inputs, forget."""
+"""The job store on real databases (a SQLite file, a PostgreSQL server): job lifecycle,
+idempotency, restart rules, inputs, forget; SQLite's own upgrades and locks."""
 
 from __future__ import annotations
 
@@ -24,14 +25,13 @@ from bot.store import (
 )
 from bot.store.inputs import InputStore
 from bot.store.schema import MIGRATIONS, apply_migrations
+from tests.databases import execute
 from tests.store_helpers import new_job
 
 
 @pytest.fixture
-async def store(tmp_path: Path):
-    async with await Store.open(
-        tmp_path / "remixbot.sqlite3", defaults=QuotaDefaults(limit=25)
-    ) as s:
+async def store(database: Path | str, tmp_path: Path):
+    async with await Store.open(database, defaults=QuotaDefaults(limit=25), data_dir=tmp_path) as s:
         yield s
         assert await s.check_books() == []
 
@@ -198,9 +198,13 @@ async def test_submitted_job_is_exactly_what_was_stored(store: Store) -> None:
 
 
 async def _until_nothing_reserved(store: Store) -> None:
-    """The undo of a cancelled submit runs when the writer answers: wait for it (bounded)."""
-    for _ in range(100):
-        if (await store.quota_status(42, 7)).reserved == 0:
+    """The undo of a cancelled submit runs when the writer answers: wait for it (bounded).
+
+    The writer makes the job whatever happens to its caller, so the job ends cancelled; with
+    PostgreSQL a read on another connection can even run before the job is made.
+    """
+    for _ in range(250):
+        if [j.state for j in await store.list_jobs()] == ["cancelled"]:
             return
         await asyncio.sleep(0.02)
 
@@ -283,20 +287,22 @@ async def test_a_file_from_0003_upgrades_in_place(tmp_path: Path) -> None:
     assert "jobs_open" in indexes and "jobs_state" not in indexes
 
 
-async def test_reconcile_leaves_the_jobs_of_a_running_process_alone(tmp_path: Path) -> None:
-    # `remixbot remix` is mid-job when the bot starts on the same file: its job is not closed.
-    db = tmp_path / "remixbot.sqlite3"
-    async with await Store.open(db, defaults=QuotaDefaults(limit=25)) as cli:
+async def test_reconcile_leaves_the_jobs_of_a_running_process_alone(
+    database: Path | str, tmp_path: Path
+) -> None:
+    # `remixbot remix` is mid-job when the bot starts on the same books: its job is not closed.
+    db, kw = database, {"defaults": QuotaDefaults(limit=25), "data_dir": tmp_path}
+    async with await Store.open(db, **kw) as cli:
         job = await cli.submit_job(new_job(images=2))
         await cli.mark_running(job.id, "req-1")
-        async with await Store.open(db, defaults=QuotaDefaults(limit=25)) as bot:
+        async with await Store.open(db, **kw) as bot:
             report = await bot.reconcile(claim_discord_jobs=True)
             assert (report.elsewhere, report.touched) == ((job.id,), 0)
             await cli.settle(job.id, delivered=2, billed=2)
             assert (await bot.get_job(job.id)).state == "delivered"  # charged, as delivered
         left = await cli.submit_job(new_job(images=1))
     # The CLI is gone with a job still open (as a crash leaves it): now it is reconciled.
-    async with await Store.open(db, defaults=QuotaDefaults(limit=25)) as bot:
+    async with await Store.open(db, **kw) as bot:
         assert [j.id for j in (await bot.reconcile(claim_discord_jobs=True)).requeue] == [left.id]
         await bot.fail(left.id, "test over", billed=0)
         status = await bot.quota_status(42, 7)
@@ -304,16 +310,21 @@ async def test_reconcile_leaves_the_jobs_of_a_running_process_alone(tmp_path: Pa
         assert await bot.check_books() == []
 
 
-async def test_ledger_is_append_only(tmp_path: Path) -> None:
-    db = tmp_path / "remixbot.sqlite3"
-    async with await Store.open(db, defaults=QuotaDefaults()) as s:
+async def test_ledger_is_append_only(database: Path | str, tmp_path: Path) -> None:
+    async with await Store.open(database, defaults=QuotaDefaults(), data_dir=tmp_path) as s:
         await s.submit_job(new_job())
-    conn = sqlite3.connect(db)
-    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-        conn.execute("UPDATE quota_ledger SET amount = 0")
-    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-        conn.execute("DELETE FROM quota_ledger")
-    conn.close()
+    with pytest.raises(Exception, match="append-only"):
+        execute(database, "UPDATE quota_ledger SET amount = 0")
+    with pytest.raises(Exception, match="append-only"):
+        execute(database, "DELETE FROM quota_ledger")
+    execute(database, "UPDATE jobs SET state = 'failed', finished_at = created_at")
+    assert execute(database, "SELECT kind, amount FROM quota_ledger ORDER BY id") == [
+        ("reserve", 1),
+        ("settle", 0),
+        ("refund", 1),
+    ]
+    with pytest.raises(Exception, match="a final job cannot change state"):
+        execute(database, "UPDATE jobs SET state = 'delivered'")
 
 
 async def test_writes_wait_off_the_loop_and_fail_cleanly_when_busy(tmp_path: Path) -> None:
@@ -450,26 +461,25 @@ def test_db_refuses_old_sqlite_version_message() -> None:
     assert db.Db.__doc__
 
 
-async def test_check_books_detects_a_tampered_summary(tmp_path: Path) -> None:
-    db = tmp_path / "remixbot.sqlite3"
-    async with await Store.open(db, defaults=QuotaDefaults()) as s:
+async def test_check_books_detects_a_tampered_summary(database: Path | str, tmp_path: Path) -> None:
+    db, kw = database, {"defaults": QuotaDefaults(), "data_dir": tmp_path}
+    async with await Store.open(db, **kw) as s:
         job = await s.submit_job(new_job(images=2))
         await s.settle(job.id, delivered=1)
         assert await s.check_books() == []
-    conn = sqlite3.connect(db)
-    conn.execute("UPDATE quota_usage SET settled = settled + 1")
-    conn.execute("UPDATE jobs SET images_reserved = 3")
-    conn.commit()
-    conn.close()
-    async with await Store.open(db, defaults=QuotaDefaults()) as s:
+    execute(db, "UPDATE quota_usage SET settled = settled + 1")
+    execute(db, "UPDATE jobs SET images_reserved = 3")
+    async with await Store.open(db, **kw) as s:
         problems = await s.check_books()
     assert any("quota_usage differs" in p for p in problems)
     assert any(f"job {job.id}: reserved 3 but the ledger reserved 2" in p for p in problems)
 
 
-async def test_group_commit_isolates_each_call(tmp_path: Path) -> None:
-    # Many calls queued at once share one transaction; a refused call rolls back only itself.
-    async with await Store.open(tmp_path / "x.sqlite3", defaults=QuotaDefaults(limit=3)) as s:
+async def test_group_commit_isolates_each_call(database: Path | str, tmp_path: Path) -> None:
+    # Many calls queued at once share one transaction (SQLite) or run side by side on several
+    # connections (PostgreSQL); a refused call changes nothing, and each user's limit holds.
+    kw = {"defaults": QuotaDefaults(limit=3), "data_dir": tmp_path}
+    async with await Store.open(database, **kw) as s:
         calls = [s.submit_job(new_job(user_id=u % 4, images=2)) for u in range(40)]
         results = await asyncio.gather(*calls, return_exceptions=True)
         ok = [r for r in results if not isinstance(r, BaseException)]

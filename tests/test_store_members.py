@@ -1,4 +1,4 @@
-"""The store's member and admin parts on a real SQLite file: kept results (with the retention
+"""The store's member and admin parts on each database (a SQLite file, PostgreSQL): kept results (with the retention
 sweep and forget), a server's rules (channels, pause, log channel, prompt block list) and its
 usage this period."""
 
@@ -18,8 +18,8 @@ from tests.store_helpers import new_job
 
 
 @pytest.fixture
-async def store(tmp_path: Path):
-    s = await Store.open(tmp_path / "books.db", defaults=QuotaDefaults(limit=10))
+async def store(database: Path | str, tmp_path: Path):
+    s = await Store.open(database, defaults=QuotaDefaults(limit=10), data_dir=tmp_path)
     yield s
     await s.close()
 

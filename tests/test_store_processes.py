@@ -1,4 +1,5 @@
-"""The store across OS processes sharing one SQLite file: contention and SIGKILLed workers."""
+"""The store across OS processes sharing one set of books (a SQLite file, or PostgreSQL):
+contention and SIGKILLed workers."""
 
 from __future__ import annotations
 
@@ -15,15 +16,16 @@ from pathlib import Path
 
 from bot.store import CLI_USER_ID, QuotaDefaults, Store
 from bot.store.owners import owners_folder
+from tests.databases import execute, until_leases_run_out
 from tests.store_helpers import count_open
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _spawn(*args: str) -> subprocess.Popen[str]:
+def _spawn(mode: str, db: Path | str, data_dir: Path, *args: str) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.store_helpers", *args],
+        [sys.executable, "-m", "tests.store_helpers", mode, str(db), str(data_dir), *args],
         cwd=ROOT,
         env=env,
         stdin=subprocess.PIPE,
@@ -33,20 +35,21 @@ def _spawn(*args: str) -> subprocess.Popen[str]:
     )
 
 
-async def test_four_processes_share_one_limit_exactly(tmp_path: Path) -> None:
-    db = tmp_path / "remixbot.sqlite3"
+async def test_four_processes_share_one_limit_exactly(database: Path | str, tmp_path: Path) -> None:
+    db = database
     # Create the schema first, then let four processes race on the same user's quota.
-    async with await Store.open(db, defaults=QuotaDefaults(limit=5)):
+    async with await Store.open(db, defaults=QuotaDefaults(limit=5), data_dir=tmp_path):
         pass
     start_at = f"{time.time() + 1.5:.3f}"
-    procs = [_spawn("reserve", str(db), "42", "50", "5", start_at) for _ in range(4)]
+    procs = [_spawn("reserve", db, tmp_path, "42", "50", "5", start_at) for _ in range(4)]
     accepted: list[int] = []
     for p in procs:
         out, err = p.communicate(timeout=60)
         assert p.returncode == 0, err
         accepted += json.loads(out)
     assert len(accepted) == 5 and len(set(accepted)) == 5
-    async with await Store.open(db, defaults=QuotaDefaults(limit=5)) as s:
+    await until_leases_run_out(db)  # the workers closed their stores: nothing to wait for
+    async with await Store.open(db, defaults=QuotaDefaults(limit=5), data_dir=tmp_path) as s:
         assert len(await s.list_jobs(limit=500)) == 5
         status = await s.quota_status(42, 7)
         assert (status.reserved, status.remaining) == (5, 0)
@@ -60,10 +63,12 @@ async def test_four_processes_share_one_limit_exactly(tmp_path: Path) -> None:
         assert (await s.quota_status(42, 7)).remaining == 5
 
 
-async def test_four_processes_open_a_fresh_file_at_once(tmp_path: Path) -> None:
-    db = tmp_path / "fresh.sqlite3"  # migrations race too: BEGIN IMMEDIATE makes them take turns
+async def test_four_processes_open_fresh_books_at_once(
+    database: Path | str, tmp_path: Path
+) -> None:
+    db = database  # migrations race too: they take turns (BEGIN IMMEDIATE, an advisory lock)
     start_at = f"{time.time() + 1.5:.3f}"
-    procs = [_spawn("reserve", str(db), "42", "10", "3", start_at) for _ in range(4)]
+    procs = [_spawn("reserve", db, tmp_path, "42", "10", "3", start_at) for _ in range(4)]
     accepted: list[int] = []
     for p in procs:
         out, err = p.communicate(timeout=60)
@@ -73,16 +78,18 @@ async def test_four_processes_open_a_fresh_file_at_once(tmp_path: Path) -> None:
 
 
 async def _killed_worker(
-    db: Path, backend: str, ref: str, *, reconcile_while_alive: bool = False
+    db: Path | str, data_dir: Path, backend: str, ref: str, *, reconcile_while_alive: bool = False
 ) -> dict[str, int]:
-    proc = _spawn("hold", str(db), backend, ref, "3")
+    proc = _spawn("hold", db, data_dir, backend, ref, "3")
     try:
         line = proc.stdout.readline()  # bounded: the worker prints within a second or two
         ids = json.loads(line)
         if reconcile_while_alive:
             # While the worker lives, another process's reconcile (a bot starting) leaves its
             # jobs alone.
-            async with await Store.open(db, defaults=QuotaDefaults(limit=100)) as s:
+            async with await Store.open(
+                db, defaults=QuotaDefaults(limit=100), data_dir=data_dir
+            ) as s:
                 report = await s.reconcile(claim_discord_jobs=True, resumable={"task-proxy"})
                 assert sorted(report.elsewhere) == sorted(ids.values())
                 assert report.touched == 0
@@ -93,13 +100,16 @@ async def _killed_worker(
     return ids
 
 
-async def test_sigkilled_worker_books_balance_after_restart(tmp_path: Path) -> None:
-    db = tmp_path / "remixbot.sqlite3"
-    async with await Store.open(db, defaults=QuotaDefaults(limit=100)):
+async def test_sigkilled_worker_books_balance_after_restart(
+    database: Path | str, tmp_path: Path
+) -> None:
+    db, kw = database, {"defaults": QuotaDefaults(limit=100), "data_dir": tmp_path}
+    async with await Store.open(db, **kw):
         pass
-    sync_ids = await _killed_worker(db, "ideogram", "-", reconcile_while_alive=True)
-    task_ids = await _killed_worker(db, "task-proxy", "task-77")
-    async with await Store.open(db, defaults=QuotaDefaults(limit=100)) as s:
+    sync_ids = await _killed_worker(db, tmp_path, "ideogram", "-", reconcile_while_alive=True)
+    task_ids = await _killed_worker(db, tmp_path, "task-proxy", "task-77")
+    await until_leases_run_out(db)
+    async with await Store.open(db, **kw) as s:
         before = await s.quota_status(9, 7)
         assert (before.reserved, before.used) == (12, 0)  # four jobs of 3 left open by the kills
         report = await s.reconcile(claim_discord_jobs=True, resumable={"task-proxy"})
@@ -120,21 +130,24 @@ async def test_sigkilled_worker_books_balance_after_restart(tmp_path: Path) -> N
             balance = await s.ledger_balance(job_id)
             assert balance.balanced and balance.reserved == 3
         assert (await s.quota_status(9, 7)).used == 3
-    # The killed workers' lock files were swept; a closed Store removes its own.
-    assert list(owners_folder(db).glob("*.lock")) == []
+    # The killed workers' lock files (or leases) were swept; a closed Store removes its own.
+    if isinstance(db, Path):
+        assert list(owners_folder(db).glob("*.lock")) == []
+    else:
+        assert execute(db, "SELECT count(*) FROM owners") == [(0,)]
 
 
 async def test_sixteen_killed_terminal_runs_hold_no_quota_after_one_more_run(
-    tmp_path: Path,
+    database: Path | str, tmp_path: Path
 ) -> None:
     # Defect 8: `remixbot remix` runs killed at random moments left their jobs open, holding
     # the terminal user's quota until the bot next started. Any process that opens the store
     # now reconciles the jobs of owners that are gone.
-    db = tmp_path / "remixbot.sqlite3"
-    async with await Store.open(db, defaults=QuotaDefaults(limit=10_000)):
+    db, kw = database, {"defaults": QuotaDefaults(limit=10_000), "data_dir": tmp_path}
+    async with await Store.open(db, **kw):
         pass
     rng = random.Random(8)
-    procs = [_spawn("terminal", str(db), str(seed)) for seed in range(16)]
+    procs = [_spawn("terminal", db, tmp_path, str(seed)) for seed in range(16)]
     try:
         for p in procs:  # each holds its first job (bounded: a few seconds on a busy machine)
             assert json.loads(p.stdout.readline())["first"] > 0
@@ -149,14 +162,16 @@ async def test_sixteen_killed_terminal_runs_hold_no_quota_after_one_more_run(
     left_open, held = count_open(db)
     assert left_open >= 1 and held >= 1  # the kills did leave jobs open
 
-    async with await Store.open(db, defaults=QuotaDefaults(limit=10_000)) as s:
+    await until_leases_run_out(db)
+    async with await Store.open(db, **kw) as s:
         assert (await s.quota_status(CLI_USER_ID, None)).reserved == 0
         assert await s.list_jobs(state="queued") == []
         assert await s.list_jobs(state="running") == []
         assert len(s.reconciled_at_open.failed + s.reconciled_at_open.unknown) >= 1
         assert await s.check_books() == []
     assert count_open(db) == (0, 0)
-    assert list(owners_folder(db).glob("*.lock")) == []
+    if isinstance(db, Path):
+        assert list(owners_folder(db).glob("*.lock")) == []
 
 
 async def test_a_journal_written_while_the_database_was_locked_is_settled_after_a_kill(
@@ -168,7 +183,7 @@ async def test_a_journal_written_while_the_database_was_locked_is_settled_after_
     db = tmp_path / "remixbot.sqlite3"
     async with await Store.open(db, defaults=QuotaDefaults(limit=100)):
         pass
-    proc = _spawn("posted", str(db))
+    proc = _spawn("posted", db, tmp_path)
     holder = sqlite3.connect(db, isolation_level=None)
     try:
         ids = json.loads(proc.stdout.readline())

@@ -1,4 +1,4 @@
-"""Reconcile's rule table, the posted journal and `settle_posted`, on real SQLite files.
+"""Reconcile's rule table, the posted journal and `settle_posted`, on each database.
 
 An "orphan" is an open job whose process is gone: here, a Store that was closed (its owner lock
 released), as a crash leaves it. Discord jobs have a channel; terminal jobs have none.
@@ -49,8 +49,8 @@ EXPECTED_CLAIMING = {
 }
 
 
-async def _open(db: Path, **kw: Any) -> Store:
-    return await Store.open(db, defaults=QuotaDefaults(limit=1000), **kw)
+async def _open(db: Path | str, data_dir: Path, **kw: Any) -> Store:
+    return await Store.open(db, defaults=QuotaDefaults(limit=1000), data_dir=data_dir, **kw)
 
 
 async def _orphan(store: Store, kind: str, situation: str) -> Job:
@@ -84,10 +84,10 @@ def _buckets(report: ReconcileReport, job_id: int) -> set[str]:
 
 
 @pytest.mark.parametrize("claim", [True, False], ids=["bot", "terminal-or-admin"])
-async def test_reconcile_rule_table(tmp_path: Path, claim: bool) -> None:
-    db = tmp_path / "remixbot.sqlite3"
+async def test_reconcile_rule_table(database: Path | str, tmp_path: Path, claim: bool) -> None:
+    db = database
     jobs: dict[tuple[str, str], Job] = {}
-    async with await _open(db) as gone:
+    async with await _open(db, tmp_path) as gone:
         for kind in ("discord", "terminal"):
             for situation in SITUATIONS:
                 jobs[kind, situation] = await _orphan(gone, kind, situation)
@@ -96,7 +96,7 @@ async def test_reconcile_rule_table(tmp_path: Path, claim: bool) -> None:
         f"job-{jobs[k, 'posted_journal'].id}.json" for k in ("discord", "terminal")
     )
 
-    async with await _open(db, reconcile=False) as s:
+    async with await _open(db, tmp_path, reconcile=False) as s:
         report = await s.reconcile(claim_discord_jobs=claim, resumable={"task-proxy"})
         for (kind, situation), job in jobs.items():
             state, buckets, charged = EXPECTED_CLAIMING[kind, situation]
@@ -122,7 +122,7 @@ async def test_reconcile_rule_table(tmp_path: Path, claim: bool) -> None:
             assert await s.backend_cost(posted.id) == ("billed", 3)
             # Claimed jobs are this process's now: another process leaves them alone.
             claimed = {jobs["discord", "queued"].id, jobs["discord", "resumable"].id}
-            async with await _open(db) as other:
+            async with await _open(db, tmp_path) as other:
                 again = await other.reconcile(claim_discord_jobs=True, resumable={"task-proxy"})
                 assert set(again.elsewhere) == claimed and again.touched == 0
             # Reconciling again in the same process finds nothing more to do.
@@ -132,14 +132,16 @@ async def test_reconcile_rule_table(tmp_path: Path, claim: bool) -> None:
         assert await s.check_books() == []
 
 
-async def test_a_posted_task_proxy_job_is_settled_not_resumed(tmp_path: Path) -> None:
+async def test_a_posted_task_proxy_job_is_settled_not_resumed(
+    database: Path | str, tmp_path: Path
+) -> None:
     # Defect 3: a task-proxy job that crashed between posting and settling was resumed at the
     # next start and posted its results a second time.
-    db = tmp_path / "remixbot.sqlite3"
-    async with await _open(db) as gone:
+    db = database
+    async with await _open(db, tmp_path) as gone:
         journaled = await _orphan(gone, "discord", "posted_journal")
         recorded = await _orphan(gone, "discord", "posted_messages")
-    async with await _open(db) as bot:
+    async with await _open(db, tmp_path) as bot:
         report = await bot.reconcile(claim_discord_jobs=True, resumable={"task-proxy"})
         assert report.resumable == ()
         assert sorted(report.delivered) == sorted([journaled.id, recorded.id])
@@ -151,7 +153,7 @@ async def test_a_posted_task_proxy_job_is_settled_not_resumed(tmp_path: Path) ->
 
 async def test_settle_posted_records_and_settles_in_one_transaction(tmp_path: Path) -> None:
     db = tmp_path / "remixbot.sqlite3"
-    async with await _open(db) as s:
+    async with await _open(db, tmp_path) as s:
         job = await s.submit_job(new_job(images=4))
         await s.mark_running(job.id, "req-1")
         record = PostedRecord(job.id, (501, 502), 55, images=3, withheld=1, billed=4)
@@ -191,7 +193,7 @@ async def test_settle_posted_records_and_settles_in_one_transaction(tmp_path: Pa
 
 async def test_journal_is_written_while_the_database_is_locked(tmp_path: Path) -> None:
     db = tmp_path / "remixbot.sqlite3"
-    async with await _open(db, busy_timeout=0.3) as s:
+    async with await _open(db, tmp_path, busy_timeout=0.3) as s:
         job = await s.submit_job(new_job(images=2))
         holder = sqlite3.connect(db, isolation_level=None)
         holder.execute("BEGIN IMMEDIATE")
@@ -215,9 +217,11 @@ async def test_journal_is_written_while_the_database_is_locked(tmp_path: Path) -
         assert await s.check_books() == []
 
 
-async def test_journals_of_live_owners_are_left_and_stale_ones_deleted(tmp_path: Path) -> None:
-    db = tmp_path / "remixbot.sqlite3"
-    async with await _open(db) as worker, await _open(db) as bot:
+async def test_journals_of_live_owners_are_left_and_stale_ones_deleted(
+    database: Path | str, tmp_path: Path
+) -> None:
+    db = database
+    async with await _open(db, tmp_path) as worker, await _open(db, tmp_path) as bot:
         live = await worker.submit_job(new_job(images=2))
         await worker.mark_running(live.id, "task-1")
         live_record = PostedRecord(live.id, (701,), 55, images=2, billed=2)
@@ -240,7 +244,7 @@ async def test_journals_of_live_owners_are_left_and_stale_ones_deleted(tmp_path:
 async def test_a_reconcile_with_nothing_to_do_takes_no_write_lock(tmp_path: Path) -> None:
     # The bot checks every minute; while nothing is orphaned it must not contend for the lock.
     db = tmp_path / "remixbot.sqlite3"
-    async with await _open(db, busy_timeout=0.2) as s, await _open(db) as live:
+    async with await _open(db, tmp_path, busy_timeout=0.2) as s, await _open(db, tmp_path) as live:
         mine = await s.submit_job(new_job(images=1))
         theirs = await live.submit_job(terminal_job(1))
         holder = sqlite3.connect(db, isolation_level=None)
@@ -263,18 +267,20 @@ async def test_a_reconcile_with_nothing_to_do_takes_no_write_lock(tmp_path: Path
         assert await s.check_books() == []
 
 
-async def test_opening_the_store_closes_terminal_orphans_only(tmp_path: Path) -> None:
+async def test_opening_the_store_closes_terminal_orphans_only(
+    database: Path | str, tmp_path: Path
+) -> None:
     # Defect 8, in one process: every open reconciles the terminal jobs of processes gone.
-    db = tmp_path / "remixbot.sqlite3"
-    async with await _open(db) as gone:
+    db = database
+    async with await _open(db, tmp_path) as gone:
         term = await _orphan(gone, "terminal", "sync")
         disc = await _orphan(gone, "discord", "sync")
-    async with await _open(db) as s:
+    async with await _open(db, tmp_path) as s:
         assert s.reconciled_at_open.unknown == (term.id,)
         assert s.reconciled_at_open.for_bot == (disc.id,)
         assert (await s.get_job(disc.id)).state == "running"
         assert (await s.quota_status(0, None)).reserved == 0
-    async with await _open(db, reconcile=False) as s:
+    async with await _open(db, tmp_path, reconcile=False) as s:
         assert s.reconciled_at_open == ReconcileReport()
         await s.fail(disc.id, "test over", billed=0)
         assert await s.check_books() == []

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from bot.cli._common import cli_settings, print_json
+from bot.errors import InvalidRequest
 from bot.store.backup import backup_database
 
 
@@ -23,6 +24,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _backup(args: argparse.Namespace) -> int:
     settings = cli_settings()
+    if not isinstance(settings.database, Path):
+        raise InvalidRequest(
+            "The books are in PostgreSQL (REMIXBOT_DATABASE_URL); back them up with the"
+            " server's own tools, such as pg_dump --format=custom."
+        )
     report = backup_database(settings.db_path, args.file, overwrite=args.force)
     if args.json:
         print_json({"file": str(report.path), "bytes": report.size, "jobs": report.jobs})

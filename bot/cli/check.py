@@ -15,6 +15,7 @@ import logging
 import sqlite3
 import sys
 import tempfile
+from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 import aiohttp
@@ -22,7 +23,7 @@ import aiohttp
 from bot.errors import RemixbotError, SettingsError
 from bot.log import setup_logging
 from bot.settings import Settings, load_settings, missing_sentence
-from bot.store.inspect import inspect_database
+from bot.store.inspect import inspect_database, inspect_postgres
 
 if TYPE_CHECKING:
     from bot.cli._discord_check import DiscordReport
@@ -105,12 +106,20 @@ def _data_dir(settings: Settings, checks: Checklist) -> None:
 
 
 def _database(settings: Settings, checks: Checklist) -> None:
-    path = settings.db_path
-    try:
-        state = inspect_database(path)
-    except sqlite3.Error as exc:
-        checks.line("fail", "database", f"{path} does not open as a database ({exc})")
-        return
+    database = settings.database
+    path = settings.database_shown
+    if isinstance(database, Path):
+        try:
+            state = inspect_database(database)
+        except sqlite3.Error as exc:
+            checks.line("fail", "database", f"{path} does not open as a database ({exc})")
+            return
+    else:
+        try:
+            state = inspect_postgres(database)
+        except Exception as exc:  # psycopg's errors: the server is away or refused the login
+            checks.line("fail", "database", f"{path} cannot be reached ({type(exc).__name__})")
+            return
     if not state.exists:
         checks.line("ok", "database", f"{path} does not exist yet; the first start creates it")
     elif state.unknown:
@@ -127,7 +136,8 @@ def _database(settings: Settings, checks: Checklist) -> None:
             "warn",
             "database",
             f"{path} opens; {len(state.pending)} migration(s) will be applied at the next start "
-            f"({', '.join(state.pending)}); take a backup first (remixbot backup FILE)",
+            f"({', '.join(state.pending)}); take a backup first"
+            f" ({'remixbot backup FILE' if isinstance(database, Path) else 'pg_dump'})",
         )
     else:
         checks.line(

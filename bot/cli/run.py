@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from bot.cli._common import cli_settings
 from bot.extensions import DEFAULT_EXTENSIONS
 from bot.looplag import LoopLag, measuring
-from bot.settings import Settings
+from bot.settings import SPECS, Settings
 
 if TYPE_CHECKING:
     from bot.client import RemixBot
@@ -28,12 +28,29 @@ CLOSE_TIMEOUT = 10.0  # seconds for the bot, then each service, to close
 def register(sub: argparse._SubParsersAction) -> None:
     """Add `run` to the command line."""
     p = sub.add_parser("run", help="run the Discord bot (stops cleanly on Ctrl-C or SIGTERM)")
+    p.add_argument(
+        "--shards",
+        type=lambda v: SPECS["shards"].parse("--shards", v),
+        metavar="N,M",
+        help="run only these Discord shards (other processes run the rest; REMIXBOT_SHARDS)",
+    )
+    p.add_argument(
+        "--shard-count",
+        type=lambda v: SPECS["shard_count"].parse("--shard-count", v),
+        metavar="N",
+        help="the number of shards over all processes (REMIXBOT_SHARD_COUNT)",
+    )
     p.set_defaults(handler=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
+    overrides = {
+        name: value
+        for name, value in (("shards", args.shards), ("shard_count", args.shard_count))
+        if value is not None
+    }
     # Both missing at once are reported together, with any other problem in the settings.
-    return run_bot(cli_settings(require=("discord_token", "api_key")))
+    return run_bot(cli_settings(require=("discord_token", "api_key"), **overrides))
 
 
 def quiet_discord_logs(level: str) -> None:
@@ -67,7 +84,7 @@ async def serve(
 ) -> int:
     """Log in and serve until ``stop`` is set (SIGINT/SIGTERM set it); then close everything."""
     # Imported here so that other `remixbot` commands start without discord.py and the services.
-    from bot.client import RemixBot, apply_discord_endpoints
+    from bot.client import apply_discord_endpoints, make_bot
     from bot.services import open_services
     from bot.web.runtime import Operations
 
@@ -86,7 +103,7 @@ async def serve(
         # image pool, then the store, after the gateway is closed by _serve_until_stopped.
         async with measuring(lag), open_services(settings, metrics=ops.metrics) as services:
             options = {**ops.bot_options(), **dict(bot_options or {})}
-            bot = RemixBot(settings, services=services, extensions=extensions, **options)
+            bot = make_bot(settings, services=services, extensions=extensions, **options)
             for listener, event in ops.listeners():
                 bot.add_listener(listener, event)
             # Everything made so far lives as long as the process: keep it out of the garbage

@@ -22,6 +22,7 @@ from bot.jobs.errors import (
 )
 from bot.jobs.eta import DurationModel, simulate
 from bot.jobs.fairqueue import FairQueue
+from bot.jobs.shared import SharedHolds, SharedSlots
 from bot.jobs.ticket import Admission, JobId, JobState, JobTicket
 
 if TYPE_CHECKING:
@@ -110,6 +111,7 @@ class Scheduler:
         run_timeout: float | None = 900.0,
         cancel_grace: float = 2.0,
         max_wait: float | None = None,
+        shared: SharedSlots | None = None,
     ) -> None:
         for name, value in (
             ("inflight_images", inflight_images),
@@ -120,6 +122,8 @@ class Scheduler:
                 raise ValueError(f"{name} must be a whole number of at least 1, not {value!r}")
         self.capacity = inflight_images
         self.budget = InflightBudget(inflight_images)
+        # Other processes on the same backend key count against the same budget (bot/jobs/shared.py).
+        self.shared = SharedHolds(shared) if shared is not None else None
         # A job is refused when it would wait longer than this to start (None: no limit).
         self.max_wait = max_wait
         self.user_queue_cap = user_queue_cap
@@ -436,6 +440,8 @@ class Scheduler:
 
     def _release_slot(self, admission: Admission) -> None:
         """The backend answered (or the run ended): its images no longer count as in flight."""
+        if self.shared is not None:
+            self.shared.give(admission.job_id)
         if admission.slot_held:
             admission.slot_held = False
             self._inflight -= admission.held
@@ -444,12 +450,13 @@ class Scheduler:
 
     async def _acquire_slot(self, admission: Admission) -> None:
         """Wait for a backend slot again (after a 429), ahead of jobs not yet started."""
-        if admission.slot_held:
-            return
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._slot_waiters.append((admission, waiter))
-        self._pump()
-        await waiter
+        if not admission.slot_held:
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._slot_waiters.append((admission, waiter))
+            self._pump()
+            await waiter
+        if self.shared is not None:  # and a place in the count every process shares
+            await self.shared.take(admission.job_id, admission.held, self.budget.value)
 
     def _backend_answered(self, admission: Admission) -> None:
         if admission.slot_held and admission.slot_at is not None:
@@ -502,6 +509,8 @@ class Scheduler:
             log.exception("job %s crashed", admission.job_id)
         finally:
             now = self._now()
+            if self.shared is not None:
+                self.shared.give(admission.job_id)
             if admission.slot_held:  # a run that never said the backend answered held it all
                 if error is None and admission.slot_at is not None:
                     self._backend_time.observe(now - admission.slot_at)

@@ -9,7 +9,7 @@ to files first (journal.py).
 
 from __future__ import annotations
 
-from bot.store.errors import JobNotFound, QuotaExceeded, StoreBusy, UserBlocked
+from bot.store.errors import JobNotFound, QuotaExceeded, StoreBusy, StoreUnavailable, UserBlocked
 from bot.store.inputs import InputStore
 from bot.store.models import (
     ANON_USER_ID,
@@ -47,6 +47,7 @@ __all__ = [
     "ReconcileReport",
     "Store",
     "StoreBusy",
+    "StoreUnavailable",
     "UserBlocked",
     "defaults_from_settings",
 ]

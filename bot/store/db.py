@@ -8,10 +8,10 @@ A lock held by another process past the busy timeout becomes StoreBusy: nothing 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sqlite_utils import Database
 
@@ -22,8 +22,39 @@ BUSY_TIMEOUT_MS = 5000
 MIN_SQLITE = (3, 35, 0)  # RETURNING
 
 
+class Conn(Protocol):
+    """What the store's parts call on a connection: sqlite3's, or PostgreSQL's through pg.py."""
+
+    def execute(self, sql: str, params: Sequence[Any] = ..., /) -> Any:
+        """Run one statement with `?` placeholders; the cursor holds its rows."""
+
+    def executemany(self, sql: str, seq: Iterable[Sequence[Any]], /) -> Any:
+        """Run one statement once per parameter tuple."""
+
+
+class StoreDb(Protocol):
+    """One connection of a Store, as its parts use it: `Db` (SQLite) or `PgDb` (PostgreSQL)."""
+
+    kind: str  # "sqlite" or "postgresql": only where the two must differ
+    conn: Any
+
+    def write(self) -> AbstractContextManager[Any]:
+        """One writing transaction (a write inside a write joins it)."""
+
+    def one(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """The first row of a query, or None."""
+
+    def take_turns(self, key: str) -> None:
+        """Inside a write: writes of other processes for `key` run before or after this one."""
+
+    def close(self) -> None:
+        """Close the connection."""
+
+
 class Db:
     """The connection (WAL, migrations applied) and `write()`, the transaction every write uses."""
+
+    kind = "sqlite"
 
     def __init__(self, path: Path, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
         if sqlite3.sqlite_version_info < MIN_SQLITE:
@@ -78,3 +109,7 @@ class Db:
     def one(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
         """The first row of a query, or None."""
         return self.conn.execute(sql, params).fetchone()
+
+    def take_turns(self, key: str) -> None:
+        """Inside a write: serialise with other writers for `key`. SQLite's write lock already
+        serialises every write (BEGIN IMMEDIATE), so there is nothing more to take."""

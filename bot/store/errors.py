@@ -72,6 +72,18 @@ class StoreBusy(RemixbotError):
         )
 
 
+class StoreUnavailable(RemixbotError):
+    """The PostgreSQL server could not be reached (or refused the login); nothing changed."""
+
+    exit_code = 1
+
+    def __init__(self, where: str, why: str) -> None:
+        super().__init__(
+            f"Could not reach the job database at {where} ({why}); check REMIXBOT_DATABASE_URL"
+            " and that the server is running."
+        )
+
+
 def is_busy(exc: BaseException) -> bool:
     """True when SQLite gave up waiting for another connection's lock (busy timeout)."""
     text = str(exc)

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 
 from bot.errors import InvalidRequest
-from bot.store.db import Db
+from bot.store.db import StoreDb
 
 CHANNEL_MODES = ("all", "allow", "deny")
 BLOCK_KINDS = ("word", "pattern")
@@ -83,7 +83,7 @@ class GuildRules:
 class GuildStore:
     """Reads and writes the guild tables (writer thread only)."""
 
-    def __init__(self, db: Db) -> None:
+    def __init__(self, db: StoreDb) -> None:
         self.db = db
 
     def rules(self, guild_id: int) -> GuildRules:
@@ -114,7 +114,10 @@ class GuildStore:
 
     def _settle_row(self, guild_id: int, column: str, value: object) -> GuildRules:
         with self.db.write() as c:
-            c.execute("INSERT OR IGNORE INTO guild_settings (guild_id) VALUES (?)", (guild_id,))
+            c.execute(
+                "INSERT INTO guild_settings (guild_id) VALUES (?) ON CONFLICT DO NOTHING",
+                (guild_id,),
+            )
             c.execute(
                 f"UPDATE guild_settings SET {column} = ? WHERE guild_id = ?", (value, guild_id)
             )
@@ -138,7 +141,8 @@ class GuildStore:
                 if count >= MAX_CHANNELS:
                     raise InvalidRequest(f"A server can list at most {MAX_CHANNELS} channels.")
                 c.execute(
-                    "INSERT OR IGNORE INTO guild_channels VALUES (?, ?)", (guild_id, channel_id)
+                    "INSERT INTO guild_channels VALUES (?, ?) ON CONFLICT DO NOTHING",
+                    (guild_id, channel_id),
                 )
             else:
                 c.execute(
@@ -168,7 +172,8 @@ class GuildStore:
                         f"A server can block at most {MAX_BLOCKS} words and patterns."
                     )
                 c.execute(
-                    "INSERT OR IGNORE INTO prompt_blocks VALUES (?, ?, ?)", (guild_id, kind, text)
+                    "INSERT INTO prompt_blocks VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                    (guild_id, kind, text),
                 )
             else:
                 c.execute(

@@ -1,5 +1,5 @@
 """Look at a database without changing it: does it open, which migrations are applied or
-pending, and does SQLite find it sound (for `remixbot check`)."""
+pending, and does SQLite find it sound (for `remixbot check`); the same for PostgreSQL."""
 
 from __future__ import annotations
 
@@ -45,3 +45,22 @@ def inspect_database(path: Path) -> DbState:
     finally:
         conn.close()
     return DbState(True, applied, pending, unknown, problems)
+
+
+def inspect_postgres(url: str) -> DbState:
+    """The same look at a PostgreSQL database: which of our migrations it has applied (raises
+    psycopg errors when the server cannot be reached or refuses the login)."""
+    import psycopg  # only with the books in PostgreSQL
+
+    from bot.store.pg_schema import MIGRATIONS as PG_MIGRATIONS
+
+    known = tuple(name for name, _ in PG_MIGRATIONS)
+    with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
+        made = conn.execute("SELECT to_regclass('remixbot_migrations') IS NOT NULL").fetchone()
+        if not made or not made[0]:
+            return DbState(exists=False, pending=known)
+        rows = conn.execute("SELECT name FROM remixbot_migrations ORDER BY name").fetchall()
+    applied = tuple(r[0] for r in rows)
+    pending = tuple(name for name in known if name not in applied)
+    unknown = tuple(name for name in applied if name not in known)
+    return DbState(True, applied, pending, unknown)

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from bot.errors import InvalidRequest
-from bot.store.db import Db
+from bot.store.db import Conn, StoreDb
 from bot.store.errors import JobNotFound
 from bot.store.inputs import check_key
 from bot.store.models import (
@@ -61,7 +60,7 @@ def _snowflakes(**ids: Any) -> list[int | None]:
 class Jobs:
     """Jobs on the store's connection (writer thread only); `owner` is stamped on new jobs."""
 
-    def __init__(self, db: Db, rules: QuotaRules, owner: str | None) -> None:
+    def __init__(self, db: StoreDb, rules: QuotaRules, owner: str | None) -> None:
         self.db = db
         self.rules = rules
         self.owner = owner
@@ -208,12 +207,14 @@ class Jobs:
             ).fetchone()
             return job_from_row(row) if row is not None else self.get_job(job_id)
 
-    def claim(self, c: sqlite3.Connection, job_id: int, state: str, was: str | None) -> Job | None:
+    def claim(self, c: Conn, job_id: int, state: str, was: str | None) -> Job | None:
         """Make this process the owner of an open job still in `state` and owned by `was`."""
+        # `owner IS ?` is SQLite's; `owner IS NULL` and `owner = ?` are everyone's.
+        same_owner = "owner IS NULL" if was is None else "owner = ?"
         row = c.execute(
-            f"UPDATE jobs SET owner = ? WHERE id = ? AND state = ? AND owner IS ?"
+            f"UPDATE jobs SET owner = ? WHERE id = ? AND state = ? AND {same_owner}"
             f" RETURNING {JOB_COLUMNS}",
-            (self.owner, job_id, state, was),
+            (self.owner, job_id, state, *(() if was is None else (was,))),
         ).fetchone()
         return None if row is None else job_from_row(row)
 
@@ -221,7 +222,7 @@ class Jobs:
 
     def close(
         self,
-        c: sqlite3.Connection,
+        c: Conn,
         job_id: int,
         state: str,
         *,
@@ -285,7 +286,7 @@ class Jobs:
     # --- posted results -------------------------------------------------------------------------
 
     def _add_messages(
-        self, c: sqlite3.Connection, job: Job, message_ids: Sequence[int], channel_id: int | None
+        self, c: Conn, job: Job, message_ids: Sequence[int], channel_id: int | None
     ) -> Job:
         ids = [int(m) for m in message_ids]
         merged = list(job.message_ids) + [m for m in ids if m not in job.message_ids]
@@ -295,7 +296,7 @@ class Jobs:
             (json.dumps(merged), channel_id, job.id),
         ).fetchone()
         c.executemany(
-            "INSERT OR IGNORE INTO job_messages (message_id, job_id) VALUES (?, ?)",
+            "INSERT INTO job_messages (message_id, job_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
             [(m, job.id) for m in ids],
         )
         return job_from_row(row)
@@ -307,9 +308,7 @@ class Jobs:
         with self.db.write() as c:
             return self._add_messages(c, self.get_job(job_id), message_ids, channel_id)
 
-    def settle_posted_in(
-        self, c: sqlite3.Connection, job: Job, record: PostedRecord, now: datetime
-    ) -> Job:
+    def settle_posted_in(self, c: Conn, job: Job, record: PostedRecord, now: datetime) -> Job:
         """Inside a transaction: record the posted messages and settle `job` as `record` says."""
         self._add_messages(c, job, record.message_ids, record.channel_id)
         closed = self.close(

@@ -7,7 +7,7 @@ import json
 from datetime import datetime, timedelta
 
 from bot.errors import InvalidRequest
-from bot.store.db import Db
+from bot.store.db import StoreDb
 from bot.store.inputs import InputStore
 from bot.store.models import ANON_USER_ID, OPEN_STATES, ForgetReport, LedgerBalance, QuotaDefaults
 from bot.store.periods import iso, utc
@@ -19,7 +19,7 @@ class Maintenance:
 
     def __init__(
         self,
-        db: Db,
+        db: StoreDb,
         inputs: InputStore,
         defaults: QuotaDefaults,
         results: InputStore | None = None,
@@ -147,9 +147,10 @@ class Maintenance:
             " sum(CASE kind WHEN 'reset' THEN amount ELSE 0 END)"
             " FROM quota_ledger GROUP BY 1, 2, 3),"
             " b AS (SELECT user_id, scope, hour, reserved, settled, refunded, granted, reset"
-            " FROM quota_usage WHERE reserved OR settled OR refunded OR granted OR reset)"
-            " SELECT (SELECT count(*) FROM (SELECT * FROM a EXCEPT SELECT * FROM b))"
-            " + (SELECT count(*) FROM (SELECT * FROM b EXCEPT SELECT * FROM a))"
+            " FROM quota_usage WHERE reserved <> 0 OR settled <> 0 OR refunded <> 0"
+            " OR granted <> 0 OR reset <> 0)"
+            " SELECT (SELECT count(*) FROM (SELECT * FROM a EXCEPT SELECT * FROM b) AS ab)"
+            " + (SELECT count(*) FROM (SELECT * FROM b EXCEPT SELECT * FROM a) AS ba)"
         )
         if mismatch is not None and mismatch[0]:
             problems.append(f"quota_usage differs from the ledger in {mismatch[0]} hours")

@@ -1,4 +1,4 @@
-"""Which process owns an open job: a lock file each Store holds for as long as it is open.
+"""Which process owns an open job (SQLite): a lock file each Store holds for as long as it is open.
 
 reconcile() closes the jobs a dead process left open, and must leave alone the jobs of a process
 still running on the same file (the bot starting while `remixbot remix` runs, or a second bot
@@ -94,3 +94,22 @@ def sweep_stale(folder: Path, keep: str | None) -> int:
         if token != keep and _TOKEN.match(token) and not owner_alive(folder, token):
             gone += 1
     return gone
+
+
+class FileOwners:
+    """The owners of jobs in one SQLite file, as reconcile asks about them: by their lock files.
+
+    (PostgreSQL's owners are leases in the database, bot/store/leases.py, with the same two
+    questions.)
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def alive(self, token: str) -> bool:
+        """True while the process holding `token` runs."""
+        return owner_alive(self.folder, token)
+
+    def sweep(self, keep: str | None) -> int:
+        """Forget the owners that are gone; how many."""
+        return sweep_stale(self.folder, keep)

@@ -4,7 +4,7 @@ exempt roles and blocks. What they mean for one user is bot/store/quota_rules.py
 from __future__ import annotations
 
 from bot.errors import InvalidRequest
-from bot.store.db import Db
+from bot.store.db import StoreDb
 from bot.store.models import Policies, QuotaDefaults, check_count
 from bot.store.periods import check_period, iso, utc
 
@@ -12,7 +12,7 @@ from bot.store.periods import check_period, iso, utc
 class PolicyStore:
     """Reads and writes the policy tables (writer thread only)."""
 
-    def __init__(self, db: Db, defaults: QuotaDefaults) -> None:
+    def __init__(self, db: StoreDb, defaults: QuotaDefaults) -> None:
         self.db = db
         self.defaults = defaults
 
@@ -73,7 +73,8 @@ class PolicyStore:
         with self.db.write() as c:
             if exempt:
                 c.execute(
-                    "INSERT OR IGNORE INTO policy_exempt_roles VALUES (?, ?)", (guild_id, role_id)
+                    "INSERT INTO policy_exempt_roles VALUES (?, ?) ON CONFLICT DO NOTHING",
+                    (guild_id, role_id),
                 )
             else:
                 c.execute(

@@ -11,12 +11,11 @@ from __future__ import annotations
 import functools
 import operator
 import re
-import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from bot.store.db import Db
+from bot.store.db import Conn, StoreDb
 from bot.store.errors import QuotaExceeded, UserBlocked
 from bot.store.models import NewJob, QuotaDefaults, QuotaStatus, check_count
 from bot.store.periods import PERIODS, iso, period_bounds, utc
@@ -57,11 +56,38 @@ RULE_PARAMS = (
 _insert_values = operator.itemgetter(*INSERT_COLUMNS)
 
 
+def _order(n_roles: int) -> tuple[str, ...]:
+    """The parameters of the reserving insert, in the order they are bound."""
+    return (*INSERT_COLUMNS, *RULE_PARAMS, *(f"role{i}" for i in range(n_roles)))
+
+
 def _numbered(sql: str, n_roles: int) -> str:
     """`sql` with each `:name` turned into `?N`: INSERT_COLUMNS, RULE_PARAMS, then the roles."""
-    order = (*INSERT_COLUMNS, *RULE_PARAMS, *(f"role{i}" for i in range(n_roles)))
-    number = {name: f"?{i}" for i, name in enumerate(order, 1)}
+    number = {name: f"?{i}" for i, name in enumerate(_order(n_roles), 1)}
     return re.sub(r":([a-z_][a-z0-9_]*)", lambda m: number[m.group(1)], sql)
+
+
+def _pg_type(name: str) -> str:
+    """The PostgreSQL type of a parameter (psycopg sends None untyped; the insert needs types)."""
+    if name in ("images_requested", "images_reserved", "default_limit"):
+        return "integer"
+    if name.endswith("_id") or name == "scope" or name.startswith("role"):
+        return "bigint"
+    return "text"
+
+
+def _positional(sql: str, n_roles: int) -> tuple[str, Callable[[Sequence[Any]], tuple[Any, ...]]]:
+    """`sql` with each `:name` turned into a typed `?` (PostgreSQL has no `?N`), and a function
+    picking, from the values in `_order`, one value per placeholder."""
+    order = _order(n_roles)
+    picks: list[int] = []
+
+    def placeholder(m: re.Match[str]) -> str:
+        picks.append(order.index(m.group(1)))
+        return f"?::{_pg_type(m.group(1))}"
+
+    text = re.sub(r":([a-z_][a-z0-9_]*)", placeholder, sql)
+    return text, operator.itemgetter(*picks)
 
 
 def _period_case(edge: str) -> str:
@@ -70,18 +96,18 @@ def _period_case(edge: str) -> str:
     return f"CASE period {whens} END"
 
 
-@functools.cache
-def reserve_sql(n_roles: int) -> str:
+def _reserve_template(n_roles: int, greatest: str) -> str:
     """INSERT the job only if the user may reserve its images now; no row back otherwise.
 
-    Parameters (see `_numbered`): the job's INSERT_COLUMNS, the RULE_PARAMS and `role0…` (the
-    member's roles). The rules are the ones `status` spells out (and explains a refusal with):
-    blocked users never; an exempt role always; otherwise the period's grants, minus what is
-    reserved and not refunded or reset, plus the highest of the default, the guild override and
-    the role tiers must cover the images. A replayed interaction id inserts nothing.
+    Parameters by name (see `_order`): the job's INSERT_COLUMNS, the RULE_PARAMS and `role0…`
+    (the member's roles); `greatest` is the database's largest-of-several function. The rules are
+    the ones `status` spells out (and explains a refusal with): blocked users never; an exempt
+    role always; otherwise the period's grants, minus what is reserved and not refunded or reset,
+    plus the highest of the default, the guild override and the role tiers must cover the images.
+    A replayed interaction id inserts nothing.
     """
     roles = ", ".join(f":role{i}" for i in range(n_roles))
-    exempt = "0"
+    exempt = "false"
     role_limit = "NULL"
     if n_roles:
         exempt = (
@@ -92,7 +118,7 @@ def reserve_sql(n_roles: int) -> str:
             "(SELECT max(limit_images) FROM policy_roles"
             f" WHERE guild_id = :guild_id AND role_id IN ({roles}))"
         )
-    sql = f"""
+    return f"""
         WITH d AS (
             SELECT coalesce((SELECT limit_images FROM policy_defaults WHERE id = 1),
                             :default_limit) AS lim,
@@ -105,7 +131,7 @@ def reserve_sql(n_roles: int) -> str:
         SELECT 'queued', {", ".join(f":{c}" for c in INSERT_COLUMNS)}
         FROM h
         WHERE NOT EXISTS (SELECT 1 FROM policy_blocked WHERE user_id = :user_id)
-          AND ({exempt} OR :images_requested <= max(
+          AND ({exempt} OR :images_requested <= {greatest}(
                 lim,
                 coalesce((SELECT limit_images FROM policy_guilds WHERE guild_id = :guild_id), lim),
                 coalesce({role_limit}, lim))
@@ -114,13 +140,24 @@ def reserve_sql(n_roles: int) -> str:
         ON CONFLICT (interaction_id) DO NOTHING
         RETURNING id
     """
-    return _numbered(sql, n_roles)
+
+
+@functools.cache
+def reserve_sql(n_roles: int) -> str:
+    """The reserving insert for SQLite, its parameters bound by number (see `_numbered`)."""
+    return _numbered(_reserve_template(n_roles, "max"), n_roles)
+
+
+@functools.cache
+def reserve_pg(n_roles: int) -> tuple[str, Callable[[Sequence[Any]], tuple[Any, ...]]]:
+    """The reserving insert for PostgreSQL, and how to lay out its values (see `_positional`)."""
+    return _positional(_reserve_template(n_roles, "GREATEST"), n_roles)
 
 
 class QuotaRules:
     """The quota rule in SQL (`reserve`) and in Python (`status`), grants and resets."""
 
-    def __init__(self, db: Db, defaults: QuotaDefaults) -> None:
+    def __init__(self, db: StoreDb, defaults: QuotaDefaults) -> None:
         self.db = db
         self.defaults = defaults
         self._rule_cache: tuple[datetime | None, tuple[Any, ...]] = (None, ())
@@ -129,7 +166,7 @@ class QuotaRules:
 
     def reserve(
         self,
-        c: sqlite3.Connection,
+        c: Conn,
         job: Mapping[str, Any],
         role_ids: Sequence[int],
         now: datetime,
@@ -140,7 +177,14 @@ class QuotaRules:
         (`refusal` tells which of the last two).
         """
         args = (*_insert_values(job), *self._rule_values(now), *map(int, role_ids))
-        row = c.execute(reserve_sql(len(role_ids)), args).fetchone()
+        if self.db.kind == "sqlite":  # the hot path: one statement, under SQLite's write lock
+            row = c.execute(reserve_sql(len(role_ids)), args).fetchone()
+        else:
+            # PostgreSQL lets transactions run side by side: the user's reservations take turns,
+            # so each one's sums see every reservation committed before it.
+            self.db.take_turns(f"quota:{job['user_id']}:{job['scope']}")
+            sql, layout = reserve_pg(len(role_ids))
+            row = c.execute(sql, layout(args)).fetchone()
         return None if row is None else row[0]
 
     def _rule_values(self, now: datetime) -> tuple[Any, ...]:
@@ -181,7 +225,7 @@ class QuotaRules:
             role_sql = (
                 "(SELECT max(limit_images) FROM policy_roles"
                 f" WHERE guild_id = ? AND role_id IN ({marks})),"
-                " (SELECT 1 FROM policy_exempt_roles"
+                " EXISTS (SELECT 1 FROM policy_exempt_roles"
                 f" WHERE guild_id = ? AND role_id IN ({marks}))"
             )
         row = self.db.conn.execute(
@@ -254,9 +298,7 @@ class QuotaRules:
 
     # --- grants and resets ------------------------------------------------------------------------
 
-    def _ledger(
-        self, c: sqlite3.Connection, now: datetime, scope: int, user_id: int, kind: str, n: int
-    ) -> None:
+    def _ledger(self, c: Conn, now: datetime, scope: int, user_id: int, kind: str, n: int) -> None:
         c.execute(
             "INSERT INTO quota_ledger (ts, period_ts, scope, user_id, job_id, kind, amount)"
             " VALUES (?, ?, ?, ?, NULL, ?, ?)",
@@ -270,6 +312,7 @@ class QuotaRules:
         check_count(n, "A grant", 1)
         now = utc(now)
         with self.db.write() as c:
+            self.db.take_turns(f"quota:{user_id}:{scope_of(guild_id)}")
             self._ledger(c, now, scope_of(guild_id), user_id, "grant", n)
             return self.status(user_id, guild_id, (), now)
 
@@ -277,6 +320,7 @@ class QuotaRules:
         """Forgive what the user was charged this period; jobs in flight stay reserved."""
         now = utc(now)
         with self.db.write() as c:
+            self.db.take_turns(f"quota:{user_id}:{scope_of(guild_id)}")
             used = self.status(user_id, guild_id, (), now).used
             if used > 0:
                 self._ledger(c, now, scope_of(guild_id), user_id, "reset", used)

@@ -1,7 +1,8 @@
 """Reconcile: close or claim the open jobs of processes that are gone ("orphans"), by rule.
 
-An open job belongs to the process whose Store created (or claimed) it; bot/store/owners.py tells
-whether that process still runs. Jobs of this process and of live owners are left alone. A
+An open job belongs to the process whose Store created (or claimed) it; bot/store/owners.py (lock
+files, SQLite) or bot/store/leases.py (leases, PostgreSQL, any machine) tells whether that process
+still runs. Jobs of this process and of live owners are left alone. A
 Discord job has a channel; a terminal job (`remixbot remix`, user `cli`) has none. Every process
 reconciles the terminal orphans when it opens the store; only the bot (`claim_discord_jobs`)
 touches Discord jobs, because only it can run them again or tell their members. The rules, first
@@ -22,17 +23,15 @@ jobs already final are deleted; those of live owners' jobs are left for their ow
 from __future__ import annotations
 
 import contextlib
-import sqlite3
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
+from typing import Protocol
 
-from bot.store.db import Db
+from bot.store.db import Conn, StoreDb
 from bot.store.jobs import Jobs
 from bot.store.journal import PostedJournal
 from bot.store.models import Job, PostedRecord, ReconcileReport
-from bot.store.owners import owner_alive, sweep_stale
 from bot.store.periods import utc
 from bot.store.rows import JOB_COLUMNS, OPEN_SQL, job_from_row
 
@@ -59,11 +58,21 @@ class _Sorted:
         return bool(self.orphans or self.stale)
 
 
+class Owners(Protocol):
+    """Who else runs jobs on these books: lock files (SQLite) or leases (PostgreSQL)."""
+
+    def alive(self, token: str) -> bool:
+        """True while the process holding `token` runs (or its lease has not run out)."""
+
+    def sweep(self, keep: str | None) -> int:
+        """Forget the owners that are gone, except `keep`; how many."""
+
+
 class Reconciler:
     """Reconciles orphans on the store's connection (writer thread only)."""
 
     def __init__(
-        self, db: Db, jobs: Jobs, journal: PostedJournal, owners: Path, owner: str | None
+        self, db: StoreDb, jobs: Jobs, journal: PostedJournal, owners: Owners, owner: str | None
     ) -> None:
         self.db = db
         self.jobs = jobs
@@ -80,7 +89,7 @@ class Reconciler:
         # takes no write lock at all (the open jobs are found through a partial index).
         found = self._sort(claim_discord_jobs)
         if not found.work:
-            sweep_stale(self.owners, keep=self.owner)
+            self.owners.sweep(keep=self.owner)
             return ReconcileReport(elsewhere=tuple(found.elsewhere), for_bot=tuple(found.for_bot))
         failed: list[int] = []
         unknown: list[int] = []
@@ -89,7 +98,9 @@ class Reconciler:
         requeue: list[Job] = []
         closed_unknown: list[Job] = []
         with self.db.write() as c:
-            # Sorted again under the write lock: another process may have acted in between.
+            # One reconcile at a time across processes (SQLite's write lock already is one).
+            self.db.take_turns("reconcile")
+            # Sorted again under the lock: another process may have acted in between.
             found = self._sort(claim_discord_jobs)
             for job, was in found.orphans:
                 discord = job.channel_id is not None
@@ -114,7 +125,7 @@ class Reconciler:
         for job_id in (*delivered, *found.stale):
             with contextlib.suppress(OSError):
                 self.journal.delete_sync(job_id)
-        sweep_stale(self.owners, keep=self.owner)
+        self.owners.sweep(keep=self.owner)
         return ReconcileReport(
             failed=tuple(failed),
             unknown=tuple(unknown),
@@ -142,7 +153,7 @@ class Reconciler:
                 continue  # this process's own job, running now
             if owner is not None:
                 if owner not in alive:
-                    alive[owner] = owner_alive(self.owners, owner)
+                    alive[owner] = self.owners.alive(owner)
                 if alive[owner]:  # another process on this file is still running it
                     out.elsewhere.append(row["id"])
                     continue
@@ -163,14 +174,14 @@ class Reconciler:
             ]
         return out
 
-    def _claim(self, c: sqlite3.Connection, job: Job, was: str | None, into: list[Job]) -> None:
+    def _claim(self, c: Conn, job: Job, was: str | None, into: list[Job]) -> None:
         claimed = self.jobs.claim(c, job.id, job.state, was)
         if claimed is not None:
             into.append(claimed)
 
     def _close(
         self,
-        c: sqlite3.Connection,
+        c: Conn,
         job: Job,
         state: str,
         error: str,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import json
-import sqlite3
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
@@ -77,7 +76,8 @@ def _builder(layout: tuple[str, ...] | None) -> Callable[[Any], Job]:
     return env["build"]
 
 
-def job_from_row(row: sqlite3.Row | Mapping[str, Any]) -> Job:
-    """A Job from a row (or a mapping of column values as stored), read by column name."""
-    layout = tuple(row.keys()) if isinstance(row, sqlite3.Row) else None
+def job_from_row(row: Any) -> Job:
+    """A Job from a row (sqlite3's or PostgreSQL's, both read by position and name) or a mapping
+    of column values as stored, read by column name."""
+    layout = None if isinstance(row, Mapping) else tuple(row.keys())
     return _builder(layout)(row)

@@ -1,10 +1,24 @@
-"""`Store`: the async facade; every call runs on one dedicated writer thread, never on the loop."""
+"""`Store`: the async facade over the books, in SQLite or PostgreSQL; never blocks the loop.
+
+Every call runs on a worker thread that owns one connection. SQLite has one such writer (one
+writer at a time is SQLite's rule; bursts share a commit, writer.py). PostgreSQL has a few, each
+with its own connection, whose transactions run side by side; where that could change an answer
+(a user's reservations, reconcile, a backend key's slots) the parts take turns on an advisory
+lock (`StoreDb.take_turns`).
+
+Why psycopg 3 for PostgreSQL, and its synchronous connections on these threads rather than
+asyncpg on the event loop: the store's parts (the quota rule, jobs, reconcile, retention,
+forget, check_books) are written once against the DB-API that sqlite3 and psycopg share
+(`conn.execute(sql, params)`, cursors, rows by name), so both databases run the same code and
+the same tests; asyncpg would have needed every part written a second time, as coroutines. The
+threads keep the loop free exactly as they do for SQLite. psycopg 3 is the PostgreSQL project's
+maintained driver (its async API is there should the store ever move onto the loop).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 from collections.abc import Callable, Collection, Sequence
 from datetime import date, datetime
@@ -12,13 +26,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, NamedTuple, TypeVar
 
-from bot.settings import Settings
-from bot.store.db import Db
+from bot.settings import Settings, shown_database
+from bot.store.db import Db, StoreDb
 from bot.store.errors import StoreBusy
 from bot.store.guilds import GuildRules, GuildStore
 from bot.store.inputs import InputStore
 from bot.store.jobs import Jobs
 from bot.store.journal import PostedJournal
+from bot.store.leases import DEFAULT_LEASE_SECONDS, Leases
 from bot.store.maintenance import Maintenance
 from bot.store.models import (
     ForgetReport,
@@ -31,10 +46,10 @@ from bot.store.models import (
     QuotaStatus,
     ReconcileReport,
 )
-from bot.store.owners import OwnerLock, owners_folder
+from bot.store.owners import FileOwners, OwnerLock, owners_folder
 from bot.store.policies import PolicyStore
 from bot.store.quota_rules import QuotaRules
-from bot.store.reconcile import Reconciler
+from bot.store.reconcile import Owners, Reconciler
 from bot.store.results import Results
 from bot.store.usage import GuildUsage, UsageRow, guild_usage, usage_rows
 from bot.store.writer import Writer
@@ -42,6 +57,10 @@ from bot.store.writer import Writer
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+# PostgreSQL connections (and worker threads) per Store: enough for a burst of reservations from
+# different members to run side by side, few enough for many processes on one server.
+PG_CONNECTIONS = 4
 
 
 def defaults_from_settings(settings: Settings) -> QuotaDefaults:
@@ -54,130 +73,157 @@ def defaults_from_settings(settings: Settings) -> QuotaDefaults:
     )
 
 
-class _Parts(NamedTuple):
-    """The store's concerns, each over the one connection (used on the writer thread only)."""
+def is_postgres(database: Path | str) -> bool:
+    """True when `database` is a PostgreSQL URL (else it is a SQLite file or sqlite:/// URL)."""
+    return isinstance(database, str) and database.startswith(("postgresql://", "postgres://"))
 
-    db: Db
+
+def _locate(database: Path | str, data_dir: Path | str | None) -> tuple[Path | str, Path]:
+    """(the SQLite file or the PostgreSQL URL, the folder of stored images and the journal)."""
+    if isinstance(database, str) and database.startswith("sqlite:///"):
+        database = Path(database.removeprefix("sqlite:///"))
+    if not is_postgres(database):
+        database = Path(database)
+        return database, Path(data_dir) if data_dir is not None else database.parent
+    if data_dir is None:
+        raise ValueError("a PostgreSQL store needs data_dir for its stored images")
+    return database, Path(data_dir)
+
+
+class _Files(NamedTuple):
+    """The store's files in the data folder: inputs, kept results and the posted journal."""
+
+    inputs: InputStore
+    results: InputStore
+    journal: PostedJournal
+
+
+class _Parts(NamedTuple):
+    """The store's concerns over one connection (used on that connection's thread only)."""
+
+    db: StoreDb
     policies: PolicyStore
     rules: QuotaRules
     jobs: Jobs
     reconciler: Reconciler
     upkeep: Maintenance
-    owner: OwnerLock | None
+    leases: Leases | None  # PostgreSQL: this process's lease, the others', the backend slots
     guilds: GuildStore
     results: Results
 
     @classmethod
-    def connect(
+    def build(
         cls,
-        path: Path,
+        db: StoreDb,
         defaults: QuotaDefaults,
-        inputs: InputStore,
-        journal: PostedJournal,
-        busy_timeout_ms: int,
-        owner: OwnerLock | None,
-        results: InputStore,
+        files: _Files,
+        token: str | None,
+        owners: Owners | None,
+        leases: Leases | None,
     ) -> _Parts:
-        """Open the connection (migrations applied) and build every part on it."""
-        db = Db(path, busy_timeout_ms)
-        token = owner.token if owner is not None else None
+        """Every part on `db`; reconcile asks `owners` (or the leases) who is alive."""
         rules = QuotaRules(db, defaults)
         jobs = Jobs(db, rules, token)
-        policies = PolicyStore(db, defaults)
+        who = owners if owners is not None else leases
+        assert who is not None
         return cls(
             db=db,
-            policies=policies,
+            policies=PolicyStore(db, defaults),
             rules=rules,
             jobs=jobs,
-            reconciler=Reconciler(db, jobs, journal, owners_folder(path), token),
-            upkeep=Maintenance(db, inputs, defaults, results),
-            owner=owner,
+            reconciler=Reconciler(db, jobs, files.journal, who, token),
+            upkeep=Maintenance(db, files.inputs, defaults, files.results),
+            leases=leases,
             guilds=GuildStore(db),
             results=Results(db),
         )
 
-    def close(self) -> None:
-        """Close the connection, then give up the claim on this process's jobs."""
-        try:
-            self.db.close()
-        finally:
-            if self.owner is not None:
-                self.owner.release()
+
+class _Pool:
+    """The store's writers, each with its parts: a call goes to the least busy."""
+
+    def __init__(self) -> None:
+        self.writers: list[tuple[Writer, _Parts]] = []
+        self.grouping = False  # SQLite: calls queued together share one commit
+
+    async def call(self, fn: Callable[[_Parts], T], group: bool, atomic: bool) -> T:
+        writer, parts = min(self.writers, key=lambda w: w[0].pending)
+        return await writer.call(lambda: fn(parts), group=group and self.grouping, atomic=atomic)
+
+    async def each(self, fn: Callable[[_Parts], Any]) -> None:
+        """Run `fn` once on every writer (closing), then stop the threads."""
+        for writer, parts in self.writers:
+            with contextlib.suppress(Exception):
+                await writer.call(lambda parts=parts: fn(parts))
+            await writer.stop()
 
 
 class Store:
     """Jobs, quotas, policies and stored inputs; open with ``await Store.open(path, defaults=…)``."""
 
-    def __init__(
-        self,
-        writer: Writer,
-        parts: _Parts,
-        inputs: InputStore,
-        journal: PostedJournal,
-        results: InputStore | None = None,
-    ) -> None:
-        self._writer = writer
-        self._parts = parts
-        self.inputs = inputs
-        self.journal = journal
+    def __init__(self, pool: _Pool, files: _Files) -> None:
+        self._pool = pool
+        self._files = files
+        self.inputs = files.inputs
+        self.journal = files.journal
         # Posted result images, kept for the retention period (bot/store/results.py).
-        self.results = results if results is not None else InputStore(inputs.root.parent, "results")
+        self.results = files.results
+        self.database = ""  # where the books are, safe to print (set by open)
         self._closed = False
         self._late: set[asyncio.Task[None]] = set()  # undoing cancelled submits
         # Message id -> job id: results this process posted and journaled, not yet recorded.
         self._unrecorded: dict[int, int] = {}
         # What the reconcile at open did (terminal jobs of processes that are gone).
         self.reconciled_at_open = ReconcileReport()
+        self._owner_lock: OwnerLock | None = None  # SQLite: this process's lock file
+        self._renewing: asyncio.Task[None] | None = None  # PostgreSQL: the lease's heartbeat
+        self.lease_seconds = DEFAULT_LEASE_SECONDS
+
+    @property
+    def kind(self) -> str:
+        """ "sqlite" or "postgresql"."""
+        return self._pool.writers[0][1].db.kind
+
+    @property
+    def owner(self) -> str | None:
+        """This process's owner token, stamped on the jobs it creates."""
+        return self._pool.writers[0][1].jobs.owner
 
     @classmethod
     async def open(
         cls,
-        path: Path | str,
+        database: Path | str,
         *,
         defaults: QuotaDefaults,
         data_dir: Path | str | None = None,
         busy_timeout: float = 5.0,
         reconcile: bool = True,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
     ) -> Store:
-        """Open (creating if needed) the database at `path` and apply pending migrations.
+        """Open (creating if needed) the books and apply pending migrations.
 
+        `database`: a SQLite file (a path, or a `sqlite:///path` URL), or a `postgresql://` URL.
         `busy_timeout` (seconds) is how long a write waits for another process's lock before
         StoreBusy; stored inputs and the posted journal live under `data_dir` (default: the
-        database's directory). With `reconcile`, the terminal jobs that killed processes left
-        open are closed now (`reconcile()` without claiming Discord jobs), so no run of
-        `remixbot remix` or `remixbot quota` holds a member's quota for a process that is gone.
+        SQLite file's directory; required with PostgreSQL). With PostgreSQL this process holds
+        a lease, renewed every `lease_seconds` / 3, that other processes read as "alive". With
+        `reconcile`, the terminal jobs that killed processes left open are closed now
+        (`reconcile()` without claiming Discord jobs), so no run of `remixbot remix` or
+        `remixbot quota` holds a member's quota for a process that is gone.
         """
-        path = Path(path)
-        folder = Path(data_dir) if data_dir is not None else path.parent
-        inputs = InputStore(folder)
-        results = InputStore(folder, "results")
-        journal = PostedJournal(folder)
-        # One thread owns the connection: SQLite calls never block the event loop, and writes
-        # from this process are serialised (and group-committed) before SQLite's own lock.
-        writer = Writer()
-        owner: OwnerLock | None = None
+        database, folder = _locate(database, data_dir)
+        files = _Files(InputStore(folder), InputStore(folder, "results"), PostedJournal(folder))
+        store = cls(_Pool(), files)
+        store.database = shown_database(database)
+        store.lease_seconds = lease_seconds
         try:
-            # This process's claim on the jobs it creates (see bot/store/owners.py).
-            owner = await asyncio.to_thread(OwnerLock.acquire, owners_folder(path))
-            parts = await writer.call(
-                functools.partial(
-                    _Parts.connect,
-                    path,
-                    defaults,
-                    inputs,
-                    journal,
-                    int(busy_timeout * 1000),
-                    owner,
-                    results,
-                )
-            )
+            if isinstance(database, Path):
+                await store._open_sqlite(database, defaults, int(busy_timeout * 1000))
+            else:
+                await store._open_postgres(database, defaults, int(busy_timeout * 1000))
         except BaseException:
-            if owner is not None:
-                owner.release()
-            await writer.stop()
+            await store._shut()
             raise
-        writer.bind(parts.db.conn)
-        store = cls(writer, parts, inputs, journal, results)
         if reconcile:
             try:
                 store.reconciled_at_open = await store.reconcile()
@@ -188,20 +234,96 @@ class Store:
                 raise
         return store
 
+    async def _open_sqlite(self, path: Path, defaults: QuotaDefaults, busy_ms: int) -> None:
+        # One thread owns the connection: SQLite calls never block the event loop, and writes
+        # from this process are serialised (and group-committed) before SQLite's own lock.
+        # This process's claim on the jobs it creates (see bot/store/owners.py).
+        self._owner_lock = lock = await asyncio.to_thread(OwnerLock.acquire, owners_folder(path))
+        token = lock.token if lock is not None else None
+
+        def connect() -> _Parts:
+            db = Db(path, busy_ms)
+            owners = FileOwners(owners_folder(path))
+            return _Parts.build(db, defaults, self._files, token, owners, None)
+
+        writer, parts = await self._add_writer("remixbot-store", connect)
+        writer.bind(parts.db.conn)
+        self._pool.grouping = True
+
+    async def _open_postgres(self, url: str, defaults: QuotaDefaults, busy_ms: int) -> None:
+        from bot.store.pg import PgDb  # psycopg is only needed by a PostgreSQL store
+
+        token = Leases.new_token()
+        for n in range(PG_CONNECTIONS):
+
+            def connect(first: bool = n == 0) -> _Parts:
+                db = PgDb(url, busy_ms, migrate=first)  # the first applies the migrations
+                leases = Leases(db, token, self.lease_seconds)
+                if first:
+                    leases.register()
+                return _Parts.build(db, defaults, self._files, token, None, leases)
+
+            await self._add_writer(f"remixbot-store-{n}", connect)
+        self._renewing = asyncio.create_task(self._renew_lease(), name="remixbot-lease")
+
+    async def _add_writer(self, name: str, connect: Callable[[], _Parts]) -> tuple[Writer, _Parts]:
+        """A worker thread whose connection and parts `connect` makes (on that thread)."""
+        writer = Writer(name)
+        try:
+            parts = await writer.call(connect)
+        except BaseException:
+            await writer.stop()
+            raise
+        self._pool.writers.append((writer, parts))
+        return writer, parts
+
+    async def _renew_lease(self) -> None:
+        """Renew this process's lease until the store closes (a third of its length apart)."""
+        while True:
+            await asyncio.sleep(self.lease_seconds / 3)
+            try:
+                await self._run(lambda p: p.leases.renew())  # type: ignore[union-attr]
+            except Exception:  # the server is away: the next renewal tries again
+                log.warning("could not renew this process's lease", exc_info=True)
+
     @classmethod
     async def from_settings(cls, settings: Settings) -> Store:
-        """Open the store at settings.db_path with the quota settings as defaults."""
-        return await cls.open(settings.db_path, defaults=defaults_from_settings(settings))
+        """Open the store of REMIXBOT_DATABASE_URL with the quota settings as defaults."""
+        return await cls.open(
+            settings.database,
+            defaults=defaults_from_settings(settings),
+            data_dir=settings.data_dir,
+            lease_seconds=settings.lease_seconds,
+        )
 
     async def close(self) -> None:
-        """Close the connection and stop the writer thread; safe to call twice."""
+        """Close the connections and stop the writer threads; safe to call twice."""
         if self._closed:
             return
         if self._late:  # cancelled submits being undone
             await asyncio.gather(*self._late, return_exceptions=True)
         self._closed = True
-        await self._writer.call(self._parts.close)
-        await self._writer.stop()
+        await self._shut()
+
+    async def _shut(self) -> None:
+        """Stop the lease, release it, close every connection, then drop the lock file."""
+        if self._renewing is not None:
+            self._renewing.cancel()
+            with contextlib.suppress(BaseException):
+                await self._renewing
+
+        def close(parts: _Parts) -> None:
+            try:
+                if parts.leases is not None and parts is self._pool.writers[0][1]:
+                    parts.leases.release()
+            finally:
+                parts.db.close()
+
+        try:
+            await self._pool.each(close)
+        finally:
+            if self._owner_lock is not None:
+                self._owner_lock.release()
 
     async def __aenter__(self) -> Store:
         return self
@@ -215,12 +337,12 @@ class Store:
         await self.close()
 
     async def _run(
-        self, fn: Callable[..., T], *args: Any, group: bool = False, atomic: bool = False
+        self, fn: Callable[[_Parts], T], *, group: bool = False, atomic: bool = False
     ) -> T:
-        """Run a method of a store part on the writer thread; `group` calls may share one commit."""
+        """Run `fn(parts)` on a writer thread; `group` calls may share one commit (SQLite)."""
         if self._closed:
             raise RuntimeError("The store is closed.")
-        return await self._writer.call(functools.partial(fn, *args), group=group, atomic=atomic)
+        return await self._pool.call(fn, group, atomic)
 
     # --- jobs -------------------------------------------------------------------------------
 
@@ -230,7 +352,7 @@ class Store:
         A replayed interaction id returns the existing job without reserving again.
         """
         call = asyncio.ensure_future(
-            self._run(self._parts.jobs.submit_job, new, now, group=True, atomic=True)
+            self._run(lambda p: p.jobs.submit_job(new, now), group=True, atomic=True)
         )
         try:
             return await asyncio.shield(call)
@@ -260,13 +382,13 @@ class Store:
     ) -> Job:
         """queued -> running; check `job.state == 'running'` (a cancelled job stays cancelled)."""
         return await self._run(
-            self._parts.jobs.mark_running, job_id, backend_ref, now, group=True, atomic=True
+            lambda p: p.jobs.mark_running(job_id, backend_ref, now), group=True, atomic=True
         )
 
     async def set_backend_ref(self, job_id: int, ref: str) -> Job:
         """Save the backend's request or task id on an open job."""
         return await self._run(
-            self._parts.jobs.set_backend_ref, job_id, ref, group=True, atomic=True
+            lambda p: p.jobs.set_backend_ref(job_id, ref), group=True, atomic=True
         )
 
     async def settle(
@@ -280,12 +402,7 @@ class Store:
     ) -> Job:
         """Charge delivered images, refund the rest (withheld included); record the backend cost."""
         return await self._run(
-            self._parts.jobs.settle,
-            job_id,
-            delivered,
-            withheld,
-            billed,
-            now,
+            lambda p: p.jobs.settle(job_id, delivered, withheld, billed, now),
             group=True,
             atomic=True,
         )
@@ -301,7 +418,7 @@ class Store:
     ) -> Job:
         """End the job as failed/cancelled/unknown and refund everything; billed None = unknown."""
         return await self._run(
-            self._parts.jobs.fail, job_id, error, state, billed, now, group=True, atomic=True
+            lambda p: p.jobs.fail(job_id, error, state, billed, now), group=True, atomic=True
         )
 
     async def record_messages(
@@ -309,7 +426,7 @@ class Store:
     ) -> Job:
         """Remember the messages that carry the job's results."""
         return await self._run(
-            self._parts.jobs.record_messages, job_id, list(message_ids), channel_id, group=True
+            lambda p: p.jobs.record_messages(job_id, list(message_ids), channel_id), group=True
         )
 
     async def journal_posted(self, record: PostedRecord) -> None:
@@ -327,7 +444,7 @@ class Store:
     async def settle_posted(self, record: PostedRecord, *, now: datetime | None = None) -> Job:
         """Record the posted messages and settle delivered (charging `record.images`) in ONE
         transaction, then delete the job's journal file. A final job is returned unchanged."""
-        job = await self._run(self._parts.jobs.settle_posted, record, now, group=True)
+        job = await self._run(lambda p: p.jobs.settle_posted(record, now), group=True)
         for message_id in record.message_ids:
             self._unrecorded.pop(message_id, None)
         try:
@@ -338,16 +455,16 @@ class Store:
 
     async def get_job(self, job_id: int) -> Job:
         """The job with this id (JobNotFound otherwise)."""
-        return await self._run(self._parts.jobs.get_job, job_id, group=True, atomic=True)
+        return await self._run(lambda p: p.jobs.get_job(job_id), group=True, atomic=True)
 
     async def find_job(self, job_id: int) -> Job | None:
         """The job with this id, or None."""
-        return await self._run(self._parts.jobs.find_job, job_id, group=True, atomic=True)
+        return await self._run(lambda p: p.jobs.find_job(job_id), group=True, atomic=True)
 
     async def job_for_message(self, message_id: int) -> Job | None:
         """The job whose results a message carries (for 🔁 reactions), or None; also a job this
         process posted and journaled whose messages are not in the books yet."""
-        job = await self._run(self._parts.jobs.job_for_message, message_id, group=True, atomic=True)
+        job = await self._run(lambda p: p.jobs.job_for_message(message_id), group=True, atomic=True)
         if job is None and message_id in self._unrecorded:
             return await self.find_job(self._unrecorded[message_id])
         return job
@@ -361,15 +478,15 @@ class Store:
         guild_id: int | None = None,
     ) -> list[Job]:
         """Newest jobs first, optionally filtered by user, state and guild."""
-        return await self._run(self._parts.jobs.list_jobs, user_id, state, limit, guild_id)
+        return await self._run(lambda p: p.jobs.list_jobs(user_id, state, limit, guild_id))
 
     async def usage(self, guild_id: int | None = None, since: date | None = None) -> list[UsageRow]:
         """Images and the backend's bill by day, guild and member (bot/store/usage.py)."""
-        return await self._run(usage_rows, self._parts.db.conn, guild_id, since)
+        return await self._run(lambda p: usage_rows(p.db.conn, guild_id, since))
 
     async def backend_cost(self, job_id: int) -> tuple[str, int | None] | None:
         """('billed', n) or ('unknown', None) once the job is final; None while open."""
-        return await self._run(self._parts.jobs.backend_cost, job_id)
+        return await self._run(lambda p: p.jobs.backend_cost(job_id))
 
     # --- quotas -----------------------------------------------------------------------------
 
@@ -383,92 +500,88 @@ class Store:
     ) -> QuotaStatus:
         """The user's limit, use and reset time in a guild (None = direct messages)."""
         return await self._run(
-            self._parts.rules.quota_status,
-            user_id,
-            guild_id,
-            tuple(role_ids),
-            now,
+            lambda p: p.rules.quota_status(user_id, guild_id, tuple(role_ids), now),
             group=True,
             atomic=True,
         )
 
     async def set_default(self, limit: int, period: str | None = None) -> Policies:
         """Store the default limit and (optionally) period."""
-        return await self._run(self._parts.policies.set_default, limit, period)
+        return await self._run(lambda p: p.policies.set_default(limit, period))
 
     async def set_guild(self, guild_id: int, limit: int | None) -> None:
         """Set a guild's limit override (None removes it)."""
-        await self._run(self._parts.policies.set_guild, guild_id, limit)
+        await self._run(lambda p: p.policies.set_guild(guild_id, limit))
 
     async def set_role(self, guild_id: int, role_id: int, limit: int | None) -> None:
         """Set a role tier's limit in a guild (None removes it)."""
-        await self._run(self._parts.policies.set_role, guild_id, role_id, limit)
+        await self._run(lambda p: p.policies.set_role(guild_id, role_id, limit))
 
     async def set_exempt_role(self, guild_id: int, role_id: int, exempt: bool = True) -> None:
         """Make a role unlimited in a guild (or not)."""
-        await self._run(self._parts.policies.set_exempt_role, guild_id, role_id, exempt)
+        await self._run(lambda p: p.policies.set_exempt_role(guild_id, role_id, exempt))
 
     async def grant(
         self, user_id: int, guild_id: int | None, n: int, *, now: datetime | None = None
     ) -> QuotaStatus:
         """Add `n` images to the user's allowance for the current period."""
-        return await self._run(self._parts.rules.grant, user_id, guild_id, n, now)
+        return await self._run(lambda p: p.rules.grant(user_id, guild_id, n, now))
 
     async def reset(
         self, user_id: int, guild_id: int | None, *, now: datetime | None = None
     ) -> QuotaStatus:
         """Forgive the user's charges for the current period."""
-        return await self._run(self._parts.rules.reset, user_id, guild_id, now)
+        return await self._run(lambda p: p.rules.reset(user_id, guild_id, now))
 
     async def block(self, user_id: int, reason: str) -> None:
         """Refuse the user's new jobs with `reason`."""
-        await self._run(self._parts.policies.block, user_id, reason)
+        await self._run(lambda p: p.policies.block(user_id, reason))
 
     async def unblock(self, user_id: int) -> bool:
         """Lift a block; True when there was one."""
-        return await self._run(self._parts.policies.unblock, user_id)
+        return await self._run(lambda p: p.policies.unblock(user_id))
 
     async def policies(self) -> Policies:
         """Every stored policy."""
-        return await self._run(self._parts.policies.policies)
+        return await self._run(lambda p: p.policies.policies())
 
     # --- server settings, kept results, usage (the member and admin controls) -----------------
 
     async def guild_rules(self, guild_id: int) -> GuildRules:
         """A server's channel list, pause, log channel and prompt block list."""
-        return await self._run(self._parts.guilds.rules, guild_id, group=True, atomic=True)
+        return await self._run(lambda p: p.guilds.rules(guild_id), group=True, atomic=True)
 
     async def set_channel_mode(self, guild_id: int, mode: str) -> GuildRules:
         """Where /remix works: all channels, only the listed ones (allow) or all but them (deny)."""
-        return await self._run(self._parts.guilds.set_channel_mode, guild_id, mode)
+        return await self._run(lambda p: p.guilds.set_channel_mode(guild_id, mode))
 
     async def set_channel(self, guild_id: int, channel_id: int, listed: bool) -> GuildRules:
         """Put a channel on the server's list (or take it off)."""
-        return await self._run(self._parts.guilds.set_channel, guild_id, channel_id, listed)
+        return await self._run(lambda p: p.guilds.set_channel(guild_id, channel_id, listed))
 
     async def set_paused(self, guild_id: int, paused: bool) -> GuildRules:
         """Stop (or start again) taking new jobs from a server."""
-        return await self._run(self._parts.guilds.set_paused, guild_id, paused)
+        return await self._run(lambda p: p.guilds.set_paused(guild_id, paused))
 
     async def set_log_channel(self, guild_id: int, channel_id: int | None) -> GuildRules:
         """Where a server's moderation events are posted (None: nowhere)."""
-        return await self._run(self._parts.guilds.set_log_channel, guild_id, channel_id)
+        return await self._run(lambda p: p.guilds.set_log_channel(guild_id, channel_id))
 
     async def set_prompt_block(
         self, guild_id: int, kind: str, text: str, blocked: bool = True
     ) -> GuildRules:
         """Add a word or pattern to a server's prompt block list (or remove it)."""
-        return await self._run(self._parts.guilds.set_block, guild_id, kind, text, blocked)
+        return await self._run(lambda p: p.guilds.set_block(guild_id, kind, text, blocked))
 
     async def keep_results(self, job_id: int, images: Sequence[bytes]) -> list[str]:
         """Store a job's posted result images (off the loop) and list them with the job."""
         keys = [await self.results.put(data) for data in images]
-        await self._run(self._parts.results.record, job_id, keys, group=True)
+        await self._run(lambda p: p.results.record(job_id, keys), group=True)
         return keys
 
     async def result_keys(self, job_id: int) -> list[str]:
         """The keys of a job's kept result images, in posted order (empty when none)."""
-        return await self._run(self._parts.results.keys, job_id, group=True, atomic=True)
+        return await self._run(lambda p: p.results.keys(job_id), group=True, atomic=True)
 
     async def result_images(self, job_id: int) -> list[bytes]:
         """A job's kept result images that are still on disk, in posted order."""
@@ -477,9 +590,7 @@ class Store:
 
     async def guild_usage(self, guild_id: int, now: datetime | None = None) -> GuildUsage:
         """A server's images this period, its top members and the backend's bill."""
-        return await self._run(
-            guild_usage, self._parts.db.conn, self._parts.policies, guild_id, now
-        )
+        return await self._run(lambda p: guild_usage(p.db.conn, p.policies, guild_id, now))
 
     # --- restart, retention, privacy, checks -------------------------------------------------
 
@@ -497,22 +608,42 @@ class Store:
         Cheap when there is nothing to do (no write lock is taken), so it can run every minute.
         """
         return await self._run(
-            self._parts.reconciler.reconcile, now, frozenset(resumable), claim_discord_jobs
+            lambda p: p.reconciler.reconcile(now, frozenset(resumable), claim_discord_jobs)
         )
 
     async def sweep_inputs(self, now: datetime | None = None) -> int:
         """Delete stored inputs and kept results older than the retention period; how many."""
-        return await self._run(self._parts.upkeep.sweep_inputs, now)
+        return await self._run(lambda p: p.upkeep.sweep_inputs(now))
 
     async def forget(self, user_id: int) -> ForgetReport:
         """Delete a user's stored inputs, kept results and personal fields, keeping anonymous
         counts."""
-        return await self._run(self._parts.upkeep.forget, user_id)
+        return await self._run(lambda p: p.upkeep.forget(user_id))
 
     async def ledger_balance(self, job_id: int) -> LedgerBalance:
         """The job's reserved, charged and refunded sums."""
-        return await self._run(self._parts.upkeep.ledger_balance, job_id)
+        return await self._run(lambda p: p.upkeep.ledger_balance(job_id))
+
+    # --- the backend's in-flight budget, shared by the processes on one key (PostgreSQL) ------
+
+    def _leases(self, parts: _Parts) -> Leases:
+        if parts.leases is None:
+            raise RuntimeError("a shared in-flight budget needs the books in PostgreSQL")
+        return parts.leases
+
+    async def take_backend_slot(self, key: str, slot: str, images: int, budget: int) -> bool:
+        """Hold `images` of backend `key`'s budget for `slot` if every live process's slots
+        leave room within `budget`; True if held (see bot/store/leases.py)."""
+        return await self._run(lambda p: self._leases(p).take_slot(key, slot, images, budget))
+
+    async def give_backend_slot(self, key: str, slot: str) -> None:
+        """Give a slot of backend `key` back."""
+        await self._run(lambda p: self._leases(p).give_slot(key, slot))
+
+    async def backend_slots_in_use(self, key: str) -> int:
+        """Images of backend `key` at the backend now, over every live process."""
+        return await self._run(lambda p: self._leases(p).slots_in_use(key))
 
     async def check_books(self) -> list[str]:
         """Every inconsistency between jobs and ledger (empty = the books balance)."""
-        return await self._run(self._parts.upkeep.check_books)
+        return await self._run(lambda p: p.upkeep.check_books())

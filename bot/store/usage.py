@@ -4,11 +4,11 @@
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import asdict, dataclass
 from datetime import date, datetime
 from typing import Any
 
+from bot.store.db import Conn
 from bot.store.periods import iso, period_bounds, utc
 from bot.store.policies import PolicyStore
 
@@ -33,7 +33,7 @@ class UsageRow:
 
 
 def usage_rows(
-    conn: sqlite3.Connection, guild_id: int | None = None, since: date | datetime | None = None
+    conn: Conn, guild_id: int | None = None, since: date | datetime | None = None
 ) -> list[UsageRow]:
     """Final jobs grouped by day, guild and member, oldest day first (blocking); `since` a day,
     or an exact time (a quota period's start)."""
@@ -51,7 +51,7 @@ def usage_rows(
         SELECT substr(created_at, 1, 10) AS day, guild_id, user_id, count(*) AS jobs,
                coalesce(sum(images_delivered), 0) AS images,
                coalesce(sum(images_billed), 0) AS billed,
-               sum(images_billed IS NULL) AS unknown_cost
+               sum(CASE WHEN images_billed IS NULL THEN 1 ELSE 0 END) AS unknown_cost
         FROM jobs WHERE {" AND ".join(where)}
         GROUP BY day, guild_id, user_id
         ORDER BY day, guild_id IS NULL, guild_id, user_id
@@ -104,7 +104,7 @@ class GuildUsage:
 
 
 def guild_usage(
-    conn: sqlite3.Connection, policies: PolicyStore, guild_id: int, now: datetime | None
+    conn: Conn, policies: PolicyStore, guild_id: int, now: datetime | None
 ) -> GuildUsage:
     """A server's usage in the period the default quota uses now (blocking)."""
     period = policies.default_policy()[1]

@@ -41,12 +41,17 @@ def _deliver(results: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
 
 
 class Writer:
-    """A thread running calls against one connection; `await call(fn)` from the event loop."""
+    """A thread running calls against one connection; `await call(fn)` from the event loop.
+
+    Group commit is SQLite's (`bind` its connection); a PostgreSQL connection's writer runs
+    every call as a transaction of its own, beside the other connections' writers.
+    """
 
     def __init__(self, name: str = "remixbot-store") -> None:
         self._queue: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)
         self._conn: sqlite3.Connection | None = None
+        self.pending = 0  # calls sent and not yet answered (counted on the event loop)
         self._thread.start()
 
     def bind(self, conn: sqlite3.Connection) -> None:
@@ -65,7 +70,11 @@ class Writer:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._queue.put(_Call(fn, group, atomic, loop, future))
-        return await future
+        self.pending += 1
+        try:
+            return await future
+        finally:
+            self.pending -= 1
 
     async def stop(self, wait: float = 30.0) -> None:
         """Finish queued calls, then end the thread (bounded wait)."""

@@ -1,6 +1,11 @@
 """The fake gateway: HELLO, IDENTIFY -> READY + GUILD_CREATE, heartbeats, RESUME with replay,
 dispatches, and the ways a connection ends (drop, close code, RECONNECT, INVALID_SESSION).
-Also the REST routes that tell a client where the gateway is."""
+Also the REST routes that tell a client where the gateway is.
+
+Shards as Discord has them: an IDENTIFY with `shard: [id, count]` opens that shard's session,
+whose READY and GUILD_CREATEs name only the guilds with `(guild_id >> 22) % count == id`, and an
+event of a guild goes to its shard's session (to none while that shard has never identified).
+"""
 
 from __future__ import annotations
 
@@ -31,6 +36,11 @@ class Session:
     frames: list[dict[str, Any]] = field(default_factory=list)
     ws: web.WebSocketResponse | None = None
     conn: int = 0
+    shard: tuple[int, int] | None = None  # (id, count) from IDENTIFY; None: every guild
+
+    def covers(self, guild_id: str) -> bool:
+        """True when this session receives the guild's events."""
+        return self.shard is None or p.shard_of(guild_id, self.shard[1]) == self.shard[0]
 
 
 class Gateway:
@@ -40,7 +50,7 @@ class Gateway:
         self,
         world: World,
         recorder: Recorder,
-        guild_create: Callable[[], dict[str, Any]],
+        guild_create: Callable[[str], dict[str, Any]],
         *,
         heartbeat_interval_ms: int,
     ) -> None:
@@ -50,6 +60,7 @@ class Gateway:
         self.heartbeat_interval_ms = heartbeat_interval_ms
         self.sessions: dict[str, Session] = {}
         self.current: Session | None = None
+        self.by_shard: dict[tuple[int, int] | None, Session] = {}  # the latest session of each
         self.connections = 0
         self._sockets: set[web.WebSocketResponse] = set()
 
@@ -73,11 +84,23 @@ class Gateway:
     # ------------------------------------------------------------------ sending
 
     async def dispatch(self, event: str, data: dict[str, Any]) -> None:
-        """Send a DISPATCH to the current session (kept for replay if the connection is down)."""
-        session = self.current
-        if session is None:
+        """Send a DISPATCH to the session of the event's guild, or of shard 0 for a direct message
+        (kept for replay if the connection is down); an event of a guild whose shard never
+        identified reaches nobody."""
+        if self.current is None:
             raise RuntimeError("no bot has identified with the fake gateway")
-        await self._dispatch_to(session, event, data)
+        guild = data.get("guild_id") if isinstance(data, dict) else None
+        # Direct messages go to shard 0, as Discord sends them.
+        session = self.session_for(str(guild) if guild else "0")
+        if session is not None:
+            await self._dispatch_to(session, event, data)
+
+    def session_for(self, guild_id: str) -> Session | None:
+        """The latest session whose shard holds the guild."""
+        for session in reversed(self.by_shard.values()):
+            if session.covers(guild_id):
+                return session
+        return None
 
     async def _dispatch_to(self, session: Session, event: str, data: Any) -> None:
         session.seq += 1
@@ -159,12 +182,21 @@ class Gateway:
         if d.get("token") != w.token:
             await ws.close(code=4004, message=b"Authentication failed.")
             return
-        session = Session(session_id=secrets.token_hex(16), token=d["token"], ws=ws, conn=conn)
+        shard = tuple(d["shard"]) if d.get("shard") else None
+        session = Session(
+            session_id=secrets.token_hex(16), token=d["token"], ws=ws, conn=conn, shard=shard
+        )
         self.sessions[session.session_id] = session
         self.current = session
-        ready = p.ready(w.bot_user, [w.guild_id], session.session_id, w.gateway_url, w.app_id)
+        self.by_shard.pop(shard, None)
+        self.by_shard[shard] = session
+        guilds = [g for g in w.guild_ids if session.covers(g)]
+        ready = p.ready(w.bot_user, guilds, session.session_id, w.gateway_url, w.app_id)
+        if shard is not None:
+            ready["shard"] = list(shard)
         await self._dispatch_to(session, "READY", ready)
-        await self._dispatch_to(session, "GUILD_CREATE", self.guild_create())
+        for guild in guilds:
+            await self._dispatch_to(session, "GUILD_CREATE", self.guild_create(guild))
 
     async def _resume(self, ws: web.WebSocketResponse, conn: int, d: dict[str, Any]) -> None:
         session = self.sessions.get(d.get("session_id", ""))
@@ -173,6 +205,8 @@ class Gateway:
             return
         session.ws, session.conn = ws, conn
         self.current = session
+        self.by_shard.pop(session.shard, None)
+        self.by_shard[session.shard] = session
         last = int(d.get("seq") or 0)
         for frame in [f for f in session.frames if f["s"] > last]:
             await self._send(ws, conn, frame)

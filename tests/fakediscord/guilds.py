@@ -23,12 +23,13 @@ class Guilds:
         member = rf"/guilds/{SNOWFLAKE.format('guild')}/members/{SNOWFLAKE.format('user')}"
         return routes("GET", member, self._member, "bot")
 
-    def guild_create(self) -> dict[str, Any]:
-        """The GUILD_CREATE payload for this guild."""
+    def guild_create(self, guild_id: str | None = None) -> dict[str, Any]:
+        """The GUILD_CREATE payload for a guild (the first one by default)."""
         w = self.world
+        guild = guild_id or w.guild_id
         return p.guild_create(
-            w.guild_id,
-            [c for c in w.channels.values() if c.get("guild_id") == w.guild_id],
+            guild,
+            [c for c in w.channels.values() if c.get("guild_id") == guild],
             roles=list(w.roles.values()),
             owner_id=w.owner["id"],
             everyone_permissions=str(w.everyone_permissions),
@@ -55,7 +56,7 @@ class Guilds:
         return role_id, created
 
     async def _member(self, req: Req) -> web.StreamResponse:
-        if req.match["guild"] != self.world.guild_id:
+        if req.match["guild"] not in self.world.guild_ids:
             return error(404, "Unknown Guild", 10004)
         user = next((u for u in self.world.members() if u["id"] == req.match["user"]), None)
         if user is None:

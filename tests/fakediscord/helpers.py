@@ -34,6 +34,17 @@ def png_bytes(
     return buf.getvalue()
 
 
+def ephemeral_texts(fake: FakeDiscord) -> list[str]:
+    """Contents of the ephemeral messages (callbacks and followups) the bot sent."""
+    out = []
+    for call in fake.calls:
+        body = call.json if isinstance(call.json, dict) else {}
+        data = body.get("data", body) if isinstance(body.get("data"), dict) else body
+        if isinstance(data, dict) and (data.get("flags") or 0) & 64 and data.get("content"):
+            out.append(data["content"])
+    return out
+
+
 def bot_env(fake: FakeDiscord, data_dir: Path, **extra: str) -> dict[str, str]:
     """Environment variables for a bot pointed at ``fake`` with its own data directory."""
     # A backend key is required to start `remixbot run`; these tests never call the backend.

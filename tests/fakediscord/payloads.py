@@ -23,6 +23,21 @@ def snowflake(at: float | None = None) -> str:
     return str(((ms - DISCORD_EPOCH_MS) << 22) | (1 << 17) | inc)
 
 
+def shard_of(guild_id: str | int, shard_count: int) -> int:
+    """The shard whose gateway session receives a guild's events: Discord's rule."""
+    return (int(guild_id) >> 22) % shard_count
+
+
+def snowflake_on_shard(shard: int, shard_count: int) -> str:
+    """A fresh snowflake (a guild id) whose guild lives on `shard` of `shard_count`."""
+    at = time.time()
+    while True:
+        value = snowflake(at)
+        if shard_of(value, shard_count) == shard:
+            return value
+        at += 0.001  # the next millisecond moves the shard by one
+
+
 def snowflake_time(value: str | int) -> float:
     """Unix seconds encoded in a snowflake."""
     return ((int(value) >> 22) + DISCORD_EPOCH_MS) / 1000

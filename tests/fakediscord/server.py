@@ -510,7 +510,7 @@ class FakeDiscord(World, Recorder):
                 interaction_type=kind,
                 token=token,
                 app_id=self.app_id,
-                guild_id=self.guild_id,
+                guild_id=self.guild_of(channel_id),
                 channel=self.channels[channel_id],
                 user_data=user,
                 attachment_size_limit=self.attachment_size_limit,

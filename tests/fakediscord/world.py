@@ -1,5 +1,6 @@
-"""The fake Discord's world: one application and its bot user, one guild with a text channel,
-three members, roles, and everything said in it; the clock, and the switches tests flip."""
+"""The fake Discord's world: one application and its bot user, a guild with a text channel (and
+more guilds, each with a channel, for sharded bots), three members, roles, and everything said in
+it; the clock, and the switches tests flip."""
 
 from __future__ import annotations
 
@@ -62,6 +63,7 @@ class World:
         self.guild_id = p.snowflake()
         self.channel_id = p.snowflake()
         self.channels = {self.channel_id: p.text_channel(self.channel_id, self.guild_id)}
+        self.guild_ids = [self.guild_id]  # every guild; the members are in all of them
         self.roles: dict[str, dict[str, Any]] = {}  # guild roles besides @everyone, by id
         self.member_roles: dict[str, list[str]] = {}  # user id -> role ids
         # The owner may do everything; the others what @everyone and their roles allow.
@@ -98,6 +100,15 @@ class World:
     def advance_time(self, seconds: float) -> None:
         """Move the fake's clock forward (expires CDN URLs and interaction tokens)."""
         self.time_offset += seconds
+
+    def add_guild(self, *, shard: int | None = None, shard_count: int = 1) -> tuple[str, str]:
+        """Another guild with one text channel, on `shard` of `shard_count` when given (its
+        events go to that shard's session): (guild id, channel id)."""
+        guild = p.snowflake() if shard is None else p.snowflake_on_shard(shard, shard_count)
+        channel = p.snowflake()
+        self.guild_ids.append(guild)
+        self.channels[channel] = p.text_channel(channel, guild)
+        return guild, channel
 
     def members(self) -> tuple[dict[str, Any], ...]:
         """The guild's members (their user objects)."""
