@@ -44,6 +44,9 @@ log = logging.getLogger(__name__)
 
 # Longest wait to show a member how a job ended (Discord may be rate limiting or going away).
 TELL_TIMEOUT = 10.0
+# A time limit or a stop that comes while results are being posted waits this long for the post
+# (and its books) to finish before calling it unposted.
+POST_GRACE = 30.0
 # The "images left" line is cosmetic: a busy database must not hold up (or drop) a paid result.
 QUOTA_LINE_TIMEOUT = 2.0
 # Keeping the posted images (for /show, Vary and DMs) is best effort: bounded, never fatal.
@@ -469,6 +472,15 @@ class JobLifecycle:
             if presenter is not None:
                 await tell(presenter, Ending(Exit.NOT_STARTED, job_id, error=error))
 
+    async def crashed(self, job_id: int, presenter: Presenter, exc: BaseException) -> None:
+        """An unexpected error escaped a run: close the job outcome-unknown if it is still open
+        (never "not charged, try again": it may have reached the backend)."""
+        job = await self.store.find_job(job_id)
+        if job is None or job.final:
+            return
+        await self._close(job, Exit.UNKNOWN, f"internal error: {type(exc).__name__}", None)
+        await tell(presenter, Ending(Exit.UNKNOWN, job_id, error=exc))
+
     # --- the exits -------------------------------------------------------------------------
 
     async def _finish(
@@ -489,12 +501,20 @@ class JobLifecycle:
             await asyncio.shield(self._cut_off(job, presenter, dest))
             raise
         except Exception as exc:
-            await self._failed(job, presenter, exc, submission, dest)
+            await asyncio.shield(self._failed(job, presenter, exc, submission, dest))
             return None
+        # From here the images may be on their way to Discord: a time limit or a stop must not
+        # undo a result a member may already see. The post and its books run on their own and
+        # are given POST_GRACE to finish; only a post still stuck after that is called unposted.
+        post = asyncio.ensure_future(self._post(job, task, presenter, delivery, dest, stage))
         try:
-            return await self._post(job, task, presenter, delivery, dest, stage)
+            return await asyncio.shield(post)
         except asyncio.CancelledError:
-            await asyncio.shield(self._not_posted(job, presenter, delivery, dest, "cut off"))
+            done, _ = await asyncio.wait({post}, timeout=POST_GRACE)
+            if not done:
+                post.cancel()
+                await asyncio.wait({post}, timeout=TELL_TIMEOUT)
+                await asyncio.shield(self._not_posted(job, presenter, delivery, dest, "cut off"))
             raise
 
     async def _failed(
@@ -602,9 +622,36 @@ class JobLifecycle:
             billed = 0
         elif rule.billed == "unknown":
             billed = None
-        closed = await self.store.fail(job.id, error, rule.state, billed)
+        try:
+            closed = await self._retrying(
+                lambda: self.store.fail(job.id, error, rule.state, billed)
+            )
+        except Exception as exc:
+            # Still busy: keep trying in the background (the member is told now, the books
+            # follow); if the process dies first, the next start refunds the job.
+            log.warning("job %s: could not close the books yet (%s); retrying", job.id, exc)
+            self._later(self._close_later(job, error, rule.state, billed), f"close-{job.id}")
+            self.metrics.job_ended(exit_)
+            return job
         self.metrics.job_ended(exit_)
         return closed
+
+    async def _close_later(self, job: Job, error: str, state: str, billed: int | None) -> None:
+        for delay in SETTLE_RETRY_DELAYS:
+            await asyncio.sleep(delay)
+            try:
+                await self.store.fail(job.id, error, state, billed)
+                return
+            except Exception as exc:
+                log.info("job %s: the books are still busy (%s)", job.id, exc)
+        log.warning("job %s: gave up closing its books; the next start refunds it", job.id)
+
+    def _later(self, work: Awaitable[None], name: str) -> None:
+        """Book-keeping that waits for a busy database, tracked so close() can wait for it."""
+        task = asyncio.ensure_future(work)
+        task.set_name(name)
+        self._books.add(task)
+        task.add_done_callback(self._books.discard)
 
     async def _book(self, record: PostedRecord) -> None:
         """Record the posted messages and settle; on a busy database keep trying in the background.
@@ -625,11 +672,7 @@ class JobLifecycle:
                 record.job_id,
                 exc,
             )
-        task = asyncio.get_running_loop().create_task(
-            self._settle_later(record), name=f"settle-{record.job_id}"
-        )
-        self._books.add(task)
-        task.add_done_callback(self._books.discard)
+        self._later(self._settle_later(record), f"settle-{record.job_id}")
 
     async def _settle_later(self, record: PostedRecord) -> None:
         for delay in SETTLE_RETRY_DELAYS:

@@ -7,6 +7,7 @@ back), and the events go to an `AuditSink` the Discord side installs.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -113,6 +114,10 @@ class Moderation:
         return _SafetyWatch(presenter, self, guild_id, user_id)
 
 
+# Log-channel posts running in the background (kept referenced until they finish).
+_reports: set[asyncio.Future[None]] = set()
+
+
 class _SafetyWatch:
     """A presenter that reports safety rejections (withheld images, refused prompts) and
     otherwise passes everything through."""
@@ -133,11 +138,16 @@ class _SafetyWatch:
         """Post the result; report images the safety filter withheld."""
         posted = await self.inner.deliver(outcome)
         if outcome.delivery.withheld:
-            await self._report(
-                outcome.job.id,
-                outcome.request.prompt,
-                f"{outcome.delivery.withheld} image(s) withheld by the safety filter",
+            # In the background: the posted result's books come first, a log channel after.
+            report = asyncio.ensure_future(
+                self._report(
+                    outcome.job.id,
+                    outcome.request.prompt,
+                    f"{outcome.delivery.withheld} image(s) withheld by the safety filter",
+                )
             )
+            _reports.add(report)
+            report.add_done_callback(_reports.discard)
         return posted
 
     async def end(self, ending: Ending) -> None:

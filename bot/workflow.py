@@ -338,6 +338,11 @@ class RemixService:
         request = dataclasses.replace(
             RemixRequest.from_dict(parent.request), image_weight=weight, has_mask=False
         ).with_seed(None)
+        try:
+            # The server's cap or backend may have changed since: check before reserving.
+            self.check_request(request)
+        except InvalidRequest as exc:
+            raise NotRerunnable(exc, "reroll") from None
         await self.precheck(who, request.num_images, request.prompt)
         hold = self.scheduler.check_admission(who.user_id)
         try:
@@ -499,6 +504,10 @@ class RemixService:
                 return await self.lifecycle.run(
                     job, ready, presenter, stage=_stage_for(admission), slot=admission
                 )
+            except Exception as exc:  # a bug escaped the lifecycle: its books still close
+                log.exception("job %s crashed", job.id)
+                await asyncio.shield(self.lifecycle.crashed(job.id, presenter, exc))
+                return None
             finally:
                 self._presenters.pop(job.id, None)
 

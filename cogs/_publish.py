@@ -99,6 +99,11 @@ class Poster:
                 for n, batch in enumerate(batches):
                     ids.append(await send(n, batch))
                     posted += len(batch)
+            except asyncio.CancelledError:
+                if ids:  # cut off part-way: what is in the channel was delivered
+                    log.warning("posting cut off after %d message(s)", len(ids))
+                    return Posted(tuple(ids), channel_id, posted)
+                raise
             except Exception as exc:
                 too_large = isinstance(exc, discord.HTTPException) and exc.status == 413
                 if too_large and shrink == 1 and not ids:

@@ -216,3 +216,69 @@ async def test_a_reroll_reuses_the_stored_input_byte_for_byte(
         assert child.request["image_weight"] == 60 and child.request.get("seed") is None
         scheduler.close()
         await service.close()
+
+
+class SlowPostPresenter(RecordingPresenter):
+    """Posts, but its upload takes a while (a slow second message, a rate limit)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+        self.started = asyncio.Event()
+
+    async def deliver(self, outcome):  # type: ignore[no-untyped-def]
+        self.started.set()
+        await asyncio.sleep(self.seconds)
+        return await super().deliver(outcome)
+
+
+async def test_a_stop_while_posting_lets_the_post_finish_and_charges_it(
+    tmp_path: Path, fake: FakeRemix
+) -> None:
+    """A time limit or a clean stop that lands while the results are being posted must not turn
+    a posted result into "could not be posted" (refunded, moved to undelivered/)."""
+    async with harness(tmp_path, fake) as h:
+        job, task = await h.job(images=2)
+        presenter = SlowPostPresenter(1.0)
+        run = asyncio.create_task(h.lifecycle.run(job, task, presenter))
+        await asyncio.wait_for(presenter.started.wait(), 20)
+        run.cancel()  # what the scheduler's time limit and a stop's drain do
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(run, 20)
+        final = await h.store.get_job(job.id)
+        assert final.state == "delivered" and presenter.endings == []
+        assert (await h.store.ledger_balance(job.id)).charged == 2
+        assert not (h.data / "undelivered").exists()
+
+
+async def test_a_busy_database_when_a_job_closes_still_closes_it_and_tells(
+    tmp_path: Path, fake: FakeRemix
+) -> None:
+    """Another process holds the write lock past the busy timeout just as the backend refuses
+    the job: the close is retried, the job ends refunded, and its member is told."""
+    fake.api_delay = 1.0
+    fake.fail_next("422")  # a `rejected` exit: refund
+    async with harness(tmp_path, fake) as h:
+        db_path = h.data / "remixbot.sqlite3"
+        async with await Store.open(
+            db_path, defaults=QuotaDefaults(limit=20), busy_timeout=0.3
+        ) as quick:
+            h.lifecycle.store = quick
+            job, task = await h.job(images=2)
+            presenter = RecordingPresenter()
+            run = asyncio.create_task(h.lifecycle.run(job, task, presenter))
+            await _until(lambda: _running(quick, job.id), 10)
+            lock = WriteLock(db_path, 2.0)  # held past the store's busy timeout
+            await asyncio.to_thread(lock.start)
+            await asyncio.wait_for(run, 30)
+            lock.join()
+            final = await quick.get_job(job.id)
+            assert final.state == "failed"
+            assert [e.exit for e in presenter.endings] == [Exit.REJECTED]
+            balance = await quick.ledger_balance(job.id)
+            assert (balance.charged, balance.refunded) == (0, 2)
+            await h.lifecycle.close()
+
+
+async def _running(store: Store, job_id: int) -> bool:
+    return (await store.get_job(job_id)).state == "running"
