@@ -17,6 +17,7 @@ import contextlib
 import enum
 import logging
 import shutil
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -714,7 +715,7 @@ class JobLifecycle:
         for delay in SAVE_RETRY_DELAYS:
             try:
                 return await call()
-            except StoreBusy:
+            except (StoreBusy, sqlite3.OperationalError):
                 await asyncio.sleep(delay)
         return await call()
 

@@ -272,8 +272,11 @@ async def test_a_busy_database_when_a_job_closes_still_closes_it_and_tells(
             await asyncio.to_thread(lock.start)
             await asyncio.wait_for(run, 30)
             lock.join()
-            final = await quick.get_job(job.id)
-            assert final.state == "failed"
+
+            async def closed() -> bool:
+                return (await quick.get_job(job.id)).state == "failed"
+
+            await _until(closed, 15)
             assert [e.exit for e in presenter.endings] == [Exit.REJECTED]
             balance = await quick.ledger_balance(job.id)
             assert (balance.charged, balance.refunded) == (0, 2)
