@@ -56,11 +56,19 @@ class RemixRateLimited(RemixError):
     """
 
     def __init__(
-        self, message: str, retry_after: float | None = None, limit: int | None = None
+        self,
+        message: str,
+        retry_after: float | None = None,
+        limit: int | None = None,
+        *,
+        inflight: bool = False,
     ) -> None:
         super().__init__(message)
         self.retry_after = retry_after
         self.limit = limit
+        # True for the backend's in-flight limit: the caller's budget learns and retries. A plain
+        # rate limit was already retried by the backend and is not tried again.
+        self.inflight = inflight
 
 
 class RemixUnavailable(RemixError):

@@ -293,6 +293,8 @@ class _Submission:
 
     accepted: bool = False
     saved_refs: list[str] = field(default_factory=list)
+    # True while a call is out to the backend (False while waiting for a place after a 429).
+    at_backend: bool = True
 
 
 class JobLifecycle:
@@ -393,6 +395,7 @@ class JobLifecycle:
             assert task.image is not None
             for tries in range(1, MAX_LIMITED_TRIES + 1):
                 await place.acquire()
+                submission.at_backend = True
                 try:
                     result = await self._timed(
                         self.backend.remix(
@@ -404,7 +407,13 @@ class JobLifecycle:
                         )
                     )
                 except RemixRateLimited as exc:
-                    if exc.may_have_run or submission.accepted or tries == MAX_LIMITED_TRIES:
+                    submission.at_backend = False  # refused unrun: waiting for a place again
+                    if (
+                        not exc.inflight
+                        or exc.may_have_run
+                        or submission.accepted
+                        or tries == MAX_LIMITED_TRIES
+                    ):
                         raise
                     log.info("job %s: the backend is at its limit; trying again", job.id)
                     place.limited(exc.retry_after, exc.limit)
@@ -499,7 +508,7 @@ class JobLifecycle:
         except asyncio.CancelledError:
             # A time limit or a clean stop: the backend may have run it. Shielded, so the
             # cancellation cannot also cancel the bookkeeping; then it goes on.
-            await asyncio.shield(self._cut_off(job, presenter, dest))
+            await asyncio.shield(self._cut_off(job, presenter, dest, submission))
             raise
         except Exception as exc:
             await asyncio.shield(self._failed(job, presenter, exc, submission, dest))
@@ -539,11 +548,18 @@ class JobLifecycle:
         await self._close(job, exit_, text, None)
         await tell(presenter, Ending(exit_, job.id, error=exc))
 
-    async def _cut_off(self, job: Job, presenter: Presenter, dest: Path) -> None:
+    async def _cut_off(
+        self, job: Job, presenter: Presenter, dest: Path, submission: _Submission
+    ) -> None:
         """Close a job stopped while at the backend, or leave it for the next start to resume."""
         await _remove(dest)
         current = await self.store.find_job(job.id)
         if current is None or current.final:
+            return
+        if not submission.at_backend and not submission.accepted:
+            # Stopped while waiting for a place after the backend refused it (429): it never ran.
+            await self._close(job, Exit.NOT_STARTED, "stopped before the backend took it", 0)
+            await tell(presenter, Ending(Exit.NOT_STARTED, job.id))
             return
         resumable = bool(current.backend_ref) and getattr(self.backend, "resumable", False)
         if self.stopping and resumable and current.state == "running":

@@ -562,10 +562,15 @@ class RemixService:
             if presenter is not None:
                 await tell(presenter, Ending(Exit.CRASHED_AT_BACKEND, job.id))
         for job in report.requeue:
-            await self._requeue(job, presenter_for(job), roles_for)
-        resumes = [self._resume(job, presenter_for(job), roles_for) for job in report.resumable]
-        if resumes:
-            await asyncio.gather(*resumes, return_exceptions=True)
+            try:
+                await self._requeue(job, presenter_for(job), roles_for)
+            except Exception:  # one job's trouble must not strand the others
+                log.exception("job %s: could not be queued again", job.id)
+        # Resumed tasks may take minutes at the backend: they run on their own.
+        for job in report.resumable:
+            task = asyncio.ensure_future(self._resume(job, presenter_for(job), roles_for))
+            self._watchers.add(task)  # type: ignore[arg-type]
+            task.add_done_callback(self._watchers.discard)
 
     async def _requeue(self, job: Job, presenter: Presenter | None, roles_for: RolesFor) -> None:
         """Queue a job accepted before a crash again: its input and request are stored."""

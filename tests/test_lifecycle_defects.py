@@ -285,3 +285,27 @@ async def test_a_busy_database_when_a_job_closes_still_closes_it_and_tells(
 
 async def _running(store: Store, job_id: int) -> bool:
     return (await store.get_job(job_id)).state == "running"
+
+
+async def test_a_job_stopped_while_waiting_after_a_429_never_ran(
+    tmp_path: Path, fake: FakeRemix
+) -> None:
+    """The backend refused it for its in-flight limit (not run, not billed) and it is waiting
+    for a place: a stop then is `not-started`, not "it may have run"."""
+    fake.fail_next("429", times=100, retry_after="30")
+    async with harness(tmp_path, fake) as h:
+        job, task = await h.job()
+        presenter = RecordingPresenter()
+        run = asyncio.create_task(h.lifecycle.run(job, task, presenter))
+        await _until(lambda: _asked(fake), 10)
+        await asyncio.sleep(0.2)  # now waiting out the Retry-After
+        run.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(run, 10)
+        final = await h.store.get_job(job.id)
+        assert final.state == "cancelled" and await h.store.backend_cost(job.id) == ("billed", 0)
+        assert [e.exit for e in presenter.endings] == [Exit.NOT_STARTED]
+
+
+async def _asked(fake: FakeRemix) -> bool:
+    return bool(fake.api_requests())

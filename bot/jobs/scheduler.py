@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 # The longest pause() honoured (seconds).
 MAX_PAUSE = 300.0
+# The least pause after an in-flight 429 (seconds), whatever Retry-After says.
+MIN_LIMITED_PAUSE = 0.5
 
 
 class AdmissionHold:
@@ -470,7 +472,8 @@ class Scheduler:
         """An in-flight 429: learn from it, and slow everyone down after a run of them."""
         sent_at = admission.slot_at if admission.slot_at is not None else self._now()
         self.budget.limited(sent_at, self._now(), limit)
-        pause = max(retry_after or 0.0, self.budget.slowdown())
+        # Never a hot loop of retries: every start waits at least a moment after a 429.
+        pause = max(retry_after or 0.0, self.budget.slowdown(), MIN_LIMITED_PAUSE)
         if pause > 0:
             self.pause(pause)
         self._release_slot(admission)

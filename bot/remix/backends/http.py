@@ -205,13 +205,17 @@ def parse_ideogram_images(body: Any) -> list[ResultImage]:
 
 
 async def _read_capped(resp: aiohttp.ClientResponse, cap: int = MAX_REPLY_BYTES) -> bytes:
-    """Read a reply body, refusing one larger than `cap` (a broken or hostile backend)."""
+    """Read a reply body, refusing one larger than `cap` (a broken or hostile backend). A success
+    too large to read is outcome-unknown: the work ran and may be billed."""
     chunks: list[bytes] = []
     size = 0
     async for chunk in resp.content.iter_chunked(65536):
         size += len(chunk)
         if size > cap:
-            raise RemixUnavailable(f"The backend's reply was larger than {cap // 1048576} MiB.")
+            message = f"The backend's reply was larger than {cap // 1048576} MiB."
+            if 200 <= resp.status < 300:
+                raise RemixOutcomeUnknown(f"{message} It may have run, so it was not resent.")
+            raise RemixUnavailable(message)
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -346,6 +350,7 @@ class HttpBackend:
                         f"The {self.name} backend is at its in-flight limit; try again later.",
                         retry_after=retry_after,
                         limit=limited or None,
+                        inflight=True,
                     )
                 wait = max(retry_after or 0.0, full_jitter(attempt), MIN_429_WAIT)
                 attempt += 1
