@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 MAX_PAUSE = 300.0
 # The least pause after an in-flight 429 (seconds), whatever Retry-After says.
 MIN_LIMITED_PAUSE = 0.5
+# How long one simulation of the queue serves the watchers asking for their estimates (seconds).
+ESTIMATES_TTL = 0.5
 
 
 class AdmissionHold:
@@ -148,6 +150,10 @@ class Scheduler:
         self._tasks: dict[asyncio.Task[None], Admission] = {}
         self._holds: dict[int, set[AdmissionHold]] = {}
         self._inflight = 0
+        self._epoch = 0  # bumped on every change of the queue, for the estimates' cache
+        self._estimates_cache: tuple[int, float, dict[JobId, tuple[int, float, float]]] | None = (
+            None
+        )
         self._closed = False
         self._pause: asyncio.TimerHandle | None = None
 
@@ -529,8 +535,20 @@ class Scheduler:
             self._changed()
 
     def _estimates(self) -> dict[JobId, tuple[int, float, float]]:
-        """(position, wait, eta) for every live job, from one simulation at the current time."""
+        """(position, wait, eta) for every live job, from one simulation at the current time.
+
+        Watchers of a long queue ask at the same moments (their idle refreshes line up): one
+        simulation serves them all until the queue changes or ESTIMATES_TTL passes.
+        """
         now = self._now()
+        cached = self._estimates_cache
+        if cached is not None and cached[0] == self._epoch and now - cached[1] < ESTIMATES_TTL:
+            return cached[2]
+        out = self._simulate_all(now)
+        self._estimates_cache = (self._epoch, now, out)
+        return out
+
+    def _simulate_all(self, now: float) -> dict[JobId, tuple[int, float, float]]:
         holding = [a for a in self._running.values() if a.slot_held]
         order = self._queue.order()
         # Slots free at the backend's pace; a job then also downloads and posts (the tail).
@@ -565,6 +583,7 @@ class Scheduler:
 
     def _changed(self) -> None:
         """Publish to every live job whose visible progress moved."""
+        self._epoch += 1
         estimates = self._estimates()
         for admission in list(self._jobs.values()):
             admission._publish(eta_step=self.eta_step, estimate=estimates.get(admission.job_id))

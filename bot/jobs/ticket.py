@@ -199,7 +199,9 @@ class Admission:
         last_at = loop.time()
         yield last
         while not last.state.final:
-            current = await self.wait_changed(idle_timeout, since=last.version)
+            # Spread over ±20 %: a burst of jobs must not refresh (and edit Discord) in lockstep.
+            spread = idle_timeout * (0.8 + 0.4 * (hash(self.job_id) % 1000) / 1000)
+            current = await self.wait_changed(spread, since=last.version)
             if current.version == last.version:
                 if _eta_moved(last, current, self._scheduler.eta_step):
                     last, last_at = current, loop.time()
@@ -301,7 +303,8 @@ def _same_phase(a: Progress, b: Progress) -> bool:
 
 
 def _eta_moved(last: Progress, current: Progress, step: float) -> bool:
-    """True when the ETA a watcher is showing is off by at least ``step`` seconds."""
+    """True when the ETA a watcher is showing is off by at least ``step`` seconds, or a tenth of
+    it for far-off estimates (ten minutes away, half a minute is not news)."""
     if last.eta_seconds is None or current.eta_seconds is None:
         return False
-    return abs(current.eta_seconds - last.eta_seconds) >= step
+    return abs(current.eta_seconds - last.eta_seconds) >= max(step, 0.1 * last.eta_seconds)
