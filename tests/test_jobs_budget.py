@@ -153,3 +153,30 @@ async def test_a_start_wakes_the_front_of_a_long_queue_not_all_of_it() -> None:
         gate.set()
     for job in jobs:
         assert await job.wait_done(WAIT)
+
+
+async def test_one_simulation_serves_every_watcher_of_a_long_queue() -> None:
+    """Watchers' refreshes line up; each re-simulating a 200-job queue stalled the loop."""
+
+    class Counting(Scheduler):
+        simulations = 0
+
+        def _simulate_all(self, now: float):  # type: ignore[no-untyped-def]
+            Counting.simulations += 1
+            return super()._simulate_all(now)
+
+    clock = Clock()
+    scheduler = Counting(1, user_queue_cap=500, queue_max=1000, clock=clock)
+    gates = {n: asyncio.Event() for n in range(200)}
+    log: list[str] = []
+    jobs = [scheduler.submit(_job(f"j{n}", n, gates[n], log)) for n in range(200)]
+    await settle()
+    Counting.simulations = 0
+    positions = [job.position for job in jobs]  # every watcher asks at once
+    assert positions[1:4] == [1, 2, 3] and Counting.simulations <= 1
+    clock.now += 1.0  # later, the queue unchanged: asked again, simulated again once
+    assert [job.position for job in jobs] == positions and Counting.simulations <= 2
+    for gate in gates.values():
+        gate.set()
+    for job in jobs:
+        assert await job.wait_done(WAIT)
