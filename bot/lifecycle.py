@@ -17,7 +17,6 @@ import contextlib
 import enum
 import logging
 import shutil
-import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -731,7 +730,7 @@ class JobLifecycle:
         for delay in SAVE_RETRY_DELAYS:
             try:
                 return await call()
-            except (StoreBusy, sqlite3.OperationalError):
+            except StoreBusy:
                 await asyncio.sleep(delay)
         return await call()
 

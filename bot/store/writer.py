@@ -142,7 +142,7 @@ class Writer:
                     try:
                         results.append((True, call.fn()))
                     except Exception as exc:
-                        results.append((False, exc))
+                        results.append((False, _busy_as_store_busy(exc)))
                 else:
                     conn.execute("SAVEPOINT call")
                     try:
@@ -150,7 +150,7 @@ class Writer:
                     except Exception as exc:
                         if conn.in_transaction:
                             conn.execute("ROLLBACK TO call")
-                        results.append((False, exc))
+                        results.append((False, _busy_as_store_busy(exc)))
                     if conn.in_transaction:
                         conn.execute("RELEASE call")
                 if not conn.in_transaction:
@@ -161,7 +161,13 @@ class Writer:
         except BaseException as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.OperationalError) and is_busy(exc):
-                exc = StoreBusy()
+            exc = _busy_as_store_busy(exc)
             return [(False, exc) for _ in batch]
         return results
+
+
+def _busy_as_store_busy(exc: BaseException) -> BaseException:
+    """SQLite's "database is locked" as the store's one busy error, wherever in a group it came."""
+    if isinstance(exc, sqlite3.OperationalError) and is_busy(exc):
+        return StoreBusy()
+    return exc
