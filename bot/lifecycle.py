@@ -646,26 +646,33 @@ class JobLifecycle:
             # Still busy: keep trying in the background (the member is told now, the books
             # follow); if the process dies first, the next start refunds the job.
             log.warning("job %s: could not close the books yet (%s); retrying", job.id, exc)
-            self._later(self._close_later(job, error, rule.state, billed), f"close-{job.id}")
+            self._later(
+                lambda: self.store.fail(job.id, error, rule.state, billed),
+                job.id,
+                "the next start refunds it",
+            )
             self.metrics.job_ended(exit_)
             return job
         self.metrics.job_ended(exit_)
         return closed
 
-    async def _close_later(self, job: Job, error: str, state: str, billed: int | None) -> None:
-        for delay in SETTLE_RETRY_DELAYS:
-            await asyncio.sleep(delay)
-            try:
-                await self.store.fail(job.id, error, state, billed)
-                return
-            except Exception as exc:
-                log.info("job %s: the books are still busy (%s)", job.id, exc)
-        log.warning("job %s: gave up closing its books; the next start refunds it", job.id)
+    def _later(self, write: Callable[[], Awaitable[object]], job_id: int, gave_up: str) -> None:
+        """Keep trying a write of the books while the database is busy, in the background
+        (tracked, so close() can wait for it); `gave_up` says what the next start does."""
 
-    def _later(self, work: Awaitable[None], name: str) -> None:
-        """Book-keeping that waits for a busy database, tracked so close() can wait for it."""
-        task = asyncio.ensure_future(work)
-        task.set_name(name)
+        async def retry() -> None:
+            for delay in SETTLE_RETRY_DELAYS:
+                await asyncio.sleep(delay)
+                try:
+                    await write()
+                    log.info("job %s: the books are written", job_id)
+                    return
+                except Exception as exc:
+                    log.info("job %s: the books are still busy (%s)", job_id, exc)
+            log.warning("job %s: gave up writing its books; %s", job_id, gave_up)
+
+        task = asyncio.ensure_future(retry())
+        task.set_name(f"books-{job_id}")
         self._books.add(task)
         task.add_done_callback(self._books.discard)
 
@@ -688,20 +695,10 @@ class JobLifecycle:
                 record.job_id,
                 exc,
             )
-        self._later(self._settle_later(record), f"settle-{record.job_id}")
-
-    async def _settle_later(self, record: PostedRecord) -> None:
-        for delay in SETTLE_RETRY_DELAYS:
-            await asyncio.sleep(delay)
-            try:
-                await self.store.settle_posted(record)
-                log.info("job %s: posted result recorded and charged", record.job_id)
-                return
-            except Exception as exc:
-                log.info("job %s: the books are still busy (%s)", record.job_id, exc)
-        log.warning(
-            "job %s: gave up recording the posted result; the next start settles it",
+        self._later(
+            lambda: self.store.settle_posted(record),
             record.job_id,
+            "the next start settles it from its journal",
         )
 
     async def _save_ref(self, job_id: int, ref: str, submission: _Submission) -> None:

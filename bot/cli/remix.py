@@ -27,7 +27,7 @@ from bot.lifecycle import Ending, JobLifecycle, JobTask, Outcome, Posted
 from bot.media import EncodedImage
 from bot.remix import enums
 from bot.remix.backends import BACKEND_CLASSES, make_backend
-from bot.remix.download import DownloadPolicy, make_download_session
+from bot.remix.download import DownloadPolicy, free_name, make_download_session
 from bot.remix.pipeline import Delivery
 from bot.remix.request import PaletteMember, RemixRequest
 from bot.settings import Settings
@@ -324,7 +324,7 @@ class TerminalPresenter:
         self.out.mkdir(parents=True, exist_ok=True)
         saved = []
         for n, item in enumerate(outcome.delivery.images, 1):
-            target = _free_path(self.out / f"{self.stem}-{n}{item.path.suffix}")
+            target = free_name(self.out, f"{self.stem}-{n}", item.path.suffix.lstrip("."))
             item.path.replace(target)
             record = {
                 "file": target.name,
@@ -372,15 +372,6 @@ class TerminalPresenter:
             _progress(ending_sentence(self.ending))
             return ending_exit_code(self.ending)
         return 1 if delivery is not None and delivery.failed_downloads else 0
-
-
-def _free_path(path: Path) -> Path:
-    n = 2
-    candidate = path
-    while candidate.exists():
-        candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
-        n += 1
-    return candidate
 
 
 def _summary(delivery: Delivery | None, saved: list[Path], ending: Ending | None) -> dict[str, Any]:

@@ -353,7 +353,7 @@ async def download_one(
         else:
             raise DownloadError("A result image has neither a link nor data.")
         fmt = await sink.finish()
-        final = _free_name(dest_dir, f"{stem}-{index + 1}", FORMAT_EXT[fmt])
+        final = free_name(dest_dir, f"{stem}-{index + 1}", FORMAT_EXT[fmt])
         await asyncio.to_thread(os.replace, part, final)
         return DownloadedImage(index=index, path=final, format=fmt, size=sink.size)
     except DownloadError:
@@ -369,7 +369,7 @@ async def download_one(
         raise
 
 
-def _free_name(dest_dir: Path, stem: str, ext: str) -> Path:
+def free_name(dest_dir: Path, stem: str, ext: str) -> Path:
     """`stem.ext`, or `stem-2.ext`, … when a file of that name already exists."""
     candidate = dest_dir / f"{stem}.{ext}"
     n = 2
