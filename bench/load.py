@@ -240,9 +240,6 @@ async def _run_bot_case(case: Case, data: Path, url: str | None) -> Report:
             ]
         bots = [BotProcess(d, data, launcher=False, env={**env, **extra}) for extra in shards]
         bot = bots[0]
-        if os.environ.get("GCPROBE_DIR"):  # a local experiment: log long garbage collections
-            bot.env["PYTHONPATH"] = os.environ["GCPROBE_DIR"] + ":" + bot.env["PYTHONPATH"]
-            bot.env["GCPROBE"] = "1"
         async with contextlib.AsyncExitStack() as running:
             for each in bots:
                 await running.enter_async_context(each)
@@ -289,8 +286,6 @@ async def _run_bot_case(case: Case, data: Path, url: str | None) -> Report:
             for each in bots:
                 await each.stop(signal.SIGTERM, within=60)
         log = "\n".join(each.output() for each in bots)
-        if os.environ.get("GCPROBE_DIR"):
-            print("\n".join(line for line in log.splitlines() if "GCPROBE" in line)[-2000:])
         stalls = [float(m) for m in re.findall(r"longest stall: (\d+) ms", log)]
         acks = [a - i.created for i in inters if (a := callback_at(d, i))]
         results, light, delivered, ends = [], [], 0, []
