@@ -239,7 +239,6 @@ async def _run_bot_case(case: Case, data: Path, url: str | None) -> Report:
                 for n in range(count)
             ]
         bots = [BotProcess(d, data, launcher=False, env={**env, **extra}) for extra in shards]
-        bot = bots[0]
         async with contextlib.AsyncExitStack() as running:
             for each in bots:
                 await running.enter_async_context(each)
