@@ -607,14 +607,17 @@ class JobLifecycle:
             withheld=delivery.withheld,
             billed=delivery.billed,
         )
-        await self._book(record)
-        await self._keep_results(job.id, [i.path for i in delivery.images[: posted.images]])
-        self.metrics.images(posted=posted.images)
-        self.metrics.job_ended(Exit.DELIVERED)
+        # The work folder is tidied before the books close, so a job seen final leaves nothing
+        # behind: the posted images are read for keeping first, the unposted ones moved aside.
+        kept = await self._read_results(job.id, [i.path for i in delivery.images[: posted.images]])
         unposted = [i.path for i in delivery.images[posted.images :]]
         if unposted:  # a partial post: the rest were paid for; keep them for the admin
             await asyncio.to_thread(self._keep, job.id, unposted)
         await _remove(dest)
+        await self._book(record)
+        await self._keep_results(job.id, kept)
+        self.metrics.images(posted=posted.images)
+        self.metrics.job_ended(Exit.DELIVERED)
         return posted
 
     async def _not_posted(
@@ -746,12 +749,22 @@ class JobLifecycle:
         # What settle will refund comes back to the member: count it as left already.
         return status.remaining + max(0, job.images_reserved - delivered), True
 
-    async def _keep_results(self, job_id: int, paths: Sequence[Path]) -> None:
+    @staticmethod
+    async def _read_results(job_id: int, paths: Sequence[Path]) -> list[bytes]:
+        """The posted images' bytes, for keeping (empty when they cannot be read)."""
+        try:
+            return await asyncio.to_thread(lambda: [p.read_bytes() for p in paths])
+        except OSError as exc:
+            log.warning("job %s: the posted images were not kept (%s)", job_id, exc)
+            return []
+
+    async def _keep_results(self, job_id: int, images: Sequence[bytes]) -> None:
         """Store the posted images with the job for the retention period (/show, Vary, DMs);
         a failure only costs those controls their images, never the posted result."""
+        if not images:
+            return
         try:
             async with asyncio.timeout(KEEP_RESULTS_TIMEOUT):
-                images = await asyncio.to_thread(lambda: [p.read_bytes() for p in paths])
                 await self.store.keep_results(job_id, images)
         except Exception as exc:
             log.warning("job %s: the posted images were not kept (%s)", job_id, exc)
