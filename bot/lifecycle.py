@@ -607,14 +607,16 @@ class JobLifecycle:
             withheld=delivery.withheld,
             billed=delivery.billed,
         )
-        # The work folder is tidied before the books close, so a job seen final leaves nothing
-        # behind: the posted images are read for keeping first, the unposted ones moved aside.
+        # Journaled at once: from here a 🔁 on the result finds the job. The work folder is
+        # tidied before the books close, so a job seen final leaves nothing behind: the posted
+        # images are read for keeping first, the unposted ones moved aside.
+        await self._journal(record)
         kept = await self._read_results(job.id, [i.path for i in delivery.images[: posted.images]])
         unposted = [i.path for i in delivery.images[posted.images :]]
         if unposted:  # a partial post: the rest were paid for; keep them for the admin
             await asyncio.to_thread(self._keep, job.id, unposted)
         await _remove(dest)
-        await self._book(record)
+        await self._settle(record)
         await self._keep_results(job.id, kept)
         self.metrics.images(posted=posted.images)
         self.metrics.job_ended(Exit.DELIVERED)
@@ -679,16 +681,17 @@ class JobLifecycle:
         self._books.add(task)
         task.add_done_callback(self._books.discard)
 
-    async def _book(self, record: PostedRecord) -> None:
-        """Record the posted messages and settle; on a busy database keep trying in the background.
-
-        The journal file is written first, so a process that dies before the database frees
-        leaves the record for the next start to settle. The posted result is never undone.
-        """
+    async def _journal(self, record: PostedRecord) -> None:
+        """Write the posted record to the journal (no database), so a process that dies before
+        the books are written leaves it for the next start to settle."""
         try:
             await self.store.journal_posted(record)
         except Exception:  # the database may still take the record; do not stop here
             log.warning("job %s: could not journal the posted result", record.job_id, exc_info=True)
+
+    async def _settle(self, record: PostedRecord) -> None:
+        """Record the posted messages and settle; on a busy database keep trying in the background
+        (the posted result is never undone)."""
         try:
             await self.store.settle_posted(record)
             return
