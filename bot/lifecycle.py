@@ -208,6 +208,9 @@ class Posted:
     message_ids: tuple[int, ...]
     channel_id: int | None
     images: int
+    # What the presenter still does once the result is in the books (e.g. delete its status
+    # message): a Discord call after the post must not stand between the post and the books.
+    then: Callable[[], Awaitable[None]] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -617,6 +620,8 @@ class JobLifecycle:
             await asyncio.to_thread(self._keep, job.id, unposted)
         await _remove(dest)
         await self._settle(record)
+        if posted.then is not None:  # in the background: a slow Discord holds up nothing
+            self._track(_bounded(posted.then(), job.id, "tidy its status message"), job.id)
         await self._keep_results(job.id, kept)
         self.metrics.images(posted=posted.images)
         self.metrics.job_ended(Exit.DELIVERED)
@@ -676,7 +681,11 @@ class JobLifecycle:
                     log.info("job %s: the books are still busy (%s)", job_id, exc)
             log.warning("job %s: gave up writing its books; %s", job_id, gave_up)
 
-        task = asyncio.ensure_future(retry())
+        self._track(retry(), job_id)
+
+    def _track(self, work: Awaitable[None], job_id: int) -> None:
+        """Run `work` in the background, tracked so that close() can wait for it."""
+        task = asyncio.ensure_future(work)
         task.set_name(f"books-{job_id}")
         self._books.add(task)
         task.add_done_callback(self._books.discard)
@@ -792,6 +801,14 @@ class JobLifecycle:
         _, late = await asyncio.wait(pending, timeout=timeout)
         for task in late:
             task.cancel()
+
+
+async def _bounded(call: Awaitable[None], job_id: int, what: str) -> None:
+    """A presenter's call after the post: bounded, and never raising."""
+    try:
+        await asyncio.wait_for(call, TELL_TIMEOUT)
+    except Exception:
+        log.info("job %s: could not %s", job_id, what, exc_info=True)
 
 
 async def tell(presenter: Presenter, ending: Ending) -> None:
