@@ -377,7 +377,14 @@ class JobLifecycle:
         Cancelling it (a time limit, a clean stop) closes its books before the cancellation
         goes on.
         """
-        job = await self._retrying(lambda: self.store.mark_running(job.id))
+        try:
+            job = await self._retrying(lambda: self.store.mark_running(job.id))
+        except StoreBusy as exc:
+            # Still locked after the retries: nothing was sent, so hand it back refunded now
+            # (the close goes on in the background) rather than hold it open until a restart.
+            await self._close(job, Exit.NOT_STARTED, "not started: the database was busy", 0)
+            await tell(presenter, Ending(Exit.NOT_STARTED, job.id, error=exc))
+            return None
         if job.state != "running":  # cancelled while queued
             return None
         if task.image is None:

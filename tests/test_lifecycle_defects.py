@@ -309,3 +309,35 @@ async def test_a_job_stopped_while_waiting_after_a_429_never_ran(
 
 async def _asked(fake: FakeRemix) -> bool:
     return bool(fake.api_requests())
+
+
+async def test_a_job_that_cannot_be_marked_running_is_handed_back_refunded(
+    tmp_path: Path, fake: FakeRemix, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database stays locked through every try to mark the job running: nothing is sent to
+    the backend, the member is told it was not started, and the job ends refunded once the
+    database frees (not held open until the next start)."""
+    monkeypatch.setattr(lifecycle_mod, "SAVE_RETRY_DELAYS", (0.05, 0.05))
+    async with harness(tmp_path, fake) as h:
+        db_path = h.data / "remixbot.sqlite3"
+        async with await Store.open(
+            db_path, defaults=QuotaDefaults(limit=20), busy_timeout=0.1
+        ) as quick:
+            h.lifecycle.store = quick
+            job, task = await h.job(images=2)
+            presenter = RecordingPresenter()
+            lock = WriteLock(db_path, 2.0)
+            await asyncio.to_thread(lock.start)
+            assert await asyncio.wait_for(h.lifecycle.run(job, task, presenter), 10) is None
+            assert [e.exit for e in presenter.endings] == [Exit.NOT_STARTED]
+            assert isinstance(presenter.endings[0].error, StoreBusy)
+            assert fake.api_requests() == []  # nothing paid was sent
+            lock.join()
+
+            async def closed() -> bool:
+                return (await quick.get_job(job.id)).state == "cancelled"
+
+            await _until(closed, 15)
+            balance = await quick.ledger_balance(job.id)
+            assert (balance.charged, balance.refunded) == (0, 2)
+            await h.lifecycle.close()
