@@ -4,9 +4,11 @@ must reuse their stored input: each failed on the code before the one lifecycle.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import threading
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import NoReturn
 
@@ -60,6 +62,27 @@ async def _until(check, within: float = 15.0) -> None:
     while not await check():
         assert time.monotonic() < deadline, "timed out"
         await asyncio.sleep(0.05)
+
+
+@contextlib.asynccontextmanager
+async def quick_store(h, busy_timeout: float) -> AsyncIterator[Store]:  # type: ignore[no-untyped-def]
+    """The harness's lifecycle on a store that gives up on a lock after `busy_timeout`."""
+    async with await Store.open(
+        h.data / "remixbot.sqlite3", defaults=QuotaDefaults(limit=20), busy_timeout=busy_timeout
+    ) as quick:
+        h.lifecycle.store = quick
+        yield quick
+
+
+async def _closed_as(store: Store, job_id: int, state: str, refunded: int) -> None:
+    """Wait (bounded) until the job is closed in `state`, refunded in full and charged nothing."""
+
+    async def closed() -> bool:
+        return (await store.get_job(job_id)).state == state
+
+    await _until(closed, 15)
+    balance = await store.ledger_balance(job_id)
+    assert (balance.charged, balance.refunded) == (0, refunded)
 
 
 async def test_a_busy_database_after_posting_never_unposts_the_result(
@@ -258,29 +281,18 @@ async def test_a_busy_database_when_a_job_closes_still_closes_it_and_tells(
     the job: the close is retried, the job ends refunded, and its member is told."""
     fake.api_delay = 1.0
     fake.fail_next("422")  # a `rejected` exit: refund
-    async with harness(tmp_path, fake) as h:
-        db_path = h.data / "remixbot.sqlite3"
-        async with await Store.open(
-            db_path, defaults=QuotaDefaults(limit=20), busy_timeout=0.3
-        ) as quick:
-            h.lifecycle.store = quick
-            job, task = await h.job(images=2)
-            presenter = RecordingPresenter()
-            run = asyncio.create_task(h.lifecycle.run(job, task, presenter))
-            await _until(lambda: _running(quick, job.id), 10)
-            lock = WriteLock(db_path, 2.0)  # held past the store's busy timeout
-            await asyncio.to_thread(lock.start)
-            await asyncio.wait_for(run, 30)
-            lock.join()
-
-            async def closed() -> bool:
-                return (await quick.get_job(job.id)).state == "failed"
-
-            await _until(closed, 15)
-            assert [e.exit for e in presenter.endings] == [Exit.REJECTED]
-            balance = await quick.ledger_balance(job.id)
-            assert (balance.charged, balance.refunded) == (0, 2)
-            await h.lifecycle.close()
+    async with harness(tmp_path, fake) as h, quick_store(h, 0.3) as quick:
+        job, task = await h.job(images=2)
+        presenter = RecordingPresenter()
+        run = asyncio.create_task(h.lifecycle.run(job, task, presenter))
+        await _until(lambda: _running(quick, job.id), 10)
+        lock = WriteLock(h.data / "remixbot.sqlite3", 2.0)  # held past the busy timeout
+        await asyncio.to_thread(lock.start)
+        await asyncio.wait_for(run, 30)
+        lock.join()
+        await _closed_as(quick, job.id, "failed", 2)
+        assert [e.exit for e in presenter.endings] == [Exit.REJECTED]
+        await h.lifecycle.close()
 
 
 async def _running(store: Store, job_id: int) -> bool:
@@ -318,26 +330,15 @@ async def test_a_job_that_cannot_be_marked_running_is_handed_back_refunded(
     the backend, the member is told it was not started, and the job ends refunded once the
     database frees (not held open until the next start)."""
     monkeypatch.setattr(lifecycle_mod, "SAVE_RETRY_DELAYS", (0.05, 0.05))
-    async with harness(tmp_path, fake) as h:
-        db_path = h.data / "remixbot.sqlite3"
-        async with await Store.open(
-            db_path, defaults=QuotaDefaults(limit=20), busy_timeout=0.1
-        ) as quick:
-            h.lifecycle.store = quick
-            job, task = await h.job(images=2)
-            presenter = RecordingPresenter()
-            lock = WriteLock(db_path, 2.0)
-            await asyncio.to_thread(lock.start)
-            assert await asyncio.wait_for(h.lifecycle.run(job, task, presenter), 10) is None
-            assert [e.exit for e in presenter.endings] == [Exit.NOT_STARTED]
-            assert isinstance(presenter.endings[0].error, StoreBusy)
-            assert fake.api_requests() == []  # nothing paid was sent
-            lock.join()
-
-            async def closed() -> bool:
-                return (await quick.get_job(job.id)).state == "cancelled"
-
-            await _until(closed, 15)
-            balance = await quick.ledger_balance(job.id)
-            assert (balance.charged, balance.refunded) == (0, 2)
-            await h.lifecycle.close()
+    async with harness(tmp_path, fake) as h, quick_store(h, 0.1) as quick:
+        job, task = await h.job(images=2)
+        presenter = RecordingPresenter()
+        lock = WriteLock(h.data / "remixbot.sqlite3", 2.0)
+        await asyncio.to_thread(lock.start)
+        assert await asyncio.wait_for(h.lifecycle.run(job, task, presenter), 10) is None
+        assert [e.exit for e in presenter.endings] == [Exit.NOT_STARTED]
+        assert isinstance(presenter.endings[0].error, StoreBusy)
+        assert fake.api_requests() == []  # nothing paid was sent
+        lock.join()
+        await _closed_as(quick, job.id, "cancelled", 2)
+        await h.lifecycle.close()
