@@ -65,7 +65,9 @@ async def test_an_admin_signs_in_reads_a_job_and_blocks_a_member(tmp_path: Path)
                 await form.locator("input[name=reason]").fill("too many requests")
                 await form.locator("button").click()
                 await page.wait_for_selector("text=Blocked")
-                assert await page.is_visible(f"text=Blocked {bob} everywhere: too many requests")
+                assert await page.is_visible(
+                    f"text=Blocked {bob} everywhere (every server and direct messages): too many requests"
+                )
                 [blocked] = (await w.services.store.policies()).blocks
                 assert (blocked.user_id, blocked.guild_id) == (int(bob), None)
 

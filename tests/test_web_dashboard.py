@@ -166,7 +166,11 @@ async def test_quota_and_block_changes_go_through_the_store_with_csrf(tmp_path: 
 
         async with s.post(base + "/admin/quotas", data={**block, "csrf": token}) as r:
             page = await r.text()
-            assert r.status == 200 and f"Blocked {bob} everywhere: spamming the channel" in page
+            assert (
+                r.status == 200
+                and f"Blocked {bob} everywhere (every server and direct messages): spamming the channel"
+                in page
+            )
             assert "<td>everywhere</td><td>spamming the channel</td>" in page
         [blocked] = (await w.services.store.policies()).blocks
         assert (blocked.user_id, blocked.guild_id) == (int(bob), None)

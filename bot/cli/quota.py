@@ -10,12 +10,14 @@ from bot.store import Store
 from bot.store.admin import (
     block_dict,
     block_where,
+    blocked_text,
     parse_snowflake,
     parse_user_id,
     run_with_store,
     status_dict,
     status_text,
     table,
+    unblocked_text,
     user_label,
     when,
 )
@@ -259,27 +261,16 @@ def _reset(args: argparse.Namespace) -> int:
     return _print_status(args, status, note)
 
 
-def _block_scope(guild: int | None) -> str:
-    """Where a block holds, said plainly (no --guild means everywhere)."""
-    if guild is None:
-        return "everywhere (every server and direct messages)"
-    return f"in server {guild} only"
-
-
 def _block(args: argparse.Namespace) -> int:
     run_with_store(cli_settings(), lambda s: s.block(args.user, args.reason, guild_id=args.guild))
-    text = f"Blocked {user_label(args.user)} {_block_scope(args.guild)}: {args.reason}"
+    text = blocked_text(args.user, args.guild, args.reason)
     data = {"user_id": args.user, "guild_id": args.guild, "blocked": True, "reason": args.reason}
     return _done(args, data, text)
 
 
 def _unblock(args: argparse.Namespace) -> int:
     done = run_with_store(cli_settings(), lambda s: s.unblock(args.user, guild_id=args.guild))
-    who = user_label(args.user)
-    kind = "bot-wide block" if args.guild is None else f"block in server {args.guild}"
-    text = f"Lifted {who}'s {kind}." if done.lifted else f"{who} had no {kind}."
-    if done.still:
-        text += f" Still blocked: {', '.join(block_where(b) for b in done.still)}."
+    text = unblocked_text(args.user, args.guild, done)
     data = {
         "user_id": args.user,
         "guild_id": args.guild,

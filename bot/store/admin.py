@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 from bot.errors import InvalidRequest
 from bot.settings import Settings
-from bot.store.models import ANON_USER_ID, CLI_USER_ID, Block, Job, QuotaStatus
+from bot.store.models import ANON_USER_ID, CLI_USER_ID, Block, Job, QuotaStatus, Unblocked
 from bot.store.store import Store
 
 T = TypeVar("T")
@@ -119,6 +119,26 @@ def _blocks_of(s: QuotaStatus) -> list[tuple[str, str]]:
 def block_where(b: Block) -> str:
     """Where a block holds, for a terminal or the dashboard."""
     return "everywhere" if b.guild_id is None else f"guild {b.guild_id}"
+
+
+def blocked_text(user_id: int, guild_id: int | None, reason: str) -> str:
+    """What the terminal and the dashboard say after a block (guild None: everywhere)."""
+    where = (
+        "everywhere (every server and direct messages)"
+        if guild_id is None
+        else f"in server {guild_id} only"
+    )
+    return f"Blocked {user_label(user_id)} {where}: {reason}"
+
+
+def unblocked_text(user_id: int, guild_id: int | None, done: Unblocked) -> str:
+    """What the terminal and the dashboard say after an unblock, naming the blocks that stand."""
+    who = user_label(user_id)
+    kind = "bot-wide block" if guild_id is None else f"block in server {guild_id}"
+    text = f"Lifted {who}'s {kind}." if done.lifted else f"{who} had no {kind}."
+    if done.still:
+        text += f" Still blocked: {', '.join(block_where(b) for b in done.still)}."
+    return text
 
 
 def block_dict(b: Block) -> dict[str, Any]:

@@ -11,7 +11,15 @@ from aiohttp import web
 from multidict import MultiDictProxy
 
 from bot.store import Store
-from bot.store.admin import block_where, parse_snowflake, parse_user_id, user_label, when
+from bot.store.admin import (
+    block_where,
+    blocked_text,
+    parse_snowflake,
+    parse_user_id,
+    unblocked_text,
+    user_label,
+    when,
+)
 from bot.store.periods import PERIODS
 from bot.web.context import csrf_of, services_of
 from bot.web.html import csrf_field, e, message, page, table
@@ -114,31 +122,18 @@ async def _reset(store: Store, form: MultiDictProxy[Any]) -> str:
     return f"Reset this period's charges of {user_label(user)}, {_where(guild)}."
 
 
-def _block_where(guild: int | None) -> str:
-    return "everywhere" if guild is None else f"in server {guild} only"
-
-
 async def _block(store: Store, form: MultiDictProxy[Any]) -> str:
     user, reason = _user(form), _field(form, "reason")
     guild = _snowflake(form, "guild", optional=True)
     if not reason or len(reason) > MAX_REASON:
         raise Refused(f"A block needs a reason of 1 to {MAX_REASON} characters (members see it).")
     await store.block(user, reason, guild_id=guild)
-    return f"Blocked {user_label(user)} {_block_where(guild)}: {reason}"
+    return blocked_text(user, guild, reason)
 
 
 async def _unblock(store: Store, form: MultiDictProxy[Any]) -> str:
     user, guild = _user(form), _snowflake(form, "guild", optional=True)
-    done = await store.unblock(user, guild_id=guild)
-    kind = "bot-wide block" if guild is None else f"block in server {guild}"
-    text = (
-        f"Lifted {user_label(user)}'s {kind}."
-        if done.lifted
-        else f"{user_label(user)} had no {kind}."
-    )
-    if done.still:
-        text += f" Still blocked: {', '.join(block_where(b) for b in done.still)}."
-    return text
+    return unblocked_text(user, guild, await store.unblock(user, guild_id=guild))
 
 
 ACTIONS: dict[str, Action] = {
