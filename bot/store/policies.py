@@ -1,5 +1,6 @@
 """The quota policies an admin stores: the default limit and period, guild overrides, role tiers,
-exempt roles and blocks (a server's own, or the bot's owner's everywhere). What they mean for one user is bot/store/quota_rules.py."""
+exempt roles and blocks (a server's own, or the bot's owner's everywhere). What they mean for one
+user is bot/store/quota_rules.py."""
 
 from __future__ import annotations
 
