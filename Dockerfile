@@ -23,7 +23,8 @@ LABEL org.opencontainers.image.title="Remixbot" \
       org.opencontainers.image.documentation="README.md and docs/deploy.md in the source"
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 REMIXBOT_DATA_DIR=/data
 COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels \
+# The [heif] extra: iPhone photos (HEIC) are decoded, not refused.
+RUN pip install --no-cache-dir "$(ls /wheels/remixbot-*.whl)[heif]" && rm -rf /wheels \
     && useradd --system --uid 10001 --home-dir /data --shell /usr/sbin/nologin remixbot \
     && mkdir -p /data && chown remixbot /data
 USER remixbot

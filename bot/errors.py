@@ -42,7 +42,15 @@ class RemixError(RemixbotError):
 
 
 class RemixRejected(RemixError):
-    """400/422: the backend refused the request itself (bad option, safety check); not billed."""
+    """400/422: the backend refused the request itself (bad option, safety check); not billed.
+
+    ``safety`` marks a refusal by the backend's safety check (Ideogram answers those, and only
+    those, with 422), so moderation reports it without reading the backend's wording.
+    """
+
+    def __init__(self, message: str, *, safety: bool = False) -> None:
+        super().__init__(message)
+        self.safety = safety
 
 
 class RemixAuthError(RemixError):

@@ -208,6 +208,9 @@ class Posted:
     message_ids: tuple[int, ...]
     channel_id: int | None
     images: int
+    # What the presenter still does once the result is in the books (e.g. delete its status
+    # message): a Discord call after the post must not stand between the post and the books.
+    then: Callable[[], Awaitable[None]] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -607,14 +610,18 @@ class JobLifecycle:
             withheld=delivery.withheld,
             billed=delivery.billed,
         )
-        # The work folder is tidied before the books close, so a job seen final leaves nothing
-        # behind: the posted images are read for keeping first, the unposted ones moved aside.
+        # Journaled at once: from here a 🔁 on the result finds the job. The work folder is
+        # tidied before the books close, so a job seen final leaves nothing behind: the posted
+        # images are read for keeping first, the unposted ones moved aside.
+        await self._journal(record)
         kept = await self._read_results(job.id, [i.path for i in delivery.images[: posted.images]])
         unposted = [i.path for i in delivery.images[posted.images :]]
         if unposted:  # a partial post: the rest were paid for; keep them for the admin
             await asyncio.to_thread(self._keep, job.id, unposted)
         await _remove(dest)
-        await self._book(record)
+        await self._settle(record)
+        if posted.then is not None:  # in the background: a slow Discord holds up nothing
+            self._track(_bounded(posted.then(), job.id, "tidy its status message"), job.id)
         await self._keep_results(job.id, kept)
         self.metrics.images(posted=posted.images)
         self.metrics.job_ended(Exit.DELIVERED)
@@ -674,21 +681,26 @@ class JobLifecycle:
                     log.info("job %s: the books are still busy (%s)", job_id, exc)
             log.warning("job %s: gave up writing its books; %s", job_id, gave_up)
 
-        task = asyncio.ensure_future(retry())
+        self._track(retry(), job_id)
+
+    def _track(self, work: Awaitable[None], job_id: int) -> None:
+        """Run `work` in the background, tracked so that close() can wait for it."""
+        task = asyncio.ensure_future(work)
         task.set_name(f"books-{job_id}")
         self._books.add(task)
         task.add_done_callback(self._books.discard)
 
-    async def _book(self, record: PostedRecord) -> None:
-        """Record the posted messages and settle; on a busy database keep trying in the background.
-
-        The journal file is written first, so a process that dies before the database frees
-        leaves the record for the next start to settle. The posted result is never undone.
-        """
+    async def _journal(self, record: PostedRecord) -> None:
+        """Write the posted record to the journal (no database), so a process that dies before
+        the books are written leaves it for the next start to settle."""
         try:
             await self.store.journal_posted(record)
         except Exception:  # the database may still take the record; do not stop here
             log.warning("job %s: could not journal the posted result", record.job_id, exc_info=True)
+
+    async def _settle(self, record: PostedRecord) -> None:
+        """Record the posted messages and settle; on a busy database keep trying in the background
+        (the posted result is never undone)."""
         try:
             await self.store.settle_posted(record)
             return
@@ -789,6 +801,14 @@ class JobLifecycle:
         _, late = await asyncio.wait(pending, timeout=timeout)
         for task in late:
             task.cancel()
+
+
+async def _bounded(call: Awaitable[None], job_id: int, what: str) -> None:
+    """A presenter's call after the post: bounded, and never raising."""
+    try:
+        await asyncio.wait_for(call, TELL_TIMEOUT)
+    except Exception:
+        log.info("job %s: could not %s", job_id, what, exc_info=True)
 
 
 async def tell(presenter: Presenter, ending: Ending) -> None:

@@ -161,7 +161,7 @@ class _SafetyWatch:
         delivery, error = ending.delivery, ending.error
         if ending.exit is Exit.NOTHING_DELIVERED and delivery is not None and delivery.withheld:
             await self._report(ending.job_id, None, "every image withheld by the safety filter")
-        elif isinstance(error, RemixRejected) and "safety" in str(error).lower():
+        elif isinstance(error, RemixRejected) and error.safety:
             await self._report(ending.job_id, None, str(error))
 
     async def _report(self, job_id: int, prompt: str | None, detail: str) -> None:

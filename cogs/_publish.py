@@ -7,6 +7,7 @@ the channel with the bot token, as a reply to the request, so nothing paid for i
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import io
 import logging
@@ -343,8 +344,8 @@ class ChannelPresenter(Poster):
             return message.id
 
         posted = await self.post_fitted(files, send, self.channel_id)
-        await self._clear_status()
-        return posted
+        # The status message goes once the result is in the books (the lifecycle calls `then`).
+        return dataclasses.replace(posted, then=self._clear_status)
 
     async def send_files(self, batch: list[UploadFile]) -> int:
         """Send one message of files (no embed) and return its id."""

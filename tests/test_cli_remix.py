@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import os
 import sys
@@ -324,6 +325,37 @@ async def test_cli_goes_through_the_books_and_exits_3_when_refused(
         lambda: (main(["quota", "show", "cli", "--json"]), *capsys.readouterr())
     )
     assert code == 0 and json.loads(stdout)["used"] == 2
+
+
+async def test_a_save_that_fails_part_way_charges_what_was_saved_and_keeps_the_rest(
+    fake: FakeRemix, source: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    import bot.cli.remix as cli_remix
+
+    real_free_name = cli_remix.free_name
+    calls = []
+
+    def disk_full_at_the_second(folder: Path, stem: str, ext: str) -> Path:
+        calls.append(stem)
+        if len(calls) == 2:  # the disk fills up after the first image (ENOSPC)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_free_name(folder, stem, ext)
+
+    monkeypatch.setattr(cli_remix, "free_name", disk_full_at_the_second)
+    out = tmp_path / "o"
+    argv = [str(source), "--prompt", "x", "--out", str(out), "--num-images", "3", "--json"]
+    code, stdout, stderr = await cli_inproc(fake, "ideogram", argv, tmp_path, monkeypatch, capsys)
+    assert code == 1
+    assert len(saved(out)) == 1
+    summary = json.loads(stdout)
+    assert "could not save image 2 of 3" in summary["save_error"]
+    assert "No space left on device" in stderr
+    # The saved image is charged; the two unsaved ones are kept for the admin, not charged.
+    assert len(list((tmp_path / "data" / "undelivered" / "job-1").iterdir())) == 2
+    code, stdout, _ = await asyncio.to_thread(
+        lambda: (main(["quota", "show", "cli", "--json"]), *capsys.readouterr())
+    )
+    assert code == 0 and (json.loads(stdout)["used"], json.loads(stdout)["reserved"]) == (1, 0)
 
 
 async def test_legacy_backend_auto_ratio_is_one_legacy_accepts(

@@ -84,10 +84,16 @@ async def test_safety_rejections_reach_the_log_channel(tmp_path: Path) -> None:
             assert refused["title"] == "Backend safety rejection"
             assert refused["description"] == "something the backend refuses"
             assert _fields(refused)["Job"] == f"`{job.id}`"
+            # Ideogram answers 422 for its safety check only: reported whatever the wording.
+            w.remix.fail_next("422_terse")
+            await w.slash_remix(png_bytes(), prompt="refused tersely")
+            terse = (await _logged(w, log, 2))[1]
+            assert terse["title"] == "Backend safety rejection"
+            assert terse["description"] == "refused tersely"
             w.remix.unsafe = {0}  # one of two images withheld by the safety filter
             inter = await w.slash_remix(png_bytes(), num_images=2, prompt="half unsafe")
             await w.result_message(inter)
-            withheld = (await _logged(w, log, 2))[1]
+            withheld = (await _logged(w, log, 3))[2]
             assert "1 image(s) withheld" in _fields(withheld)["Detail"]
 
 

@@ -561,6 +561,34 @@ async def test_a_double_tapped_reaction_rerolls_once(tmp_path: Path) -> None:
         assert await w.books_balance() == []
 
 
+async def test_a_reroll_is_in_the_books_before_its_status_message_is_deleted(
+    tmp_path: Path,
+) -> None:
+    async with running_world(tmp_path / "data") as w:
+        inter = await w.slash_remix(png_bytes())
+        msg = await w.result_message(inter)
+        before = set(w.discord.messages)
+        # Deleting the "Rerolling…" status message is slow: Discord rate-limits it for 3 s.
+        w.discord.rate_limit("DELETE", r".*/messages/\d+$", retry_after=3.0, times=1)
+        await w.discord.react(msg.id, "🔁", user=w.discord.bob)
+
+        def new(attachments: bool) -> list:
+            return [
+                m
+                for m in w.discord.messages.values()
+                if m.id not in before and bool(m.attachments) == attachments
+            ]
+
+        await w.discord.wait_until(lambda: new(True), 15, "the reroll's result")
+        # The result is settled at once; the status message's slow delete comes after it.
+        jobs = await w.jobs_final(2, within=2)
+        assert jobs[1].state == "delivered"
+        [status] = new(False)  # the "Rerolling…" reply, still there
+        assert not status.deleted
+        await w.discord.wait_until(lambda: status.deleted, 10, "the status message's delete")
+        assert await w.books_balance() == []
+
+
 async def test_quota_command_shows_what_is_left_and_when_it_resets(tmp_path: Path) -> None:
     async with running_world(tmp_path / "data", REMIXBOT_DEFAULT_LIMIT="5") as w:
         inter = await w.slash_remix(png_bytes(), num_images=2)

@@ -7,6 +7,7 @@ import asyncio
 import difflib
 import json
 import secrets
+import shutil
 import sys
 import time
 from collections.abc import Awaitable
@@ -300,6 +301,7 @@ class TerminalPresenter:
         self.ending: Ending | None = None
         self.outcome: Outcome | None = None
         self.saved: list[Path] = []
+        self.save_error: str | None = None
 
     def stage(self, stage: str) -> None:
         """Say on stderr what the job is doing."""
@@ -321,11 +323,25 @@ class TerminalPresenter:
         return Posted((), None, len(self.saved))
 
     def _save(self, outcome: Outcome) -> list[Path]:
-        self.out.mkdir(parents=True, exist_ok=True)
-        saved = []
-        for n, item in enumerate(outcome.delivery.images, 1):
-            target = free_name(self.out, f"{self.stem}-{n}", item.path.suffix.lstrip("."))
-            item.path.replace(target)
+        """Move the images into --out in order; a failure stops there, so the saved ones are
+        charged and the rest are kept for the admin (never all refunded, some already saved)."""
+        saved: list[Path] = []
+        images = outcome.delivery.images
+        for n, item in enumerate(images, 1):
+            try:
+                self.out.mkdir(parents=True, exist_ok=True)
+                target = free_name(self.out, f"{self.stem}-{n}", item.path.suffix.lstrip("."))
+                # Copied, not moved: the work folder stays whole for the lifecycle (it keeps the
+                # saved images with the job and the unsaved ones for the admin).
+                _copy(item.path, target)
+            except OSError as exc:
+                self.save_error = (
+                    f"could not save image {n} of {len(images)} into {self.out}"
+                    f" ({exc.strerror or type(exc).__name__}); the unsaved ones are kept in"
+                    f" undelivered/job-{outcome.job.id} in the data folder, not charged"
+                )
+                break
+            saved.append(target)
             record = {
                 "file": target.name,
                 "seed": item.seed,
@@ -338,8 +354,11 @@ class TerminalPresenter:
                 "request": outcome.request.to_dict(),
                 "job": outcome.job.id,
             }
-            _write_sidecar(target, record)
-            saved.append(target)
+            try:
+                _write_sidecar(target, record)
+            except OSError as exc:  # the image itself is saved (and charged)
+                self.save_error = f"could not write {target.name}'s sidecar ({exc.strerror})"
+                break
         return saved
 
     async def end(self, ending: Ending) -> None:
@@ -356,7 +375,7 @@ class TerminalPresenter:
         if self.ending is None and delivery is None:
             return 1
         if self.json_output:
-            print_json(_summary(delivery, self.saved, self.ending))
+            print_json(_summary(delivery, self.saved, self.ending, self.save_error))
         if delivery is not None:
             _progress(
                 f"saved {len(self.saved)} of {delivery.billed} image(s)"
@@ -368,15 +387,31 @@ class TerminalPresenter:
             )
             for error in delivery.errors:
                 _progress(error)
+        if self.save_error is not None:
+            _progress(self.save_error)
         if self.ending is not None:
             _progress(ending_sentence(self.ending))
             return ending_exit_code(self.ending)
-        return 1 if delivery is not None and delivery.failed_downloads else 0
+        failed = delivery is not None and delivery.failed_downloads
+        return 1 if failed or self.save_error is not None else 0
 
 
-def _summary(delivery: Delivery | None, saved: list[Path], ending: Ending | None) -> dict[str, Any]:
+def _copy(source: Path, target: Path) -> None:
+    """Copy a file; a copy that fails part-way leaves nothing behind."""
+    try:
+        shutil.copyfile(source, target)
+    except OSError:
+        target.unlink(missing_ok=True)
+        raise
+
+
+def _summary(
+    delivery: Delivery | None, saved: list[Path], ending: Ending | None, save_error: str | None
+) -> dict[str, Any]:
     """The --json summary of a run."""
     out: dict[str, Any] = {"images": []}
+    if save_error is not None:
+        out["save_error"] = save_error
     if delivery is not None:
         out |= {
             "backend": delivery.backend,

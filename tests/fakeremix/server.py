@@ -139,7 +139,7 @@ class Recorded:
 class Fault:
     """A fault to inject on the next matching API call(s)."""
 
-    kind: str  # 429 (in-flight) 429_rate 400 401 402 403 404 422 500 502 503 504 524 hang
+    kind: str  # 429 (in-flight) 429_rate 400 401 402 403 404 422 422_terse 500 502 503 504 524 hang
     # malformed missing_data
     # redirect busy_code
     times: int = 1
@@ -333,6 +333,8 @@ class FakeRemix:
                 },
                 status=422,
             )
+        if kind == "422_terse":  # a 422 whose wording does not name the safety check
+            return web.json_response({"error": "Request refused."}, status=422)
         if kind == "402":
             return web.json_response(
                 {"error": "Insufficient funds.", "reject_reason": "insufficient_funds"}, status=402

@@ -8,6 +8,7 @@ import json
 import logging
 import math
 import random
+import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC
@@ -484,4 +485,15 @@ def map_status(name: str, status: int, body: bytes | str | None) -> Exception:
         )
     if status == 408:
         return RemixUnavailable(f"The {name} backend timed out reading the request (HTTP 408).")
-    return RemixRejected(f"The {name} backend rejected the request (HTTP {status}): {reason}.")
+    return RemixRejected(
+        f"The {name} backend rejected the request (HTTP {status}): {reason}.",
+        safety=status == 422 or mentions_safety(reason),
+    )
+
+
+_SAFETY_WORDS = re.compile(r"safety|nsfw|prohibited|moderat|inappropriate", re.I)
+
+
+def mentions_safety(reason: str) -> bool:
+    """Whether a backend's refusal names its safety check (for backends without a 422)."""
+    return bool(_SAFETY_WORDS.search(reason))

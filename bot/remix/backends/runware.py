@@ -14,7 +14,7 @@ from bot.errors import InvalidRequest, RemixOutcomeUnknown, RemixRejected
 from bot.media import EncodedImage
 from bot.remix import enums
 from bot.remix.backends.base import OnSubmitted, RemixResult, ResultImage
-from bot.remix.backends.http import HttpBackend, backend_reason, check_count
+from bot.remix.backends.http import HttpBackend, backend_reason, check_count, mentions_safety
 from bot.remix.request import RemixRequest
 
 V3_MODEL = "ideogram:4@2"  # Ideogram 3.0 Remix
@@ -193,7 +193,10 @@ class RunwareBackend(HttpBackend):
         if not items:
             if errors:
                 reason = backend_reason(json.dumps({"errors": errors}), 200)
-                raise RemixRejected(f"The runware backend rejected the request: {reason}.")
+                raise RemixRejected(
+                    f"The runware backend rejected the request: {reason}.",
+                    safety=mentions_safety(reason),
+                )
             raise RemixOutcomeUnknown(
                 "The runware backend's reply had no `data` for the task; it may have run, so it "
                 "was not resubmitted."

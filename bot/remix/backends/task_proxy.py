@@ -22,6 +22,7 @@ from bot.remix.backends.http import (
     backend_reason,
     check_count,
     full_jitter,
+    mentions_safety,
     parse_ideogram_images,
     parse_retry_after,
 )
@@ -132,9 +133,10 @@ class TaskProxyBackend(HttpBackend):
             )
         code = body.get("code")
         if code not in (0, "0", 200, None):
+            reason = backend_reason(json.dumps(body), 200)
             raise RemixRejected(
-                f"The task-proxy backend refused the task (code {code}): "
-                f"{backend_reason(json.dumps(body), 200)}."
+                f"The task-proxy backend refused the task (code {code}): {reason}.",
+                safety=mentions_safety(reason),
             )
         data = body.get("data")
         task_id = data.get("task_id") if isinstance(data, dict) else None
@@ -144,8 +146,10 @@ class TaskProxyBackend(HttpBackend):
                 "it was not resubmitted."
             )
         if isinstance(data, dict) and data.get("task_status") == TERMINAL_FAILED:
+            failure = self._failure(data)
             raise RemixRejected(
-                f"The task-proxy backend failed the task at once: {self._failure(data)}."
+                f"The task-proxy backend failed the task at once: {failure}.",
+                safety=mentions_safety(failure),
             )
         return str(task_id)
 
@@ -179,8 +183,10 @@ class TaskProxyBackend(HttpBackend):
                     images=self._images(data), backend=self.name, backend_ref=task_id
                 )
             if status == TERMINAL_FAILED:
+                failure = self._failure(data)
                 raise RemixRejected(
-                    f"The task-proxy backend failed the task: {self._failure(data)}."
+                    f"The task-proxy backend failed the task: {failure}.",
+                    safety=mentions_safety(failure),
                 )
         raise RemixOutcomeUnknown(
             f"Task {task_id} did not finish within {self.settings.task_max_wait:g} seconds; it may "
