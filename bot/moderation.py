@@ -85,6 +85,11 @@ class Moderation:
         """The server's rules (None in DMs, which have no server rules)."""
         return None if guild_id is None else await self.store.guild_rules(guild_id)
 
+    async def paused(self, guild_id: int | None) -> bool:
+        """True when the server's admins paused it (never in DMs)."""
+        rules = await self.rules(guild_id)
+        return rules is not None and rules.paused
+
     async def check(
         self, guild_id: int | None, channel_id: int | None, user_id: int, prompt: str | None
     ) -> None:

@@ -26,7 +26,7 @@ from bot.jobs import Admission, JobTicket, Scheduler, SchedulerClosed
 from bot.jobs.errors import JobRunning
 from bot.lifecycle import Ending, Exit, JobLifecycle, JobTask, Posted, Presenter, tell
 from bot.media import EncodedImage
-from bot.moderation import Moderation
+from bot.moderation import Moderation, ServerPaused
 from bot.remix.backends import BACKEND_CLASSES
 from bot.remix.backends.base import Backend
 from bot.remix.download import DownloadPolicy
@@ -198,6 +198,7 @@ class RemixService:
         self._intake = asyncio.Semaphore(INTAKE_AT_ONCE)
         self._watchers: set[asyncio.Task[None]] = set()
         self._presenters: dict[int, Presenter] = {}
+        self._guilds: dict[int, int | None] = {}  # the server of each job in the scheduler
 
     @property
     def stopping(self) -> bool:
@@ -366,6 +367,7 @@ class RemixService:
         told. Raises NotJobOwner, JobRunning (it may be billed: it goes on) or AlreadyEnded."""
         if self.scheduler.cancel(job_id, user_id=user_id):
             presenter = self._presenters.pop(job_id, None)
+            self._guilds.pop(job_id, None)
             await self.lifecycle.not_started(job_id, presenter)
             return
         job = await self.store.find_job(job_id)
@@ -373,6 +375,39 @@ class RemixService:
             raise AlreadyEnded()
         # Open but not in this process's queue: running here, or another process's job.
         raise JobRunning()
+
+    async def pause_server(self, guild_id: int) -> int:
+        """Pause a server: it takes no new jobs, and its jobs still queued here are handed back
+        (closed not started, refunded, each member told the admins paused it); jobs already
+        running go on (they may be billed). How many were handed back.
+
+        The pause is stored first, so a job of the server that starts meanwhile, here or in
+        another process on the same books, is stopped before its backend call (`_queue`)."""
+        await self.store.set_paused(guild_id, True)
+        handed = 0
+        for admission in self.scheduler.queued():
+            job_id = int(admission.job_id)
+            if self._guilds.get(job_id) != guild_id:
+                continue
+            try:
+                cancelled = self.scheduler.cancel(job_id)
+            except JobRunning:  # it started while the others were closed: it stops itself
+                continue
+            if cancelled:
+                presenter = self._presenters.pop(job_id, None)
+                self._guilds.pop(job_id, None)
+                await self.lifecycle.not_started(job_id, presenter, ServerPaused())
+                handed += 1
+        return handed
+
+    async def _paused(self, job: Job) -> bool:
+        """True when the job's server was paused since it was queued (by an admin here or in
+        another process). A failed look makes it False: the job was accepted unpaused."""
+        try:
+            return await self.moderation.paused(job.guild_id)
+        except Exception:
+            log.warning("job %s: could not read its server's pause", job.id, exc_info=True)
+            return False
 
     async def _again(
         self,
@@ -488,6 +523,9 @@ class RemixService:
 
         async def run(admission: Admission) -> Posted | None:
             try:
+                if await self._paused(job):  # before anything is sent: nothing is billed
+                    await self.lifecycle.not_started(job.id, presenter, ServerPaused())
+                    return None
                 try:
                     stored = await self._stored_images(job)
                 except Exception as exc:  # the stored input is gone (forgotten, swept), or worse
@@ -510,10 +548,12 @@ class RemixService:
                 return None
             finally:
                 self._presenters.pop(job.id, None)
+                self._guilds.pop(job.id, None)
 
         ticket = JobTicket(job_id=job.id, user_id=job.user_id, images=job.images_requested, run=run)
         admission = self.scheduler.submit(ticket, hold=hold, recovered=recovered)
         self._presenters[job.id] = presenter
+        self._guilds[job.id] = job.guild_id
         self._watch(admission, presenter)
         return admission
 

@@ -44,8 +44,11 @@ def status_lines(member: discord.abc.User, status: QuotaStatus) -> str:
         )
     stamp = int(status.resets_at.timestamp())
     lines = [head, f"The quota resets <t:{stamp}:R>."]
-    if status.blocked_reason:
-        lines.append(f"Blocked: {safe_text(status.blocked_reason, 300)}")
+    if status.blocked_everywhere is not None:
+        reason = safe_text(status.blocked_everywhere, 300)
+        lines.append(f"Blocked everywhere by the bot's owner: {reason}")
+    if status.blocked_here is not None:
+        lines.append(f"Blocked in this server: {safe_text(status.blocked_here, 300)}")
     return "\n".join(lines)
 
 
@@ -116,12 +119,19 @@ class Admin(commands.GroupCog, group_name="remixadmin"):
         )
         return status_lines(member, status)
 
-    @quota.command(name="server-limit", description="Images per member here (empty: the default)")
-    @app_commands.describe(images="Images per member per period; leave out to use the default")
+    @quota.command(
+        name="server-limit",
+        description="Images per member here, in place of the bot's default (empty: the default)",
+    )
+    @app_commands.describe(
+        images="Images per member per period, lower or higher than the default; leave out to "
+        "use the default"
+    )
     async def quota_server_limit(
         self, interaction: discord.Interaction, images: Range[int, 0, MAX_IMAGES] | None = None
     ) -> None:
-        """The server's own limit (the higher of it and the bot's default applies)."""
+        """The server's own limit: it replaces the bot's default here (role tiers still raise a
+        member above it)."""
         guild = interaction.guild_id
         assert guild is not None
         await self.services.store.set_guild(guild, images)
@@ -130,19 +140,22 @@ class Admin(commands.GroupCog, group_name="remixadmin"):
         text = (
             f"Members here get the bot's default, {default}."
             if images is None
-            else f"Members here get {images} images per period (the bot's default is {default}; "
-            "the higher of the two applies)."
+            else f"Members here get {images} images per period, in place of the bot's default "
+            f"({default}); a role tier above it still raises a member."
         )
         await self._say(interaction, text)
 
-    @quota.command(name="role", description="A role tier's images per member (empty: no tier)")
+    @quota.command(
+        name="role", description="A role tier: images per member, above the server's limit"
+    )
     async def quota_role(
         self,
         interaction: discord.Interaction,
         role: discord.Role,
         images: Range[int, 0, MAX_IMAGES] | None = None,
     ) -> None:
-        """Members with the role get this many images (the highest of their limits applies)."""
+        """Members with the role get this many images where it is more than the server's limit
+        (a member gets the highest of the server's limit and their tiers)."""
         guild = interaction.guild_id
         assert guild is not None
         await self.services.store.set_role(guild, role.id, images)
@@ -172,7 +185,7 @@ class Admin(commands.GroupCog, group_name="remixadmin"):
         await self.services.store.reset(member.id, interaction.guild_id)
         await self._say(interaction, "Reset. " + await self._status(interaction, member))
 
-    @quota.command(name="block", description="Refuse a member's remixes (everywhere the bot is)")
+    @quota.command(name="block", description="Refuse a member's remixes in this server")
     @app_commands.describe(reason="Shown to the member when they try")
     async def quota_block(
         self,
@@ -180,18 +193,31 @@ class Admin(commands.GroupCog, group_name="remixadmin"):
         member: discord.Member,
         reason: Range[str, 1, 300],
     ) -> None:
-        """Block a member; the reason is shown to them (privately) and to the moderation log."""
-        await self.services.store.block(member.id, reason)
+        """Block a member in this server (other servers are theirs to decide); the reason is
+        shown to them (privately) and to the moderation log."""
+        await self.services.store.block(member.id, reason, guild_id=interaction.guild_id)
         await self._report(interaction, MEMBER_BLOCKED, member, reason)
-        await self._say(interaction, f"Blocked {member.mention}: {safe_text(reason, 300)}")
+        await self._say(
+            interaction, f"Blocked {member.mention} in this server: {safe_text(reason, 300)}"
+        )
 
-    @quota.command(name="unblock", description="Lift a member's block")
+    @quota.command(name="unblock", description="Lift this server's block on a member")
     async def quota_unblock(self, interaction: discord.Interaction, member: discord.Member) -> None:
-        """Lift a block."""
-        was = await self.services.store.unblock(member.id)
-        if was:
+        """Lift this server's block; a block the bot's owner set everywhere stays (only they
+        can lift it, from the terminal or the dashboard)."""
+        done = await self.services.store.unblock(member.id, guild_id=interaction.guild_id)
+        if done.lifted:
             await self._report(interaction, MEMBER_UNBLOCKED, member, "")
-        text = f"Unblocked {member.mention}." if was else f"{member.mention} was not blocked."
+        text = (
+            f"Unblocked {member.mention} in this server."
+            if done.lifted
+            else f"{member.mention} was not blocked in this server."
+        )
+        if done.still:
+            text += (
+                f" {member.mention} is still blocked everywhere the bot is: that block was set "
+                "by the bot's owner, and a server's admins cannot lift it."
+            )
         await self._say(interaction, text)
 
     async def _report(
@@ -242,16 +268,21 @@ class Admin(commands.GroupCog, group_name="remixadmin"):
 
     # --- the queue and jobs ----------------------------------------------------------------
 
-    @queue.command(name="pause", description="Take no new remixes here until resumed")
+    @queue.command(
+        name="pause", description="Take no new remixes here, and hand back the queued ones"
+    )
     async def queue_pause(self, interaction: discord.Interaction) -> None:
-        """New jobs from this server are refused; jobs already queued go on (cancel them with
-        /remixadmin cancel)."""
+        """New jobs from this server are refused, and its queued jobs are handed back
+        (refunded, each member told); jobs already at the backend finish."""
         assert interaction.guild_id is not None
-        await self.services.store.set_paused(interaction.guild_id, True)
-        await self._say(
-            interaction,
-            "Paused: new remixes here are refused until you resume. Jobs already queued still "
-            "run; /remixadmin cancel stops one.",
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        handed = await self.services.remix.pause_server(interaction.guild_id)
+        queued = f"{handed} queued remix{'' if handed == 1 else 'es'}"
+        await interaction.followup.send(
+            f"Paused: new remixes here are refused until you resume. {queued} handed back, "
+            "refunded (their members were told); remixes already at the backend finish.",
+            ephemeral=True,
+            allowed_mentions=discord.AllowedMentions.none(),
         )
 
     @queue.command(name="resume", description="Take remixes here again")

@@ -93,13 +93,29 @@ def test_quota_commands(data_dir: Path, run, run_json) -> None:
     assert _json("quota", "reset", "5", "--guild", "111")["used"] == 0
 
     code, out, _ = run("quota", "block", "5", "--reason", "spamming")
-    assert code == 0 and "Blocked 5: spamming" in out
+    assert code == 0 and "Blocked 5 everywhere (every server and direct messages): spamming" in out
+    code, out, _ = run("quota", "block", "5", "--guild", "111", "--reason", "rude")
+    assert code == 0 and "Blocked 5 in server 111 only: rude" in out
     policies = _json("quota", "policies")
-    assert policies["blocked"] == [{"user_id": 5, "reason": "spamming"}]
+    assert [
+        (b["user_id"], b["guild_id"], b["everywhere"], b["reason"]) for b in policies["blocked"]
+    ] == [(5, None, True, "spamming"), (5, 111, False, "rude")]
     assert policies["roles"] == [{"guild_id": 111, "role_id": 222, "limit": 40}]
     text = run("quota", "policies")[1]
-    assert "exempt role" in text and "Blocked: 5: spamming" in text
-    assert _json("quota", "unblock", "5")["was_blocked"] is True
+    assert "exempt role" in text
+    assert "Reason (5, everywhere): spamming" in text and "Reason (5, guild 111): rude" in text
+    shown = _json("quota", "show", "5", "--guild", "111")
+    assert (shown["blocked_everywhere"], shown["blocked_here"]) == ("spamming", "rude")
+    assert _json("quota", "show", "5", "--guild", "222")["blocked_here"] is None
+    # Without --guild the owner lifts the bot-wide block; the server's stays, and is named.
+    unblocked = _json("quota", "unblock", "5")
+    assert unblocked["was_blocked"] is True
+    assert [b["guild_id"] for b in unblocked["still_blocked"]] == [111]
+    code, out, _ = run("quota", "unblock", "5")
+    assert out.strip() == "5 had no bot-wide block. Still blocked: guild 111."
+    code, out, _ = run("quota", "unblock", "5", "--guild", "111")
+    assert out.strip() == "Lifted 5's block in server 111."
+    assert _json("quota", "policies")["blocked"] == []
 
 
 def test_bad_arguments_are_one_sentence(data_dir: Path, run) -> None:
@@ -159,8 +175,12 @@ def test_jobs_and_forget(data_dir: Path, run, run_json) -> None:
     detail = _json("jobs", "show", str(a.id))
     assert detail["backend_cost"] == {"status": "billed", "images": 2}
 
+    run("quota", "block", "5", "--guild", "7", "--reason", "spam")
     forgot = _json("forget", "5", "--yes")
     assert (forgot["jobs"], forgot["inputs_deleted"]) == (1, 1)
+    # The block stays with its scope (a moderation record, not personal content).
+    assert [(b["guild_id"], b["reason"]) for b in forgot["blocks_kept"]] == [(7, "spam")]
+    assert "Their blocks stay: guild 7." in run("forget", "5", "--yes")[1]
     assert _json("jobs", "list", "--user", "5") == []
     detail = _json("jobs", "show", str(a.id))
     assert detail["user_id"] == -1 and "prompt" not in detail["request"]

@@ -28,7 +28,7 @@ async def _history(db: Path) -> dict[str, int]:
         await s.set_guild(7, 8)
         await s.set_role(7, 70, 10)
         await s.set_exempt_role(7, 71)
-        await s.block(99, "spam")
+        await s.block(99, "spam", guild_id=None)
         key = await s.inputs.put(b"an input image")
         first = await s.submit_job(new_job(images=3, input_key=key, role_ids=(70,)))
         await s.mark_running(first.id, "req-1")

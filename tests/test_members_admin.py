@@ -83,7 +83,7 @@ async def test_block_and_unblock_reach_the_member_and_the_log(tmp_path: Path) ->
             answer = await _admin(w, "moderation log", {"channel": ChannelRef(log)})
             assert f"Moderation log: <#{log}>" in answer
             answer = await _admin(w, "quota block", {"member": d.bob, "reason": "spam"})
-            assert answer == f"Blocked <@{d.bob['id']}>: spam"
+            assert answer == f"Blocked <@{d.bob['id']}> in this server: spam"
             await w.slash_remix(png_bytes(), user=d.bob)
             await d.wait_until(
                 lambda: "You are blocked from remixing: spam." in w.ephemeral_replies(),
@@ -99,7 +99,7 @@ async def test_block_and_unblock_reach_the_member_and_the_log(tmp_path: Path) ->
             ] == f"<@{d.owner['id']}>"
             assert (
                 await _admin(w, "quota unblock", {"member": d.bob})
-                == f"Unblocked <@{d.bob['id']}>."
+                == f"Unblocked <@{d.bob['id']}> in this server."
             )
             inter = await w.slash_remix(png_bytes(), user=d.bob)
             await w.result_message(inter)

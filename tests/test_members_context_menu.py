@@ -121,7 +121,7 @@ async def test_refusals_come_privately_and_cost_nothing(tmp_path: Path) -> None:
         submit = await w.discord.submit_modal(menu, {"prompt": "x"})
         assert "the limit is 1 MB" in await w.private_answer(submit)
         # Out of quota: refused before the modal opens.
-        await w.services.store.block(int(w.discord.alice["id"]), "testing")
+        await w.services.store.block(int(w.discord.alice["id"]), "testing", guild_id=None)
         small = await _posted_by_bob(w, (1, 2, 3))
         menu = await w.discord.message_command(MENU, small.id)
         assert await w.private_answer(menu) == "You are blocked from remixing: testing."

@@ -103,7 +103,9 @@ async def test_blocked_and_out_of_quota_members_cost_nothing(
         text = await _reaction_refused(w, msg, w.discord.alice, pillow)
         assert "You have 0 of 1 image left today" in text
         # Bob is blocked: the button tells him why, privately; the channel never sees why.
-        await w.services.store.block(int(w.discord.bob["id"]), "spamming the channel")
+        await w.services.store.block(
+            int(w.discord.bob["id"]), "spamming the channel", guild_id=None
+        )
         click = await w.discord.click(msg.id, f"remix:reroll:{job.id}", user=w.discord.bob)
         assert (
             await w.private_answer(click) == "You are blocked from remixing: spamming the channel."

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import psycopg
 import pytest
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
 
 from bot.errors import QuotaRefused
-from bot.store import QuotaDefaults, QuotaExceeded, Store, UserBlocked
+from bot.store import QuotaDefaults, QuotaExceeded, Store, UserBlocked, pg_schema
+from bot.store import schema as sqlite_schema
 from bot.store.periods import period_bounds
+from tests.databases import execute
 from tests.store_helpers import new_job
 
 T0 = datetime(2026, 11, 18, 12, 0, tzinfo=UTC)  # a Wednesday
@@ -122,12 +128,39 @@ async def test_scopes_are_per_guild_and_dms_are_their_own(books: tuple[Path | st
         await s.submit_job(new_job(user_id=43, guild_id=1), now=T0)
 
 
-async def test_effective_limit_is_the_highest_and_exempt_roles_are_unlimited(
+async def test_a_server_limit_below_the_default_applies_and_a_role_tier_raises_it(
+    books: tuple[Path | str, Path],
+) -> None:
+    async with await _open(books, limit=20) as s:
+        await s.set_guild(7, 5)  # the server's admins want fewer than the bot's default
+        status = await s.quota_status(1, 7)
+        assert (status.limit, status.remaining) == (5, 5)
+        assert (await s.quota_status(1, 8)).limit == 20  # other servers keep the default
+        assert (await s.quota_status(1, None)).limit == 20  # and so do direct messages
+        # The reserving insert applies it too: 5 fit, a sixth image does not.
+        await s.submit_job(new_job(user_id=1, guild_id=7, images=5), now=T0)
+        with pytest.raises(QuotaExceeded) as info:
+            await s.submit_job(new_job(user_id=1, guild_id=7, images=1), now=T0)
+        assert (info.value.limit, info.value.remaining) == (5, 0)
+        await s.submit_job(new_job(user_id=1, guild_id=8, images=6), now=T0)
+        # A role tier above the server's limit raises the member; one below it does not lower.
+        await s.set_role(7, 100, 8)
+        await s.set_role(7, 101, 2)
+        assert (await s.quota_status(1, 7, [100])).limit == 8
+        assert (await s.quota_status(1, 7, [101])).limit == 5
+        assert (await s.quota_status(1, 7, [100, 101])).limit == 8
+        await s.submit_job(new_job(user_id=1, guild_id=7, images=3, role_ids=(100,)), now=T0)
+        with pytest.raises(QuotaExceeded):
+            await s.submit_job(new_job(user_id=1, guild_id=7, images=1, role_ids=(101,)), now=T0)
+        # Without its limit the server is back on the default.
+        await s.set_guild(7, None)
+        assert (await s.quota_status(1, 7, [101])).limit == 20
+
+
+async def test_role_tiers_raise_members_and_exempt_roles_are_unlimited(
     books: tuple[Path | str, Path],
 ) -> None:
     async with await _open(books, limit=5) as s:
-        assert (await s.quota_status(1, 7)).limit == 5
-        await s.set_guild(7, 3)  # lower than the default: the default still wins
         assert (await s.quota_status(1, 7)).limit == 5
         await s.set_guild(7, 10)
         assert (await s.quota_status(1, 7)).limit == 10
@@ -158,16 +191,113 @@ async def test_block_refuses_with_reason_and_unblock_lifts_it(
     books: tuple[Path | str, Path],
 ) -> None:
     async with await _open(books, limit=5) as s:
-        await s.block(42, "spamming the channel")
+        await s.block(42, "spamming the channel", guild_id=None)
         with pytest.raises(UserBlocked) as info:
             await s.submit_job(new_job())
         assert str(info.value) == "You are blocked from remixing: spamming the channel."
         assert info.value.exit_code == 3
         assert (await s.quota_status(42, 7)).blocked_reason == "spamming the channel"
         assert await s.list_jobs() == []
-        assert await s.unblock(42) is True
-        assert await s.unblock(42) is False
+        assert (await s.unblock(42, guild_id=None)).lifted is True
+        assert (await s.unblock(42, guild_id=None)).lifted is False
         await s.submit_job(new_job())
+
+
+async def test_a_servers_block_holds_there_only_and_the_owners_everywhere(
+    books: tuple[Path | str, Path],
+) -> None:
+    async with await _open(books, limit=5) as s:
+        await s.block(42, "spam in A", guild_id=1)
+        with pytest.raises(UserBlocked, match="spam in A"):
+            await s.submit_job(new_job(guild_id=1), now=T0)
+        status = await s.quota_status(42, 1)
+        assert (status.blocked_here, status.blocked_everywhere) == ("spam in A", None)
+        # Server B and direct messages are not server A's to decide.
+        await s.submit_job(new_job(guild_id=2), now=T0)
+        await s.submit_job(new_job(guild_id=None), now=T0)
+        assert (await s.quota_status(42, 2)).blocked_reason is None
+        assert (await s.quota_status(42, None)).blocked_reason is None
+
+        # The owner's block holds everywhere; its reason is the one shown where both hold.
+        await s.block(42, "abuse", guild_id=None)
+        for guild in (1, 2, 3, None):
+            with pytest.raises(UserBlocked, match="abuse"):
+                await s.submit_job(new_job(guild_id=guild), now=T0)
+        both = await s.quota_status(42, 1)
+        assert (both.blocked_everywhere, both.blocked_here) == ("abuse", "spam in A")
+        assert [(b.guild_id, b.reason) for b in (await s.policies()).blocks] == [
+            (None, "abuse"),
+            (1, "spam in A"),
+        ]
+
+        # A server's unblock lifts its own block only; the owner's stays, and is named.
+        done = await s.unblock(42, guild_id=1)
+        assert done.lifted and [(b.guild_id, b.reason) for b in done.still] == [(None, "abuse")]
+        done = await s.unblock(42, guild_id=2)
+        assert not done.lifted and [b.everywhere for b in done.still] == [True]
+        with pytest.raises(UserBlocked, match="abuse"):
+            await s.submit_job(new_job(guild_id=1), now=T0)
+
+        # The owner's unblock lifts the bot-wide block and names the servers' blocks left.
+        await s.block(42, "spam in B", guild_id=2)
+        done = await s.unblock(42, guild_id=None)
+        assert done.lifted and [(b.guild_id, b.reason) for b in done.still] == [(2, "spam in B")]
+        await s.submit_job(new_job(guild_id=1), now=T0)
+        with pytest.raises(UserBlocked, match="spam in B"):
+            await s.submit_job(new_job(guild_id=2), now=T0)
+        # Another user blocked nowhere is untouched throughout.
+        await s.submit_job(new_job(user_id=43, guild_id=2), now=T0)
+
+
+def _books_before_block_scopes(database: Path | str) -> None:
+    """Books made by the migrations before blocks had a scope (SQLite's 0001-0009,
+    PostgreSQL's 0001-0003), with a block stored as it was then: bot-wide, by user."""
+    if isinstance(database, Path):
+        old = Migrations("remixbot.store")
+        for m in sqlite_schema.MIGRATIONS._migrations:
+            if m.name < "0010":
+                old(name=m.name)(m.fn)
+        conn = sqlite3.connect(database, isolation_level=None)
+        old.apply(Database(conn))
+        conn.close()
+    else:
+        earlier = tuple(m for m in pg_schema.MIGRATIONS if m[0] < "0004")
+        with psycopg.connect(database, autocommit=True) as conn:
+            for name, sql in earlier:
+                with conn.transaction():
+                    conn.execute(sql)
+                    conn.execute(
+                        "CREATE TABLE IF NOT EXISTS remixbot_migrations"
+                        " (name TEXT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+                    )
+                    conn.execute("INSERT INTO remixbot_migrations (name) VALUES (%s)", (name,))
+    execute(
+        database,
+        "INSERT INTO policy_blocked (user_id, reason, blocked_at) VALUES (?, ?, ?)",
+        (42, "blocked before scopes", "2026-01-02T03:04:05.000000+00:00"),
+    )
+
+
+async def test_blocks_stored_before_scopes_become_bot_wide(
+    books: tuple[Path | str, Path],
+) -> None:
+    database, _ = books
+    _books_before_block_scopes(database)
+    async with await _open(books, limit=5) as s:
+        [block] = (await s.policies()).blocks
+        assert (block.user_id, block.guild_id, block.reason) == (42, None, "blocked before scopes")
+        assert block.blocked_at == datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+        for guild in (1, 7, None):  # it held everywhere, and still does
+            with pytest.raises(UserBlocked, match="blocked before scopes"):
+                await s.submit_job(new_job(guild_id=guild), now=T0)
+        # A server's admins cannot lift it; the owner can.
+        assert not (await s.unblock(42, guild_id=7)).lifted
+        assert (await s.unblock(42, guild_id=None)).lifted
+        await s.submit_job(new_job(guild_id=7), now=T0)
+        # The new shape takes a server's block beside a bot-wide one for the same user.
+        await s.block(42, "in 7", guild_id=7)
+        await s.block(42, "everywhere", guild_id=None)
+        assert len((await s.policies()).blocks) == 2
 
 
 async def test_grant_adds_to_the_period_and_reset_forgives_charges(

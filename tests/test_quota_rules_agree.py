@@ -2,7 +2,7 @@
 
 submit_job decides in one SQL statement; quota_status (and the refusal sentence) spell the rules
 out in Python. On both databases (each has its own SQL for the insert), both must agree on every mix of default, guild override, role tiers, exempt roles,
-blocks, grants, resets, earlier jobs, periods and direct messages.
+blocks in every scope, grants, resets, earlier jobs, periods and direct messages.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ async def test_insert_and_report_agree_on_random_policies(
 ) -> None:
     rng = random.Random(reset_hour)
     defaults = QuotaDefaults(limit=4, period="daily", reset_hour=reset_hour)
-    outcomes = {"accepted": 0, "quota": 0, "blocked": 0, "exempt": 0}
+    outcomes = {"accepted": 0, "quota": 0, "blocked": 0, "exempt": 0, "blocked elsewhere": 0}
     async with await Store.open(database, defaults=defaults, data_dir=tmp_path) as s:
         for trial in range(120):
             user, guild = 10_000 + trial, rng.choice([None, 500 + trial % 7])
@@ -38,8 +38,9 @@ async def test_insert_and_report_agree_on_random_policies(
                 for role in roles:
                     await s.set_role(guild, role, rng.choice([None, rng.randint(0, 12)]))
                     await s.set_exempt_role(guild, role, rng.random() < 0.1)
-            if rng.random() < 0.1:
-                await s.block(user, "testing")
+            if rng.random() < 0.2:  # everywhere, in this server, or in another server only
+                where = rng.choice([None, guild, 900])
+                await s.block(user, f"testing in {where}", guild_id=where)
             # Earlier use: some in this period, some long ago, some still open.
             for _ in range(rng.randint(0, 3)):
                 when = NOW - timedelta(hours=rng.choice([0, 1, 20, 24 * 8, 24 * 40]))
@@ -57,9 +58,12 @@ async def test_insert_and_report_agree_on_random_policies(
             status = await s.quota_status(user, guild, roles, now=NOW)
             n = rng.randint(1, 6)
             request = new_job(user, guild, n, role_ids=tuple(roles))
+            if status.blocked_reason is None and await s.blocks(user):
+                outcomes["blocked elsewhere"] += 1  # not here: the quota alone decides
             if status.blocked_reason is not None:
-                with pytest.raises(UserBlocked):
+                with pytest.raises(UserBlocked) as blocked:
                     await s.submit_job(request, now=NOW)
+                assert str(blocked.value).endswith(f"{status.blocked_reason}.")
                 outcomes["blocked"] += 1
             elif status.exempt or n <= status.remaining:
                 job = await s.submit_job(request, now=NOW)

@@ -131,7 +131,9 @@ async def test_quota_exhausted_is_ephemeral_and_free(tmp_path: Path) -> None:
 
 async def test_blocked_user_is_refused_with_the_reason(tmp_path: Path) -> None:
     async with running_world(tmp_path / "data") as w:
-        await w.services.store.block(int(w.discord.alice["id"]), "spamming the channel")
+        await w.services.store.block(
+            int(w.discord.alice["id"]), "spamming the channel", guild_id=None
+        )
         await w.slash_remix(png_bytes())
         await w.discord.wait_until(lambda: w.ephemeral_replies(), 10, "an ephemeral reply")
         assert w.ephemeral_replies() == ["You are blocked from remixing: spamming the channel."]
@@ -309,7 +311,7 @@ async def test_a_blocked_member_s_reaction_keeps_the_reason_private(tmp_path: Pa
         inter = await w.slash_remix(png_bytes())
         msg = await w.result_message(inter)
         await w.jobs_final(1)
-        await w.services.store.block(int(w.discord.bob["id"]), "posted gore twice")
+        await w.services.store.block(int(w.discord.bob["id"]), "posted gore twice", guild_id=None)
         before = set(w.discord.messages)
         await w.discord.react(msg.id, "🔁", user=w.discord.bob)
 
@@ -596,7 +598,7 @@ async def test_quota_command_shows_what_is_left_and_when_it_resets(tmp_path: Pat
         await w.discord.wait_until(lambda: w.ephemeral_replies(), 10, "the quota reply")
         [reply] = w.ephemeral_replies()
         assert reply.startswith("You have **3** of 5 images left today; it resets <t:")
-        await w.services.store.block(int(w.discord.alice["id"]), "testing")
+        await w.services.store.block(int(w.discord.alice["id"]), "testing", guild_id=None)
         await w.discord.slash("quota", {})
         await w.discord.wait_until(lambda: len(w.ephemeral_replies()) == 2, 10, "second reply")
         assert w.ephemeral_replies()[1] == "You are blocked from remixing: testing"

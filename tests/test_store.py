@@ -48,7 +48,7 @@ async def test_open_applies_migrations_once_and_sets_wal(tmp_path: Path) -> None
     apply_migrations(db)  # a third application changes nothing
     assert db.execute("SELECT sql FROM sqlite_master ORDER BY name").fetchall() == schema
     assert [m.name for m in MIGRATIONS.applied(db)] == [m.name for m in MIGRATIONS._migrations]
-    assert len(MIGRATIONS._migrations) == 9
+    assert len(MIGRATIONS._migrations) == 10
     assert MIGRATIONS.pending(db) == []
     assert {"jobs", "quota_ledger", "policy_defaults", "policy_blocked"} <= set(db.table_names())
     assert "backend_costs" in db.view_names()

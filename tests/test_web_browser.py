@@ -65,10 +65,11 @@ async def test_an_admin_signs_in_reads_a_job_and_blocks_a_member(tmp_path: Path)
                 await form.locator("input[name=reason]").fill("too many requests")
                 await form.locator("button").click()
                 await page.wait_for_selector("text=Blocked")
-                assert await page.is_visible(f"text=Blocked {bob}: too many requests")
-                assert (await w.services.store.policies()).blocked == {
-                    int(bob): "too many requests"
-                }
+                assert await page.is_visible(
+                    f"text=Blocked {bob} everywhere (every server and direct messages): too many requests"
+                )
+                [blocked] = (await w.services.store.policies()).blocks
+                assert (blocked.user_id, blocked.guild_id) == (int(bob), None)
 
                 await page.click("button:has-text('Log out')")
                 await page.wait_for_url(base + "/admin/login")

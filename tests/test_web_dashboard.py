@@ -162,12 +162,18 @@ async def test_quota_and_block_changes_go_through_the_store_with_csrf(tmp_path: 
             headers={"Origin": "https://evil.example"},
         ) as r:
             assert r.status == 403
-        assert (await w.services.store.policies()).blocked == {}
+        assert (await w.services.store.policies()).blocks == ()
 
         async with s.post(base + "/admin/quotas", data={**block, "csrf": token}) as r:
             page = await r.text()
-            assert r.status == 200 and f"Blocked {bob}: spamming the channel" in page
-        assert (await w.services.store.policies()).blocked == {int(bob): "spamming the channel"}
+            assert (
+                r.status == 200
+                and f"Blocked {bob} everywhere (every server and direct messages): spamming the channel"
+                in page
+            )
+            assert "<td>everywhere</td><td>spamming the channel</td>" in page
+        [blocked] = (await w.services.store.policies()).blocks
+        assert (blocked.user_id, blocked.guild_id) == (int(bob), None)
         # The bot refuses the blocked member, as after `remixbot quota block`.
         att = w.discord.upload_attachment("b.png", png_bytes())
         inter = await w.discord.slash("remix", {"image": att, "prompt": "x"}, user=w.discord.bob)
@@ -183,17 +189,28 @@ async def test_quota_and_block_changes_go_through_the_store_with_csrf(tmp_path: 
                 "4 images per user, weekly",
             ),
             ({"action": "grant", "user": bob, "images": "2"}, "Granted 2 extra images"),
-            ({"action": "unblock", "user": bob}, f"Unblocked {bob}."),
+            (
+                {"action": "block", "user": bob, "reason": "rude", "guild": "123"},
+                f"Blocked {bob} in server 123 only: rude",
+            ),
+            (
+                {"action": "unblock", "user": bob},
+                f"Lifted {bob}&#x27;s bot-wide block. Still blocked: guild 123.",
+            ),
+            (
+                {"action": "unblock", "user": bob, "guild": "123"},
+                f"Lifted {bob}&#x27;s block in server 123.",
+            ),
         ]
         for form, said in changes:
             async with s.post(base + "/admin/quotas", data={**form, "csrf": token}) as r:
                 assert r.status == 200 and said in await r.text(), form
         p = await w.services.store.policies()
-        assert (p.default_limit, p.period, p.guilds, p.blocked) == (
+        assert (p.default_limit, p.period, p.guilds, p.blocks) == (
             4,
             "weekly",
             {123456789012345678: 9},
-            {},
+            (),
         )
         for form, said in (
             (

@@ -9,7 +9,7 @@ import textwrap
 from bot.cli._common import cli_settings, print_json
 from bot.cli.quota import _user
 from bot.errors import InvalidRequest, RemixbotError
-from bot.store.admin import run_with_store, user_label
+from bot.store.admin import block_dict, block_where, run_with_store, user_label
 
 # What `forget` does and does not do, shown before asking (and in --help).
 WHAT_IT_DOES = "\n".join(
@@ -18,8 +18,8 @@ WHAT_IT_DOES = "\n".join(
         "Deletes: the user's stored input images (unless another user's job uses the same"
         " image), and the prompts, message links and interaction ids of their jobs; their id is"
         " replaced by an anonymous one in the jobs and the quota ledger.",
-        "Stays: how many images, when and in which server (so the books still add up), and a"
-        " block, if they have one.",
+        "Stays: how many images, when and in which server (so the books still add up), and"
+        " their blocks, bot-wide or in a server, if they have any.",
         "Note: their charges this period become anonymous, so their allowance for the period"
         " starts over.",
     )
@@ -73,6 +73,7 @@ def _forget(args: argparse.Namespace) -> int:
                 "jobs": report.jobs,
                 "ledger_rows": report.ledger_rows,
                 "inputs_deleted": report.inputs_deleted,
+                "blocks_kept": [block_dict(b) for b in report.blocks],
             }
         )
     else:
@@ -81,6 +82,11 @@ def _forget(args: argparse.Namespace) -> int:
             f" {_n(report.ledger_rows, 'quota ledger row')} anonymised,"
             f" {_n(report.inputs_deleted, 'stored image')} deleted."
             + (" Their allowance for this period starts over." if report.ledger_rows else "")
+            + (
+                f" Their blocks stay: {', '.join(block_where(b) for b in report.blocks)}."
+                if report.blocks
+                else ""
+            )
         )
     return 0
 

@@ -8,13 +8,18 @@ from typing import Any
 from bot.cli._common import cli_settings, print_json
 from bot.store import Store
 from bot.store.admin import (
+    block_dict,
+    block_where,
+    blocked_text,
     parse_snowflake,
     parse_user_id,
     run_with_store,
     status_dict,
     status_text,
     table,
+    unblocked_text,
     user_label,
+    when,
 )
 from bot.store.models import QuotaStatus
 from bot.store.periods import PERIODS
@@ -89,7 +94,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--period", choices=PERIODS)
     s.set_defaults(handler=_set_default)
 
-    s = qs.add_parser("set-guild", parents=[out], help="a guild's limit ('none' removes it)")
+    s = qs.add_parser(
+        "set-guild",
+        parents=[out],
+        help="a guild's limit, in place of the default ('none' removes it)",
+    )
     s.add_argument("guild", type=_id("guild"), metavar="GUILD")
     s.add_argument("limit", type=_limit, metavar="N", help="images per user, or none")
     s.set_defaults(handler=_set_guild)
@@ -121,13 +130,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--guild", type=_id("guild"), help="guild id (default: direct messages)")
     s.set_defaults(handler=_reset)
 
-    s = qs.add_parser("block", parents=[out], help="refuse a user's remixes, with a reason")
+    s = qs.add_parser(
+        "block",
+        parents=[out],
+        help="refuse a user's remixes, with a reason (everywhere unless --guild)",
+    )
     s.add_argument("user", type=_user, metavar="USER")
     s.add_argument("--reason", required=True, help="shown to the user")
+    s.add_argument("--guild", type=_id("guild"), help="in this server only (default: everywhere)")
     s.set_defaults(handler=_block)
 
-    s = qs.add_parser("unblock", parents=[out], help="lift a block")
+    s = qs.add_parser(
+        "unblock", parents=[out], help="lift the bot-wide block, or one server's with --guild"
+    )
     s.add_argument("user", type=_user, metavar="USER")
+    s.add_argument("--guild", type=_id("guild"), help="that server's block (default: bot-wide)")
     s.set_defaults(handler=_unblock)
 
 
@@ -162,7 +179,7 @@ def _policies(args: argparse.Namespace) -> int:
                     for (g, r), n in sorted(p.roles.items())
                 ],
                 "exempt_roles": [{"guild_id": g, "role_id": r} for g, r in p.exempt_roles],
-                "blocked": [{"user_id": u, "reason": t} for u, t in sorted(p.blocked.items())],
+                "blocked": [block_dict(b) for b in p.blocks],
             }
         )
         return 0
@@ -175,8 +192,11 @@ def _policies(args: argparse.Namespace) -> int:
     rows += [("exempt role", g, r, "unlimited") for g, r in sorted(p.exempt_roles)]
     if rows:
         print(table(("policy", "guild", "role", "limit"), rows))
-    for user, reason in sorted(p.blocked.items()):
-        print(f"Blocked: {user_label(user)}: {reason}")
+    if p.blocks:
+        blocks = [(user_label(b.user_id), block_where(b), when(b.blocked_at)) for b in p.blocks]
+        print(table(("blocked", "where", "since"), blocks))
+        for b in p.blocks:
+            print(f"Reason ({user_label(b.user_id)}, {block_where(b)}): {b.reason}")
     return 0
 
 
@@ -202,7 +222,8 @@ def _set_guild(args: argparse.Namespace) -> int:
     text = (
         f"Guild {args.guild} uses the default limit."
         if args.limit is None
-        else f"Guild {args.guild}: {args.limit} images per user (the highest limit applies)."
+        else f"Guild {args.guild}: {args.limit} images per user, in place of the default"
+        " (a higher role tier there still raises a member)."
     )
     return _done(args, {"guild_id": args.guild, "limit": args.limit}, text)
 
@@ -241,16 +262,20 @@ def _reset(args: argparse.Namespace) -> int:
 
 
 def _block(args: argparse.Namespace) -> int:
-    run_with_store(cli_settings(), lambda s: s.block(args.user, args.reason))
-    text = f"Blocked {user_label(args.user)}: {args.reason}"
-    return _done(args, {"user_id": args.user, "blocked": True, "reason": args.reason}, text)
+    run_with_store(cli_settings(), lambda s: s.block(args.user, args.reason, guild_id=args.guild))
+    text = blocked_text(args.user, args.guild, args.reason)
+    data = {"user_id": args.user, "guild_id": args.guild, "blocked": True, "reason": args.reason}
+    return _done(args, data, text)
 
 
 def _unblock(args: argparse.Namespace) -> int:
-    was = run_with_store(cli_settings(), lambda s: s.unblock(args.user))
-    text = (
-        f"Unblocked {user_label(args.user)}."
-        if was
-        else f"{user_label(args.user)} was not blocked."
-    )
-    return _done(args, {"user_id": args.user, "blocked": False, "was_blocked": was}, text)
+    done = run_with_store(cli_settings(), lambda s: s.unblock(args.user, guild_id=args.guild))
+    text = unblocked_text(args.user, args.guild, done)
+    data = {
+        "user_id": args.user,
+        "guild_id": args.guild,
+        "blocked": False,
+        "was_blocked": done.lifted,
+        "still_blocked": [block_dict(b) for b in done.still],
+    }
+    return _done(args, data, text)

@@ -16,6 +16,7 @@ from bot.store.models import (
     CLI_USER_ID,
     FINAL_STATES,
     JOB_STATES,
+    Block,
     ForgetReport,
     Job,
     LedgerBalance,
@@ -25,6 +26,7 @@ from bot.store.models import (
     QuotaDefaults,
     QuotaStatus,
     ReconcileReport,
+    Unblocked,
 )
 from bot.store.store import Store, defaults_from_settings
 
@@ -33,6 +35,7 @@ __all__ = [
     "CLI_USER_ID",
     "FINAL_STATES",
     "JOB_STATES",
+    "Block",
     "ForgetReport",
     "InputStore",
     "Job",
@@ -48,6 +51,7 @@ __all__ = [
     "Store",
     "StoreBusy",
     "StoreUnavailable",
+    "Unblocked",
     "UserBlocked",
     "defaults_from_settings",
 ]

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 from bot.errors import InvalidRequest
 from bot.settings import Settings
-from bot.store.models import ANON_USER_ID, CLI_USER_ID, Job, QuotaStatus
+from bot.store.models import ANON_USER_ID, CLI_USER_ID, Block, Job, QuotaStatus, Unblocked
 from bot.store.store import Store
 
 T = TypeVar("T")
@@ -79,6 +79,8 @@ def status_dict(s: QuotaStatus) -> dict[str, Any]:
         "period_start": s.period_start.isoformat(),
         "resets_at": s.resets_at.isoformat(),
         "blocked_reason": s.blocked_reason,
+        "blocked_everywhere": s.blocked_everywhere,
+        "blocked_here": s.blocked_here,
         "exempt": s.exempt,
     }
 
@@ -94,12 +96,60 @@ def status_text(s: QuotaStatus) -> str:
         ("used", s.used),
         ("reserved", s.reserved),
         ("remaining", remaining),
-        ("blocked", s.blocked_reason or "no"),
+    ]
+    rows += [("blocked", f"{reason} ({where})") for where, reason in _blocks_of(s)] or [
+        ("blocked", "no")
     ]
     head = (
         f"User {user_label(s.user_id)} in {scope}: {s.period} quota, resets at {when(s.resets_at)}"
     )
     return head + "\n" + "\n".join(f"  {k:<10} {v}" for k, v in rows)
+
+
+def _blocks_of(s: QuotaStatus) -> list[tuple[str, str]]:
+    """(where, reason) of each block that refuses the user in the status's scope."""
+    out = []
+    if s.blocked_everywhere is not None:
+        out.append(("everywhere, by the bot's owner", s.blocked_everywhere))
+    if s.blocked_here is not None:
+        out.append((f"in guild {s.guild_id}", s.blocked_here))
+    return out
+
+
+def block_where(b: Block) -> str:
+    """Where a block holds, for a terminal or the dashboard."""
+    return "everywhere" if b.guild_id is None else f"guild {b.guild_id}"
+
+
+def blocked_text(user_id: int, guild_id: int | None, reason: str) -> str:
+    """What the terminal and the dashboard say after a block (guild None: everywhere)."""
+    where = (
+        "everywhere (every server and direct messages)"
+        if guild_id is None
+        else f"in server {guild_id} only"
+    )
+    return f"Blocked {user_label(user_id)} {where}: {reason}"
+
+
+def unblocked_text(user_id: int, guild_id: int | None, done: Unblocked) -> str:
+    """What the terminal and the dashboard say after an unblock, naming the blocks that stand."""
+    who = user_label(user_id)
+    kind = "bot-wide block" if guild_id is None else f"block in server {guild_id}"
+    text = f"Lifted {who}'s {kind}." if done.lifted else f"{who} had no {kind}."
+    if done.still:
+        text += f" Still blocked: {', '.join(block_where(b) for b in done.still)}."
+    return text
+
+
+def block_dict(b: Block) -> dict[str, Any]:
+    """A block as JSON-ready data (guild_id None: everywhere)."""
+    return {
+        "user_id": b.user_id,
+        "guild_id": b.guild_id,
+        "everywhere": b.everywhere,
+        "reason": b.reason,
+        "blocked_at": b.blocked_at.isoformat(),
+    }
 
 
 def job_dict(j: Job) -> dict[str, Any]:

@@ -122,8 +122,17 @@ class QuotaStatus:
     period: str
     period_start: datetime
     resets_at: datetime
-    blocked_reason: str | None = None
+    # The reasons of the blocks that refuse the user here: the bot's owner's, which holds in
+    # every server and in direct messages, and this server's own (None in direct messages).
+    blocked_everywhere: str | None = None
+    blocked_here: str | None = None
     exempt: bool = False
+
+    @property
+    def blocked_reason(self) -> str | None:
+        """The reason the user is shown when refused: the owner's block first (a server's
+        admins cannot lift it), else this server's; None when not blocked here."""
+        return self.blocked_everywhere if self.blocked_everywhere is not None else self.blocked_here
 
 
 @dataclass(frozen=True)
@@ -204,12 +213,40 @@ class ReconcileReport:
 
 
 @dataclass(frozen=True)
+class Block:
+    """A user refused with a reason: in one server (`guild_id`), or everywhere (None: the bot's
+    owner's block, in every server and in direct messages)."""
+
+    user_id: int
+    guild_id: int | None
+    reason: str
+    blocked_at: datetime
+
+    @property
+    def everywhere(self) -> bool:
+        """True for the owner's bot-wide block."""
+        return self.guild_id is None
+
+
+@dataclass(frozen=True)
+class Unblocked:
+    """What `unblock` did in one scope, and the user's blocks that still refuse them: for a
+    server, the owner's bot-wide block (its admins cannot lift it); for the bot-wide scope, each
+    server's own."""
+
+    lifted: bool
+    still: tuple[Block, ...] = ()
+
+
+@dataclass(frozen=True)
 class ForgetReport:
-    """What `forget(user)` did: jobs anonymised, stored inputs (and kept results) deleted."""
+    """What `forget(user)` did: jobs anonymised, stored inputs (and kept results) deleted; the
+    user's blocks are kept (a moderation record, not personal content)."""
 
     jobs: int
     ledger_rows: int
     inputs_deleted: int
+    blocks: tuple[Block, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -222,4 +259,4 @@ class Policies:
     guilds: dict[int, int]
     roles: dict[tuple[int, int], int]
     exempt_roles: tuple[tuple[int, int], ...]
-    blocked: dict[int, str]
+    blocks: tuple[Block, ...]  # the bot-wide ones first, then by server, then by user

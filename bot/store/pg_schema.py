@@ -264,12 +264,22 @@ CREATE TABLE job_results (
 CREATE INDEX job_results_key ON job_results (key);
 """
 
+_BLOCKS_PER_SERVER = """
+-- SQLite's 0010: a block belongs to one server, or to every server and direct messages
+-- (guild_id 0: the bot's owner's). The blocks stored before were bot-wide, and stay so.
+ALTER TABLE policy_blocked ADD COLUMN guild_id BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE policy_blocked ALTER COLUMN guild_id DROP DEFAULT;
+ALTER TABLE policy_blocked DROP CONSTRAINT policy_blocked_pkey;
+ALTER TABLE policy_blocked ADD PRIMARY KEY (user_id, guild_id);
+"""
+
 # (name, SQL), applied in order; the names are recorded in remixbot_migrations.
 MIGRATIONS: tuple[tuple[str, str], ...] = (
     # The shape SQLite reaches through its migrations 0001 to 0007.
     ("0001_jobs_ledger_policies", _INITIAL),
     ("0002_owners_and_inflight", _SHARED_PROCESSES),
     ("0003_guild_controls_and_job_results", _GUILD_CONTROLS_AND_RESULTS),
+    ("0004_blocks_per_server", _BLOCKS_PER_SERVER),
 )
 
 # Tables only PostgreSQL has (several processes share them); every other table is on both.

@@ -1,12 +1,24 @@
 """The quota policies an admin stores: the default limit and period, guild overrides, role tiers,
-exempt roles and blocks. What they mean for one user is bot/store/quota_rules.py."""
+exempt roles and blocks (a server's own, or the bot's owner's everywhere). What they mean for one
+user is bot/store/quota_rules.py."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from bot.errors import InvalidRequest
 from bot.store.db import StoreDb
-from bot.store.models import Policies, QuotaDefaults, check_count
+from bot.store.models import Block, Policies, QuotaDefaults, Unblocked, check_count
 from bot.store.periods import check_period, iso, utc
+
+# `policy_blocked.guild_id` of the bot's owner's block, which holds everywhere: every server and
+# direct messages (no guild's id is 0). A server's block holds only where a job's scope is it.
+EVERYWHERE = 0
+
+
+def block_scope(guild_id: int | None) -> int:
+    """The `policy_blocked.guild_id` of a block in `guild_id` (None: everywhere)."""
+    return EVERYWHERE if guild_id is None else int(guild_id)
 
 
 class PolicyStore:
@@ -82,8 +94,9 @@ class PolicyStore:
                     (guild_id, role_id),
                 )
 
-    def block(self, user_id: int, reason: str) -> None:
-        """Refuse every new job of the user, giving `reason`."""
+    def block(self, user_id: int, reason: str, guild_id: int | None) -> None:
+        """Refuse every new job of the user in the server `guild_id` (None: everywhere, the
+        bot's owner's block), giving `reason`; blocking again replaces the reason."""
         reason = " ".join(str(reason).split())
         if not reason:
             raise InvalidRequest("A block needs a reason; the user is shown it.")
@@ -93,16 +106,43 @@ class PolicyStore:
             )
         with self.db.write() as c:
             c.execute(
-                "INSERT INTO policy_blocked VALUES (?, ?, ?) ON CONFLICT (user_id)"
+                "INSERT INTO policy_blocked (user_id, guild_id, reason, blocked_at)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT (user_id, guild_id)"
                 " DO UPDATE SET reason = excluded.reason, blocked_at = excluded.blocked_at",
-                (user_id, reason, iso(utc())),
+                (user_id, block_scope(guild_id), reason, iso(utc())),
             )
 
-    def unblock(self, user_id: int) -> bool:
-        """Lift a block; True when the user was blocked."""
+    def unblock(self, user_id: int, guild_id: int | None) -> Unblocked:
+        """Lift the user's block in the server `guild_id` (None: the bot-wide block) only; say
+        which of their blocks still refuse them there (see `Unblocked`)."""
+        scope = block_scope(guild_id)
         with self.db.write() as c:
-            cur = c.execute("DELETE FROM policy_blocked WHERE user_id = ?", (user_id,))
-            return cur.rowcount > 0
+            cur = c.execute(
+                "DELETE FROM policy_blocked WHERE user_id = ? AND guild_id = ?", (user_id, scope)
+            )
+            lifted = cur.rowcount > 0
+        others = self.blocks(user_id)
+        if guild_id is None:
+            return Unblocked(lifted, tuple(b for b in others if not b.everywhere))
+        return Unblocked(lifted, tuple(b for b in others if b.everywhere))
+
+    def blocks(self, user_id: int | None = None) -> tuple[Block, ...]:
+        """Every block (or one user's): bot-wide ones first, then by server and user."""
+        where, args = ("WHERE user_id = ?", (user_id,)) if user_id is not None else ("", ())
+        rows = self.db.conn.execute(
+            "SELECT user_id, guild_id, reason, blocked_at FROM policy_blocked"
+            f" {where} ORDER BY guild_id, user_id",
+            args,
+        ).fetchall()
+        return tuple(
+            Block(
+                user_id=r["user_id"],
+                guild_id=r["guild_id"] or None,
+                reason=r["reason"],
+                blocked_at=datetime.fromisoformat(r["blocked_at"]),
+            )
+            for r in rows
+        )
 
     def policies(self) -> Policies:
         """Every stored policy."""
@@ -117,5 +157,5 @@ class PolicyStore:
             exempt_roles=tuple(
                 (r[0], r[1]) for r in conn.execute("SELECT * FROM policy_exempt_roles")
             ),
-            blocked={r[0]: r[1] for r in conn.execute("SELECT * FROM policy_blocked")},
+            blocks=self.blocks(),
         )

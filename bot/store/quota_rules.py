@@ -1,9 +1,12 @@
-"""The quota rule: what a user may reserve now, written twice and pinned together by a test.
+"""The quota rule: what a user may reserve now, decided in SQL and reported in Python.
 
 The reserving insert decides in ONE SQL statement (`reserve`: policy, the period's sums and the
-insert, so a burst costs one statement per job); `status` spells the same rule out in Python for
-the quota report and the refusal sentence. tests/test_quota_rules_agree.py checks over many random
-policies that the two agree. Grants and resets are ledger rows that move a user's allowance.
+insert, so a burst costs one statement per job); `status` reports the same rule for the quota
+report and the refusal sentence. Which policy applies (the member's limit, an exempt role, the
+blocks that hold here) is written once, as SQL parts both statements are built from (`_limit`,
+`_exempt`, `_block`); only the period's arithmetic is written twice, and
+tests/test_quota_rules_agree.py checks over many random policies that the two agree. Grants and
+resets are ledger rows that move a user's allowance.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from bot.store.db import Conn, StoreDb
 from bot.store.errors import QuotaExceeded, UserBlocked
 from bot.store.models import NewJob, QuotaDefaults, QuotaStatus, check_count
 from bot.store.periods import PERIODS, iso, period_bounds, utc
+from bot.store.policies import EVERYWHERE
 
 
 def scope_of(guild_id: int | None) -> int:
@@ -96,50 +100,102 @@ def _period_case(edge: str) -> str:
     return f"CASE period {whens} END"
 
 
+# The stored default limit and period, else the configured ones: the rule's first step, a
+# one-row table `d` (lim, period) both queries read.
+_DEFAULTS = """
+    d AS (
+        SELECT coalesce((SELECT limit_images FROM policy_defaults WHERE id = 1),
+                        :default_limit) AS lim,
+               coalesce((SELECT period FROM policy_defaults WHERE id = 1),
+                        :default_period) AS period
+    )"""
+
+
+def _roles(n_roles: int) -> str:
+    return ", ".join(f":role{i}" for i in range(n_roles))
+
+
+def _limit(n_roles: int, greatest: str) -> str:
+    """The member's limit, the rule in ONE place (the reserving insert and the report both
+    select it): the server's limit where one is set, else the default (`d.lim`); a role tier
+    above it raises it (the highest of the two wins). Direct messages have no server limit and
+    no roles: the default. `greatest` is the database's largest-of-several function."""
+    base = "coalesce((SELECT limit_images FROM policy_guilds WHERE guild_id = :guild_id), lim)"
+    if not n_roles:
+        return base
+    tiers = (
+        "(SELECT max(limit_images) FROM policy_roles"
+        f" WHERE guild_id = :guild_id AND role_id IN ({_roles(n_roles)}))"
+    )
+    # Limits are never negative, so no tier counts as 0 (SQLite's max() of a NULL is NULL).
+    return f"{greatest}({base}, coalesce({tiers}, 0))"
+
+
+def _exempt(n_roles: int) -> str:
+    """True when one of the member's roles is exempt in the server (unlimited)."""
+    if not n_roles:
+        return "false"
+    return (
+        "EXISTS (SELECT 1 FROM policy_exempt_roles"
+        f" WHERE guild_id = :guild_id AND role_id IN ({_roles(n_roles)}))"
+    )
+
+
+def _block(where: str) -> str:
+    """The blocks of `:user_id` that hold in the scope `where` (an SQL expression): the owner's
+    everywhere (guild_id 0), and the server's own."""
+    return f"SELECT reason FROM policy_blocked WHERE user_id = :user_id AND guild_id = {where}"
+
+
 def _reserve_template(n_roles: int, greatest: str) -> str:
     """INSERT the job only if the user may reserve its images now; no row back otherwise.
 
     Parameters by name (see `_order`): the job's INSERT_COLUMNS, the RULE_PARAMS and `role0…`
-    (the member's roles); `greatest` is the database's largest-of-several function. The rules are
-    the ones `status` spells out (and explains a refusal with): blocked users never; an exempt
-    role always; otherwise the period's grants, minus what is reserved and not refunded or reset,
-    plus the highest of the default, the guild override and the role tiers must cover the images.
-    A replayed interaction id inserts nothing.
+    (the member's roles). The rules are the ones `status` reports (and explains a refusal with):
+    a user blocked here (everywhere, or in this server) never; an exempt role always; otherwise
+    the period's grants, minus what is reserved and not refunded or reset, plus the member's
+    limit (`_limit`) must cover the images. A replayed interaction id inserts nothing.
     """
-    roles = ", ".join(f":role{i}" for i in range(n_roles))
-    exempt = "false"
-    role_limit = "NULL"
-    if n_roles:
-        exempt = (
-            "EXISTS (SELECT 1 FROM policy_exempt_roles"
-            f" WHERE guild_id = :guild_id AND role_id IN ({roles}))"
-        )
-        role_limit = (
-            "(SELECT max(limit_images) FROM policy_roles"
-            f" WHERE guild_id = :guild_id AND role_id IN ({roles}))"
-        )
     return f"""
-        WITH d AS (
-            SELECT coalesce((SELECT limit_images FROM policy_defaults WHERE id = 1),
-                            :default_limit) AS lim,
-                   coalesce((SELECT period FROM policy_defaults WHERE id = 1),
-                            :default_period) AS period
-        ), h AS (
+        WITH {_DEFAULTS}, h AS (
             SELECT {_period_case("start")} AS h0, {_period_case("end")} AS h1, lim FROM d
         )
         INSERT INTO jobs (state, {", ".join(INSERT_COLUMNS)})
         SELECT 'queued', {", ".join(f":{c}" for c in INSERT_COLUMNS)}
         FROM h
-        WHERE NOT EXISTS (SELECT 1 FROM policy_blocked WHERE user_id = :user_id)
-          AND ({exempt} OR :images_requested <= {greatest}(
-                lim,
-                coalesce((SELECT limit_images FROM policy_guilds WHERE guild_id = :guild_id), lim),
-                coalesce({role_limit}, lim))
+        WHERE NOT EXISTS ({_block(f"{EVERYWHERE}")} UNION ALL {_block(":scope")})
+          AND ({_exempt(n_roles)} OR :images_requested <= {_limit(n_roles, greatest)}
               + (SELECT coalesce(sum(granted - reserved + refunded + reset), 0) FROM quota_usage
                  WHERE user_id = :user_id AND scope = :scope AND hour >= h.h0 AND hour < h.h1))
         ON CONFLICT (interaction_id) DO NOTHING
         RETURNING id
     """
+
+
+def _policy_template(n_roles: int, greatest: str) -> str:
+    """The member's period, limit, exemption and blocks (everywhere, here) in one query, from
+    the same parts as the reserving insert. In direct messages `:guild_id` is NULL, so only the
+    default and the owner's block apply."""
+    return f"""
+        WITH {_DEFAULTS}
+        SELECT period, {_limit(n_roles, greatest)}, {_exempt(n_roles)},
+               ({_block(f"{EVERYWHERE}")}), ({_block(":guild_id")})
+        FROM d
+    """
+
+
+@functools.cache
+def policy_sql(n_roles: int, greatest: str) -> tuple[str, tuple[str, ...]]:
+    """The report's query with `?` placeholders (both databases take them: bot/store/pg.py),
+    and the parameter names in the order they are bound."""
+    names: list[str] = []
+
+    def placeholder(m: re.Match[str]) -> str:
+        names.append(m.group(1))
+        return "?"
+
+    text = re.sub(r":([a-z_][a-z0-9_]*)", placeholder, _policy_template(n_roles, greatest))
+    return text, tuple(names)
 
 
 @functools.cache
@@ -212,38 +268,23 @@ class QuotaRules:
         user_id: int,
         guild_id: int | None,
         role_ids: Sequence[int],
-    ) -> tuple[int | None, bool, str, str | None]:
-        """(limit or None, exempt, period, blocked reason): one query.
-
-        The effective limit is the highest of the default, the guild override and the user's
-        role tiers; an exempt role means unlimited; direct messages use the default only.
-        """
+    ) -> tuple[int | None, bool, str, str | None, str | None]:
+        """(limit or None, exempt, period, blocked everywhere, blocked here): one query, whose
+        limit is the reserving insert's own SQL (`_limit`); an exempt role means unlimited."""
         roles = [int(r) for r in role_ids] if guild_id is not None else []
-        marks = ",".join("?" * len(roles))
-        role_sql = "NULL, NULL"
-        if roles:
-            role_sql = (
-                "(SELECT max(limit_images) FROM policy_roles"
-                f" WHERE guild_id = ? AND role_id IN ({marks})),"
-                " EXISTS (SELECT 1 FROM policy_exempt_roles"
-                f" WHERE guild_id = ? AND role_id IN ({marks}))"
-            )
-        row = self.db.conn.execute(
-            "SELECT (SELECT reason FROM policy_blocked WHERE user_id = ?),"
-            " (SELECT limit_images FROM policy_defaults WHERE id = 1),"
-            " (SELECT period FROM policy_defaults WHERE id = 1),"
-            " (SELECT limit_images FROM policy_guilds WHERE guild_id = ?),"
-            f" {role_sql}",
-            (user_id, guild_id, *([guild_id, *roles] * 2 if roles else [])),
-        ).fetchone()
-        blocked, d_limit, d_period, g_limit, r_limit, exempt = tuple(row)
-        period = d_period or self.defaults.period
+        sql, names = policy_sql(len(roles), "max" if self.db.kind == "sqlite" else "GREATEST")
+        values: dict[str, Any] = {
+            "user_id": user_id,
+            "guild_id": guild_id,
+            "default_limit": self.defaults.limit,
+            "default_period": self.defaults.period,
+            **{f"role{i}": r for i, r in enumerate(roles)},
+        }
+        row = self.db.conn.execute(sql, tuple(values[n] for n in names)).fetchone()
+        period, limit, exempt, everywhere, here = tuple(row)
         if exempt:
-            return None, True, period, blocked
-        limits = [self.defaults.limit if d_limit is None else d_limit]
-        if guild_id is not None:
-            limits += [n for n in (g_limit, r_limit) if n is not None]
-        return max(limits), False, period, blocked
+            return None, True, period, everywhere, here
+        return limit, False, period, everywhere, here
 
     def _sums(self, user_id: int, scope: int, start: datetime, end: datetime) -> dict[str, int]:
         row = self.db.conn.execute(
@@ -258,7 +299,7 @@ class QuotaRules:
         self, user_id: int, guild_id: int | None, role_ids: Sequence[int], now: datetime
     ) -> QuotaStatus:
         """The user's quota in the guild (None = direct messages) for the period of `now`."""
-        limit, exempt, period, blocked = self._policy(user_id, guild_id, role_ids)
+        limit, exempt, period, everywhere, here = self._policy(user_id, guild_id, role_ids)
         start, end = period_bounds(period, self.defaults.reset_hour, now)
         s = self._sums(user_id, scope_of(guild_id), start, end)
         used = s["settle"] - s["reset"]
@@ -277,7 +318,8 @@ class QuotaRules:
             period=period,
             period_start=start,
             resets_at=end,
-            blocked_reason=blocked,
+            blocked_everywhere=everywhere,
+            blocked_here=here,
             exempt=exempt,
         )
 

@@ -381,6 +381,27 @@ def _job_results(db: Database) -> None:
     db.execute("CREATE INDEX job_results_key ON job_results (key)")
 
 
+@MIGRATIONS(name="0010_blocks_per_server")
+def _blocks_per_server(db: Database) -> None:
+    # A block belongs to a scope: one server's (its admins', /remixadmin quota block), or
+    # everywhere (guild_id 0: the bot's owner's, `remixbot quota block` without --guild). The
+    # blocks stored before were bot-wide, and stay so. SQLite cannot change a primary key in
+    # place: the table is made again, in this migration's transaction.
+    db.execute(
+        "CREATE TABLE policy_blocked_new ("
+        " user_id INTEGER NOT NULL,"
+        " guild_id INTEGER NOT NULL,"
+        " reason TEXT NOT NULL, blocked_at TEXT NOT NULL,"
+        " PRIMARY KEY (user_id, guild_id)) WITHOUT ROWID"
+    )
+    db.execute(
+        "INSERT INTO policy_blocked_new (user_id, guild_id, reason, blocked_at)"
+        " SELECT user_id, 0, reason, blocked_at FROM policy_blocked"
+    )
+    db.execute("DROP TABLE policy_blocked")
+    db.execute("ALTER TABLE policy_blocked_new RENAME TO policy_blocked")
+
+
 def apply_migrations(db: Database) -> None:
     """Apply pending migrations inside one BEGIN IMMEDIATE, so concurrent openers take turns."""
     conn = db.conn

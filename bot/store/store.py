@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Callable, Collection, Sequence
 from datetime import date, datetime
@@ -36,6 +37,7 @@ from bot.store.journal import PostedJournal
 from bot.store.leases import DEFAULT_LEASE_SECONDS, Leases
 from bot.store.maintenance import Maintenance
 from bot.store.models import (
+    Block,
     ForgetReport,
     Job,
     LedgerBalance,
@@ -45,6 +47,7 @@ from bot.store.models import (
     QuotaDefaults,
     QuotaStatus,
     ReconcileReport,
+    Unblocked,
 )
 from bot.store.owners import FileOwners, OwnerLock, owners_folder
 from bot.store.policies import PolicyStore
@@ -533,13 +536,19 @@ class Store:
         """Forgive the user's charges for the current period."""
         return await self._run(lambda p: p.rules.reset(user_id, guild_id, now))
 
-    async def block(self, user_id: int, reason: str) -> None:
-        """Refuse the user's new jobs with `reason`."""
-        await self._run(lambda p: p.policies.block(user_id, reason))
+    async def block(self, user_id: int, reason: str, *, guild_id: int | None) -> None:
+        """Refuse the user's new jobs with `reason` in the server `guild_id`, or everywhere
+        (None: the bot's owner's block, every server and direct messages)."""
+        await self._run(lambda p: p.policies.block(user_id, reason, guild_id))
 
-    async def unblock(self, user_id: int) -> bool:
-        """Lift a block; True when there was one."""
-        return await self._run(lambda p: p.policies.unblock(user_id))
+    async def unblock(self, user_id: int, *, guild_id: int | None) -> Unblocked:
+        """Lift the user's block in the server `guild_id` (None: the bot-wide one) and no
+        other; what was lifted and which blocks still refuse them there."""
+        return await self._run(lambda p: p.policies.unblock(user_id, guild_id))
+
+    async def blocks(self, user_id: int | None = None) -> tuple[Block, ...]:
+        """Every block, or one user's, with its scope (bot-wide ones first)."""
+        return await self._run(lambda p: p.policies.blocks(user_id), group=True, atomic=True)
 
     async def policies(self) -> Policies:
         """Every stored policy."""
@@ -617,8 +626,13 @@ class Store:
 
     async def forget(self, user_id: int) -> ForgetReport:
         """Delete a user's stored inputs, kept results and personal fields, keeping anonymous
-        counts."""
-        return await self._run(lambda p: p.upkeep.forget(user_id))
+        counts; their blocks stay (a moderation record), and the report lists them."""
+
+        def forget(p: _Parts) -> ForgetReport:
+            report = p.upkeep.forget(user_id)
+            return dataclasses.replace(report, blocks=p.policies.blocks(user_id))
+
+        return await self._run(forget)
 
     async def ledger_balance(self, job_id: int) -> LedgerBalance:
         """The job's reserved, charged and refunded sums."""

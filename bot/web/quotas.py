@@ -11,7 +11,15 @@ from aiohttp import web
 from multidict import MultiDictProxy
 
 from bot.store import Store
-from bot.store.admin import parse_snowflake, parse_user_id, user_label
+from bot.store.admin import (
+    block_where,
+    blocked_text,
+    parse_snowflake,
+    parse_user_id,
+    unblocked_text,
+    user_label,
+    when,
+)
 from bot.store.periods import PERIODS
 from bot.web.context import csrf_of, services_of
 from bot.web.html import csrf_field, e, message, page, table
@@ -78,7 +86,7 @@ async def _set_guild(store: Store, form: MultiDictProxy[Any]) -> str:
     await store.set_guild(guild, limit)
     if limit is None:
         return f"Guild {guild} uses the default limit."
-    return f"Guild {guild}: {limit} images per user."
+    return f"Guild {guild}: {limit} images per user, in place of the default."
 
 
 async def _set_role(store: Store, form: MultiDictProxy[Any]) -> str:
@@ -116,16 +124,16 @@ async def _reset(store: Store, form: MultiDictProxy[Any]) -> str:
 
 async def _block(store: Store, form: MultiDictProxy[Any]) -> str:
     user, reason = _user(form), _field(form, "reason")
+    guild = _snowflake(form, "guild", optional=True)
     if not reason or len(reason) > MAX_REASON:
         raise Refused(f"A block needs a reason of 1 to {MAX_REASON} characters (members see it).")
-    await store.block(user, reason)
-    return f"Blocked {user_label(user)}: {reason}"
+    await store.block(user, reason, guild_id=guild)
+    return blocked_text(user, guild, reason)
 
 
 async def _unblock(store: Store, form: MultiDictProxy[Any]) -> str:
-    user = _user(form)
-    was = await store.unblock(user)
-    return f"Unblocked {user_label(user)}." if was else f"{user_label(user)} was not blocked."
+    user, guild = _user(form), _snowflake(form, "guild", optional=True)
+    return unblocked_text(user, guild, await store.unblock(user, guild_id=guild))
 
 
 ACTIONS: dict[str, Action] = {
@@ -187,7 +195,9 @@ async def _render(
     rows: list[tuple[Any, ...]] = [("guild", g, "—", n) for g, n in sorted(p.guilds.items())]
     rows += [("role tier", g, r, n) for (g, r), n in sorted(p.roles.items())]
     rows += [("exempt role", g, r, "unlimited") for g, r in sorted(p.exempt_roles)]
-    blocked = [(user_label(u), reason) for u, reason in sorted(p.blocked.items())]
+    blocked = [
+        (user_label(b.user_id), block_where(b), b.reason, when(b.blocked_at)) for b in p.blocks
+    ]
     periods = "".join(
         f"<option{' selected' if x == p.period else ''}>{e(x)}</option>" for x in PERIODS
     )
@@ -249,19 +259,29 @@ async def _render(
                 csrf,
                 "block",
                 "Block a member",
-                _input("user", "Member id") + _input("reason", "Reason (shown to them)", size=40),
+                _input("user", "Member id")
+                + _input("reason", "Reason (shown to them)", size=40)
+                + _input("guild", "Guild id (empty: everywhere)", required=False),
                 "Block",
             ),
-            _form(csrf, "unblock", "Lift a block", _input("user", "Member id"), "Unblock"),
+            _form(
+                csrf,
+                "unblock",
+                "Lift a block",
+                _input("user", "Member id")
+                + _input("guild", "Guild id (empty: the bot-wide block)", required=False),
+                "Unblock",
+            ),
         )
     )
     body = (
         message(note, error=error)
         + f"<p>Default: <b>{p.default_limit}</b> images per user, {e(p.period)}; periods start at "
-        f"{p.reset_hour:02d}:00 UTC. The highest limit that applies to a member wins.</p>"
+        f"{p.reset_hour:02d}:00 UTC. A server's limit replaces the default there; a member's "
+        "role tier above it raises them. A block holds in its server, or everywhere.</p>"
         + table(("policy", "guild", "role", "limit"), rows)
         + "<h2>Blocked</h2>"
-        + table(("member", "reason"), blocked)
+        + table(("member", "where", "reason", "since"), blocked)
         + "<h2>Change</h2>"
         + forms
     )
