@@ -58,7 +58,32 @@ def run_json(run):
     return call
 
 
+@pytest.fixture
+def books(data_dir: Path, run) -> Path:
+    """The data folder with new, empty books in it (`remixbot db init`)."""
+    code, out, err = run("db", "init")
+    assert code == 0, err
+    assert out.strip() == f"Started new, empty books at {data_dir / 'remixbot.sqlite3'}."
+    return data_dir
+
+
 def test_subprocess_on_a_fresh_database(data_dir: Path) -> None:
+    # No books where REMIXBOT_DATA_DIR points: refused, and nothing is made there.
+    shown = _cli(data_dir, "quota", "show", "cli")
+    assert (shown.returncode, shown.stdout) == (2, "")
+    assert shown.stderr == (
+        f"remixbot: There are no books at {data_dir / 'remixbot.sqlite3'}; set"
+        " REMIXBOT_DATA_DIR to the bot's data folder, or run remixbot db init to start new books"
+        " there.\n"
+    )
+    assert not data_dir.parent.exists()
+    started = _cli(data_dir, "db", "init")
+    assert started.returncode == 0, started.stderr
+    again = _cli(data_dir, "db", "init", "--json")
+    assert json.loads(again.stdout) == {
+        "created": False,
+        "database": str(data_dir / "remixbot.sqlite3"),
+    }
     shown = _cli(data_dir, "quota", "show", "cli")
     assert shown.returncode == 0, shown.stderr
     assert "User cli in direct messages: daily quota" in shown.stdout
@@ -74,7 +99,7 @@ def test_subprocess_on_a_fresh_database(data_dir: Path) -> None:
     assert "Traceback" not in bad_user.stderr + missing.stderr
 
 
-def test_quota_commands(data_dir: Path, run, run_json) -> None:
+def test_quota_commands(books: Path, run, run_json) -> None:
     _json = run_json
 
     assert _json("quota", "set-default", "10", "--period", "weekly") == {
@@ -118,7 +143,7 @@ def test_quota_commands(data_dir: Path, run, run_json) -> None:
     assert _json("quota", "policies")["blocked"] == []
 
 
-def test_bad_arguments_are_one_sentence(data_dir: Path, run) -> None:
+def test_bad_arguments_are_one_sentence(books: Path, run) -> None:
     code, _, err = run("quota", "show", "bob")
     assert code == 2 and "a mention or the word cli, not 'bob'" in err
     code, _, err = run("quota", "set-guild", "1", "-3")
@@ -137,11 +162,11 @@ def test_bad_arguments_are_one_sentence(data_dir: Path, run) -> None:
     )
 
 
-def test_jobs_and_forget(data_dir: Path, run, run_json) -> None:
+def test_jobs_and_forget(books: Path, run, run_json) -> None:
     _json = run_json
 
     async def setup() -> tuple[Job, Job]:
-        path = data_dir / "remixbot.sqlite3"
+        path = books / "remixbot.sqlite3"
         async with await Store.open(path, defaults=QuotaDefaults()) as s:
             key = await s.inputs.put(b"a stored input image")
             a = await s.submit_job(new_job(user_id=5, images=2, input_key=key))

@@ -9,6 +9,7 @@ import textwrap
 from bot.cli._common import cli_settings, print_json
 from bot.cli.quota import _user
 from bot.errors import InvalidRequest, RemixbotError
+from bot.store import Store
 from bot.store.admin import block_dict, block_where, run_with_store, user_label
 
 # What `forget` does and does not do, shown before asking (and in --help).
@@ -64,6 +65,8 @@ def confirm(question: str) -> None:
 def _forget(args: argparse.Namespace) -> int:
     settings = cli_settings()  # settings problems first, before asking anything
     if not args.yes:
+        # Opened once before asking, so that no books (BooksMissing) is said before the question.
+        run_with_store(settings, Store.policies)
         confirm(f"Forget user {user_label(args.user)}?")
     report = run_with_store(settings, lambda s: s.forget(args.user))
     if args.json:

@@ -9,7 +9,14 @@ to files first (journal.py).
 
 from __future__ import annotations
 
-from bot.store.errors import JobNotFound, QuotaExceeded, StoreBusy, StoreUnavailable, UserBlocked
+from bot.store.errors import (
+    BooksMissing,
+    JobNotFound,
+    QuotaExceeded,
+    StoreBusy,
+    StoreUnavailable,
+    UserBlocked,
+)
 from bot.store.inputs import InputStore
 from bot.store.models import (
     ANON_USER_ID,
@@ -36,6 +43,7 @@ __all__ = [
     "FINAL_STATES",
     "JOB_STATES",
     "Block",
+    "BooksMissing",
     "ForgetReport",
     "InputStore",
     "Job",

@@ -212,10 +212,11 @@ def job_text(j: Job, cost: tuple[str, int | None] | None) -> str:
 
 
 def run_with_store(settings: Settings, fn: Callable[[Store], Awaitable[T]]) -> T:
-    """Open the store of `settings` (creating the data directory), run `fn`, close; for CLIs."""
+    """Open the existing books of `settings`, run `fn`, close; for the admin commands, which
+    refuse (BooksMissing) rather than start empty books where the bot keeps none."""
 
     async def main() -> T:
-        async with await Store.from_settings(settings) as store:
+        async with await Store.from_settings(settings, create=False) as store:
             return await fn(store)
 
     return asyncio.run(main())

@@ -13,6 +13,7 @@ import os
 import sqlite3
 import tempfile
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 from bot.errors import InvalidRequest
@@ -27,10 +28,23 @@ class BackupReport:
     jobs: int
 
 
+def dated_name(day: date) -> str:
+    """The file name of a backup made on `day`: `remixbot-2026-12-06.sqlite3`."""
+    return f"remixbot-{day.isoformat()}.sqlite3"
+
+
+def backup_target(target: Path, day: date) -> Path:
+    """Where a backup to `target` goes: a folder gets a dated file inside it."""
+    return target / dated_name(day) if target.is_dir() else target
+
+
 def backup_database(source: Path, target: Path, *, overwrite: bool = False) -> BackupReport:
     """Copy the database at `source` to `target` consistently (blocking)."""
     if not source.exists():
         raise InvalidRequest(f"There is no database at {source} to back up yet.")
+    if target.is_dir():
+        example = target / dated_name(date.today())
+        raise InvalidRequest(f"{target} is a folder; give the backup a file name, e.g. {example}.")
     if target.exists() and not overwrite:
         raise InvalidRequest(f"{target} already exists; choose another file or pass --force.")
     if target.resolve() == source.resolve():

@@ -51,19 +51,47 @@ class StoreDb(Protocol):
         """Close the connection."""
 
 
+def has_books(path: Path) -> bool:
+    """Whether `path` is a SQLite file holding the books' tables (read-only; makes nothing).
+
+    A file that is not a database counts as books here, so that opening it reports what is
+    wrong with it rather than "no books".
+    """
+    if not path.is_file():
+        return False
+    conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, timeout=5)
+    try:
+        found = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'jobs'"
+        ).fetchone()
+    except sqlite3.DatabaseError:
+        return True
+    finally:
+        conn.close()
+    return found is not None
+
+
 class Db:
     """The connection (WAL, migrations applied) and `write()`, the transaction every write uses."""
 
     kind = "sqlite"
 
-    def __init__(self, path: Path, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
+    def __init__(
+        self, path: Path, busy_timeout_ms: int = BUSY_TIMEOUT_MS, *, create: bool = True
+    ) -> None:
         if sqlite3.sqlite_version_info < MIN_SQLITE:
             raise RuntimeError(
                 f"SQLite {sqlite3.sqlite_version} is too old; the store needs 3.35.0 or newer."
             )
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if create:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            target, uri = str(path), False
+        else:  # an existing file only: mode=rw never makes one
+            target, uri = f"{path.absolute().as_uri()}?mode=rw", True
         # isolation_level=None: we issue every BEGIN ourselves (Python's implicit BEGIN is deferred).
-        self.conn = sqlite3.connect(str(path), timeout=busy_timeout_ms / 1000, isolation_level=None)
+        self.conn = sqlite3.connect(
+            target, timeout=busy_timeout_ms / 1000, isolation_level=None, uri=uri
+        )
         self.conn.row_factory = sqlite3.Row
         self.conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
         self.conn.execute("PRAGMA journal_mode = WAL")

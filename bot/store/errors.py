@@ -84,6 +84,24 @@ class StoreUnavailable(RemixbotError):
         )
 
 
+class BooksMissing(RemixbotError):
+    """Opened to read or change existing books, the store found none there; nothing was made.
+
+    `where` is the SQLite file (a full path) or the PostgreSQL URL without its password; `hint`
+    says which setting points there (`Store.from_settings` fills it in).
+    """
+
+    exit_code = 2
+
+    def __init__(self, where: str, hint: str = "") -> None:
+        self.where = where
+        self.hint = hint
+        fix = f"{hint}, or run" if hint else "run"
+        super().__init__(
+            f"There are no books at {where}; {fix} remixbot db init to start new books there."
+        )
+
+
 def is_busy(exc: BaseException) -> bool:
     """True when SQLite gave up waiting for another connection's lock (busy timeout)."""
     text = str(exc)

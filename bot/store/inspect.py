@@ -53,11 +53,11 @@ def inspect_postgres(url: str) -> DbState:
     import psycopg  # only with the books in PostgreSQL
 
     from bot.store.pg_schema import MIGRATIONS as PG_MIGRATIONS
+    from bot.store.pg_schema import has_books
 
     known = tuple(name for name, _ in PG_MIGRATIONS)
     with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
-        made = conn.execute("SELECT to_regclass('remixbot_migrations') IS NOT NULL").fetchone()
-        if not made or not made[0]:
+        if not has_books(conn):
             return DbState(exists=False, pending=known)
         rows = conn.execute("SELECT name FROM remixbot_migrations ORDER BY name").fetchall()
     applied = tuple(r[0] for r in rows)

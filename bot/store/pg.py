@@ -23,8 +23,8 @@ from psycopg import errors as pg_errors
 
 from bot.secrets import redact
 from bot.settings import shown_database
-from bot.store.errors import StoreBusy, StoreUnavailable
-from bot.store.pg_schema import LOCK_NAMESPACE, apply_migrations
+from bot.store.errors import BooksMissing, StoreBusy, StoreUnavailable
+from bot.store.pg_schema import LOCK_NAMESPACE, apply_migrations, has_books
 
 # Errors after which the transaction was rolled back and retrying later can succeed.
 _BUSY = (
@@ -61,6 +61,23 @@ class PgRow(tuple):
     def keys(self) -> list[str]:
         """The column names, in order."""
         return list(self._names)
+
+
+def connect_reason(exc: BaseException) -> str:
+    """psycopg's connection error as one clause: `connection to server at "db", port 5432
+    failed: Connection refused`.
+
+    libpq writes its reason on the first line and a hint on the next, tab-indented ("Is the
+    server running on that host…?"), which the sentence around it already gives; psycopg
+    prefixes "connection failed: ". Whitespace (libpq's "FATAL:  …") is folded to single spaces.
+    """
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    if not lines:
+        return "refused"
+    first = " ".join(lines[0].split())
+    for prefix in ("connection failed: ", "connection is bad: "):
+        first = first.removeprefix(prefix)
+    return first.rstrip(".")[:200]
 
 
 def _row_factory(cursor: psycopg.Cursor[Any]) -> Any:
@@ -118,11 +135,16 @@ class PgDb:
 
     kind = "postgresql"
 
-    def __init__(self, url: str, busy_timeout_ms: int, *, migrate: bool = True) -> None:
+    def __init__(
+        self, url: str, busy_timeout_ms: int, *, migrate: bool = True, create: bool = True
+    ) -> None:
         self.url = url
         self.busy_timeout_ms = busy_timeout_ms
         self.conn = PgConn(self._connect)
         if migrate:
+            if not create and not has_books(self.conn.raw):
+                self.conn.close()
+                raise BooksMissing(shown_database(url))
             apply_migrations(self.conn.raw)
 
     def _connect(self) -> psycopg.Connection[Any]:
@@ -133,8 +155,7 @@ class PgDb:
         except psycopg.OperationalError as exc:
             # psycopg's text names the host and the reason, never the password; the URL is
             # shown without it.
-            reason = str(exc).strip().splitlines()[-1][:200] if str(exc).strip() else "refused"
-            raise StoreUnavailable(shown_database(self.url), redact(reason)) from None
+            raise StoreUnavailable(shown_database(self.url), redact(connect_reason(exc))) from None
         # How long a statement waits for another transaction's lock before StoreBusy.
         raw.execute(f"SET lock_timeout = {int(self.busy_timeout_ms)}")
         return raw

@@ -286,6 +286,12 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
 ONLY_POSTGRES = frozenset({"owners", "inflight", "remixbot_migrations"})
 
 
+def has_books(conn: Any) -> bool:
+    """Whether the database (its schema on the search path) holds remixbot's migrations table."""
+    row = conn.execute("SELECT to_regclass('remixbot_migrations') IS NOT NULL").fetchone()
+    return bool(row and row[0])
+
+
 def apply_migrations(conn: Any) -> list[str]:
     """Apply pending migrations (a psycopg connection in autocommit mode); the names applied."""
     applied: list[str] = []

@@ -28,8 +28,8 @@ from types import TracebackType
 from typing import Any, NamedTuple, TypeVar
 
 from bot.settings import Settings, shown_database
-from bot.store.db import Db, StoreDb
-from bot.store.errors import StoreBusy
+from bot.store.db import Db, StoreDb, has_books
+from bot.store.errors import BooksMissing, StoreBusy
 from bot.store.guilds import GuildRules, GuildStore
 from bot.store.inputs import InputStore
 from bot.store.jobs import Jobs
@@ -91,6 +91,27 @@ def _locate(database: Path | str, data_dir: Path | str | None) -> tuple[Path | s
     if data_dir is None:
         raise ValueError("a PostgreSQL store needs data_dir for its stored images")
     return database, Path(data_dir)
+
+
+def books_place(database: Path | str) -> str:
+    """Where books are, for a sentence: the SQLite file's full path, or the URL without its
+    password."""
+    return shown_database(database) if is_postgres(database) else str(Path(database).absolute())
+
+
+def books_missing(settings: Settings, database: Path | str) -> BooksMissing:
+    """The refusal for no books at `database`, naming the setting that points there."""
+    where = books_place(database)
+    url = settings.database_url.get() if settings.database_url else ""
+    if is_postgres(database):
+        return BooksMissing(where, "check REMIXBOT_DATABASE_URL")
+    if url.startswith("sqlite:///"):
+        return BooksMissing(where, "set REMIXBOT_DATABASE_URL to the bot's SQLite file")
+    hint = "set REMIXBOT_DATA_DIR to the bot's data folder"
+    if not settings.data_dir.is_absolute():
+        # The default, `data`, is read from wherever the command runs: say so.
+        hint += f" (now {str(settings.data_dir)!r}, read from the folder this runs in)"
+    return BooksMissing(where, hint)
 
 
 class _Files(NamedTuple):
@@ -202,6 +223,7 @@ class Store:
         busy_timeout: float = 5.0,
         reconcile: bool = True,
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        create: bool = True,
     ) -> Store:
         """Open (creating if needed) the books and apply pending migrations.
 
@@ -212,18 +234,24 @@ class Store:
         a lease, renewed every `lease_seconds` / 3, that other processes read as "alive". With
         `reconcile`, the terminal jobs that killed processes left open are closed now
         (`reconcile()` without claiming Discord jobs), so no run of `remixbot remix` or
-        `remixbot quota` holds a member's quota for a process that is gone.
+        `remixbot quota` holds a member's quota for a process that is gone. Without `create`
+        only existing books are opened: where there are none (no SQLite file with the books'
+        tables, or no remixbot schema in PostgreSQL) BooksMissing is raised and nothing is made.
         """
         database, folder = _locate(database, data_dir)
+        if not create and isinstance(database, Path):
+            # Checked before the owner lock, whose folder would otherwise be made beside it.
+            if not await asyncio.to_thread(has_books, database):
+                raise BooksMissing(books_place(database))
         files = _Files(InputStore(folder), InputStore(folder, "results"), PostedJournal(folder))
         store = cls(_Pool(), files)
         store.database = shown_database(database)
         store.lease_seconds = lease_seconds
         try:
             if isinstance(database, Path):
-                await store._open_sqlite(database, defaults, int(busy_timeout * 1000))
+                await store._open_sqlite(database, defaults, int(busy_timeout * 1000), create)
             else:
-                await store._open_postgres(database, defaults, int(busy_timeout * 1000))
+                await store._open_postgres(database, defaults, int(busy_timeout * 1000), create)
         except BaseException:
             await store._shut()
             raise
@@ -237,7 +265,9 @@ class Store:
                 raise
         return store
 
-    async def _open_sqlite(self, path: Path, defaults: QuotaDefaults, busy_ms: int) -> None:
+    async def _open_sqlite(
+        self, path: Path, defaults: QuotaDefaults, busy_ms: int, create: bool
+    ) -> None:
         # One thread owns the connection: SQLite calls never block the event loop, and writes
         # from this process are serialised (and group-committed) before SQLite's own lock.
         # This process's claim on the jobs it creates (see bot/store/owners.py).
@@ -245,7 +275,7 @@ class Store:
         token = lock.token if lock is not None else None
 
         def connect() -> _Parts:
-            db = Db(path, busy_ms)
+            db = Db(path, busy_ms, create=create)
             owners = FileOwners(owners_folder(path))
             return _Parts.build(db, defaults, self._files, token, owners, None)
 
@@ -253,14 +283,18 @@ class Store:
         writer.bind(parts.db.conn)
         self._pool.grouping = True
 
-    async def _open_postgres(self, url: str, defaults: QuotaDefaults, busy_ms: int) -> None:
+    async def _open_postgres(
+        self, url: str, defaults: QuotaDefaults, busy_ms: int, create: bool
+    ) -> None:
         from bot.store.pg import PgDb  # psycopg is only needed by a PostgreSQL store
 
         token = Leases.new_token()
         for n in range(PG_CONNECTIONS):
 
             def connect(first: bool = n == 0) -> _Parts:
-                db = PgDb(url, busy_ms, migrate=first)  # the first applies the migrations
+                # The first checks that the books are there (unless it may make them) and
+                # applies the migrations.
+                db = PgDb(url, busy_ms, migrate=first, create=create)
                 leases = Leases(db, token, self.lease_seconds)
                 if first:
                     leases.register()
@@ -290,14 +324,19 @@ class Store:
                 log.warning("could not renew this process's lease", exc_info=True)
 
     @classmethod
-    async def from_settings(cls, settings: Settings) -> Store:
-        """Open the store of REMIXBOT_DATABASE_URL with the quota settings as defaults."""
-        return await cls.open(
-            settings.database,
-            defaults=defaults_from_settings(settings),
-            data_dir=settings.data_dir,
-            lease_seconds=settings.lease_seconds,
-        )
+    async def from_settings(cls, settings: Settings, *, create: bool = True) -> Store:
+        """Open the store of REMIXBOT_DATABASE_URL with the quota settings as defaults; without
+        `create`, only books that exist (BooksMissing names the setting that points there)."""
+        try:
+            return await cls.open(
+                settings.database,
+                defaults=defaults_from_settings(settings),
+                data_dir=settings.data_dir,
+                lease_seconds=settings.lease_seconds,
+                create=create,
+            )
+        except BooksMissing as exc:
+            raise books_missing(settings, settings.database) from exc
 
     async def close(self) -> None:
         """Close the connections and stop the writer threads; safe to call twice."""
