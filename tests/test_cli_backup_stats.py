@@ -10,8 +10,12 @@ import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+import pytest
+
+from bot.errors import InvalidRequest
 from bot.settings import load_settings
 from bot.store import Store
+from bot.store.backup import backup_database, dated_name
 from tests.store_helpers import new_job
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -159,3 +163,43 @@ async def test_backup_sends_postgresql_users_to_the_server_s_own_tools(
     assert code == 2
     assert "in PostgreSQL" in err and "pg_dump" in err and postgres not in err
     assert not (tmp_path / "x.sqlite3").exists()
+
+
+async def test_backup_into_a_folder_writes_a_dated_file_there(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    async with await Store.from_settings(settings_for(data)) as store:
+        await delivered(store, 1, 7, 1, 1, datetime(2026, 11, 1, tzinfo=UTC))
+    folder = tmp_path / "backups"
+    folder.mkdir()
+    before = date.today()
+    code, out, err = await remixbot(data, "backup", str(folder), "--force", "--json")
+    assert code == 0, err
+    made = Path(json.loads(out)["file"])
+    # The file is named for today (the day may turn while the command runs).
+    assert made.name in {dated_name(before), dated_name(date.today())}
+    assert made.parent == folder and await asyncio.to_thread(made.is_file)
+    copy = sqlite3.connect(made)
+    try:
+        assert copy.execute("SELECT count(*) FROM jobs").fetchone()[0] == 1
+    finally:
+        copy.close()
+    # Today's file is there now: the same command needs --force again, as for a file.
+    code, _, err = await remixbot(data, "backup", str(folder))
+    assert (code, err) == (
+        2,
+        f"remixbot: {made} already exists; choose another file or pass --force.\n",
+    )
+    assert sorted(p.name for p in folder.iterdir()) == [made.name]
+
+
+def test_a_folder_given_as_the_backup_file_is_refused_in_one_sentence(tmp_path: Path) -> None:
+    source = tmp_path / "remixbot.sqlite3"
+    sqlite3.connect(source).close()
+    folder = tmp_path / "backups"
+    folder.mkdir()
+    with pytest.raises(InvalidRequest) as refused:
+        backup_database(source, folder, overwrite=True)
+    assert str(refused.value) == (
+        f"{folder} is a folder; give the backup a file name, e.g."
+        f" {folder / dated_name(date.today())}."
+    )
