@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 from bot.errors import SettingsError
 from bot.secrets import Secret, register_secret
-from bot.settings_files import read_dotenv, read_toml
+from bot.settings_files import read_dotenv, read_toml, unknown_in_environment
 
 BACKENDS = ("ideogram", "ideogram-legacy", "ideogram-edit", "runware", "task-proxy", "demo")
 # Backends that run on this machine: no key, no URL, no network.
@@ -503,9 +503,10 @@ def load_settings(
 ) -> Settings:
     """Build settings: TOML file (REMIXBOT_CONFIG) < .env < environment < overrides.
 
-    Every problem found (unreadable lines, unknown names, invalid values, settings that
-    contradict each other, and the `require`d settings that are missing) is reported at once:
-    one SettingsError whose message has one sentence per line.
+    Every problem found (unreadable lines, unknown `REMIXBOT_` names in the files or the
+    environment, invalid values, settings that contradict each other, and the `require`d
+    settings that are missing) is reported at once: one SettingsError whose message has one
+    sentence per line.
     """
     problems: list[str] = []
     env = dict(os.environ if environ is None else environ)
@@ -513,6 +514,7 @@ def load_settings(
     merged: dict[str, str] = {}
     if dotenv is not None:
         merged.update(read_dotenv(dotenv, known_env, problems))
+    unknown_in_environment(env, known_env, problems)
     merged.update(env)
 
     raw: dict[str, tuple[str, Any]] = {}  # field -> (source name for messages, value)

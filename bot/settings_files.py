@@ -12,15 +12,15 @@ import difflib
 import io
 import re
 import tomllib
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
 from dotenv import dotenv_values
 from dotenv.parser import parse_stream
 
-# Keys in a `.env` file that are ours, so an unknown one is a typo. Other keys are left alone:
-# the same file often configures Docker Compose or other tools.
+# Keys in a `.env` file or the environment that are ours, so an unknown one is a typo. Other keys
+# are left alone: the same file often configures Docker Compose or other tools.
 OUR_PREFIX = "REMIXBOT_"
 
 
@@ -74,6 +74,16 @@ def read_dotenv(path: Path, known: Collection[str], problems: list[str]) -> dict
     # python-dotenv again, on the good lines only, for its `${VAR}` expansion.
     values = dotenv_values(stream=io.StringIO("".join(good)))
     return {k: v for k, v in values.items() if v is not None}
+
+
+def unknown_in_environment(
+    environ: Mapping[str, str], known: Collection[str], problems: list[str]
+) -> None:
+    """Add a sentence for each `REMIXBOT_` variable of the environment that is not a setting
+    (a typo there would otherwise be ignored as silently as anywhere else)."""
+    for key in sorted(environ):
+        if key.startswith(OUR_PREFIX) and key not in known:
+            problems.append(unknown_setting(key, "the environment", known))
 
 
 def _malformed(path: Path, line: int, key: str | None, known: Collection[str]) -> str:

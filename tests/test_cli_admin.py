@@ -219,6 +219,8 @@ def test_dotenv_as_documented_with_inline_comments(tmp_path: Path) -> None:
         "REMIXBOT_RESET_HOUR='3'\n"
         "COMPOSE_PROJECT_NAME=remixbot     # another tool's key: left alone\n"
     )
+    started = remixbot("db", "init", cwd=tmp_path)  # the books go where .env says
+    assert started.returncode == 0, started.stderr
     proc = remixbot("quota", "policies", "--json", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     policies = json.loads(proc.stdout)
@@ -250,6 +252,25 @@ def test_every_settings_problem_is_reported_in_one_run(tmp_path: Path) -> None:
     assert not (tmp_path / "data").exists()  # nothing started
 
 
+def test_a_misspelt_setting_in_the_environment_is_reported_like_one_in_dotenv(
+    tmp_path: Path,
+) -> None:
+    proc = remixbot(
+        "check", cwd=tmp_path, env={"REMIXBOT_BACKEND": "demo", "REMIXBOT_DEFALT_LIMIT": "4"}
+    )
+    assert proc.returncode != 0
+    assert (
+        "Unknown setting 'REMIXBOT_DEFALT_LIMIT' in the environment; did you mean"
+        " 'REMIXBOT_DEFAULT_LIMIT'?" in proc.stdout
+    )
+    proc = remixbot("quota", "policies", cwd=tmp_path, env={"REMIXBOT_DEFALT_LIMIT": "4"})
+    assert (proc.returncode, proc.stdout) == (2, "")
+    assert proc.stderr == (
+        "remixbot: Unknown setting 'REMIXBOT_DEFALT_LIMIT' in the environment; did you mean"
+        " 'REMIXBOT_DEFAULT_LIMIT'?\n"
+    )
+
+
 # --- 3. --json means JSON, always ------------------------------------------------------------
 
 FAILURES = [
@@ -261,6 +282,7 @@ FAILURES = [
     (["jobs", "show", "99"], {}, "job_not_found", 2),
     (["forget", "5"], {}, "invalid_request", 2),  # no terminal to confirm on
     (["styles", "--bogus"], {}, "usage", 2),
+    (["stats"], {"REMIXBOT_DATA_DIR": "elsewhere"}, "books_missing", 2),
 ]
 
 
@@ -268,6 +290,7 @@ FAILURES = [
 def test_json_commands_answer_json_on_failure(
     photo: Path, tmp_path: Path, args: list[str], env: dict[str, str], kind: str, code: int
 ) -> None:
+    assert remixbot("db", "init", cwd=tmp_path).returncode == 0  # books in ./data
     proc = remixbot(*args, "--json", cwd=tmp_path, env=env)
     assert proc.returncode == code
     answer = json.loads(proc.stdout)

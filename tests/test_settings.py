@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 from pathlib import Path
 
 import pytest
 
 from bot.errors import SettingsError
 from bot.log import RedactingFilter
-from bot.settings import SPECS, Settings, load_settings, markdown_table
+from bot.settings import CONFIG_ENV, SPECS, Settings, load_settings, markdown_table
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -253,6 +254,53 @@ def test_dotenv_typos_name_the_file_and_the_line(tmp_path: Path, text: str, prob
         load_settings({}, dotenv=dotenv)
     assert str(info.value) == problem.format(env=dotenv)
     assert "abc-secret" not in str(info.value)
+
+
+def test_unknown_remixbot_names_in_the_environment_are_reported(tmp_path: Path) -> None:
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("REMIXBOT_MAX_SIDES=1024\n")
+    env = {
+        "REMIXBOT_DEFALT_LIMIT": "4",
+        "REMIXBOT_NOTHING_LIKE_IT": "",
+        "REMIXBOT_DEFAULT_LIMIT": "5",
+        "REMIXBOT_CONFIG": "",  # names the TOML file: known, though not a setting
+        "DISCORD_TOKN": "x",  # not our prefix: other tools share the environment
+        "COMPOSE_PROJECT_NAME": "remixbot",
+    }
+    with pytest.raises(SettingsError) as info:
+        load_settings(env, dotenv=dotenv)
+    assert str(info.value).splitlines() == [
+        f"Unknown setting 'REMIXBOT_MAX_SIDES' in {dotenv}, line 1; did you mean"
+        " 'REMIXBOT_MAX_SIDE'?",
+        "Unknown setting 'REMIXBOT_DEFALT_LIMIT' in the environment; did you mean"
+        " 'REMIXBOT_DEFAULT_LIMIT'?",
+        "Unknown setting 'REMIXBOT_NOTHING_LIKE_IT' in the environment; the README's"
+        " Configuration table lists every setting.",
+    ]
+    assert load_settings({"DISCORD_TOKN": "x", "PATH": "/bin"}, dotenv=None).default_limit == 25
+
+
+# Misspellings the settings tests make on purpose; every other REMIXBOT_ name is a setting.
+DELIBERATE_TYPOS = {"REMIXBOT_DEFALT_LIMIT", "REMIXBOT_NOTHING_LIKE_IT", "REMIXBOT_MAX_SIDES"}
+
+
+def test_the_repository_sets_no_remixbot_variable_that_is_not_a_setting() -> None:
+    """Tests, scripts, CI and benchmarks must not use the settings' prefix for their own
+    variables (a test-only switch is TEST_…): every REMIXBOT_ name would be reported."""
+    root = Path(__file__).resolve().parents[1]
+    known = {spec.env for spec in SPECS.values()} | {CONFIG_ENV}
+    found: dict[str, str] = {}
+    for folder in ("tests", "scripts", ".ci", "bench", "bot", "cogs"):
+        for path in (root / folder).rglob("*"):
+            if path.is_file() and path.suffix in ("", ".py", ".sh", ".toml", ".yaml", ".yml"):
+                text = path.read_text(encoding="utf-8", errors="replace")
+                for name in re.findall(r"REMIXBOT_[A-Z0-9_]*[A-Z0-9]", text):
+                    found.setdefault(name, str(path.relative_to(root)))
+    for extra in ("Dockerfile", "compose.yaml"):
+        for name in re.findall(r"REMIXBOT_[A-Z0-9_]*[A-Z0-9]", (root / extra).read_text()):
+            found.setdefault(name, extra)
+    strays = {name: where for name, where in found.items() if name not in known}
+    assert set(strays) <= DELIBERATE_TYPOS, strays
 
 
 def test_unknown_toml_key_names_the_line_like_dotenv(tmp_path: Path) -> None:

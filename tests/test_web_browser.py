@@ -16,13 +16,13 @@ from tests.test_web_dashboard import TOKEN, dashboard
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = os.environ.get("REMIXBOT_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM = os.environ.get("TEST_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 
 
 def test_chromium_is_installed() -> None:
     """Said plainly, before the browser test fails in a less readable way."""
     assert Path(CHROMIUM).exists(), (
-        f"no chromium at {CHROMIUM}: `apt-get install chromium` (or set REMIXBOT_CHROMIUM)"
+        f"no chromium at {CHROMIUM}: `apt-get install chromium` (or set TEST_CHROMIUM)"
     )
 
 
