@@ -85,19 +85,33 @@ async def test_stats_by_guild_member_and_day(database: Path | str, tmp_path: Pat
         ]
         assert rows[-1].unknown_cost == 1
         assert [r.user_id for r in await store.usage(guild_id=8, since=date(2026, 11, 3))] == [3]
+        # The terminal's own remixes: one saved, one the backend refused.
+        await delivered(store, 0, None, 2, 2, datetime(2026, 11, 3, 8, tzinfo=UTC))
+        refused = await store.submit_job(new_job(0, None, 1), now=datetime(2026, 11, 3, tzinfo=UTC))
+        await store.fail(refused.id, "rejected", "failed", 0)
 
     code, out, err = await remixbot(data, "stats", "--guild", "7", "--json", database=database)
     assert code == 0, err
     report = json.loads(out)
-    assert report["total"] == {"jobs": 3, "images": 6, "billed": 6, "unknown_cost": 0}
+    assert report["total"] == {
+        "jobs": 3,
+        "images": 6,
+        "billed": 6,
+        "unknown_cost": 0,
+        "delivered_jobs": 3,
+    }
     assert [d["day"] for d in report["by_day"]] == ["2026-11-01", "2026-11-02"]
     code, out, err = await remixbot(data, "stats", "--since", "2026-11-02", database=database)
     assert code == 0, err
     assert "2026-11-01" not in out and "2026-11-02" in out
+    # Only the jobs that delivered deliver; the failed one is counted apart.
     assert (
-        "8: 1 images delivered in 2 jobs; the backend billed 1 images (1 jobs of unknown cost)"
+        "8: 1 image delivered by 1 of 2 jobs; the backend billed 1 image (1 job of unknown cost)"
         in out
     )
+    assert "DMs/terminal: 2 images delivered by 1 of 2 jobs; the backend billed 2 images\n" in out
+    terminal = [line.split() for line in out.splitlines() if line.startswith("2026-11-03  DMs")]
+    assert terminal == [["2026-11-03", "DMs/terminal", "terminal", "(cli)", "2", "2", "2", "0"]]
     code, _, err = await remixbot(data, "stats", "--since", "yesterday", database=database)
     assert code == 2 and "YYYY-MM-DD" in err
 

@@ -117,7 +117,8 @@ def test_heic_without_pillow_heif_is_refused_in_one_sentence(
     assert str(info.value) == (
         "That file is a HEIC, which this server cannot read; send a JPEG, PNG or WebP."
     )
-    assert "pip install 'remixbot[heif]'" in caplog.text
+    assert isinstance(info.value, formats.UnreadableFormat) and info.value.kind == "HEIC"
+    assert "pip install '.[heif]'" in caplog.text  # the README's command
 
 
 # --- the caps hold before any decoding ------------------------------------------------------------

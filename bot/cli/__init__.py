@@ -8,6 +8,7 @@ import os
 import pkgutil
 import sys
 from collections.abc import Sequence
+from importlib import metadata
 from typing import NoReturn
 
 from bot.cli._errors import Interrupted, UsageError, report_crash, report_error
@@ -25,12 +26,21 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(f"{command}: {message}{end}" if command else f"{message}{end}")
 
 
+def installed_version() -> str:
+    """The version of the installed package (pyproject.toml's, as pip installed it)."""
+    try:
+        return metadata.version("remixbot")
+    except metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "(not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the parser from every `bot.cli.*` module that defines `register(subparsers)`."""
     parser = Parser(
         prog="remixbot",
         description="Remixbot: remix images with Ideogram from Discord or the terminal.",
     )
+    parser.add_argument("--version", action="version", version=f"remixbot {installed_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):

@@ -29,6 +29,11 @@ def quiet_one_shot_logs() -> None:
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger(name).level))
 
 
+def plural(count: int, noun: str) -> str:
+    """`1 image`, `2 images`: a count with its noun."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def print_json(value: Any) -> None:
     """Print a value as indented JSON on stdout."""
     json.dump(value, sys.stdout, indent=2, sort_keys=True, default=str)

@@ -6,7 +6,7 @@ import argparse
 import sys
 import textwrap
 
-from bot.cli._common import cli_settings, print_json
+from bot.cli._common import cli_settings, plural, print_json
 from bot.cli.quota import _user
 from bot.errors import InvalidRequest, RemixbotError
 from bot.store import Store
@@ -81,9 +81,9 @@ def _forget(args: argparse.Namespace) -> int:
         )
     else:
         print(
-            f"Forgot {user_label(args.user)}: {_n(report.jobs, 'job')} and"
-            f" {_n(report.ledger_rows, 'quota ledger row')} anonymised,"
-            f" {_n(report.inputs_deleted, 'stored image')} deleted."
+            f"Forgot {user_label(args.user)}: {plural(report.jobs, 'job')} and"
+            f" {plural(report.ledger_rows, 'quota ledger row')} anonymised,"
+            f" {plural(report.inputs_deleted, 'stored image')} deleted."
             + (" Their allowance for this period starts over." if report.ledger_rows else "")
             + (
                 f" Their blocks stay: {', '.join(block_where(b) for b in report.blocks)}."
@@ -92,7 +92,3 @@ def _forget(args: argparse.Namespace) -> int:
             )
         )
     return 0
-
-
-def _n(count: int, noun: str) -> str:
-    return f"{count} {noun}{'' if count == 1 else 's'}"

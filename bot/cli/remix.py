@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import difflib
 import json
 import secrets
@@ -18,10 +19,11 @@ import aiohttp
 
 from bot.cli._common import cli_settings, print_json
 from bot.cli._errors import ending_kind, error_object
-from bot.cli.render import ending_sentence
+from bot.cli.render import ending_sentence, error_sentence
 from bot.cli.render import exit_code as ending_exit_code
 from bot.errors import InvalidImage, InvalidRequest
 from bot.intake import ACCEPTED, ImagePool, IntakeLimits, PreparedImage
+from bot.intake.formats import heif_available
 from bot.intake.mask import edit_mask_off_loop
 from bot.jobs import Progress
 from bot.lifecycle import Ending, JobLifecycle, JobTask, Outcome, Posted
@@ -42,8 +44,10 @@ _FORMAT_NAMES = {"WEBP": "WebP"}
 
 
 def accepted_formats() -> str:
-    """The input formats intake accepts, as a phrase: `JPEG, PNG, WebP or GIF`."""
-    names = [_FORMAT_NAMES.get(f, f) for f in ACCEPTED]
+    """The input formats intake accepts here, as a phrase: `JPEG, PNG, WebP or GIF` (HEIC
+    too when pillow-heif is installed)."""
+    formats = (*ACCEPTED, "HEIC") if heif_available() else ACCEPTED
+    names = [_FORMAT_NAMES.get(f, f) for f in formats]
     return ", ".join(names[:-1]) + f" or {names[-1]}" if len(names) > 1 else names[0]
 
 
@@ -150,8 +154,12 @@ def build_request(args: argparse.Namespace) -> RemixRequest:
     return RemixRequest(**kwargs)
 
 
-def read_input(path: Path, settings: Settings, what: str = "image") -> bytes:
-    """Read an input file, refusing a missing file or one over the byte cap (blocking)."""
+def read_input(path: Path, settings: Settings, what: str = "image", label: str = "") -> bytes:
+    """Read an input file, refusing a missing file or one over the byte cap (blocking).
+
+    The size refusal starts with `label` (default: the path as given), as every refusal of
+    the image's content does (`_named`).
+    """
     try:
         size = path.stat().st_size
     except FileNotFoundError:
@@ -162,10 +170,12 @@ def read_input(path: Path, settings: Settings, what: str = "image") -> bytes:
         ) from None
     if not path.is_file():
         raise InvalidImage(f"{str(path)!r} is not a file.")
-    if size > settings.max_input_bytes:
+    limit = settings.max_input_bytes
+    if size > limit:
+        shown = f"{limit / 1e6:g} MB" if limit >= 1e6 else human_size(limit)
         raise InvalidImage(
-            f"The {what} {path.name} is {size / 1e6:.1f} MB; the limit is "
-            f"{settings.max_input_bytes / 1e6:.0f} MB."
+            f"{label or path}: That file is {human_size(size)}; the limit is {shown}"
+            " (REMIXBOT_MAX_INPUT_BYTES)."
         )
     return path.read_bytes()
 
@@ -182,7 +192,10 @@ async def _run(args: argparse.Namespace, settings: Settings, request: RemixReque
     limits = intake_limits(settings)
     data = await asyncio.to_thread(read_input, Path(args.image), settings)
     ref_paths = [Path(r) for r in args.style_ref]
-    ref_datas = [await asyncio.to_thread(read_input, path, settings) for path in ref_paths]
+    ref_datas = [
+        await asyncio.to_thread(read_input, path, settings, "image", f"--style-ref {path}")
+        for path in ref_paths
+    ]
     # One pool for the whole run: it prepares the input and decodes the results.
     async with ImagePool() as pool:
         prepared = await _named(
@@ -194,7 +207,9 @@ async def _run(args: argparse.Namespace, settings: Settings, request: RemixReque
             # The member's mask, else the input's transparent areas (a mask given to another
             # backend is refused by its check, before anything is sent).
             mask_data = (
-                await asyncio.to_thread(read_input, Path(args.mask), settings, "mask")
+                await asyncio.to_thread(
+                    read_input, Path(args.mask), settings, "mask", f"--mask {args.mask}"
+                )
                 if args.mask
                 else None
             )
@@ -210,7 +225,7 @@ async def _named(name: str, work: Awaitable[T]) -> T:
     try:
         return await work
     except InvalidImage as exc:
-        raise InvalidImage(f"{name}: {exc}") from None
+        raise InvalidImage(f"{name}: {error_sentence(exc)}") from None
 
 
 async def _prepare_refs(
@@ -243,7 +258,10 @@ async def _generate(
         settings.require_api_key()
     policy = DownloadPolicy.from_settings(settings)
     stem = f"remix-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
-    presenter = TerminalPresenter(Path(args.out), stem, json_output=args.json)
+    out = Path(args.out)
+    presenter = TerminalPresenter(out, stem, json_output=args.json)
+    work_dir = out / ".remixbot-work"
+    out_existed = await asyncio.to_thread(out.exists)
 
     async with (
         aiohttp.ClientSession() as api,
@@ -259,7 +277,7 @@ async def _generate(
             download_session=downloads,
             policy=policy,
             verify=pool.check_result,
-            work_dir=Path(args.out) / ".remixbot-work",
+            work_dir=work_dir,
             undelivered_dir=settings.data_dir / "undelivered",
         )
         # The terminal user `cli` goes through the same books and the same exits as members.
@@ -288,7 +306,17 @@ async def _generate(
             await lifecycle.run(job, task, presenter, stage=presenter.stage)
         finally:
             await lifecycle.close()
+            await asyncio.to_thread(_tidy, work_dir, None if out_existed else out)
     return presenter.exit_code()
+
+
+def _tidy(work_dir: Path, made: Path | None) -> None:
+    """Remove the work folder once the lifecycle emptied it, and the output folder this run
+    made if nothing was saved in it; a folder with anything left in it stays."""
+    for folder in (work_dir, made):
+        if folder is not None:
+            with contextlib.suppress(OSError):  # not empty, or already gone
+                folder.rmdir()
 
 
 class TerminalPresenter:
@@ -452,25 +480,42 @@ async def _dry_run(
         backend = make_backend(settings, unused)
         request = with_chosen_ratio(request, prepared)
         backend.check(request, len(refs))  # as the real run does, before anything else
-    wire = await capture(settings, request, prepared.image, [r.image for r in refs], mask)
-    if not settings.api_key:
+    # A local backend (demo) makes its images here: there is no request to capture.
+    local = not settings.needs_api_key
+    wire = (
+        None
+        if local
+        else await capture(settings, request, prepared.image, [r.image for r in refs], mask)
+    )
+    if settings.needs_api_key and not settings.api_key:
         _progress("note: REMIXBOT_API_KEY is not set; the real run needs it.")
+    note = (
+        f"The {backend.name} backend makes its images on this machine, so nothing would be sent"
+        " anywhere."
+    )
     if args.json:
         print_json(
             {
                 "dry_run": True,
                 "backend": backend.name,
-                "request": wire.to_dict(),
+                "request": None if wire is None else wire.to_dict(),
                 "image": _image_summary(prepared),
                 "style_refs": [_image_summary(r) for r in refs],
             }
+            | ({"note": note} if wire is None else {})
         )
         return 0
     print("Dry run: nothing was sent and no quota was used.")
-    print(f"backend: {backend.name}, {wire.method} {wire.url} ({wire.content_type})")
+    if wire is None:
+        print(f"backend: {backend.name} (local)")
+    else:
+        print(f"backend: {backend.name}, {wire.method} {wire.url} ({wire.content_type})")
     print(f"image:   {_describe(prepared)}")
     for n, ref in enumerate(refs, 1):
         print(f"style {n}: {_describe(ref)}")
+    if wire is None:
+        print(note)
+        return 0
     print("would send:")
     lines = wire.lines()
     width = max(len(name) for name, _ in lines)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bot.errors import RemixbotError
+from bot.intake.formats import UnreadableFormat
 from bot.lifecycle import Ending, Exit
 from bot.store.errors import QuotaExceeded
 
@@ -13,6 +14,8 @@ def error_sentence(exc: BaseException) -> str:
     """One sentence for an error shown in the terminal."""
     if isinstance(exc, QuotaExceeded):
         return exc.sentence(exc.resets_at.strftime("at %Y-%m-%d %H:%M UTC"))
+    if isinstance(exc, UnreadableFormat):  # no server here: the admin's own installation
+        return exc.sentence("this installation")
     if isinstance(exc, RemixbotError):
         return str(exc)
     return f"Internal error ({type(exc).__name__}); see the log."

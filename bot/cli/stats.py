@@ -7,9 +7,10 @@ import argparse
 from datetime import date
 from typing import Any
 
-from bot.cli._common import cli_settings, print_json
+from bot.cli._common import cli_settings, plural, print_json
 from bot.cli.quota import _id
-from bot.store.admin import run_with_store
+from bot.store.admin import run_with_store, user_label
+from bot.store.models import CLI_USER_ID
 from bot.store.usage import Totals, UsageRow, totals_by
 
 
@@ -46,6 +47,11 @@ def _where(guild_id: int | None) -> str:
     return "DMs/terminal" if guild_id is None else str(guild_id)
 
 
+def _member(user_id: int) -> str:
+    """A member as the table shows them; the terminal's own user is no Discord member."""
+    return "terminal (cli)" if user_id == CLI_USER_ID else user_label(user_id)
+
+
 def stats_dict(rows: list[UsageRow]) -> dict[str, Any]:
     """Rows by day, guild and member, with totals by guild, by day and overall."""
     total = Totals()
@@ -66,7 +72,7 @@ def stats_text(rows: list[UsageRow]) -> str:
         (
             r.day,
             _where(r.guild_id),
-            str(r.user_id),
+            _member(r.user_id),
             str(r.jobs),
             str(r.images),
             str(r.billed),
@@ -84,10 +90,11 @@ def stats_text(rows: list[UsageRow]) -> str:
 
     lines = [fmt(head), *(fmt(b) for b in body), ""]
     for guild, t in totals_by(rows, "guild_id").items():
+        # Only the jobs that delivered count as delivering: failed ones are counted apart.
         lines.append(
-            f"{_where(guild)}: {t.images} images delivered in {t.jobs} jobs; the backend billed "
-            f"{t.billed} images"
-            + (f" ({t.unknown_cost} jobs of unknown cost)" if t.unknown_cost else "")
+            f"{_where(guild)}: {plural(t.images, 'image')} delivered by {t.delivered_jobs} of"
+            f" {plural(t.jobs, 'job')}; the backend billed {plural(t.billed, 'image')}"
+            + (f" ({plural(t.unknown_cost, 'job')} of unknown cost)" if t.unknown_cost else "")
         )
     lines.append("(billed: images the backend charged the bot's key for, withheld ones included)")
     return "\n".join(lines)

@@ -21,7 +21,8 @@ ACCEPTED = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "AVIF")
 # What backends return and the bot stores and posts: nothing else is decoded on that side.
 RESULT_FORMATS = ("JPEG", "PNG", "WEBP")
 SEND = "send a JPEG, PNG or WebP"
-HEIF_EXTRA = "pip install 'remixbot[heif]'"
+# The README's words: the extra installed from the checkout.
+HEIF_EXTRA = "pip install '.[heif]'"
 
 # catch_warnings() swaps the process-wide filter list; serialise our (header-parse-long) use.
 _OPEN_LOCK = threading.Lock()
@@ -50,6 +51,21 @@ _INPUT_MAGIC: tuple[tuple[bytes, str], ...] = (
 _AVIF_BRANDS = frozenset({b"avif", b"avis"})
 _HEIC_BRANDS = frozenset({b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs"})
 _HEIF_BRANDS = frozenset({b"mif1", b"msf1"})
+
+
+class UnreadableFormat(InvalidImage):
+    """An image in a format this installation cannot decode (HEIC without pillow-heif, AVIF
+    without Pillow's AVIF support); `sentence(reader)` words it for a surface."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        super().__init__(self.sentence("this server"))  # the members' words (Discord)
+
+    def sentence(self, reader: str) -> str:
+        """The refusal, with `reader` (what cannot read it) as the surface says it."""
+        article = "an" if self.kind[:1] in "AEIOU" else "a"
+        return f"That file is {article} {self.kind}, which {reader} cannot read; {SEND}."
+
 
 _HEIF_LOCK = threading.Lock()
 _heif_registered: bool | None = None  # None: not tried yet
@@ -113,12 +129,12 @@ def _sniff_input(data: bytes) -> str | None:
         if features.check("avif"):
             return "AVIF"
         log.warning("an AVIF upload was refused: this Pillow was built without AVIF support")
-        raise InvalidImage(f"That file is an AVIF, which this server cannot read; {SEND}.")
+        raise UnreadableFormat("AVIF")
     if kind in ("HEIC", "HEIF"):
         if heif_available():
             return "HEIF"
         log.warning("a %s upload was refused: to accept them, %s", kind, HEIF_EXTRA)
-        raise InvalidImage(f"That file is a {kind}, which this server cannot read; {SEND}.")
+        raise UnreadableFormat(kind)
     return None
 
 

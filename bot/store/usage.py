@@ -22,10 +22,11 @@ class UsageRow:
     day: str  # YYYY-MM-DD, UTC, the day the job was accepted
     guild_id: int | None
     user_id: int
-    jobs: int
+    jobs: int  # finished jobs, whatever their end
     images: int  # delivered to the member (what their quota was charged)
     billed: int  # images the backend billed (withheld and unposted ones included)
     unknown_cost: int  # jobs whose bill is unknown (outcome unknown at the backend)
+    delivered_jobs: int  # jobs that delivered at least one image
 
     def to_dict(self) -> dict[str, Any]:
         """The row as JSON-ready values."""
@@ -51,7 +52,8 @@ def usage_rows(
         SELECT substr(created_at, 1, 10) AS day, guild_id, user_id, count(*) AS jobs,
                coalesce(sum(images_delivered), 0) AS images,
                coalesce(sum(images_billed), 0) AS billed,
-               sum(CASE WHEN images_billed IS NULL THEN 1 ELSE 0 END) AS unknown_cost
+               sum(CASE WHEN images_billed IS NULL THEN 1 ELSE 0 END) AS unknown_cost,
+               sum(CASE WHEN images_delivered > 0 THEN 1 ELSE 0 END) AS delivered_jobs
         FROM jobs WHERE {" AND ".join(where)}
         GROUP BY day, guild_id, user_id
         ORDER BY day, guild_id IS NULL, guild_id, user_id
@@ -69,6 +71,7 @@ class Totals:
     images: int = 0
     billed: int = 0
     unknown_cost: int = 0
+    delivered_jobs: int = 0
 
     def add(self, row: UsageRow) -> Totals:
         """These totals with one more row."""
@@ -77,6 +80,7 @@ class Totals:
             self.images + row.images,
             self.billed + row.billed,
             self.unknown_cost + row.unknown_cost,
+            self.delivered_jobs + row.delivered_jobs,
         )
 
 
