@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -22,11 +22,41 @@ async def fake() -> AsyncIterator[FakeRemix]:
 
 
 @pytest.fixture
-def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A data folder not made yet, the only remixbot settings in the environment (CLI tests)."""
+def no_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No remixbot or Discord settings from the environment the tests run in (CLI tests)."""
     for name in list(os.environ):
         if name.startswith(("REMIXBOT_", "DISCORD_")):
             monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def run(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., tuple[int, str, str]]:
+    """`remixbot ARGS…` through bot.cli.main in this process: (exit code, stdout, stderr).
+
+    Keyword arguments are environment variables for that one call (`REMIXBOT_BACKEND="demo"`).
+    """
+    from bot.cli import main
+
+    def call(*args: str, **env: str) -> tuple[int, str, str]:
+        with monkeypatch.context() as m:
+            for key, value in env.items():
+                m.setenv(key, value)
+            capsys.readouterr()
+            try:
+                code = main(list(args))
+            except SystemExit as exc:  # --help, --version
+                code = int(exc.code or 0)
+            out, err = capsys.readouterr()
+        return code, out, err
+
+    return call
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_settings: None) -> Path:
+    """A data folder not made yet, the only remixbot settings in the environment (CLI tests)."""
     monkeypatch.chdir(tmp_path)
     data = tmp_path / "fresh" / "data"  # does not exist yet: the CLI creates it
     monkeypatch.setenv("REMIXBOT_DATA_DIR", str(data))

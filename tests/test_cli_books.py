@@ -5,12 +5,10 @@ place and the setting, and make nothing; `remixbot db init` starts books on purp
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 
-from bot.cli import main
 from tests.databases import execute
 
 # Every command that only reads or changes existing books, with arguments that would succeed.
@@ -32,27 +30,8 @@ SQLITE_ONLY = [("backup", "copy.sqlite3"), ("db", "copy", "--to", "postgresql://
 
 
 @pytest.fixture
-def run(capsys: pytest.CaptureFixture[str]):
-    """`remixbot ARGS…` through bot.cli.main in this process: (exit code, stdout, stderr)."""
-
-    def call(*args: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        try:
-            code = main(list(args))
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return call
-
-
-@pytest.fixture
-def elsewhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def elsewhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_settings: None) -> Path:
     """Another folder, with no remixbot settings at all: REMIXBOT_DATA_DIR is its default."""
-    for name in list(os.environ):
-        if name.startswith(("REMIXBOT_", "DISCORD_")):
-            monkeypatch.delenv(name)
     folder = tmp_path / "somewhere-else"
     folder.mkdir()
     monkeypatch.chdir(folder)

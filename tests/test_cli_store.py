@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from bot.cli import main
 from bot.store import Job, QuotaDefaults, Store
 from tests.store_helpers import new_job
 
@@ -30,22 +29,6 @@ def _cli(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=60,
     )
-
-
-@pytest.fixture
-def run(capsys: pytest.CaptureFixture[str]):
-    """`remixbot ARGS…` through bot.cli.main in this process: (exit code, stdout, stderr)."""
-
-    def call(*args: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        try:
-            code = main(list(args))
-        except SystemExit as exc:  # argparse usage errors
-            code = int(exc.code or 0)
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return call
 
 
 @pytest.fixture

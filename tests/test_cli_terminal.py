@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 
-from bot.cli import main
 from bot.intake import formats
 from bot.store.pg import connect_reason
 from tests import imagecorpus as corpus
@@ -31,27 +30,10 @@ REMIXBOT = Path(sys.executable).with_name("remixbot")
 Run = Callable[..., tuple[int, str, str]]
 
 
-@pytest.fixture
-def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Run:
-    """`remixbot ARGS…` in this process, in tmp_path, with only the given settings."""
-    for name in list(os.environ):
-        if name.startswith(("REMIXBOT_", "DISCORD_")):
-            monkeypatch.delenv(name)
+@pytest.fixture(autouse=True)
+def here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_settings: None) -> None:
+    """Every command runs in tmp_path with only the settings its call gives."""
     monkeypatch.chdir(tmp_path)
-
-    def call(*args: str, **env: str) -> tuple[int, str, str]:
-        with monkeypatch.context() as m:
-            for key, value in env.items():
-                m.setenv(key, value)
-            capsys.readouterr()
-            try:
-                code = main(list(args))
-            except SystemExit as exc:  # --help, --version
-                code = int(exc.code or 0)
-            out, err = capsys.readouterr()
-        return code, out, err
-
-    return call
 
 
 @pytest.fixture
