@@ -176,6 +176,13 @@ async def test_each_backend_tells_a_good_key_from_a_bad_one_for_free(backend: st
         assert "bad-key-000" not in bad.sentence
         assert r.tasks == {}  # no task was queued at the task proxy
         assert not [h for h in r.hits if h.startswith("/images/")]
+        if backend != "runware":
+            # A remix's own encoding, so the refusal is about the missing image, not the body.
+            for sent in r.api_requests():
+                assert sent.headers["Content-Type"].startswith("multipart/form-data; boundary=")
+                assert sent.fields["prompt"] and not sent.files
+            assert "image" in good.sentence and "is missing" in good.sentence, good.sentence
+            assert "multipart" not in good.sentence
 
 
 async def test_key_check_reports_an_unreachable_backend_and_the_demo_needs_no_key(
