@@ -7,7 +7,6 @@ import contextlib
 import logging
 import os
 import secrets
-import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,6 +16,7 @@ from bot.looplag import LoopLag
 from bot.metrics import NULL_METRICS, Metrics
 from bot.secrets import register_secret
 from bot.settings import Settings
+from bot.store.files import write_atomic
 from bot.web.auth import PASSWORD_FILE
 from bot.web.discordwatch import DiscordWatch
 from bot.web.prom import PrometheusMetrics
@@ -79,17 +79,7 @@ def _kept_password(path: Path) -> str:
         os.chmod(path, 0o600)
         return token
     token = secrets.token_urlsafe(24)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{PASSWORD_FILE}.")  # mode 0600
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(token + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, f"{token}\n".encode(), mode=0o600)
     return token
 
 
