@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import re
 import sqlite3
 import sys
 from pathlib import Path
@@ -253,3 +254,17 @@ async def test_the_database_check_reads_postgresql_too(postgres: str, tmp_path: 
     _database(away, Checklist(out))
     assert "[FAIL]" in out.getvalue() and "cannot be reached" in out.getvalue()
     assert "s3cret-pw" not in out.getvalue()
+
+
+async def test_the_sample_in_deploy_md_is_what_a_fresh_install_prints(tmp_path: Path) -> None:
+    text = (ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
+    found = re.search(r"A fresh install, before its first start.*?\n```\n(.+?)```", text, re.S)
+    assert found, "deploy.md's sample of a fresh check is gone"
+    data = tmp_path / "data"
+    async with FakeDiscord() as d, running_fake() as r:
+        env = world_env(d, r, data, REMIXBOT_HTTP_PORT="8080")
+        code, out = await remixbot(env, "check", cwd=tmp_path)
+    assert code == 0, out
+    # The sample shows the container's data folder and a made-up application id.
+    real = out.replace(str(data), "/data").replace(str(d.app_id), "1234567890")
+    assert real == found[1]

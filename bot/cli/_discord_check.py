@@ -75,6 +75,9 @@ async def inspect_discord(settings: Settings) -> DiscordReport:
         local = bot.command_payloads()
         stored = await asyncio.to_thread(bot.sync_state.read)
         intents = tuple(name for name, on in bot.intents if on)
+        kinds = {c.name: c.type.value for c in remote} | {
+            str(c["name"]): int(c.get("type", 1)) for c in local
+        }
         return DiscordReport(
             bot_name=str(bot.user),
             application_id=app.id,
@@ -85,13 +88,5 @@ async def inspect_discord(settings: Settings) -> DiscordReport:
             local_commands=tuple(sorted(str(c["name"]) for c in local)),
             remote_commands=tuple(sorted(c.name for c in remote)),
             synced_shape=stored.get(bot._global_scope()) == shape_hash(local),  # the sync's own key
-            labels=tuple(
-                sorted(
-                    {
-                        (str(c["name"]), command_label(str(c["name"]), int(c.get("type", 1))))
-                        for c in local
-                    }
-                    | {(c.name, command_label(c.name, c.type.value)) for c in remote}
-                )
-            ),
+            labels=tuple(sorted((name, command_label(name, kind)) for name, kind in kinds.items())),
         )
