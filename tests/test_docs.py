@@ -110,3 +110,12 @@ def test_the_table_check_sees_a_stray_cell_and_a_pipe_in_a_code_span() -> None:
 @pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
 def test_every_table_row_has_as_many_cells_as_its_header(doc: Path) -> None:
     assert _table_problems(doc.read_text(encoding="utf-8")) == []
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
+def test_unit_files_keep_comments_on_lines_of_their_own(doc: Path) -> None:
+    """systemd reads `#` as a comment only at the start of a line: after a value it is the value."""
+    blocks = re.findall(r"```ini\n(.*?)```", doc.read_text(encoding="utf-8"), re.S)
+    for block in blocks:
+        for line in block.splitlines():
+            assert line.lstrip().startswith(("#", ";")) or "#" not in line, line
