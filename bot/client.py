@@ -75,6 +75,19 @@ def login_errors(settings: Settings) -> Iterator[None]:
         ) from None
 
 
+def bot_intents() -> discord.Intents:
+    """The gateway events the bot handles, and no others (less traffic on big servers)."""
+    return discord.Intents(
+        # The servers' channels, roles and permission overwrites: can the bot post here, does a
+        # member have Manage Messages, /remix's command permissions.
+        guilds=True,
+        # 🔁 ❌ ✉️ on results, in servers and in DMs. Commands, buttons, menus and modals come
+        # as interactions, which need no intent; the bot reads no messages and no members.
+        guild_reactions=True,
+        dm_reactions=True,
+    )
+
+
 def apply_discord_endpoints(settings: Settings) -> None:
     """Point discord.py's REST base and gateway at the configured URLs (process-global)."""
     discord.http.Route.BASE = settings.discord_api_base
@@ -86,9 +99,9 @@ async def fetch_application_id(settings: Settings) -> int:
     token = settings.require_discord_token()
     apply_discord_endpoints(settings)
     skip_voice_warnings()
-    # REST only, so intents never reach Discord; the default set keeps discord.py from warning
+    # REST only, so intents never reach Discord; the bot's own set keeps discord.py from warning
     # that the guilds intent is off.
-    client = discord.Client(intents=discord.Intents.default())
+    client = discord.Client(intents=bot_intents())
     async with client:
         with login_errors(settings):
             await client.login(token)
@@ -167,7 +180,7 @@ class RemixBot(commands.Bot):
         )
         super().__init__(
             command_prefix=commands.when_mentioned,
-            intents=discord.Intents.default(),
+            intents=bot_intents(),
             tree_cls=RemixTree,
             help_command=None,
             **options,

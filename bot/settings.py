@@ -64,6 +64,9 @@ BACKEND_DEFAULTS: dict[str, dict[str, str]] = {
     # Local Pillow variations of the input (bot/remix/backends/demo.py): try the bot for free.
     "demo": {"url": "", "path": "", "auth": "api-key", "model": ""},
 }
+# The legacy body's model at a task proxy when REMIXBOT_MODEL is unset: Ideogram's documented
+# default, and the newest the resellers' pages list (the direct legacy backend defaults to V_3).
+LEGACY_TASK_MODEL = "V_2"
 
 # --- parsers: each turns a raw value into the setting's type, or raises one sentence ----------
 
@@ -235,8 +238,10 @@ class Settings:
         "REMIXBOT_MODEL",
         "",
         _str,
-        "Model for ideogram-legacy and legacy task-proxy (V_1 … V_3, default V_3), ideogram-edit"
-        " (V_1 … V_2_TURBO, default V_2_TURBO) and runware (AIR id, default ideogram:4@2).",
+        f"Model for ideogram-legacy (V_1 … V_3, default {BACKEND_DEFAULTS['ideogram-legacy']['model']}),"
+        f" the task-proxy's legacy body (V_1 … V_3, default {LEGACY_TASK_MODEL}), ideogram-edit"
+        f" (V_1 … V_2_TURBO, default {BACKEND_DEFAULTS['ideogram-edit']['model']}) and runware"
+        f" (AIR id, default {BACKEND_DEFAULTS['runware']['model']}).",
     )
     task_submit_path: str = setting(
         "REMIXBOT_TASK_SUBMIT_PATH",
@@ -440,7 +445,8 @@ class Settings:
         "REMIXBOT_ADMIN_TOKEN",
         None,
         _secret,
-        "Password of the admin dashboard; when unset, one is made and printed once at start.",
+        "Password of the admin dashboard; when unset, the first start makes one and keeps it in"
+        " the file dashboard-password in the data directory, readable only by its owner.",
     )
 
     @property

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import aiohttp
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from bot.errors import InvalidRequest, RemixRejected
 from bot.remix.backends import IdeogramLegacyBackend, RemixResult, make_backend
 from bot.remix.request import RemixRequest
+from bot.settings import SPECS
 from tests.fakeremix import API_KEY, FakeRemix
 from tests.fakeremix.helpers import encoded, fake_settings
 
@@ -145,3 +147,20 @@ async def test_fake_rejects_what_the_real_api_would(fake: FakeRemix) -> None:
     fake.fail_next("422")
     with pytest.raises(RemixRejected, match="failed safety check"):
         await remix(fake, RemixRequest("x"))
+
+
+@pytest.mark.parametrize(
+    ("backend", "env", "named"),
+    [
+        ("ideogram-legacy", {}, "ideogram-legacy"),
+        ("task-proxy", {"REMIXBOT_TASK_FORMAT": "legacy"}, "the task-proxy's legacy body"),
+    ],
+)
+async def test_the_model_setting_names_the_default_each_legacy_body_sends(
+    fake: FakeRemix, backend: str, env: dict[str, str], named: str
+) -> None:
+    settings = fake_settings(fake, backend, **env)
+    async with aiohttp.ClientSession() as session:
+        sent = make_backend(settings, session).model_for(RemixRequest("a beach"))  # type: ignore[attr-defined]
+    documented = re.search(re.escape(named) + r" \([^)]*default (\w+)\)", SPECS["model"].doc)
+    assert documented and documented[1] == sent, SPECS["model"].doc

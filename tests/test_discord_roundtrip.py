@@ -6,6 +6,8 @@ import hashlib
 import json
 from pathlib import Path
 
+import discord
+
 from tests.fakediscord import FakeDiscord
 from tests.fakediscord.helpers import PROBE, PROBE_EXTRA, png_bytes, running_bot
 
@@ -42,7 +44,10 @@ async def test_login_syncs_once_then_only_when_the_shape_changes(tmp_path: Path)
         me = fake.calls_to("GET", "/users/@me")[0]
         assert me.headers["Authorization"] == f"Bot {fake.token}"
         identify = fake.received(2)[0].d
-        assert identify["intents"] == 53575421  # Intents.default(): nothing privileged
+        # Only what the bot handles: servers (channels, roles) and reactions; nothing privileged.
+        assert discord.Intents._from_value(identify["intents"]) == discord.Intents(
+            guilds=True, guild_reactions=True, dm_reactions=True
+        )
 
 
 async def test_slash_command_defers_downloads_and_uploads_a_file(tmp_path: Path) -> None:

@@ -59,3 +59,63 @@ def test_every_command_the_docs_show_exists() -> None:
         actions = _subcommands(commands[words[0]])
         if actions:
             assert words[1] in actions, f"{doc}: remixbot {' '.join(words)}"
+
+
+DELIMITER_ROW = re.compile(r"^\s*\|?\s*:?-{3,}")
+
+
+def _cell_count(row: str) -> int:
+    """Cells in a table row as GitHub splits them: on every `|` not escaped, code spans too."""
+    inner = row.strip().removeprefix("|")
+    if inner.endswith("|") and not inner.endswith("\\|"):
+        inner = inner[:-1]
+    return len(re.split(r"(?<!\\)\|", inner))
+
+
+def _table_problems(text: str) -> list[str]:
+    problems = []
+    lines = text.splitlines()
+    in_code = False
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if line.lstrip().startswith("```"):
+            in_code = not in_code
+        elif (
+            not in_code
+            and line.lstrip().startswith("|")
+            and i + 1 < len(lines)
+            and DELIMITER_ROW.match(lines[i + 1])
+        ):
+            header = _cell_count(line)
+            i += 1
+            while i < len(lines) and lines[i].lstrip().startswith("|"):
+                row = lines[i].rstrip()
+                if _cell_count(row) != header or not row.endswith("|"):
+                    problems.append(f"line {i + 1}: {_cell_count(row)} cells, header has {header}")
+                i += 1
+            continue
+        i += 1
+    return problems
+
+
+def test_the_table_check_sees_a_stray_cell_and_a_pipe_in_a_code_span() -> None:
+    table = "| a | b |\n|---|---|\n| x | y |\n| x | y |; z\n| `p|q` | y |\n| `p\\|q` | y |\n"
+    assert _table_problems(table) == [
+        "line 4: 3 cells, header has 2",
+        "line 5: 3 cells, header has 2",
+    ]
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
+def test_every_table_row_has_as_many_cells_as_its_header(doc: Path) -> None:
+    assert _table_problems(doc.read_text(encoding="utf-8")) == []
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
+def test_unit_files_keep_comments_on_lines_of_their_own(doc: Path) -> None:
+    """systemd reads `#` as a comment only at the start of a line: after a value it is the value."""
+    blocks = re.findall(r"```ini\n(.*?)```", doc.read_text(encoding="utf-8"), re.S)
+    for block in blocks:
+        for line in block.splitlines():
+            assert line.lstrip().startswith(("#", ";")) or "#" not in line, line

@@ -1,5 +1,6 @@
 """The dashboard in a real headless browser: Debian's chromium driven by Playwright (no browser
-download: `executable_path`). CI installs both (.ci/run); by hand:
+download: `executable_path`). The README's test command installs chromium when it is missing
+(scripts/test-postgres run); by hand:
 `apt-get install chromium && pip install -e '.[test]' && python -m pytest -q -m browser`."""
 
 from __future__ import annotations

@@ -6,20 +6,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import json
+import logging
 import re
+import stat
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 
+from bot.log import setup_logging
 from bot.secrets import redact
 from bot.settings import load_settings
+from bot.web.auth import PASSWORD_FILE
 from bot.web.dashboard import add_dashboard
 from bot.web.prom import PrometheusMetrics
 from bot.web.runtime import admin_token
 from bot.web.server import Endpoint, make_app
-from tests.fakediscord.helpers import png_bytes
+from tests.fakediscord.helpers import BotProcess, png_bytes
+from tests.fakediscord.server import FakeDiscord
 from tests.remixworld import World, running_world
+from tests.test_web_endpoint import free_port
 
 TOKEN = "admin-token-for-tests-7f3a"
 
@@ -225,12 +232,54 @@ async def test_quota_and_block_changes_go_through_the_store_with_csrf(tmp_path: 
         assert (await w.services.store.policies()).guilds == {123456789012345678: 9}
 
 
-def test_an_unset_admin_token_is_made_printed_once_and_redacted(tmp_path: Path) -> None:
-    settings = load_settings({"REMIXBOT_BACKEND": "demo"}, dotenv=None)
-    out = io.StringIO()
-    token = admin_token(settings, out)
-    assert out.getvalue().count(token) == 1 and len(token) >= 24
+def test_an_unset_admin_token_is_kept_in_a_file_only_its_owner_reads(tmp_path: Path) -> None:
+    settings = load_settings(
+        {"REMIXBOT_BACKEND": "demo", "REMIXBOT_DATA_DIR": str(tmp_path / "data")}, dotenv=None
+    )
+    log = io.StringIO()
+    handler = setup_logging("INFO", log)
+    try:
+        token = admin_token(settings)
+    finally:
+        logging.getLogger().removeHandler(handler)
+    kept = tmp_path / "data" / PASSWORD_FILE
+    assert kept.read_text() == token + "\n" and len(token) >= 24
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o600
+    assert token not in log.getvalue() and str(kept) in log.getvalue()  # where, never what
     assert redact(f"login with {token}") == "login with [REDACTED]"
-    given = load_settings({"REMIXBOT_BACKEND": "demo", "REMIXBOT_ADMIN_TOKEN": TOKEN}, dotenv=None)
-    quiet = io.StringIO()
-    assert admin_token(given, quiet) == TOKEN and quiet.getvalue() == ""
+    # Kept across restarts, its mode put back; an emptied file gets a new password.
+    kept.chmod(0o644)
+    assert admin_token(settings) == token and stat.S_IMODE(kept.stat().st_mode) == 0o600
+    kept.write_text("\n")
+    assert admin_token(settings) not in ("", token)
+    # REMIXBOT_ADMIN_TOKEN set: that is the password, and nothing is written.
+    given = load_settings(
+        {
+            "REMIXBOT_BACKEND": "demo",
+            "REMIXBOT_DATA_DIR": str(tmp_path / "given"),
+            "REMIXBOT_ADMIN_TOKEN": TOKEN,
+        },
+        dotenv=None,
+    )
+    assert admin_token(given) == TOKEN and not (tmp_path / "given").exists()
+
+
+async def test_the_run_logs_where_the_password_is_never_the_password(tmp_path: Path) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    data = tmp_path / "data"
+    env = {"REMIXBOT_HTTP_PORT": str(port), "REMIXBOT_LOG_FORMAT": "json"}
+    async with FakeDiscord() as d, BotProcess(d, data, launcher=False, env=env) as bot:
+        await bot.start_and_wait_ready()
+        kept = data / PASSWORD_FILE
+        await d.wait_until(lambda: "dashboard password" in bot.output(), 20, "the log line")
+        password = kept.read_text().strip()
+        assert stat.S_IMODE(kept.stat().st_mode) == 0o600
+        async with client() as s, s.post(base + "/admin/login", data={"token": password}) as r:
+            assert r.status == 200 and r.url.path == "/admin"
+        assert await bot.stop() == 0
+        output = bot.output()
+        assert password not in output
+        lines = [json.loads(line) for line in output.splitlines()]  # every line is JSON
+        [said] = [x["message"] for x in lines if "dashboard password" in x["message"]]
+        assert str(kept.resolve()) in said

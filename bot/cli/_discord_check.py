@@ -28,6 +28,11 @@ class DiscordReport:
     local_commands: tuple[str, ...]
     remote_commands: tuple[str, ...]
     synced_shape: bool  # the last sync recorded the shape the code has now
+    labels: tuple[tuple[str, str], ...] = ()  # (name, how a member sees it) of every command
+
+    def label(self, name: str) -> str:
+        """How members see a command: `/remix`, or a menu entry by its name."""
+        return dict(self.labels).get(name, name)
 
     @property
     def commands_in_sync(self) -> bool:
@@ -36,6 +41,13 @@ class DiscordReport:
 
 
 PRIVILEGED = ("presences", "members", "message_content")
+# Application command types (Discord's numbers): chat input, user menu, message menu.
+MENU_KINDS = {2: "user menu", 3: "message menu"}
+
+
+def command_label(name: str, kind: int) -> str:
+    """`/name` for a slash command; `"name" (message menu)` for a context-menu entry."""
+    return f'"{name}" ({MENU_KINDS[kind]})' if kind in MENU_KINDS else f"/{name}"
 
 
 def _portal_flags(app: discord.AppInfo) -> tuple[str, ...]:
@@ -63,6 +75,9 @@ async def inspect_discord(settings: Settings) -> DiscordReport:
         local = bot.command_payloads()
         stored = await asyncio.to_thread(bot.sync_state.read)
         intents = tuple(name for name, on in bot.intents if on)
+        kinds = {c.name: c.type.value for c in remote} | {
+            str(c["name"]): int(c.get("type", 1)) for c in local
+        }
         return DiscordReport(
             bot_name=str(bot.user),
             application_id=app.id,
@@ -73,4 +88,5 @@ async def inspect_discord(settings: Settings) -> DiscordReport:
             local_commands=tuple(sorted(str(c["name"]) for c in local)),
             remote_commands=tuple(sorted(c.name for c in remote)),
             synced_shape=stored.get(bot._global_scope()) == shape_hash(local),  # the sync's own key
+            labels=tuple(sorted((name, command_label(name, kind)) for name, kind in kinds.items())),
         )

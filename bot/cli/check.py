@@ -5,6 +5,10 @@ migrations are current; the Discord token logs in (the application's intents and
 are printed); the backend key is accepted (by a request that costs nothing, bot/remix/keycheck.py);
 the slash commands are in sync. It changes nothing: the database is opened read-only and nothing
 is synced.
+
+A warning is not a failure: it says what the next start will do (apply migrations, sync the
+commands) or what could be tidier. Commands missing on Discord are normal before the first start
+and after an upgrade, because `remixbot run` syncs them when it starts.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import logging
 import sqlite3
 import sys
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -32,16 +37,19 @@ MARKS = {"ok": "[ ok ]", "warn": "[warn]", "fail": "[FAIL]", "skip": "[skip]"}
 
 
 class Checklist:
-    """Prints each check's line as it is decided; remembers whether any failed."""
+    """Prints each check's line as it is decided; remembers which failed and which warned."""
 
     def __init__(self, out: TextIO) -> None:
         self.out = out
         self.failed: list[str] = []
+        self.warned: list[str] = []
 
     def line(self, status: str, name: str, text: str) -> None:
         """One line: mark, check name, what was found (continuation lines indented)."""
         if status == "fail":
             self.failed.append(name)
+        elif status == "warn":
+            self.warned.append(name)
         first, *rest = text.split("\n")
         self.out.write(f"{MARKS[status]} {name}: {first}\n")
         for more in rest:
@@ -88,7 +96,10 @@ def run_checks(out: TextIO, environ: dict[str, str] | None = None) -> int:
     if checks.failed:
         out.write(f"{len(checks.failed)} check(s) failed: {', '.join(checks.failed)}.\n")
         return 1
-    out.write("All checks passed.\n")
+    if checks.warned:
+        out.write(f"All checks passed; read the warnings: {', '.join(checks.warned)}.\n")
+    else:
+        out.write("All checks passed.\n")
     return 0
 
 
@@ -184,28 +195,44 @@ async def _discord(settings: Settings, checks: Checklist) -> DiscordReport | Non
     return found
 
 
+def _labels(found: DiscordReport, names: Iterable[str]) -> str:
+    """The commands as members see them: slash commands first, then menu entries."""
+    return ", ".join(sorted(map(found.label, names), key=lambda s: (not s.startswith("/"), s)))
+
+
 def _commands(found: DiscordReport | None, checks: Checklist) -> None:
     if found is None:
         checks.line("skip", "slash commands", "needs the Discord login")
         return
     if found.commands_in_sync:
-        checks.line(
-            "ok", "slash commands", f"in sync ({', '.join('/' + c for c in found.local_commands)})"
-        )
+        checks.line("ok", "slash commands", f"in sync ({_labels(found, found.local_commands)})")
         return
     missing = sorted(set(found.local_commands) - set(found.remote_commands))
     extra = sorted(set(found.remote_commands) - set(found.local_commands))
     detail = "; ".join(
         part
         for part in (
-            f"missing on Discord: {', '.join(missing)}" if missing else "",
-            f"on Discord but not in the code: {', '.join(extra)}" if extra else "",
+            f"missing on Discord: {_labels(found, missing)}" if missing else "",
+            f"on Discord but not in the code: {_labels(found, extra)}" if extra else "",
             "" if missing or extra else "the commands changed since the last sync",
         )
         if part
     )
+    if found.synced_shape:
+        # The last sync recorded this very shape, so the next start will not upload again:
+        # something else changed Discord's copy, and only a sync puts it back.
+        checks.line(
+            "fail",
+            "slash commands",
+            f"not in sync ({detail}), though the last sync uploaded this version's commands; "
+            "run `remixbot sync` (starting the bot will not: it syncs only when they changed)",
+        )
+        return
+    # Not a failure: before the first start and after an upgrade this is how things are, and
+    # `remixbot run` uploads them when it starts.
     checks.line(
-        "fail",
+        "warn",
         "slash commands",
-        f"not in sync ({detail}); run `remixbot sync` (or start the bot: it syncs when they changed)",
+        f"not in sync yet ({detail}); the bot syncs them when it starts "
+        "(`remixbot sync` does it now)",
     )

@@ -42,8 +42,12 @@ def probe_request(settings: Settings) -> tuple[str, dict[str, Any]]:
             "json": [{"taskType": "imageInference", "taskUUID": str(uuid.uuid4())}]
         }
     path = settings.task_submit_path if settings.backend == "task-proxy" else settings.remix_path
-    form = aiohttp.FormData()
-    form.add_field("prompt", PROBE_PROMPT)  # the image (a required part) is left out
+    # Multipart, as a remix is: a FormData with only text fields would go URL-encoded, and the
+    # backend would refuse the encoding instead of the missing image. (FormData's
+    # default_to_multipart is newer than the aiohttp 3.10 the project allows.)
+    form = aiohttp.MultipartWriter("form-data")
+    part = form.append(PROBE_PROMPT)
+    part.set_content_disposition("form-data", name="prompt")  # the image (required) is left out
     return path, {"data": form}
 
 

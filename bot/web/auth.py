@@ -21,6 +21,10 @@ from aiohttp import web
 
 from bot.web.html import e, page
 
+# The dashboard's password when REMIXBOT_ADMIN_TOKEN is unset, a file in the data folder (like
+# Jenkins' initialAdminPassword): kept across restarts; delete it for a new one at the next start.
+PASSWORD_FILE = "dashboard-password"
+
 COOKIE = "remixbot_admin"
 SESSION_SECONDS = 12 * 3600
 FAILED_LOGIN_DELAY = 1.0  # slows guessing; one admin never notices
@@ -130,7 +134,8 @@ async def login_page(request: web.Request) -> web.StreamResponse:
         f"{error}<form method=post action=/admin/login><p><label>Admin token "
         "<input type=password name=token autocomplete=current-password required autofocus>"
         "</label> <button>Sign in</button></p></form><p class=note>The token is "
-        f"REMIXBOT_ADMIN_TOKEN, or the one printed when the bot started {e('(never logged)')}.</p>"
+        "REMIXBOT_ADMIN_TOKEN, or, when that is unset, the content of the file "
+        f"{e(PASSWORD_FILE)} in the bot's data folder.</p>"
     )
     return page("Sign in", body)
 

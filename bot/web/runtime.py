@@ -4,21 +4,30 @@ count into, the Discord watch, and the endpoint (health, metrics, dashboard) aro
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
 import secrets
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TextIO
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from bot.errors import SettingsError
 from bot.looplag import LoopLag
 from bot.metrics import NULL_METRICS, Metrics
 from bot.secrets import register_secret
 from bot.settings import Settings
+from bot.store.files import write_atomic
+from bot.web.auth import PASSWORD_FILE
 from bot.web.discordwatch import DiscordWatch
 from bot.web.prom import PrometheusMetrics
 from bot.web.server import Endpoint, Probe, make_app
 
 if TYPE_CHECKING:
     from bot.services import Services
+
+log = logging.getLogger("remixbot.web")
+
+MIN_PASSWORD = 16  # shorter content (an emptied file) is replaced by a new password
 
 DB_PROBE_JOB = (
     0  # no job has id 0: the read goes through the writer thread and SQLite, finds nothing
@@ -38,17 +47,39 @@ def database_probe(services: Services) -> Probe:
     return probe
 
 
-def admin_token(settings: Settings, out: TextIO | None = None) -> str:
-    """REMIXBOT_ADMIN_TOKEN, or a new one printed once on stderr (never logged: it is a secret)."""
+def admin_token(settings: Settings) -> str:
+    """REMIXBOT_ADMIN_TOKEN, else the password kept in the data folder (made at the first start,
+    readable only by its owner); the log says only where it is."""
     if settings.admin_token:
         return settings.admin_token.get()
-    token = secrets.token_urlsafe(24)
+    path = settings.data_dir / PASSWORD_FILE
+    try:
+        token = _kept_password(path)
+    except OSError as exc:
+        raise SettingsError(
+            f"Cannot read or write the dashboard password file {path} "
+            f"({exc.strerror or type(exc).__name__}); give the bot's user that file, delete it "
+            "for a new one, or set REMIXBOT_ADMIN_TOKEN."
+        ) from None
     register_secret(token)  # if it ever reaches a log line, it is redacted there
-    print(
-        f"Admin dashboard password for this run (set REMIXBOT_ADMIN_TOKEN to keep one): {token}",
-        file=out or sys.stderr,
-        flush=True,
+    # Where, never what: the log goes to journald, Docker and log collectors.
+    log.info(
+        "admin dashboard password: in %s (set REMIXBOT_ADMIN_TOKEN to choose one)", path.resolve()
     )
+    return token
+
+
+def _kept_password(path: Path) -> str:
+    """The password in `path` (its mode tightened to 0600), or a new one written there."""
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        token = ""
+    if len(token) >= MIN_PASSWORD:
+        os.chmod(path, 0o600)
+        return token
+    token = secrets.token_urlsafe(24)
+    write_atomic(path, f"{token}\n".encode(), mode=0o600)
     return token
 
 

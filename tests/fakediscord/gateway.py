@@ -5,6 +5,11 @@ Also the REST routes that tell a client where the gateway is.
 Shards as Discord has them: an IDENTIFY with `shard: [id, count]` opens that shard's session,
 whose READY and GUILD_CREATEs name only the guilds with `(guild_id >> 22) % count == id`, and an
 event of a guild goes to its shard's session (to none while that shard has never identified).
+
+Intents as Discord has them: an event that needs an intent the session did not ask for in its
+IDENTIFY is not sent to it (a reaction needs `guild_reactions`, or `dm_reactions` in a DM; a
+message `guild_messages` or `dm_messages`; role and channel events `guilds`). Events no intent
+covers, like INTERACTION_CREATE, always go out.
 """
 
 from __future__ import annotations
@@ -25,6 +30,27 @@ from tests.fakediscord.recording import Recorder
 from tests.fakediscord.rest import Req, Route, json_response, routes
 from tests.fakediscord.world import World
 
+# Discord's intent bits (GUILDS, GUILD_MESSAGES, GUILD_MESSAGE_REACTIONS, DIRECT_MESSAGES,
+# DIRECT_MESSAGE_REACTIONS): the ones the events this fake dispatches need.
+GUILDS, GUILD_MESSAGES, GUILD_REACTIONS, DM_MESSAGES, DM_REACTIONS = (
+    1 << 0,
+    1 << 9,
+    1 << 10,
+    1 << 12,
+    1 << 13,
+)
+
+
+def needed_intent(event: str, in_guild: bool) -> int:
+    """The intent bit Discord needs before it sends `event`; 0 for events always sent."""
+    if event.startswith("MESSAGE_REACTION_"):
+        return GUILD_REACTIONS if in_guild else DM_REACTIONS
+    if event in ("MESSAGE_CREATE", "MESSAGE_UPDATE", "MESSAGE_DELETE"):
+        return GUILD_MESSAGES if in_guild else DM_MESSAGES
+    if event.startswith(("GUILD_", "CHANNEL_", "THREAD_")):
+        return GUILDS
+    return 0
+
 
 @dataclass
 class Session:
@@ -37,6 +63,12 @@ class Session:
     ws: web.WebSocketResponse | None = None
     conn: int = 0
     shard: tuple[int, int] | None = None  # (id, count) from IDENTIFY; None: every guild
+    intents: int = 0  # from IDENTIFY
+
+    def wants(self, event: str, in_guild: bool) -> bool:
+        """True when the session asked for the intent the event needs (or it needs none)."""
+        need = needed_intent(event, in_guild)
+        return need == 0 or bool(self.intents & need)
 
     def covers(self, guild_id: str) -> bool:
         """True when this session receives the guild's events."""
@@ -86,13 +118,13 @@ class Gateway:
     async def dispatch(self, event: str, data: dict[str, Any]) -> None:
         """Send a DISPATCH to the session of the event's guild, or of shard 0 for a direct message
         (kept for replay if the connection is down); an event of a guild whose shard never
-        identified reaches nobody."""
+        identified, or whose intent the session did not ask for, reaches nobody."""
         if self.current is None:
             raise RuntimeError("no bot has identified with the fake gateway")
         guild = data.get("guild_id") if isinstance(data, dict) else None
         # Direct messages go to shard 0, as Discord sends them.
         session = self.session_for(str(guild) if guild else "0")
-        if session is not None:
+        if session is not None and session.wants(event, in_guild=bool(guild)):
             await self._dispatch_to(session, event, data)
 
     def session_for(self, guild_id: str) -> Session | None:
@@ -184,7 +216,12 @@ class Gateway:
             return
         shard = tuple(d["shard"]) if d.get("shard") else None
         session = Session(
-            session_id=secrets.token_hex(16), token=d["token"], ws=ws, conn=conn, shard=shard
+            session_id=secrets.token_hex(16),
+            token=d["token"],
+            ws=ws,
+            conn=conn,
+            shard=shard,
+            intents=int(d.get("intents") or 0),
         )
         self.sessions[session.session_id] = session
         self.current = session

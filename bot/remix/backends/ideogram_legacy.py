@@ -17,13 +17,15 @@ from bot.media import EncodedImage
 from bot.remix import enums
 from bot.remix.backends.http import SyncFormBackend
 from bot.remix.request import RemixRequest
+from bot.settings import LEGACY_TASK_MODEL
 
 # Ideogram: resolution is "for model_version 2.0 only"; other models are refused here, free,
 # rather than accepted and refused by the backend after the member waited.
 RESOLUTION_MODELS = frozenset({"V_2", "V_2_TURBO"})
 NO_STYLE_TYPE = frozenset({"V_1", "V_1_TURBO"})
-# Ideogram's documented default model of the legacy body.
-DEFAULT_MODEL = "V_2"
+# Ideogram's documented default model of the legacy body (the direct backend's settings default
+# to V_3 before this is reached; a task proxy's legacy body uses this).
+DEFAULT_MODEL = LEGACY_TASK_MODEL
 
 
 def legacy_size(value: str, prefix: str) -> str:
