@@ -91,7 +91,9 @@ async def test_a_fresh_install_passes_with_a_warning_that_the_start_syncs_the_co
         assert commands.startswith("[warn] slash commands: not in sync yet (missing on Discord: ")
         assert '"Remix this image" (message menu)' in commands and "/remix" in commands
         assert "the bot syncs them when it starts" in commands
-        assert "does not exist yet; the first start creates it" in line(out, "database")
+        assert "does not exist yet; the first start (or `remixbot db init`) creates it" in line(
+            out, "database"
+        )
         assert out.rstrip().endswith("All checks passed; read the warnings: slash commands.")
 
         # What the warning promises: the bot's start (its setup hook) uploads them.

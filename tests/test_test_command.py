@@ -47,5 +47,5 @@ def test_the_test_command_knows_the_debian_packages_it_needs(tmp_path: Path) -> 
     postgres = [] if glob.glob("/usr/lib/postgresql/*/bin/initdb") else ["postgresql"]
     # No chromium on PATH: the dashboard's browser test needs Debian's.
     assert missing(tmp_path) == [*postgres, "chromium"]
-    # REMIXBOT_CHROMIUM names the browser to use instead.
-    assert missing(tmp_path, REMIXBOT_CHROMIUM="/opt/chromium/chrome") == postgres
+    # TEST_CHROMIUM names the browser to use instead.
+    assert missing(tmp_path, TEST_CHROMIUM="/opt/chromium/chrome") == postgres

@@ -132,7 +132,11 @@ def _database(settings: Settings, checks: Checklist) -> None:
             checks.line("fail", "database", f"{path} cannot be reached ({type(exc).__name__})")
             return
     if not state.exists:
-        checks.line("ok", "database", f"{path} does not exist yet; the first start creates it")
+        checks.line(
+            "ok",
+            "database",
+            f"{path} does not exist yet; the first start (or `remixbot db init`) creates it",
+        )
     elif state.unknown:
         checks.line(
             "fail",
