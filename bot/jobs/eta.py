@@ -47,6 +47,61 @@ class Estimate:
     eta_seconds: float
 
 
+class Playout:
+    """The scheduler's rule played forward, one queued job at a time, every job lasting
+    ``job_seconds``: jobs start strictly in the order placed, each when its cost fits in the
+    free budget. A running job past its expected duration is given ``overdue_fraction`` of it
+    more. No queued job starts before ``not_before`` seconds (a pause after a backend 429).
+
+    ``copy`` lets the state after a long queue be kept and played on from (a new job's wait),
+    without playing the queue again.
+    """
+
+    __slots__ = ("capacity", "finishing", "free", "job_seconds", "now", "running")
+
+    def __init__(
+        self,
+        capacity: int,
+        running: Sequence[tuple[int, float]],
+        job_seconds: float,
+        overdue_fraction: float = 0.2,
+        not_before: float = 0.0,
+    ) -> None:
+        self.capacity = capacity
+        self.job_seconds = job_seconds
+        self.free = capacity
+        self.finishing: list[tuple[float, int]] = []  # (finish time from now, cost)
+        self.running: list[Estimate] = []
+        for cost, elapsed in running:
+            remaining = max(job_seconds - elapsed, job_seconds * overdue_fraction)
+            heapq.heappush(self.finishing, (remaining, cost))
+            self.free -= cost
+            self.running.append(Estimate(0.0, remaining))
+        self.now = max(not_before, 0.0)
+
+    def place(self, cost: int) -> tuple[float, float]:
+        """Queue one more job of `cost` images; (wait, finish) in seconds from now."""
+        cost = min(cost, self.capacity)
+        finishing = self.finishing
+        while self.free < cost and finishing:
+            at, freed = heapq.heappop(finishing)
+            if at > self.now:
+                self.now = at
+            self.free += freed
+        finish = self.now + self.job_seconds
+        heapq.heappush(finishing, (finish, cost))
+        self.free -= cost
+        return self.now, finish
+
+    def copy(self) -> Playout:
+        """The same state, to play on from without changing this one."""
+        other = Playout.__new__(Playout)
+        other.capacity, other.job_seconds = self.capacity, self.job_seconds
+        other.free, other.now = self.free, self.now
+        other.finishing, other.running = list(self.finishing), self.running
+        return other
+
+
 def simulate(
     capacity: int,
     running: Sequence[tuple[int, float]],
@@ -55,32 +110,8 @@ def simulate(
     overdue_fraction: float = 0.2,
     not_before: float = 0.0,
 ) -> tuple[list[Estimate], list[Estimate]]:
-    """Play the scheduler's rule forward with every job lasting ``job_seconds``.
-
-    ``running`` holds (cost, elapsed seconds) per running job; ``queued`` the costs in fair order.
-    The rule is the scheduler's: jobs start strictly in fair order, each when its cost fits in the
-    free budget. A running job past its expected duration is given ``overdue_fraction`` of it more.
-    No queued job starts before ``not_before`` seconds (a pause after a backend 429).
-    Returns the estimates for running jobs and for queued jobs, in the order given.
-    """
-    free = capacity
-    finishing: list[tuple[float, int]] = []  # (finish time from now, cost)
-    running_out: list[Estimate] = []
-    for cost, elapsed in running:
-        remaining = max(job_seconds - elapsed, job_seconds * overdue_fraction)
-        heapq.heappush(finishing, (remaining, cost))
-        free -= cost
-        running_out.append(Estimate(0.0, remaining))
-    now = max(not_before, 0.0)
-    queued_out: list[Estimate] = []
-    for cost in queued:
-        cost = min(cost, capacity)
-        while free < cost and finishing:
-            at, freed = heapq.heappop(finishing)
-            now = max(now, at)
-            free += freed
-        finish = now + job_seconds
-        heapq.heappush(finishing, (finish, cost))
-        free -= cost
-        queued_out.append(Estimate(now, finish))
-    return running_out, queued_out
+    """Play the scheduler's rule forward (see `Playout`) over the running jobs, (cost, elapsed
+    seconds) each, and the queued jobs' costs in fair order; the estimates for both, in the
+    order given."""
+    play = Playout(capacity, running, job_seconds, overdue_fraction, not_before)
+    return play.running, [Estimate(*play.place(cost)) for cost in queued]

@@ -20,8 +20,9 @@ from bot.jobs.errors import (
     SchedulerClosed,
     UserQueueFull,
 )
-from bot.jobs.eta import DurationModel, simulate
+from bot.jobs.eta import DurationModel, Playout
 from bot.jobs.fairqueue import FairQueue
+from bot.jobs.publisher import ProgressPublisher, Show
 from bot.jobs.shared import SharedHolds, SharedSlots
 from bot.jobs.ticket import Admission, JobId, JobState, JobTicket
 
@@ -30,6 +31,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# Every live job's (position, wait, eta).
+Estimates = dict[JobId, tuple[int, float, float]]
+
 
 # The longest pause() honoured (seconds).
 MAX_PAUSE = 300.0
@@ -37,6 +41,10 @@ MAX_PAUSE = 300.0
 MIN_LIMITED_PAUSE = 0.5
 # How long one simulation of the queue serves the watchers asking for their estimates (seconds).
 ESTIMATES_TTL = 0.5
+# Up to this many queued and running jobs, a change of the queue is published to every job on
+# the next loop turn; a longer queue is published at most once per ESTIMATES_TTL (a pass costs
+# in proportion to the queue, and a wave of arrivals would otherwise pay it once per arrival).
+PUBLISH_AT_ONCE = 100
 
 
 class AdmissionHold:
@@ -151,11 +159,11 @@ class Scheduler:
         self._holds: dict[int, set[AdmissionHold]] = {}
         self._inflight = 0
         self._epoch = 0  # bumped on every change of the queue, for the estimates' cache
-        self._estimates_cache: tuple[int, float, dict[JobId, tuple[int, float, float]]] | None = (
-            None
-        )
+        # (epoch, when, every live job's estimate, the playout after the last queued job)
+        self._estimates_cache: tuple[int, float, Estimates, Playout] | None = None
         self._closed = False
         self._pause: asyncio.TimerHandle | None = None
+        self._publisher = ProgressPublisher(self, interval=progress_interval, eta_step=eta_step)
 
     @classmethod
     def from_settings(cls, settings: Settings, **kwargs: Any) -> Scheduler:
@@ -198,6 +206,27 @@ class Scheduler:
     def running(self) -> list[Admission]:
         """Running jobs, oldest first."""
         return list(self._running.values())
+
+    @property
+    def publishing(self) -> bool:
+        """True while the one task that publishes every job's progress runs (it ends when no
+        job is queued or running)."""
+        return self._publisher.running
+
+    # Watching --------------------------------------------------------------------------------
+
+    def watch(self, admission: Admission, show: Show) -> None:
+        """Show a job's progress through ``show`` until it leaves the scheduler.
+
+        One task shows every watched job (bot/jobs/publisher.py), with the throttle of
+        ``Admission.updates``; ``show`` is awaited for one progress at a time per job, and its
+        errors are logged, never raised: progress is cosmetic.
+        """
+        self._publisher.watch(admission, show)
+
+    async def stop_watching(self) -> None:
+        """Stop showing progress (at shutdown, after ``drain``): cancel any show in flight."""
+        await self._publisher.close()
 
     def stats(self) -> SchedulerStats:
         """Counts and the duration estimate, for a status command."""
@@ -401,18 +430,10 @@ class Scheduler:
     def estimated_wait(self, images: int = 1) -> float:
         """Seconds a new job of `images` would wait to start, from the measured backend time
         and the in-flight budget (held places count as one-image jobs)."""
-        now = self._now()
-        seconds = self._backend_time.seconds
-        holding = [a for a in self._running.values() if a.slot_held]
-        queued = [a.cost for a in self._queue.order()] + [1] * self._held_count()
-        _, estimates = simulate(
-            self.budget.value,
-            [(a.held, now - (a.slot_at or now)) for a in holding],
-            [*queued, min(images, self.capacity)],
-            seconds,
-            not_before=self._pause_left(),
-        )
-        return estimates[-1].wait_seconds
+        play = self._cached_estimates()[1].copy()  # the queue is played once, not per question
+        for _ in range(self._held_count()):
+            play.place(1)
+        return play.place(min(images, self.capacity))[0]
 
     def _pump(self) -> None:
         """Give slots back to retried calls first, then start jobs from the head of the fair
@@ -489,6 +510,7 @@ class Scheduler:
         admission.state = JobState.RUNNING
         admission.started_at = self._now()
         self._running[admission.job_id] = admission
+        admission._publish()  # a start is told at once; the queue's moves with the next pass
         task = asyncio.create_task(self._run(admission), name=f"remix-job-{admission.job_id}")
         self._tasks[task] = admission
         task.add_done_callback(self._tasks.pop)
@@ -534,39 +556,44 @@ class Scheduler:
             self._pump()
             self._changed()
 
-    def _estimates(self) -> dict[JobId, tuple[int, float, float]]:
-        """(position, wait, eta) for every live job, from one simulation at the current time.
+    def _estimates(self) -> Estimates:
+        """(position, wait, eta) for every live job, from one simulation at the current time."""
+        return self._cached_estimates()[0]
 
-        Watchers of a long queue ask at the same moments (their idle refreshes line up): one
-        simulation serves them all until the queue changes or ESTIMATES_TTL passes.
+    def _cached_estimates(self) -> tuple[Estimates, Playout]:
+        """Every live job's estimate and the playout after the last queued job.
+
+        Watchers of a long queue ask at the same moments (their idle refreshes line up), and
+        every member asking for a job asks for a new job's wait: one simulation serves them all
+        until the queue changes or ESTIMATES_TTL passes.
         """
         now = self._now()
         cached = self._estimates_cache
         if cached is not None and cached[0] == self._epoch and now - cached[1] < ESTIMATES_TTL:
-            return cached[2]
-        out = self._simulate_all(now)
-        self._estimates_cache = (self._epoch, now, out)
-        return out
+            return cached[2], cached[3]
+        out, tail = self._simulate_all(now)
+        self._estimates_cache = (self._epoch, now, out, tail)
+        return out, tail
 
-    def _simulate_all(self, now: float) -> dict[JobId, tuple[int, float, float]]:
+    def _simulate_all(self, now: float) -> tuple[Estimates, Playout]:
         holding = [a for a in self._running.values() if a.slot_held]
         order = self._queue.order()
         # Slots free at the backend's pace; a job then also downloads and posts (the tail).
         backend = self._backend_time.seconds
         tail = max(self._durations.seconds - backend, 0.0)
-        _, queue_est = simulate(
+        play = Playout(
             self.budget.value,
             [(a.held, now - (a.slot_at or now)) for a in holding],
-            [a.cost for a in order],
             backend,
             not_before=self._pause_left(),
         )
-        out: dict[JobId, tuple[int, float, float]] = {}
+        out: Estimates = {}
         for a in self._running.values():
             out[a.job_id] = self._running_estimate(a, now)
-        for i, (a, e) in enumerate(zip(order, queue_est, strict=True), start=1):
-            out[a.job_id] = (i, e.wait_seconds, e.eta_seconds + tail)
-        return out
+        for i, a in enumerate(order, start=1):
+            wait, finish = play.place(a.cost)
+            out[a.job_id] = (i, wait, finish + tail)
+        return out, play
 
     def _running_estimate(self, admission: Admission, now: float) -> tuple[int, float, float]:
         elapsed = now - (admission.started_at or now)
@@ -582,8 +609,24 @@ class Scheduler:
         return self._estimates().get(admission.job_id, (None, None, None))
 
     def _changed(self) -> None:
-        """Publish to every live job whose visible progress moved."""
+        """The queue changed: the publisher tells every job whose visible progress moved."""
         self._epoch += 1
+        self._publisher.poke()
+
+    # The publisher's side (bot/jobs/publisher.py) ---------------------------------------------
+
+    def _live(self) -> int:
+        return len(self._jobs)
+
+    def _publish_gap(self) -> float:
+        return (
+            0.0
+            if len(self._jobs) <= PUBLISH_AT_ONCE
+            else min(self.progress_interval, ESTIMATES_TTL)
+        )
+
+    def _publish_all(self) -> None:
+        """Publish to every live job whose visible progress moved (one simulation for all)."""
         estimates = self._estimates()
         for admission in list(self._jobs.values()):
             admission._publish(eta_step=self.eta_step, estimate=estimates.get(admission.job_id))

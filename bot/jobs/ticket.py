@@ -52,7 +52,7 @@ class JobState(enum.StrEnum):
         return self not in (JobState.QUEUED, JobState.RUNNING)
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, slots=True)
 class JobTicket:
     """A job to schedule: who asked, how many images it occupies, and the coroutine to run."""
 
@@ -71,7 +71,7 @@ class JobTicket:
             raise InvalidRequest(f"A job asks for 1 to {MAX_IMAGES} images, not {self.images}.")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Progress:
     """A snapshot of one job: position 0 means running, 1 means next; None once finished."""
 
@@ -87,6 +87,32 @@ class Progress:
 class Admission:
     """The handle of an admitted job: its progress, a way to await changes, and its outcome."""
 
+    # A thousand queued jobs are a thousand of these: no __dict__, and the events are made only
+    # when someone waits, so the garbage collector's full passes have less to walk.
+    __slots__ = (
+        "_changed",
+        "_done",
+        "_final",
+        "_interrupting",
+        "_on_change",
+        "_published",
+        "_published_at",
+        "_scheduler",
+        "_version",
+        "cost",
+        "error",
+        "finished_at",
+        "held",
+        "slot_at",
+        "slot_held",
+        "stage",
+        "started_at",
+        "state",
+        "submitted_at",
+        "ticket",
+        "value",
+    )
+
     def __init__(self, scheduler: AdmissionHost, ticket: JobTicket, cost: int, now: float) -> None:
         self._scheduler = scheduler
         self.ticket = ticket
@@ -99,12 +125,15 @@ class Admission:
         self.value: Any = None
         self.error: BaseException | None = None
         self._version = 0
+        # What was last published, or first seen: (state, coarse position, stage, eta).
         self._published: tuple[Any, ...] | None = None
         self._published_at = now
-        self._changed = asyncio.Event()
-        self._done = asyncio.Event()
+        self._changed: asyncio.Event | None = None  # made by the first wait_changed
+        self._done: asyncio.Event | None = None  # made by the first wait_done
         self._final: Progress | None = None
         self._interrupting = False
+        # Told of every published change (the scheduler's progress publisher, when watched).
+        self._on_change: Callable[[Admission], None] | None = None
         # The backend slot: taken when the job starts, given back when the backend answers.
         self.slot_held = False
         self.slot_at: float | None = None  # when the slot was (last) taken
@@ -138,6 +167,9 @@ class Admission:
         if self._final is not None:
             return self._final
         position, wait, eta = self._scheduler._estimate(self)
+        if self._published is None:  # the first look: what a later change is measured against
+            self._published = (self.state, _coarse(position), self.stage, eta)
+            self._published_at = self._scheduler._now()
         return Progress(self.job_id, self.state, position, wait, eta, self.stage, self._version)
 
     @property
@@ -173,7 +205,9 @@ class Admission:
         """Wait up to ``timeout`` seconds for a change after version ``since`` (default: now)."""
         if since is None:
             since = self._version
-        if self._version == since:
+        if self._version == since and self._final is None:
+            if self._changed is None:
+                self._changed = asyncio.Event()
             event = self._changed
             try:
                 async with asyncio.timeout(timeout):
@@ -217,6 +251,10 @@ class Admission:
 
     async def wait_done(self, timeout: float) -> bool:  # noqa: ASYNC109 (required bound)
         """Wait up to ``timeout`` seconds for the job to leave the scheduler; True if it did."""
+        if self.state.final:
+            return True
+        if self._done is None:
+            self._done = asyncio.Event()
         try:
             async with asyncio.timeout(timeout):
                 await self._done.wait()
@@ -248,22 +286,25 @@ class Admission:
         """Bump the version and wake waiters if the visible progress changed."""
         if self._final is not None:
             return
-        if estimate is None:
-            snap = self.progress()
-        else:
-            snap = Progress(self.job_id, self.state, *estimate, self.stage, self._version)
-        key = (snap.state, _coarse(snap.position), snap.stage)
+        position, _, eta = self._scheduler._estimate(self) if estimate is None else estimate
+        key = (self.state, _coarse(position), self.stage)
         now = self._scheduler._now()
+        if self._published is None and not force:
+            # Published for the first time, unseen: version 0 stands for it (a new job is
+            # published with the next pass over the queue, not on its own at submit).
+            self._published = (*key, eta)
+            self._published_at = now
+            return
         if not force and self._published is not None:
             old_key, old_eta = self._published[:3], self._published[3]
             if old_key == key:
-                if snap.eta_seconds is None or old_eta is None:
+                if eta is None or old_eta is None:
                     return
                 expected = old_eta - (now - self._published_at)
                 # Far-off estimates move a little all the time: tell only what a member notices.
-                if abs(snap.eta_seconds - expected) < max(eta_step, 0.1 * snap.eta_seconds):
+                if abs(eta - expected) < max(eta_step, 0.1 * eta):
                     return
-        self._published = (*key, snap.eta_seconds)
+        self._published = (*key, eta)
         self._published_at = now
         self._bump()
 
@@ -278,15 +319,19 @@ class Admission:
         self._version += 1
         self._final = Progress(self.job_id, state, None, None, None, self.stage, self._version)
         self._wake()
-        self._done.set()
+        if self._done is not None:
+            self._done.set()
 
     def _bump(self) -> None:
         self._version += 1
         self._wake()
 
     def _wake(self) -> None:
-        event, self._changed = self._changed, asyncio.Event()
-        event.set()
+        event, self._changed = self._changed, None
+        if event is not None:
+            event.set()
+        if self._on_change is not None:
+            self._on_change(self)
 
 
 def _coarse(position: int | None) -> int | None:
@@ -303,8 +348,12 @@ def _same_phase(a: Progress, b: Progress) -> bool:
 
 
 def _eta_moved(last: Progress, current: Progress, step: float) -> bool:
+    return eta_moved(last.eta_seconds, current.eta_seconds, step)
+
+
+def eta_moved(shown: float | None, current: float | None, step: float) -> bool:
     """True when the ETA a watcher is showing is off by at least ``step`` seconds, or a tenth of
     it for far-off estimates (ten minutes away, half a minute is not news)."""
-    if last.eta_seconds is None or current.eta_seconds is None:
+    if shown is None or current is None:
         return False
-    return abs(current.eta_seconds - last.eta_seconds) >= max(step, 0.1 * last.eta_seconds)
+    return abs(current - shown) >= max(step, 0.1 * shown)
