@@ -196,7 +196,7 @@ class RemixService:
         self.repeats = RepeatGuard()
         self.moderation = Moderation(store)
         self._intake = asyncio.Semaphore(INTAKE_AT_ONCE)
-        self._watchers: set[asyncio.Task[None]] = set()
+        self._resumed: set[asyncio.Task[None]] = set()
         self._presenters: dict[int, Presenter] = {}
         self._guilds: dict[int, int | None] = {}  # the server of each job in the scheduler
 
@@ -558,22 +558,9 @@ class RemixService:
         return admission
 
     def _watch(self, admission: Admission, presenter: Presenter) -> None:
-        """Forward progress to the presenter until the job leaves the scheduler."""
-
-        async def watch() -> None:
-            async for progress in admission.updates():
-                if progress.state.final:
-                    return
-                try:
-                    await presenter.progress(progress)
-                except Exception:  # progress is cosmetic: never let it hurt the job
-                    log.warning(
-                        "progress update failed for job %s", admission.job_id, exc_info=True
-                    )
-
-        task = asyncio.get_running_loop().create_task(watch(), name=f"progress-{admission.job_id}")
-        self._watchers.add(task)
-        task.add_done_callback(self._watchers.discard)
+        """Show progress on the presenter until the job leaves the scheduler (one task shows
+        every queued job's: bot/jobs/publisher.py)."""
+        self.scheduler.watch(admission, presenter.progress)
 
     # --- after a restart -----------------------------------------------------------------
 
@@ -609,8 +596,8 @@ class RemixService:
         # Resumed tasks may take minutes at the backend: they run on their own.
         for job in report.resumable:
             task = asyncio.ensure_future(self._resume(job, presenter_for(job), roles_for))
-            self._watchers.add(task)  # type: ignore[arg-type]
-            task.add_done_callback(self._watchers.discard)
+            self._resumed.add(task)  # type: ignore[arg-type]
+            task.add_done_callback(self._resumed.discard)
 
     async def _requeue(self, job: Job, presenter: Presenter | None, roles_for: RolesFor) -> None:
         """Queue a job accepted before a crash again: its input and request are stored."""
@@ -678,9 +665,10 @@ class RemixService:
         await self.close()
 
     async def close(self) -> None:
-        """Stop progress watchers (the scheduler is closed by its owner)."""
-        for task in list(self._watchers):
+        """Stop showing progress and the resumed tasks (the scheduler is closed by its owner)."""
+        await self.scheduler.stop_watching()
+        for task in list(self._resumed):
             task.cancel()
-        for task in list(self._watchers):
+        for task in list(self._resumed):
             with contextlib.suppress(BaseException):
                 await task
