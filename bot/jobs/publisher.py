@@ -24,12 +24,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from bot.jobs.ticket import Admission, JobId, JobState, Progress, eta_moved
 
 log = logging.getLogger(__name__)
+
+# At most this many shows in flight at once: a pass that moves a wave of fifty jobs must not
+# start fifty Discord edits in one turn of the loop (each costs the loop about a millisecond).
+SHOWS_AT_ONCE = 4
 
 # Shows one job's progress to its member (a presenter's `progress`).
 Show = Callable[[Progress], Awaitable[None]]
@@ -53,6 +58,7 @@ class _Watch:
         "checked_at",
         "due",
         "eta",
+        "queued",
         "sending",
         "show",
         "shown_at",
@@ -74,8 +80,9 @@ class _Watch:
         self.shown_at = float("-inf")
         self.checked_at = 0.0
         self.due: float | None = None  # a held-back change is shown at this time
-        self.sending = False
-        self.waiting: Progress | None = None  # the newest progress behind the one in flight
+        self.waiting: Progress | None = None  # the newest progress not yet handed to `show`
+        self.queued = False  # in line for a sender
+        self.sending = False  # `show` is being awaited
 
 
 class ProgressPublisher:
@@ -89,7 +96,8 @@ class ProgressPublisher:
         self.idle = idle
         self.eta_step = eta_step
         self._watches: dict[JobId, _Watch] = {}
-        self._sends: set[asyncio.Task[None]] = set()
+        self._ready: deque[_Watch] = deque()  # jobs with a progress to show, in turn
+        self._senders: set[asyncio.Task[None]] = set()
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._dirty = False
@@ -132,7 +140,8 @@ class ProgressPublisher:
         for watch in self._watches.values():
             watch.admission._on_change = None
         self._watches.clear()
-        tasks = [t for t in (self._task, *self._sends) if t is not None]
+        self._ready.clear()
+        tasks = [t for t in (self._task, *self._senders) if t is not None]
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -224,7 +233,7 @@ class ProgressPublisher:
             return
         phase = current.state is not watch.state or current.stage != watch.stage
         if phase or now >= watch.shown_at + self.interval:
-            self._show(watch, current, now)
+            self._show(watch, current, now, first=phase and watch.state is not None)
         else:
             watch.due = watch.shown_at + self.interval
             self._wake.set()  # the task's sleep may need to end sooner
@@ -238,31 +247,48 @@ class ProgressPublisher:
         elif eta_moved(watch.eta, current.eta_seconds, self.eta_step):
             self._show(watch, current, now)
 
-    def _show(self, watch: _Watch, progress: Progress, now: float) -> None:
+    def _show(self, watch: _Watch, progress: Progress, now: float, *, first: bool = False) -> None:
+        """Hand `progress` to the job's `show`, after the one in flight; a start or a stage goes
+        ahead of position moves waiting for a sender (`first`)."""
         watch.version, watch.state, watch.stage = progress.version, progress.state, progress.stage
         watch.eta = progress.eta_seconds
         watch.shown_at = watch.checked_at = now
         watch.due = None
-        if watch.sending:
-            watch.waiting = progress
-            return
-        watch.sending = True
-        task = asyncio.get_running_loop().create_task(self._send(watch, progress))
-        self._sends.add(task)
-        task.add_done_callback(self._sends.discard)
+        watch.waiting = progress
+        if watch.queued and first:  # a start waits behind no position moves
+            self._ready.remove(watch)
+            self._ready.appendleft(watch)
+        elif not watch.queued and not watch.sending:
+            watch.queued = True
+            if first:
+                self._ready.appendleft(watch)
+            else:
+                self._ready.append(watch)
+        while self._ready and len(self._senders) < SHOWS_AT_ONCE:
+            task = asyncio.get_running_loop().create_task(self._send())
+            self._senders.add(task)
+            task.add_done_callback(self._senders.discard)
 
-    async def _send(self, watch: _Watch, progress: Progress | None) -> None:
-        try:
-            while progress is not None and not watch.admission.done:
-                try:
-                    await watch.show(progress)
-                except Exception:  # progress is cosmetic: never let it hurt the job
-                    log.warning(
-                        "progress update failed for job %s", watch.admission.job_id, exc_info=True
-                    )
-                progress, watch.waiting = watch.waiting, None
-        finally:
-            watch.sending = False
+    async def _send(self) -> None:
+        """One of the senders: show what is waiting, job after job, until nothing is."""
+        while self._ready:
+            watch = self._ready.popleft()
+            watch.queued = False
+            progress, watch.waiting = watch.waiting, None
+            if progress is None or watch.admission.done:
+                continue
+            watch.sending = True
+            try:
+                await watch.show(progress)
+            except Exception:  # progress is cosmetic: never let it hurt the job
+                log.warning(
+                    "progress update failed for job %s", watch.admission.job_id, exc_info=True
+                )
+            finally:
+                watch.sending = False
+            if watch.waiting is not None and not watch.queued:  # it moved while being shown
+                watch.queued = True
+                self._ready.append(watch)
 
     def _drop(self, watch: _Watch) -> None:
         if self._watches.get(watch.admission.job_id) is watch:

@@ -161,6 +161,8 @@ class Scheduler:
         self._epoch = 0  # bumped on every change of the queue, for the estimates' cache
         # (epoch, when, every live job's estimate, the playout after the last queued job)
         self._estimates_cache: tuple[int, float, Estimates, Playout] | None = None
+        # (when, the playout after the last queued job, with the jobs queued since placed too)
+        self._tail: tuple[float, Playout] | None = None
         self._closed = False
         self._pause: asyncio.TimerHandle | None = None
         self._publisher = ProgressPublisher(self, interval=progress_interval, eta_step=eta_step)
@@ -282,6 +284,8 @@ class Scheduler:
         admission = Admission(self, ticket, min(ticket.images, self.capacity), self._now())
         self._jobs[ticket.job_id] = admission
         self._queue.push(ticket.user_id, admission)
+        if self._tail is not None:  # the next new job waits behind this one too
+            self._tail[1].place(admission.cost)
         self._pump()
         self._changed()
         return admission
@@ -302,6 +306,7 @@ class Scheduler:
             raise JobRunning()
         self._queue.remove(admission.user_id, admission)
         del self._jobs[job_id]
+        self._tail = None  # a place freed: play the queue through again when next asked
         admission._finish(JobState.NOT_RUN, self._now())
         self._pump()
         self._changed()
@@ -429,11 +434,24 @@ class Scheduler:
 
     def estimated_wait(self, images: int = 1) -> float:
         """Seconds a new job of `images` would wait to start, from the measured backend time
-        and the in-flight budget (held places count as one-image jobs)."""
-        play = self._cached_estimates()[1].copy()  # the queue is played once, not per question
+        and the in-flight budget (held places count as one-image jobs).
+
+        Every member asking for a job asks this, in waves: the queue is played through at most
+        once per ESTIMATES_TTL, and the jobs queued since are placed after it (a job that
+        started or finished since moves the answer by less than that time).
+        """
+        play = self._admission_tail().copy()
         for _ in range(self._held_count()):
             play.place(1)
         return play.place(min(images, self.capacity))[0]
+
+    def _admission_tail(self) -> Playout:
+        """The playout after the last queued job (at most ESTIMATES_TTL old, with the jobs
+        queued since placed after it)."""
+        now = self._now()
+        if self._tail is None or now - self._tail[0] >= ESTIMATES_TTL:
+            self._tail = (now, self._cached_estimates()[1].copy())
+        return self._tail[1]
 
     def _pump(self) -> None:
         """Give slots back to retried calls first, then start jobs from the head of the fair
