@@ -150,6 +150,10 @@ class InteractionPresenter(Poster):
             self.original_id = message.id
         except discord.HTTPException:
             self.original_id = None
+        # Only the id is needed. discord.py keeps the fetched message on the interaction, and the
+        # message points back at it: a cycle of some fifteen objects per queued job, which only
+        # the garbage collector's full pass (a loop stall growing with the queue) would free.
+        self.interaction._original_response = None
         return self.original_id
 
     async def progress(self, progress: Progress) -> None:

@@ -106,6 +106,7 @@ async def serve(
             bot = make_bot(settings, services=services, extensions=extensions, **options)
             for listener, event in ops.listeners():
                 bot.add_listener(listener, event)
+            bot.add_listener(freeze_once(), "on_ready")
             # Everything made so far lives as long as the process: keep it out of the garbage
             # collector's full passes, which otherwise stall the loop for tens of ms each.
             gc.freeze()
@@ -116,6 +117,23 @@ async def serve(
             loop.remove_signal_handler(sig)
     log.info("stopped cleanly (the event loop's longest stall: %.0f ms)", lag.longest * 1000)
     return 0
+
+
+def freeze_once() -> Callable[[], Awaitable[None]]:
+    """An `on_ready` listener that freezes, once, what logging in made and keeps (the cogs and
+    their commands, the guilds' caches, the sessions): tens of thousands of objects the
+    collector's full passes would otherwise walk again and again under load. Only the first
+    ready: a later one (a reconnect) may come with jobs queued, whose objects must stay
+    collectable."""
+    done = False
+
+    async def on_ready() -> None:
+        nonlocal done
+        if not done:
+            done = True
+            gc.freeze()
+
+    return on_ready
 
 
 def gateway_probe(bot: RemixBot) -> Callable[[], Awaitable[str | None]]:
