@@ -164,6 +164,24 @@ class RepeatGuard:
         return True
 
 
+class _QueuedRun:
+    """The run a queued job's ticket carries: one small object per waiting job (a closure over
+    the same four names is six objects for the garbage collector's full passes to walk)."""
+
+    __slots__ = ("job", "presenter", "service", "task")
+
+    def __init__(
+        self, service: RemixService, job: Job, task: JobTask, presenter: Presenter
+    ) -> None:
+        self.service = service
+        self.job = job
+        self.task = task
+        self.presenter = presenter
+
+    async def __call__(self, admission: Admission) -> Posted | None:
+        return await self.service._run_queued(self.job, self.task, self.presenter, admission)
+
+
 class RemixService:
     """Accepts remix, reroll and retry jobs, runs them through the lifecycle, recovers the rest."""
 
@@ -520,42 +538,46 @@ class RemixService:
     ) -> Admission:
         """Hand a reserved job to the scheduler; the lifecycle runs it when its turn comes."""
         presenter = self.moderation.watching(presenter, job.guild_id, job.user_id)
-
-        async def run(admission: Admission) -> Posted | None:
-            try:
-                if await self._paused(job):  # before anything is sent: nothing is billed
-                    await self.lifecycle.not_started(job.id, presenter, ServerPaused())
-                    return None
-                try:
-                    stored = await self._stored_images(job)
-                except Exception as exc:  # the stored input is gone (forgotten, swept), or worse
-                    if not isinstance(exc, InvalidRequest):
-                        log.exception("job %s: its stored images could not be read", job.id)
-                    await self.lifecycle.not_started(job.id, presenter, exc)
-                    return None
-                ready = dataclasses.replace(
-                    task,
-                    image=stored.input.image,
-                    refs=[r.image for r in stored.refs],
-                    mask=stored.mask,
-                )
-                return await self.lifecycle.run(
-                    job, ready, presenter, stage=_stage_for(admission), slot=admission
-                )
-            except Exception as exc:  # a bug escaped the lifecycle: its books still close
-                log.exception("job %s crashed", job.id)
-                await asyncio.shield(self.lifecycle.crashed(job.id, presenter, exc))
-                return None
-            finally:
-                self._presenters.pop(job.id, None)
-                self._guilds.pop(job.id, None)
-
+        run = _QueuedRun(self, job, task, presenter)
         ticket = JobTicket(job_id=job.id, user_id=job.user_id, images=job.images_requested, run=run)
         admission = self.scheduler.submit(ticket, hold=hold, recovered=recovered)
         self._presenters[job.id] = presenter
         self._guilds[job.id] = job.guild_id
         self._watch(admission, presenter)
         return admission
+
+    async def _run_queued(
+        self, job: Job, task: JobTask, presenter: Presenter, admission: Admission
+    ) -> Posted | None:
+        """A queued job's turn: not while its server is paused; its stored images read back, then
+        the lifecycle's run."""
+        try:
+            if await self._paused(job):  # before anything is sent: nothing is billed
+                await self.lifecycle.not_started(job.id, presenter, ServerPaused())
+                return None
+            try:
+                stored = await self._stored_images(job)
+            except Exception as exc:  # the stored input is gone (forgotten, swept), or worse
+                if not isinstance(exc, InvalidRequest):
+                    log.exception("job %s: its stored images could not be read", job.id)
+                await self.lifecycle.not_started(job.id, presenter, exc)
+                return None
+            ready = dataclasses.replace(
+                task,
+                image=stored.input.image,
+                refs=[r.image for r in stored.refs],
+                mask=stored.mask,
+            )
+            return await self.lifecycle.run(
+                job, ready, presenter, stage=_stage_for(admission), slot=admission
+            )
+        except Exception as exc:  # a bug escaped the lifecycle: its books still close
+            log.exception("job %s crashed", job.id)
+            await asyncio.shield(self.lifecycle.crashed(job.id, presenter, exc))
+            return None
+        finally:
+            self._presenters.pop(job.id, None)
+            self._guilds.pop(job.id, None)
 
     def _watch(self, admission: Admission, presenter: Presenter) -> None:
         """Show progress on the presenter until the job leaves the scheduler (one task shows

@@ -103,6 +103,7 @@ class ProgressPublisher:
         self._dirty = False
         self._last_pass = float("-inf")
         self._closed = False
+        self._on_change = self._changed  # one bound method for every watched job, not one each
 
     @property
     def running(self) -> bool:
@@ -128,7 +129,7 @@ class ProgressPublisher:
         watch = _Watch(admission, show, spread)
         watch.checked_at = self._now()
         self._watches[admission.job_id] = watch
-        admission._on_change = self._changed
+        admission._on_change = self._on_change
         if admission.state is JobState.RUNNING:  # its progress is known without the queue's
             self._consider(watch, self._now())
         else:  # shown with the next pass, which works out the whole queue once for all arrivals
