@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Protocol
@@ -98,6 +99,7 @@ class ProgressPublisher:
         self._watches: dict[JobId, _Watch] = {}
         self._ready: deque[_Watch] = deque()  # jobs with a progress to show, in turn
         self._senders: set[asyncio.Task[None]] = set()
+        self._active = 0  # senders still taking work (a finished task leaves the set a turn later)
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._dirty = False
@@ -153,7 +155,7 @@ class ProgressPublisher:
     # Internals -------------------------------------------------------------------------------
 
     def _now(self) -> float:
-        return asyncio.get_running_loop().time()
+        return time.monotonic()  # the event loop's clock
 
     def _ensure_running(self) -> None:
         try:
@@ -216,7 +218,11 @@ class ProgressPublisher:
     def _changed(self, admission: Admission) -> None:
         """An admission published a change (or ended)."""
         watch = self._watches.get(admission.job_id)
-        if watch is not None and watch.admission is admission:
+        if watch is None or watch.admission is not admission:
+            return
+        if admission.done:  # also from a finaliser outside the loop: nothing more to show
+            self._drop(watch)
+        else:
             self._consider(watch, self._now())
 
     def _consider(self, watch: _Watch, now: float) -> None:
@@ -265,31 +271,35 @@ class ProgressPublisher:
                 self._ready.appendleft(watch)
             else:
                 self._ready.append(watch)
-        while self._ready and len(self._senders) < SHOWS_AT_ONCE:
+        while self._ready and self._active < SHOWS_AT_ONCE:
+            self._active += 1
             task = asyncio.get_running_loop().create_task(self._send())
             self._senders.add(task)
             task.add_done_callback(self._senders.discard)
 
     async def _send(self) -> None:
         """One of the senders: show what is waiting, job after job, until nothing is."""
-        while self._ready:
-            watch = self._ready.popleft()
-            watch.queued = False
-            progress, watch.waiting = watch.waiting, None
-            if progress is None or watch.admission.done:
-                continue
-            watch.sending = True
-            try:
-                await watch.show(progress)
-            except Exception:  # progress is cosmetic: never let it hurt the job
-                log.warning(
-                    "progress update failed for job %s", watch.admission.job_id, exc_info=True
-                )
-            finally:
-                watch.sending = False
-            if watch.waiting is not None and not watch.queued:  # it moved while being shown
-                watch.queued = True
-                self._ready.append(watch)
+        try:
+            while self._ready:
+                watch = self._ready.popleft()
+                watch.queued = False
+                progress, watch.waiting = watch.waiting, None
+                if progress is None or watch.admission.done:
+                    continue
+                watch.sending = True
+                try:
+                    await watch.show(progress)
+                except Exception:  # progress is cosmetic: never let it hurt the job
+                    log.warning(
+                        "progress update failed for job %s", watch.admission.job_id, exc_info=True
+                    )
+                finally:
+                    watch.sending = False
+                if watch.waiting is not None and not watch.queued:  # it moved while shown
+                    watch.queued = True
+                    self._ready.append(watch)
+        finally:
+            self._active -= 1
 
     def _drop(self, watch: _Watch) -> None:
         if self._watches.get(watch.admission.job_id) is watch:
