@@ -4,12 +4,13 @@ per job), with the throttle of `Admission.updates`; it ends when the queue empti
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from bot.jobs import Admission, JobState, JobTicket, Progress, Scheduler
-from bot.jobs.publisher import SHOWS_AT_ONCE
+from bot.jobs.publisher import PASS_SLICE, SHOWS_AT_ONCE
 from bot.jobs.scheduler import PUBLISH_AT_ONCE
 
 WAIT = 5.0  # upper bound of every wait in these tests; they finish in milliseconds
@@ -194,9 +195,9 @@ async def test_a_wave_into_a_long_queue_is_worked_out_once_not_once_per_arrival(
     class Counting(Scheduler):
         passes = 0
 
-        def _publish_all(self) -> None:
+        def _publish_all(self) -> Iterator[None]:
             Counting.passes += 1
-            super()._publish_all()
+            return super()._publish_all()
 
     jobs, shown = Jobs(), Shown()
     scheduler = Counting(1, user_queue_cap=10, queue_max=1000)
@@ -244,4 +245,37 @@ async def test_stop_watching_cancels_the_shows_in_flight_and_shows_nothing_more(
     assert shown.seen == {}
     jobs.release("a")
     jobs.release("b")
+    await scheduler.drain(WAIT)
+
+
+async def test_a_pass_over_a_long_queue_is_published_a_slice_at_a_time() -> None:
+    """When every job's ETA moves at once, the pass publishes PASS_SLICE jobs per turn of the
+    loop (the publisher awaits between slices), and every job in the end."""
+
+    class Clock:
+        now = 1000.0
+
+        def __call__(self) -> float:
+            return self.now
+
+    clock = Clock()
+    jobs = Jobs()
+    scheduler = Scheduler(1, queue_max=2000, clock=clock, prior_job_seconds=0.01)
+    count = PASS_SLICE * 2 + 50
+    admissions = [scheduler.submit(jobs.ticket(n, n)) for n in range(count)]
+    queued = admissions[1:]
+    seen = [a.progress().version for a in queued]  # what each member was first shown
+    scheduler.pause(300.0)  # every queued job now starts five minutes later
+    clock.now += 1.0
+
+    def moved() -> int:
+        return sum(a.progress().version > v for a, v in zip(queued, seen, strict=True))
+
+    slices = scheduler._publish_all()
+    next(slices)
+    assert 0 < moved() <= PASS_SLICE
+    assert len(list(slices)) == 2  # the other two slices
+    assert moved() == len(queued)
+    scheduler.close()
+    jobs.release(0)
     await scheduler.drain(WAIT)

@@ -26,7 +26,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Protocol
 
 from bot.jobs.ticket import Admission, JobId, JobState, Progress, eta_moved
@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 # At most this many shows in flight at once: a pass that moves a wave of fifty jobs must not
 # start fifty Discord edits in one turn of the loop (each costs the loop about a millisecond).
 SHOWS_AT_ONCE = 4
+# A pass handles this many jobs per turn of the loop: when every ETA moves at once (the first
+# measured durations), a thousand jobs at a go would be one long turn.
+PASS_SLICE = 200
 
 # Shows one job's progress to its member (a presenter's `progress`).
 Show = Callable[[Progress], Awaitable[None]]
@@ -48,7 +51,7 @@ class PublisherHost(Protocol):
 
     def _publish_gap(self) -> float: ...
 
-    def _publish_all(self) -> None: ...
+    def _publish_all(self) -> Iterator[None]: ...
 
 
 class _Watch:
@@ -181,7 +184,7 @@ class ProgressPublisher:
                     if wait > 0:
                         await asyncio.sleep(wait)
                 try:
-                    self._pass()
+                    await self._pass()
                 except Exception:  # progress is cosmetic: a bug here must not stop the next pass
                     log.exception("publishing the queue's progress failed")
         finally:
@@ -194,13 +197,19 @@ class ProgressPublisher:
             async with asyncio.timeout(timeout):
                 await self._wake.wait()
 
-    def _pass(self) -> None:
+    async def _pass(self) -> None:
         now = self._now()
         if self._dirty:
             self._dirty = False
             self._last_pass = now
-            self._host._publish_all()  # each moved job's change comes back through _changed
-        for watch in list(self._watches.values()):
+            # Each moved job's change comes back through _changed; the loop runs between slices.
+            for _ in self._host._publish_all():
+                await asyncio.sleep(0)
+            now = self._now()
+        for n, watch in enumerate(list(self._watches.values()), start=1):
+            if n % PASS_SLICE == 0:
+                await asyncio.sleep(0)
+                now = self._now()
             if watch.state is None:  # a new job: shown once its queue's estimates are out
                 self._consider(watch, now)
             elif watch.due is not None and now >= watch.due:

@@ -7,7 +7,7 @@ import collections
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +22,7 @@ from bot.jobs.errors import (
 )
 from bot.jobs.eta import DurationModel, Playout
 from bot.jobs.fairqueue import FairQueue
-from bot.jobs.publisher import ProgressPublisher, Show
+from bot.jobs.publisher import PASS_SLICE, ProgressPublisher, Show
 from bot.jobs.shared import SharedHolds, SharedSlots
 from bot.jobs.ticket import Admission, JobId, JobState, JobTicket
 
@@ -643,8 +643,17 @@ class Scheduler:
             else min(self.progress_interval, ESTIMATES_TTL)
         )
 
-    def _publish_all(self) -> None:
-        """Publish to every live job whose visible progress moved (one simulation for all)."""
+    def _publish_all(self) -> Iterator[None]:
+        """Publish to every live job whose visible progress moved (one simulation for all), a
+        slice of PASS_SLICE jobs at a time: the publisher lets the loop run between slices."""
         estimates = self._estimates()
-        for admission in list(self._jobs.values()):
-            admission._publish(eta_step=self.eta_step, estimate=estimates.get(admission.job_id))
+        live = list(self._jobs.values())
+        for start in range(0, len(live), PASS_SLICE):
+            for admission in live[start : start + PASS_SLICE]:
+                estimate = estimates.get(admission.job_id)
+                if estimate is not None and (estimate[0] == 0) != (
+                    admission.state is JobState.RUNNING
+                ):
+                    estimate = None  # it started during the pass: its own estimate, not the queue's
+                admission._publish(eta_step=self.eta_step, estimate=estimate)
+            yield
