@@ -251,13 +251,20 @@ class InteractionPresenter(Poster):
 
 
 async def thinking(
-    interaction: discord.Interaction, pool: ImagePool, controls: Controls
+    interaction: discord.Interaction,
+    pool: ImagePool,
+    controls: Controls,
+    *,
+    remember: bool = True,
 ) -> InteractionPresenter:
     """The public "thinking…" and its presenter (for a control too: thinking=True makes a new
-    message, where a plain component defer would edit the result itself)."""
+    message, where a plain component defer would edit the result itself). With
+    `remember=False` the caller asks for the message's id (`remember_original`) itself, beside
+    other work."""
     await interaction.response.defer(thinking=True)
     presenter = InteractionPresenter(interaction, pool, controls)
-    await presenter.remember_original()
+    if remember:
+        await presenter.remember_original()
     return presenter
 
 
