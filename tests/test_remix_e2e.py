@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import itertools
 import json
 import logging
 from pathlib import Path
@@ -66,7 +67,7 @@ async def test_progress_is_edited_only_when_its_line_changes(tmp_path: Path) -> 
             and c.json.get("content")
         ]
         # The job's start and its "generating" stage read alike: one edit, not two.
-        assert all(a != b for a, b in zip(lines, lines[1:])), lines
+        assert all(a != b for a, b in itertools.pairwise(lines)), lines
         assert [line.startswith("🎨 Generating") for line in lines].count(True) == 1, lines
         assert lines[-1] == "📤 Uploading the images…"
 
