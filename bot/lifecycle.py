@@ -32,7 +32,7 @@ from bot.media import EncodedImage
 from bot.metrics import NULL_METRICS, Metrics
 from bot.remix.backends.base import Backend
 from bot.remix.download import DownloadPolicy
-from bot.remix.pipeline import Delivery, collect, resume_remix
+from bot.remix.pipeline import Delivery, Verify, collect, resume_remix
 from bot.remix.request import RemixRequest
 from bot.store import Job, NewJob, Store
 from bot.store.errors import StoreBusy
@@ -309,7 +309,7 @@ class JobLifecycle:
         backend: Backend,
         download_session: aiohttp.ClientSession,
         policy: DownloadPolicy,
-        verify: Callable[[Path], object] | None,
+        verify: Verify | None,
         work_dir: Path,
         undelivered_dir: Path,
         metrics: Metrics = NULL_METRICS,
@@ -434,7 +434,7 @@ class JobLifecycle:
                     self.policy,
                     dest,
                     stem=f"remix-{job.id}",
-                    verify=self.verify,  # type: ignore[arg-type]
+                    verify=self.verify,
                 )
             raise AssertionError("unreachable")
 
@@ -470,7 +470,7 @@ class JobLifecycle:
                 ref,
                 dest,
                 stem=f"remix-{job.id}",
-                verify=self.verify,  # type: ignore[arg-type]
+                verify=self.verify,
             )
 
         log.info("job %s: resuming its task after a restart", job.id)

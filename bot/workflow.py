@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +47,9 @@ ORPHAN_CHECK_SECONDS = 60.0
 VARY_WEIGHTS = {"subtle": 85, "strong": 35}
 # Uploads downloaded and prepared at once; the rest of a burst waits holding no image bytes.
 INTAKE_AT_ONCE = 4
+# Jobs whose prepared images stay in memory for their run, when it starts at once (no second read
+# from disk, no second pass through the pool). Only these few: in a burst the rest wait on disk.
+FRESH_KEPT = INTAKE_AT_ONCE
 
 # Presenter for a job this process did not accept (picked up after a restart).
 PresenterFor = Callable[[Job], Presenter | None]
@@ -217,6 +221,7 @@ class RemixService:
         self._resumed: set[asyncio.Task[None]] = set()
         self._presenters: dict[int, Presenter] = {}
         self._guilds: dict[int, int | None] = {}  # the server of each job in the scheduler
+        self._fresh: OrderedDict[int, JobImages] = OrderedDict()  # by job id, newest last
 
     @property
     def stopping(self) -> bool:
@@ -465,6 +470,22 @@ class RemixService:
         mask = (await self._load(job.mask_key, "mask")).image if job.mask_key else None
         return JobImages(await self._load(job.input_key, "input image"), refs, mask)
 
+    def _keep_fresh(self, job_id: int, images: JobImages) -> None:
+        """Hold a just-accepted job's prepared images for its run (the oldest beyond
+        FRESH_KEPT are dropped: their jobs read their input back from disk)."""
+        self._fresh[job_id] = images
+        while len(self._fresh) > FRESH_KEPT:
+            self._fresh.popitem(last=False)
+
+    async def _images_for_run(self, job: Job) -> JobImages:
+        """The job's images as prepared when it was accepted, if still held and its input is
+        still stored (a member who forgot their data meanwhile gets no run); else as stored."""
+        fresh = self._fresh.pop(job.id, None)
+        if fresh is not None and job.input_key:
+            if await asyncio.to_thread(self.store.inputs.exists_sync, job.input_key):
+                return fresh
+        return await self._stored_images(job)
+
     async def _load(self, key: str | None, what: str) -> PreparedImage:
         """A stored, already prepared image as it was stored (InputGone when it is not)."""
         data = await self.store.inputs.get(key) if key else None
@@ -519,6 +540,7 @@ class RemixService:
         if job.replayed:  # a replayed interaction: the first handler owns the job
             hold.release()
             return None
+        self._keep_fresh(job.id, images)
         # The input waits on disk, not in memory: a thousand queued jobs cost a thousand rows.
         task = JobTask(request, None, role_ids=who.role_ids, changes=tuple(prepared.changes))
         try:
@@ -556,7 +578,7 @@ class RemixService:
                 await self.lifecycle.not_started(job.id, presenter, ServerPaused())
                 return None
             try:
-                stored = await self._stored_images(job)
+                stored = await self._images_for_run(job)
             except Exception as exc:  # the stored input is gone (forgotten, swept), or worse
                 if not isinstance(exc, InvalidRequest):
                     log.exception("job %s: its stored images could not be read", job.id)
@@ -578,6 +600,7 @@ class RemixService:
         finally:
             self._presenters.pop(job.id, None)
             self._guilds.pop(job.id, None)
+            self._fresh.pop(job.id, None)
 
     def _watch(self, admission: Admission, presenter: Presenter) -> None:
         """Show progress on the presenter until the job leaves the scheduler (one task shows

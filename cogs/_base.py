@@ -38,6 +38,8 @@ class ServicesCog(commands.Cog):
         """The job service."""
         return self.services.remix
 
-    async def _thinking(self, interaction: discord.Interaction) -> InteractionPresenter:
-        """The public "thinking…" and its presenter."""
-        return await thinking(interaction, self.services.pool, self.controls)
+    async def _thinking(
+        self, interaction: discord.Interaction, *, remember: bool = True
+    ) -> InteractionPresenter:
+        """The public "thinking…" and its presenter (see `thinking` for `remember`)."""
+        return await thinking(interaction, self.services.pool, self.controls, remember=remember)

@@ -136,6 +136,7 @@ class InteractionPresenter(Poster):
         # a late "Uploading…" must never land on top of the result.
         self._edits = asyncio.Lock()
         self._final = False
+        self._shown: str | None = None  # the progress line on the response now
 
     def token_alive(self) -> bool:
         """True while the interaction token may still be used."""
@@ -157,14 +158,17 @@ class InteractionPresenter(Poster):
         return self.original_id
 
     async def progress(self, progress: Progress) -> None:
-        """Edit the deferred response with the queue position or stage."""
+        """Edit the deferred response with the queue position or stage, unless it already says
+        that (a job's start and its "generating" stage read alike: one edit, not two)."""
+        line = progress_line(progress)
         async with self._edits:
-            if self._final or not self.token_alive():
+            if self._final or not self.token_alive() or line == self._shown:
                 return
             try:
                 await self.interaction.edit_original_response(
-                    content=progress_line(progress), view=self.controls.progress(progress.job_id)
+                    content=line, view=self.controls.progress(progress.job_id)
                 )
+                self._shown = line
             except discord.HTTPException as exc:
                 if _token_dead(exc):
                     self._dead = True
@@ -238,6 +242,7 @@ class InteractionPresenter(Poster):
     ) -> None:
         """Replace the deferred response with one sentence (and optional controls); `warn`
         marks how a job ended (a refusal is said plainly)."""
+        self._shown = None  # the response says something else from here
         if self.token_alive():
             try:
                 await self.interaction.edit_original_response(
@@ -255,13 +260,20 @@ class InteractionPresenter(Poster):
 
 
 async def thinking(
-    interaction: discord.Interaction, pool: ImagePool, controls: Controls
+    interaction: discord.Interaction,
+    pool: ImagePool,
+    controls: Controls,
+    *,
+    remember: bool = True,
 ) -> InteractionPresenter:
     """The public "thinking…" and its presenter (for a control too: thinking=True makes a new
-    message, where a plain component defer would edit the result itself)."""
+    message, where a plain component defer would edit the result itself). With
+    `remember=False` the caller asks for the message's id (`remember_original`) itself, beside
+    other work."""
     await interaction.response.defer(thinking=True)
     presenter = InteractionPresenter(interaction, pool, controls)
-    await presenter.remember_original()
+    if remember:
+        await presenter.remember_original()
     return presenter
 
 
@@ -295,6 +307,7 @@ class ChannelPresenter(Poster):
         self._adopted = status_id is not None
         self._edits = asyncio.Lock()
         self._final = False
+        self._shown: str | None = None  # the progress text of the status reply now
 
     async def announce(self, text: str) -> None:
         """Post the status reply now (raises discord.HTTPException if the bot cannot post)."""
@@ -304,6 +317,7 @@ class ChannelPresenter(Poster):
                 reference=self._reference(),
                 allowed_mentions=discord.AllowedMentions(users=False),
             )
+            self._shown = None
 
     def _reference(self) -> discord.MessageReference | None:
         if self.reply_to is None:
@@ -320,6 +334,8 @@ class ChannelPresenter(Poster):
 
     async def _show(self, progress: Progress) -> None:
         text = f"<@{self.user_id}> {progress_line(progress)}"
+        if self.status is not None and text == self._shown:
+            return  # it already says that
         mentions = discord.AllowedMentions(users=False)
         view = self.controls.progress(progress.job_id)
         if self.status is None:
@@ -328,6 +344,7 @@ class ChannelPresenter(Poster):
             )
         else:
             await self.status.edit(content=text, view=view)
+        self._shown = text
 
     async def post(
         self, files: list[UploadFile], embed: discord.Embed, view: discord.ui.View

@@ -43,7 +43,7 @@ from cogs._gates import (
     roles_of,
     too_big,
 )
-from cogs._publish import ChannelPresenter
+from cogs._publish import ChannelPresenter, InteractionPresenter
 from cogs._render import error_sentence
 
 if TYPE_CHECKING:
@@ -203,7 +203,8 @@ class Remix(ServicesCog):
         )
         if await refused_early(interaction, svc, request.num_images, request.prompt):
             return
-        presenter = await self._thinking(interaction)
+        presenter = await self._thinking(interaction, remember=False)
+        named = _name_original(presenter)
         try:
             # A few uploads at a time: a burst of members waits here holding nothing, not
             # megabytes each (the "thinking…" is already shown).
@@ -211,9 +212,11 @@ class Remix(ServicesCog):
                 data = await _read(image, "image")
                 refs = [await _read(style_reference, "style reference")] if style_reference else []
                 mask_data = await _read(mask, "mask") if mask else None
+                await named
                 who = interaction_requester(interaction, presenter.original_id)
                 await svc.remix(who, request, data, refs, presenter, mask_data)
         except Exception as exc:
+            named.cancel()
             await refuse_after_defer(presenter, exc, "/remix")
 
     @remix.autocomplete("style_preset")
@@ -286,16 +289,19 @@ class Remix(ServicesCog):
                 return
         if await refused_early(interaction, svc, request.num_images, request.prompt):
             return
-        presenter = await self._thinking(interaction)
+        presenter = await self._thinking(interaction, remember=False)
+        named = _name_original(presenter)
         try:
             images = seen or await self.images.images(self.bot, channel_id, message_id)
             problem = _image_problem(images, index, limit)
             if problem:
                 raise InvalidImage(problem)
             data = await images[index - 1].read(self.bot.http, limit)
+            await named
             who = interaction_requester(interaction, presenter.original_id)
             await svc.remix(who, request, data, [], presenter)
         except Exception as exc:
+            named.cancel()
             await refuse_after_defer(presenter, exc, "Remix this image")
 
     @commands.Cog.listener()
@@ -337,6 +343,12 @@ def _image_problem(images: list[MessageImage], index: int, limit: int) -> str | 
         return IMAGE_GONE
     picked = images[index - 1]
     return too_big(picked.attachment, limit, "image") if picked.attachment else None
+
+
+def _name_original(presenter: InteractionPresenter) -> asyncio.Future[int | None]:
+    """Ask Discord for the "thinking…" message's id (the reply target after a restart) while
+    the upload is fetched: two round trips at once rather than one after the other."""
+    return asyncio.ensure_future(presenter.remember_original())
 
 
 async def _read(attachment: discord.Attachment, what: str) -> bytes:

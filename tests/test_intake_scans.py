@@ -58,3 +58,13 @@ def test_ordinary_progressive_jpegs_still_pass() -> None:
         _with_repeated_last_scan(_progressive(), 20), aspect_ratio=None, limits=IntakeLimits()
     )
     assert prepared.image.height == 512
+
+
+def test_the_scan_limit_counts_every_marker() -> None:
+    from bot.intake.formats import check_jpeg_scans
+
+    data = _with_repeated_last_scan(_progressive(), 3)
+    scans = data.count(b"\xff\xda")
+    check_jpeg_scans(data, limit=scans)  # exactly at the limit: accepted
+    with pytest.raises(InvalidImage, match=f"has {scans} scans; the limit is {scans - 1}"):
+        check_jpeg_scans(data, limit=scans - 1)

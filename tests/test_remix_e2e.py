@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import itertools
 import json
 import logging
 from pathlib import Path
@@ -50,6 +51,25 @@ async def test_remix_happy_path_posts_files_and_settles(tmp_path: Path) -> None:
         # No progress line ("Queued…", "Uploading…") was left on top of the result.
         assert not w.discord.original(inter).content
         assert await w.books_balance() == []
+
+
+async def test_progress_is_edited_only_when_its_line_changes(tmp_path: Path) -> None:
+    async with running_world(tmp_path / "data") as w:
+        inter = await w.slash_remix(png_bytes(320, 200))
+        await w.result_message(inter)
+        lines = [
+            c.json["content"]
+            for c in w.discord.calls
+            if c.method == "PATCH"
+            and inter.token in c.path
+            and not c.files
+            and isinstance(c.json, dict)
+            and c.json.get("content")
+        ]
+        # The job's start and its "generating" stage read alike: one edit, not two.
+        assert all(a != b for a, b in itertools.pairwise(lines)), lines
+        assert [line.startswith("🎨 Generating") for line in lines].count(True) == 1, lines
+        assert lines[-1] == "📤 Uploading the images…"
 
 
 async def test_every_option_group_reaches_the_backend(tmp_path: Path) -> None:

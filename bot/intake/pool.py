@@ -153,10 +153,10 @@ class ImagePool:
         except QueueTimeout:
             raise _busy() from None
 
-    async def check_result(self, path: Path) -> None:
+    async def check_result(self, path: Path, *, whole: bool = False) -> None:
         """Async :func:`bot.intake.verify.check_result` (InvalidImage when damaged or too slow)."""
         try:
-            await self._call(self._results, None, check_result, path)
+            await self._call(self._results, None, check_result, path, whole=whole)
         except TimeoutError:
             raise InvalidImage(
                 f"A result image took more than {self.timeout:g} seconds to decode."

@@ -1,4 +1,5 @@
-"""Check a downloaded result image by decoding it, before it is posted and charged."""
+"""Check a downloaded result image by decoding it, before it is posted and charged (a PNG
+proved whole by `bot.intake.pngcheck` while it downloaded has only its header read)."""
 
 from __future__ import annotations
 
@@ -15,11 +16,13 @@ from bot.media import sniff_format
 RESULT_MAX_PIXELS = 40_000_000
 
 
-def check_result(path: Path) -> tuple[int, int]:
+def check_result(path: Path, *, whole: bool = False) -> tuple[int, int]:
     """Decode the whole image at `path`; its size, or InvalidImage if it is damaged or too big.
 
     The magic bytes were checked while downloading; this catches a truncated or corrupt body,
-    which would otherwise be posted as a broken attachment and charged to the member.
+    which would otherwise be posted as a broken attachment and charged to the member. `whole`:
+    a `PngStream` already inflated every row of this PNG as it was saved, so only its header
+    is read here (format, pixel cap, the chunks before the pixels).
     """
     data = path.read_bytes()
     try:
@@ -32,7 +35,8 @@ def check_result(path: Path) -> tuple[int, int]:
                     f"A result image is {w}x{h}; the limit is {RESULT_MAX_PIXELS // 1_000_000}"
                     " megapixels."
                 )
-            im.load()
+            if not (whole and im.format == "PNG"):
+                im.load()
             return w, h
     except InvalidImage:
         raise

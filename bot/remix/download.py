@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import os
@@ -12,7 +13,7 @@ import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
@@ -29,7 +30,9 @@ ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "WEBP"})
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 EXPIRED = frozenset({401, 403, 404, 410})
 CHUNK = 64 * 1024
-FLUSH_BYTES = 1024 * 1024  # batch disk writes so the loop hands the thread pool few large writes
+# Disk writes are batched so the loop hands the thread pool few large writes, and small enough
+# that a watcher (the PNG check) works on an image's first bytes while the rest still arrive.
+FLUSH_BYTES = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -60,14 +63,31 @@ class DownloadPolicy:
         return host.lower().strip("[]").rstrip(".") in self.trusted_hosts
 
 
+class Watcher(Protocol):
+    """Looks at an image's bytes as they are saved (in the writer thread, off the loop)."""
+
+    @property
+    def whole(self) -> bool:
+        """Whether the bytes seen so far make a whole, sound image."""
+
+    def feed(self, data: bytes) -> None:
+        """Take the next bytes; never raises."""
+
+
+# A watcher for an image of the given format (sniffed from its first bytes), or None.
+Watch = Callable[[str], Watcher | None]
+
+
 @dataclass(frozen=True)
 class DownloadedImage:
-    """A result image saved to disk, its bytes verified as JPEG, PNG or WebP."""
+    """A result image saved to disk, its bytes verified as JPEG, PNG or WebP; `whole` when a
+    watcher saw every byte of it and vouched for it."""
 
     index: int
     path: Path
     format: str
     size: int
+    whole: bool = False
 
 
 class BlockedAddress(OSError):
@@ -174,15 +194,24 @@ def check_url(url: str, policy: DownloadPolicy) -> URL:
 
 
 class _Sink:
-    """Streams bytes to a part file off the event loop, counting and sniffing them."""
+    """Streams bytes to a part file off the event loop, counting and sniffing them, and shows
+    them to the image's watcher in the same writer thread.
 
-    def __init__(self, path: Path, max_bytes: int, host: str) -> None:
+    One batch is written (and watched) while the next one arrives: the loop waits for a write
+    only when the following batch is ready, so a watcher's work (inflating a PNG) overlaps the
+    download instead of following it.
+    """
+
+    def __init__(self, path: Path, max_bytes: int, host: str, watch: Watch | None = None) -> None:
         self.path = path
         self.max_bytes = max_bytes
         self.host = host
         self.size = 0
         self.head = b""
         self.format: str | None = None
+        self.watcher: Watcher | None = None
+        self._watch = watch
+        self._writing: asyncio.Future[None] | None = None  # the batch in the writer thread
         self._buffer: list[bytes] = []
         self._buffered = 0
         self._file: Any = None
@@ -213,23 +242,53 @@ class _Sink:
                 f"A result image from {self.host} is not a JPEG, PNG or WebP file; it was not kept."
             )
         self.format = found
+        if self._watch is not None:
+            self.watcher = self._watch(found)
 
-    async def _flush(self) -> None:
+    def _write(self, data: bytes) -> None:
+        """Blocking: save the bytes, and show them to the watcher in the same thread."""
+        self._file.write(data)
+        if self.watcher is not None:
+            try:
+                self.watcher.feed(data)
+            except Exception:  # a watcher only ever helps: without it the decode decides
+                log.warning("result image watcher failed; decoding it instead", exc_info=True)
+                self.watcher = None
+
+    @property
+    def whole(self) -> bool:
+        """The watcher saw every byte and vouched for the image."""
+        return self.watcher is not None and self.watcher.whole
+
+    async def _flush(self, last: bool = False) -> None:
+        """Hand the buffered batch to the writer thread once the previous one is written; with
+        `last`, return only when everything is on disk (and watched)."""
         data = b"".join(self._buffer)
         self._buffer, self._buffered = [], 0
+        await self._written()
         if data:
-            await asyncio.to_thread(self._file.write, data)
+            self._writing = asyncio.ensure_future(asyncio.to_thread(self._write, data))
+        if last:
+            await self._written()
+
+    async def _written(self) -> None:
+        """Wait for the batch in the writer thread (its error, such as a full disk, is raised)."""
+        writing, self._writing = self._writing, None
+        if writing is not None:
+            await writing
 
     async def finish(self) -> str:
         if self.format is None:
             self._sniff()
-        await self._flush()
+        await self._flush(last=True)
         await asyncio.to_thread(self._file.close)
         self._file = None
         assert self.format is not None
         return self.format
 
     async def discard(self) -> None:
+        with contextlib.suppress(Exception):  # the file goes anyway; not while it is written
+            await self._written()
         if self._file is not None:
             await asyncio.to_thread(self._file.close)
             self._file = None
@@ -324,10 +383,12 @@ async def download_one(
     dest_dir: Path,
     policy: DownloadPolicy,
     stem: str = "result",
+    watch: Watch | None = None,
 ) -> DownloadedImage:
-    """Save one deliverable result image under dest_dir, or raise DownloadError (no partial file)."""
+    """Save one deliverable result image under dest_dir, or raise DownloadError (no partial file);
+    `watch` gives the image a watcher that sees its bytes as they are saved."""
     part = dest_dir / f".{stem}-{index + 1}-{uuid.uuid4().hex[:8]}.part"
-    sink = _Sink(part, policy.max_bytes, "the backend")
+    sink = _Sink(part, policy.max_bytes, "the backend", watch)
     try:
         if image.data is not None:
             await sink.open()
@@ -355,7 +416,9 @@ async def download_one(
         fmt = await sink.finish()
         final = free_name(dest_dir, f"{stem}-{index + 1}", FORMAT_EXT[fmt])
         await asyncio.to_thread(os.replace, part, final)
-        return DownloadedImage(index=index, path=final, format=fmt, size=sink.size)
+        return DownloadedImage(
+            index=index, path=final, format=fmt, size=sink.size, whole=sink.whole
+        )
     except DownloadError:
         await sink.discard()
         raise
@@ -387,10 +450,12 @@ async def download_all(
     *,
     stem: str = "result",
     then: Callable[[DownloadedImage], Awaitable[DownloadedImage | DownloadError]] | None = None,
+    watch: Watch | None = None,
 ) -> list[DownloadedImage | DownloadError | None]:
     """Fetch every deliverable image at once; per image: saved, DownloadError, or None (withheld).
 
-    `then` runs on each saved image as soon as it is saved (a check while the others download).
+    `watch` gives each image a watcher fed its bytes while they are saved (a check during the
+    download); `then` runs on each saved image as soon as it is saved (while the others download).
     """
     if session not in _guarded_sessions:
         raise TypeError("download_all needs a session made by make_download_session().")
@@ -400,7 +465,7 @@ async def download_all(
         if not image.deliverable:
             return None
         try:
-            saved = await download_one(session, image, i, dest_dir, policy, stem)
+            saved = await download_one(session, image, i, dest_dir, policy, stem, watch)
         except DownloadError as exc:
             log.warning("result image %d not delivered: %s", i + 1, exc)
             return exc

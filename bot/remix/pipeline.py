@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import aiohttp
 
 from bot.errors import DownloadError, InvalidImage, RemixOutcomeUnknown
+from bot.intake.pngcheck import watch_result
 from bot.media import EncodedImage
 from bot.remix.backends.base import Backend, OnSubmitted, RemixResult
 from bot.remix.download import DownloadedImage, DownloadPolicy, download_all
@@ -17,8 +19,13 @@ from bot.remix.request import RemixRequest
 
 log = logging.getLogger(__name__)
 
-# Decodes a saved result image off the event loop; raises InvalidImage when it is damaged.
-Verify = Callable[[Path], Awaitable[None]]
+
+class Verify(Protocol):
+    """Decodes a saved result image off the event loop; raises InvalidImage when it is damaged.
+    `whole`: its bytes were proved sound while they downloaded (only the header is left to read).
+    """
+
+    def __call__(self, path: Path, *, whole: bool = False) -> Awaitable[None]: ...
 
 
 @dataclass(frozen=True)
@@ -104,8 +111,10 @@ async def collect(
 ) -> Delivery:
     """Download every safe image of a backend result at once and account for the rest.
 
-    With `verify`, each saved image is also decoded; a damaged one counts as not downloaded
-    (not posted, not charged) and its file is listed in `Delivery.damaged` for the caller to keep.
+    With `verify`, each saved image is also checked: a PNG as its bytes arrive (`PngStream`,
+    in the download's writer thread), and decoded after the download when that could not vouch
+    for it or it is not a PNG. A damaged one counts as not downloaded (not posted, not
+    charged) and its file is listed in `Delivery.damaged` for the caller to keep.
     """
 
     async def checked(saved: DownloadedImage) -> DownloadedImage | DownloadError:
@@ -113,7 +122,13 @@ async def collect(
         return await _verified(saved, verify)  # type: ignore[return-value]
 
     outcomes = await download_all(
-        session, result.images, dest_dir, policy, stem=stem, then=checked if verify else None
+        session,
+        result.images,
+        dest_dir,
+        policy,
+        stem=stem,
+        then=checked if verify else None,
+        watch=watch_result if verify else None,
     )
     delivered: list[DeliveredImage] = []
     errors: list[str] = []
@@ -166,7 +181,7 @@ async def _verified(
     if not isinstance(outcome, DownloadedImage):
         return outcome
     try:
-        await verify(outcome.path)
+        await verify(outcome.path, whole=outcome.whole)
     except InvalidImage as exc:
         log.warning("result image %d not delivered: %s", outcome.index + 1, exc)
         return _Damaged(f"{exc} It was not posted.", outcome.path)
