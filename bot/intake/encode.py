@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import io
+import tempfile
 
 from PIL import Image
 
@@ -19,14 +19,18 @@ PNG_LEVEL = 3
 def _save(im: Image.Image, fmt: str, quality: int | None) -> bytes:
     """Save with no metadata at all: info is cleared so nothing is carried over (comment, ICC, dpi)."""
     im.info = {}
-    buf = io.BytesIO()
-    if fmt == "JPEG":
-        im.save(buf, "JPEG", quality=quality)
-    elif fmt == "WEBP":
-        im.save(buf, "WEBP", quality=quality, method=4)
-    else:
-        im.save(buf, "PNG", compress_level=PNG_LEVEL)
-    return buf.getvalue()
+    # Into an unnamed temporary file, not io.BytesIO: Pillow lets the interpreter lock go while it
+    # encodes to a file descriptor, and holds it while it encodes into memory, which kept the
+    # event loop waiting while intake encoded (docs/benchmarks.md, case d).
+    with tempfile.TemporaryFile() as buf:
+        if fmt == "JPEG":
+            im.save(buf, "JPEG", quality=quality)
+        elif fmt == "WEBP":
+            im.save(buf, "WEBP", quality=quality, method=4)
+        else:
+            im.save(buf, "PNG", compress_level=PNG_LEVEL)
+        buf.seek(0)
+        return buf.read()
 
 
 def _plan(alpha: bool) -> list[tuple[str, int | None]]:
