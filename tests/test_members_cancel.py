@@ -117,6 +117,10 @@ async def test_cancel_works_on_a_job_queued_again_after_a_crash(tmp_path: Path) 
                 asked.append(await d.slash("remix", {"image": image, "prompt": f"p{n}"}))
                 await d.wait_until(lambda i=asked[-1]: i.response_type == 5, 15, "a defer")
             await d.wait_until(lambda: r.api_requests(), 15, "the first backend call")
+            # Kill only once the two later jobs are in the books: a /remix is recorded after its
+            # defer (the attachment is fetched and checked first), and one killed before that was
+            # never accepted, so there would be nothing to queue again.
+            await d.wait_until(lambda: len(_queued_now(d, asked)) == 2, 30, "two jobs queued")
             first.proc.send_signal(signal.SIGKILL)
             await first.wait(10)
 
@@ -124,16 +128,12 @@ async def test_cancel_works_on_a_job_queued_again_after_a_crash(tmp_path: Path) 
         async with second:
             await second.start_and_wait_ready()
 
-            def still_queued() -> Any:
-                for inter in asked:
-                    msg = d.original(inter)
-                    if msg and msg.content.startswith("<@") and "Queued" in msg.content:
-                        ids = [c for c in msg.custom_ids() if c.startswith("remix:cancel:")]
-                        if ids:
-                            return msg, ids[0]
-                return None
+            def queued_again() -> Any:
+                # The second process's lines start with the member's mention (the first's do not).
+                again = [q for q in _queued_now(d, asked) if q[0].content.startswith("<@")]
+                return again and again[0]
 
-            msg, custom_id = await d.wait_until(still_queued, 30, "a job queued again, with Cancel")
+            msg, custom_id = await d.wait_until(queued_again, 30, "a job queued again, with Cancel")
             mark = len(d.messages)
             click = await d.click(msg.id, custom_id)
             await d.wait_until(
@@ -157,3 +157,15 @@ async def test_cancel_works_on_a_job_queued_again_after_a_crash(tmp_path: Path) 
             assert cancelled is not None and cancelled.state == "cancelled"
             assert (await store.ledger_balance(cancelled.id)).charged == 0
             assert await store.check_books() == []
+
+
+def _queued_now(d: FakeDiscord, asked: list[Any]) -> list[tuple[Any, str]]:
+    """Each original response that shows a queued job with its Cancel button, with that id."""
+    found = []
+    for inter in asked:
+        msg = d.original(inter)
+        if msg and "Queued" in msg.content:
+            ids = [c for c in msg.custom_ids() if c.startswith("remix:cancel:")]
+            if ids:
+                found.append((msg, ids[0]))
+    return found
