@@ -120,7 +120,13 @@ async def test_cancel_works_on_a_job_queued_again_after_a_crash(tmp_path: Path) 
             # Kill only once the two later jobs are in the books: a /remix is recorded after its
             # defer (the attachment is fetched and checked first), and one killed before that was
             # never accepted, so there would be nothing to queue again.
-            await d.wait_until(lambda: len(_queued_now(d, asked)) == 2, 30, "two jobs queued")
+            try:
+                await d.wait_until(lambda: len(_queued_now(d, asked)) == 2, 30, "two jobs queued")
+            except TimeoutError as exc:
+                shown = [
+                    (m.content, m.custom_ids()) if (m := d.original(i)) else None for i in asked
+                ]
+                raise AssertionError(f"two jobs were not shown queued: {shown}") from exc
             first.proc.send_signal(signal.SIGKILL)
             await first.wait(10)
 
@@ -133,7 +139,13 @@ async def test_cancel_works_on_a_job_queued_again_after_a_crash(tmp_path: Path) 
                 again = [q for q in _queued_now(d, asked) if q[0].content.startswith("<@")]
                 return again and again[0]
 
-            msg, custom_id = await d.wait_until(queued_again, 30, "a job queued again, with Cancel")
+            try:
+                msg, custom_id = await d.wait_until(queued_again, 30, "a job queued again")
+            except TimeoutError as exc:  # say what each member was shown instead
+                shown = [
+                    (m.content, m.custom_ids()) if (m := d.original(i)) else None for i in asked
+                ]
+                raise AssertionError(f"no job shown queued again with Cancel: {shown}") from exc
             mark = len(d.messages)
             click = await d.click(msg.id, custom_id)
             await d.wait_until(
@@ -169,3 +181,8 @@ def _queued_now(d: FakeDiscord, asked: list[Any]) -> list[tuple[Any, str]]:
             if ids:
                 found.append((msg, ids[0]))
     return found
+
+
+def _shown(d: FakeDiscord, asked: list[Any]) -> list[Any]:
+    """What each member's original response says (for a failure's message)."""
+    return [(m.content, m.custom_ids()) if (m := d.original(i)) else None for i in asked]
