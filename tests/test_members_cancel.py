@@ -123,9 +123,7 @@ async def test_cancel_works_on_a_job_queued_again_after_a_crash(tmp_path: Path) 
             try:
                 await d.wait_until(lambda: len(_queued_now(d, asked)) == 2, 30, "two jobs queued")
             except TimeoutError as exc:
-                shown = [
-                    (m.content, m.custom_ids()) if (m := d.original(i)) else None for i in asked
-                ]
+                shown = _shown(d, asked)
                 raise AssertionError(f"two jobs were not shown queued: {shown}") from exc
             first.proc.send_signal(signal.SIGKILL)
             await first.wait(10)
@@ -142,9 +140,7 @@ async def test_cancel_works_on_a_job_queued_again_after_a_crash(tmp_path: Path) 
             try:
                 msg, custom_id = await d.wait_until(queued_again, 30, "a job queued again")
             except TimeoutError as exc:  # say what each member was shown instead
-                shown = [
-                    (m.content, m.custom_ids()) if (m := d.original(i)) else None for i in asked
-                ]
+                shown = _shown(d, asked)
                 raise AssertionError(f"no job shown queued again with Cancel: {shown}") from exc
             mark = len(d.messages)
             click = await d.click(msg.id, custom_id)
