@@ -2,15 +2,17 @@
 moderation events a server's log channel receives.
 
 Discord-free: the refusals are errors with one sentence each (a blocked prompt is never repeated
-back), and the events go to an `AuditSink` the Discord side installs.
+back), and the events go to an `AuditSink` the Discord side installs, in the background: a slow
+or failing log channel never holds up a member's answer.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 from bot.errors import InvalidRequest, RemixbotError, RemixRejected
 from bot.jobs import Progress
@@ -67,6 +69,8 @@ class AuditEvent:
 
 
 AuditSink = Callable[[AuditEvent], Awaitable[None]]
+# How long one event may take to reach the log channel before it is given up (logged).
+REPORT_SECONDS = 30.0
 
 
 async def _nowhere(event: AuditEvent) -> None:
@@ -102,14 +106,19 @@ class Moderation:
         if rules.paused:
             raise ServerPaused()
         if prompt is not None and rules.blocks_prompt(prompt):
-            await self.report(AuditEvent(PROMPT_REFUSED, guild_id, user_id, prompt=prompt))
+            self.report(AuditEvent(PROMPT_REFUSED, guild_id, user_id, prompt=prompt))
             raise PromptBlocked()
 
-    async def report(self, event: AuditEvent) -> None:
-        """Hand an event to the sink; a failing sink never stops the job or the command."""
+    def report(self, event: AuditEvent) -> None:
+        """Hand an event to the sink in the background: the refusal or the admin's answer goes
+        out at once; a sink that fails, or takes over REPORT_SECONDS, is logged and given up."""
+        _in_background(self._deliver(event))
+
+    async def _deliver(self, event: AuditEvent) -> None:
         try:
-            await self.sink(event)
-        except Exception:
+            async with asyncio.timeout(REPORT_SECONDS):
+                await self.sink(event)
+        except Exception:  # a time-out too: the event is dropped, the job or command goes on
             log.warning("could not report a moderation event (%s)", event.kind, exc_info=True)
 
     def watching(self, presenter: Presenter, guild_id: int | None, user_id: int) -> Presenter:
@@ -121,6 +130,13 @@ class Moderation:
 
 # Log-channel posts running in the background (kept referenced until they finish).
 _reports: set[asyncio.Future[None]] = set()
+
+
+def _in_background(report: Coroutine[Any, Any, None]) -> None:
+    """Run a report without waiting for it (kept referenced until it ends)."""
+    task = asyncio.ensure_future(report)
+    _reports.add(task)
+    task.add_done_callback(_reports.discard)
 
 
 class _SafetyWatch:
@@ -144,15 +160,13 @@ class _SafetyWatch:
         posted = await self.inner.deliver(outcome)
         if outcome.delivery.withheld:
             # In the background: the posted result's books come first, a log channel after.
-            report = asyncio.ensure_future(
+            _in_background(
                 self._report(
                     outcome.job.id,
                     outcome.request.prompt,
                     f"{outcome.delivery.withheld} image(s) withheld by the safety filter",
                 )
             )
-            _reports.add(report)
-            report.add_done_callback(_reports.discard)
         return posted
 
     async def end(self, ending: Ending) -> None:
@@ -160,13 +174,20 @@ class _SafetyWatch:
         await self.inner.end(ending)
         delivery, error = ending.delivery, ending.error
         if ending.exit is Exit.NOTHING_DELIVERED and delivery is not None and delivery.withheld:
-            await self._report(ending.job_id, None, "every image withheld by the safety filter")
+            detail = "every image withheld by the safety filter"
         elif isinstance(error, RemixRejected) and error.safety:
-            await self._report(ending.job_id, None, str(error))
+            detail = str(error)
+        else:
+            return
+        _in_background(self._report(ending.job_id, None, detail))
 
     async def _report(self, job_id: int, prompt: str | None, detail: str) -> None:
         if prompt is None:
-            job = await self.moderation.store.find_job(job_id)
+            try:
+                job = await self.moderation.store.find_job(job_id)
+            except Exception:
+                log.warning("job %s: no prompt for its moderation report", job_id, exc_info=True)
+                job = None
             prompt = str(job.request.get("prompt", "")) if job is not None else None
         event = AuditEvent(
             SAFETY_REJECTED,
@@ -176,4 +197,4 @@ class _SafetyWatch:
             job_id=job_id,
             detail=detail,
         )
-        await self.moderation.report(event)
+        self.moderation.report(event)

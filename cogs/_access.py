@@ -1,7 +1,9 @@
 """/remix's command permissions in a server, for the controls that start the same work (buttons,
 selects, modals, reactions): fetched from Discord, kept a minute, judged by
-bot/command_access.py. If Discord cannot say, the controls stay open (the server's own channel
-list still applies)."""
+bot/command_access.py. Fetched at ready in the background, so a first click does not wait for
+Discord. If Discord is slow, the last permissions seen are used (and the fetch goes on for the
+next click); if it cannot say at all, the controls stay open (the server's own channel list
+still applies)."""
 
 from __future__ import annotations
 
@@ -18,6 +20,9 @@ log = logging.getLogger(__name__)
 
 CACHE_SECONDS = 60.0
 FETCH_SECONDS = 2.0
+# Servers whose permissions are fetched at ready: a small bot's all; a big one's come on use
+# (one request each, which would crowd the start otherwise).
+WARM_GUILDS = 25
 NOT_ALLOWED = "You can't use /remix in this channel, so its controls don't work here either."
 
 
@@ -46,6 +51,17 @@ class CommandAccess:
         self.name = name
         self._command: tuple[int, int | None] | None = None  # (id, default permissions)
         self._guilds: dict[int, _Permissions] = {}
+        self._fetching: dict[int, asyncio.Task[_Permissions | None]] = {}
+
+    async def warm(self, guild_ids: list[int]) -> None:
+        """Fetch the command and the first servers' permissions ahead of any click (failures
+        are only logged: a click fetches again)."""
+        for guild_id in guild_ids[:WARM_GUILDS]:
+            try:
+                async with asyncio.timeout(FETCH_SECONDS * 5):
+                    await asyncio.shield(self._fetch_shared(guild_id))
+            except Exception as exc:
+                log.info("command permissions of server %s not fetched (%s)", guild_id, exc)
 
     async def allowed(
         self,
@@ -53,15 +69,17 @@ class CommandAccess:
         channel_id: int | None,
         member: discord.abc.User | None,
         permissions: int,
+        *,
+        within: float = FETCH_SECONDS,
     ) -> bool:
-        """True when the member may use /remix in the channel (always in DMs)."""
+        """True when the member may use /remix in the channel (always in DMs); Discord is
+        asked for at most `within` seconds."""
         if guild_id is None or channel_id is None or not isinstance(member, discord.Member):
             return True
         try:
-            async with asyncio.timeout(FETCH_SECONDS):
-                found = await self._permissions(guild_id)
+            found = await self._permissions(guild_id, within)
         except Exception as exc:  # Discord could not say: the controls stay open
-            log.info("command permissions of server %s unknown (%s)", guild_id, exc)
+            log.info("command permissions of server %s unknown (%r)", guild_id, exc)
             return True
         if found is None:
             return True
@@ -76,10 +94,37 @@ class CommandAccess:
             default_member_permissions=found.default_member_permissions,
         )
 
-    async def _permissions(self, guild_id: int) -> _Permissions | None:
+    async def _permissions(self, guild_id: int, within: float) -> _Permissions | None:
+        """The server's permissions: a minute's cache, else Discord's answer within `within`
+        seconds, else (still fetching for the next click) the last ones seen."""
         cached = self._guilds.get(guild_id)
         if cached is not None and time.monotonic() - cached.at < CACHE_SECONDS:
             return cached
+        try:
+            async with asyncio.timeout(within):
+                return await asyncio.shield(self._fetch_shared(guild_id))
+        except TimeoutError:
+            if cached is None:
+                raise
+            log.info("command permissions of server %s: Discord is slow; the last ones", guild_id)
+            return cached
+
+    def _fetch_shared(self, guild_id: int) -> asyncio.Task[_Permissions | None]:
+        """One fetch per server at a time, which every click waiting for it shares."""
+        task = self._fetching.get(guild_id)
+        if task is None:
+            task = asyncio.ensure_future(self._fetch(guild_id))
+            self._fetching[guild_id] = task
+            task.add_done_callback(lambda done: self._fetched(guild_id, done))
+        return task
+
+    def _fetched(self, guild_id: int, task: asyncio.Task[_Permissions | None]) -> None:
+        """A fetch ended: the next one may start; a failure nobody waited for is logged here."""
+        self._fetching.pop(guild_id, None)
+        if not task.cancelled() and task.exception() is not None:
+            log.info("command permissions of server %s: %r", guild_id, task.exception())
+
+    async def _fetch(self, guild_id: int) -> _Permissions | None:
         app_id = self.client.application_id
         if app_id is None:
             return None

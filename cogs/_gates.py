@@ -1,13 +1,16 @@
 """What every entry point checks before any work: who is asking (roles, permissions), whether the
 bot can post here, whether a control's job belongs to the message it was pressed on, and the
-refusals known at once (answered privately, before a public defer)."""
+refusals known at once (answered privately, before a public defer); and the time all of that
+may take before Discord's 3-second deadline (`acknowledge`)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import discord
 from discord import app_commands
@@ -20,8 +23,91 @@ from cogs._render import GENERIC_FAILURE, error_sentence, public_sentence
 
 log = logging.getLogger(__name__)
 
-# The most the pre-defer checks may take of the 3 s Discord gives the first response.
+# Discord drops an interaction that is not acknowledged within 3 s of its creation ("This
+# interaction failed", 10062). Everything an entry point checks before acknowledging shares this
+# budget, counted from the interaction's own timestamp, so the time it spent on the gateway and
+# waiting for our event loop counts too; the second left over is for the acknowledgement's own
+# round trip and a busy loop. Checks not done by then finish after the acknowledgement.
+ACK_BUDGET_SECONDS = 2.0
+# The most the quota and server-rule pre-check may take (past it, reserving checks the same).
 PRECHECK_SECONDS = 1.0
+
+T = TypeVar("T")
+A = TypeVar("A")
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A gate's answer instead of the work: one sentence for the member alone, or (`QUIET`)
+    none at all, for a control pressed on a message its job does not belong to."""
+
+    sentence: str
+
+
+QUIET = Refusal("")
+
+
+def budget_left(interaction: discord.Interaction) -> float:
+    """Seconds left of the acknowledgement budget (0 once spent)."""
+    elapsed = (discord.utils.utcnow() - interaction.created_at).total_seconds()
+    return max(0.0, ACK_BUDGET_SECONDS - max(0.0, elapsed))
+
+
+async def acknowledge(
+    interaction: discord.Interaction,
+    gates: Awaitable[Refusal | T],
+    defer: Callable[[], Awaitable[A]],
+) -> tuple[A, T] | None:
+    """Run an entry point's checks within the acknowledgement budget, then answer: a refusal
+    privately (QUIET: a silent acknowledgement), or `defer()` and what the checks found. When
+    the budget runs out first, `defer()` goes first and the checks finish after it, each within
+    its own limit; a refusal then replaces the "thinking…" (deleted) with a private message.
+    None when refused."""
+    checking = asyncio.ensure_future(gates)
+    try:
+        verdict = await asyncio.wait_for(asyncio.shield(checking), budget_left(interaction))
+    except TimeoutError:
+        log.info("interaction %s: checks outlasted the budget; acknowledged first", interaction.id)
+        acknowledged = await defer()
+        try:
+            verdict = await checking
+        except Exception:
+            log.exception("interaction %s: the checks failed", interaction.id)
+            verdict = Refusal(GENERIC_FAILURE)
+        if isinstance(verdict, Refusal):
+            await _withdraw(interaction, verdict)
+            return None
+        return acknowledged, verdict
+    except BaseException:
+        checking.cancel()
+        raise
+    if isinstance(verdict, Refusal):
+        if verdict.sentence:
+            await interaction.response.send_message(verdict.sentence, ephemeral=True)
+        else:
+            await interaction.response.defer()  # a control: the message stays as it is
+        return None
+    return await defer(), verdict
+
+
+async def _withdraw(interaction: discord.Interaction, refusal: Refusal) -> None:
+    """A refusal found after the acknowledgement: the "thinking…" goes (never the pressed
+    message itself, after a plain component defer), and the sentence comes privately."""
+    try:
+        if interaction.response.type is discord.InteractionResponseType.deferred_channel_message:
+            with contextlib.suppress(discord.NotFound):
+                await interaction.delete_original_response()
+        if refusal.sentence:
+            await interaction.followup.send(refusal.sentence, ephemeral=True)
+    except discord.HTTPException as exc:
+        log.info("could not tell a member why their request was refused (HTTP %s)", exc.status)
+
+
+async def within_budget(interaction: discord.Interaction, work: Awaitable[T]) -> T:
+    """`work`, bounded by what is left of the acknowledgement budget (TimeoutError past it), for
+    a response that must come first (a modal), so nothing can be deferred."""
+    async with asyncio.timeout(budget_left(interaction)):
+        return await work
 
 
 def member_or_dm(command: Any) -> Any:
@@ -119,15 +205,17 @@ async def job_here(
     return job if channel_id in (job.channel_id, job.message_channel_id) else None
 
 
-async def refused_early(
+async def precheck_refusal(
     interaction: discord.Interaction,
     remix: RemixService,
-    images: int | Callable[[], Awaitable[int]],
+    images: int,
     prompt: str | None = None,
-) -> bool:
-    """Answer privately, before the defer, the refusals known at once (the server's channel
-    list, pause and block list, queue room, block, quota); True if refused. After a public
-    defer Discord has no private answer left."""
+    *,
+    within: float = PRECHECK_SECONDS,
+) -> Refusal | None:
+    """The refusals known at once (the server's channel list, pause and block list, queue room,
+    block, quota), said privately; None to go on. Bounded: if the store is slow (another
+    process holds its lock), reserving checks the same things later."""
     who = Requester(
         user_id=interaction.user.id,
         guild_id=interaction.guild_id,
@@ -135,17 +223,28 @@ async def refused_early(
         role_ids=roles_of(interaction.user),
     )
     try:
-        # Bounded: the 3-second deadline of the first response comes first. If the store is
-        # slow (another process holds its lock), reserving checks the same things later.
-        async with asyncio.timeout(PRECHECK_SECONDS):
-            count = images if isinstance(images, int) else await images()
-            await remix.precheck(who, count, prompt)
+        async with asyncio.timeout(within):
+            await remix.precheck(who, images, prompt)
     except RemixbotError as exc:
-        await interaction.response.send_message(error_sentence(exc), ephemeral=True)
-        return True
+        return Refusal(error_sentence(exc))
     except TimeoutError:
-        log.info("the pre-check took over %gs; checking when reserving", PRECHECK_SECONDS)
-    return False
+        log.info("the pre-check took over %.1fs; checking when reserving", within)
+    return None
+
+
+async def refused_early(
+    interaction: discord.Interaction,
+    remix: RemixService,
+    images: int,
+    prompt: str | None = None,
+) -> bool:
+    """For a response that must come first (a modal): answer the pre-check's refusal
+    privately, within what is left of the acknowledgement budget; True if refused."""
+    within = min(PRECHECK_SECONDS, budget_left(interaction))
+    refusal = await precheck_refusal(interaction, remix, images, prompt, within=within)
+    if refusal is not None:
+        await interaction.response.send_message(refusal.sentence, ephemeral=True)
+    return refusal is not None
 
 
 async def refuse_after_defer(

@@ -1,7 +1,9 @@
 """Presenters: show a job's progress and post its results, by interaction or in the channel.
 
 An interaction token lives 15 minutes; after that (or when Discord says it is gone) results go to
-the channel with the bot token, as a reply to the request, so nothing paid for is lost.
+the channel with the bot token, as a reply to the request, so nothing paid for is lost. A reply
+needs Read Message History: where the bot lacks it, the post is a plain message that mentions
+the member.
 """
 
 from __future__ import annotations
@@ -11,8 +13,10 @@ import dataclasses
 import datetime as dt
 import io
 import logging
+import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import discord
 
@@ -44,6 +48,7 @@ class Controls:
 
 log = logging.getLogger(__name__)
 
+# Discord's per-file upload limit for a server without boosts, and for DMs.
 DEFAULT_FILE_LIMIT = 10 * 1024 * 1024
 # Sends one batch of files (the n-th message of a result) and returns the message id.
 SendBatch = Callable[[int, list[UploadFile]], Awaitable[int]]
@@ -51,6 +56,8 @@ SendBatch = Callable[[int, list[UploadFile]], Awaitable[int]]
 TOKEN_MARGIN = dt.timedelta(seconds=60)
 # Discord error codes meaning the interaction token no longer works.
 DEAD_TOKEN_CODES = {10015, 10062, 50027}
+# Discord's code for a permission the bot lacks (for a reply: Read Message History).
+MISSING_PERMISSIONS = 50013
 
 
 def _token_dead(exc: discord.HTTPException) -> bool:
@@ -72,6 +79,22 @@ async def read_files(outcome: Outcome) -> list[UploadFile]:
 def to_discord(batch: Sequence[UploadFile]) -> list[discord.File]:
     """discord.File objects over in-memory copies (re-seekable if discord.py retries)."""
     return [discord.File(io.BytesIO(f.data), filename=f.filename) for f in batch]
+
+
+def can_reply(interaction: discord.Interaction) -> bool:
+    """False when the interaction says the bot lacks Read Message History where it came from:
+    Discord refuses a reply there, so the bot's channel posts are plain messages. Permissions
+    not sent (allowed for components) count as unknown, not as missing."""
+    perms = interaction.app_permissions
+    return perms.value == 0 or perms.read_message_history
+
+
+def channel_file_limit(client: discord.Client, channel_id: int) -> int:
+    """The per-file upload limit of the bot token in a channel: its server's (by boost tier)
+    when the server is known, else Discord's default. An interaction's attachment_size_limit is
+    not it: that counts the member's own limit and binds only responses to the interaction."""
+    guild = getattr(client.get_channel(channel_id), "guild", None)
+    return guild.filesize_limit if isinstance(guild, discord.Guild) else DEFAULT_FILE_LIMIT
 
 
 class Poster:
@@ -137,6 +160,7 @@ class InteractionPresenter(Poster):
         self._edits = asyncio.Lock()
         self._final = False
         self._shown: str | None = None  # the progress line on the response now
+        self._fallback: ChannelPresenter | None = None
 
     def token_alive(self) -> bool:
         """True while the interaction token may still be used."""
@@ -195,15 +219,23 @@ class InteractionPresenter(Poster):
                 log.info(
                     "job %s: interaction token expired; posting to the channel", outcome.job.id
                 )
-        channel = self._channel()
-        channel.file_limit = self.file_limit
-        return await channel.post(files, embed, view)
+        # Fitted anew: the channel's upload limit is the server's, not the interaction's.
+        return await self._channel().post(files, embed, view)
 
     def _channel(self) -> ChannelPresenter:
-        """The same job shown with the bot token, replying to the deferred response."""
-        return ChannelPresenter(
-            self.client, self.channel_id, self.original_id, self.user_id, self.pool, self.controls
-        )
+        """The same job shown with the bot token, replying to the deferred response (a plain
+        message where the bot may not reply)."""
+        if self._fallback is None:
+            self._fallback = ChannelPresenter(
+                self.client,
+                self.channel_id,
+                self.original_id,
+                self.user_id,
+                self.pool,
+                self.controls,
+                replies=can_reply(self.interaction),
+            )
+        return self._fallback
 
     async def _by_webhook(
         self, files: list[UploadFile], embed: discord.Embed, view: discord.ui.View
@@ -278,7 +310,8 @@ async def thinking(
 
 
 class ChannelPresenter(Poster):
-    """Progress and results as channel messages with the bot token, replying to a message."""
+    """Progress and results as channel messages with the bot token, replying to a message
+    (plain messages where replies are not allowed: `replies=False`, or Discord refused one)."""
 
     def __init__(
         self,
@@ -290,10 +323,12 @@ class ChannelPresenter(Poster):
         controls: Controls,
         *,
         status_id: int | None = None,
+        replies: bool = True,
     ) -> None:
-        super().__init__(pool, DEFAULT_FILE_LIMIT)
         if channel_id is None:
             raise ValueError("a channel presenter needs a channel")
+        super().__init__(pool, channel_file_limit(client, channel_id))
+        self.replies = replies
         self.controls = controls
         self.channel = client.get_partial_messageable(channel_id)
         self.channel_id = channel_id
@@ -312,19 +347,42 @@ class ChannelPresenter(Poster):
     async def announce(self, text: str) -> None:
         """Post the status reply now (raises discord.HTTPException if the bot cannot post)."""
         async with self._edits:
-            self.status = await self.channel.send(
-                f"<@{self.user_id}> {text}",
-                reference=self._reference(),
+            self.status = await self._send(
+                reply=True,
+                content=f"<@{self.user_id}> {text}",
                 allowed_mentions=discord.AllowedMentions(users=False),
             )
             self._shown = None
 
     def _reference(self) -> discord.MessageReference | None:
-        if self.reply_to is None:
+        if self.reply_to is None or not self.replies:
             return None
         return discord.MessageReference(
             message_id=self.reply_to, channel_id=self.channel_id, fail_if_not_exists=False
         )
+
+    async def _send(
+        self, *, reply: bool, files: Sequence[UploadFile] = (), **fields: Any
+    ) -> discord.Message:
+        """Send one message, as a reply when `reply` (and replies work here). A reply Discord
+        refuses for a missing permission (Read Message History) goes once more as a plain
+        message, and later ones are plain from the start: the member's mention in the text
+        still says whose it is. Both tries carry one nonce, so Discord never makes two."""
+        reference = self._reference() if reply else None
+        nonce = secrets.randbits(64)
+        try:
+            return await self.channel.send(
+                reference=reference, nonce=nonce, **_with_files(files, fields)
+            )
+        except discord.Forbidden as exc:
+            if reference is None or exc.code != MISSING_PERMISSIONS:
+                raise
+            log.info(
+                "channel %s: the reply was refused (missing permission); posting it plainly",
+                self.channel_id,
+            )
+            self.replies = False
+        return await self.channel.send(nonce=nonce, **_with_files(files, fields))
 
     async def progress(self, progress: Progress) -> None:
         """Post (then edit) one status reply."""
@@ -339,8 +397,8 @@ class ChannelPresenter(Poster):
         mentions = discord.AllowedMentions(users=False)
         view = self.controls.progress(progress.job_id)
         if self.status is None:
-            self.status = await self.channel.send(
-                text, reference=self._reference(), allowed_mentions=mentions, view=view
+            self.status = await self._send(
+                reply=True, content=text, allowed_mentions=mentions, view=view
             )
         else:
             await self.status.edit(content=text, view=view)
@@ -353,13 +411,15 @@ class ChannelPresenter(Poster):
         mention = discord.AllowedMentions(users=[discord.Object(self.user_id)])
 
         async def send(n: int, batch: list[UploadFile]) -> int:
+            # One message per batch, whether or not its reply had to be sent again plainly
+            # (`_send` returns the one message made): the count of posted images stays true.
             first = n == 0
-            message = await self.channel.send(
+            message = await self._send(
+                reply=first,
+                files=batch,
                 content=f"<@{self.user_id}>" if first else None,
                 embed=embed if first else discord.utils.MISSING,
                 view=view if first else discord.utils.MISSING,
-                files=to_discord(batch),
-                reference=self._reference() if first else None,
                 allowed_mentions=mention,
             )
             return message.id
@@ -397,9 +457,9 @@ class ChannelPresenter(Poster):
                 content=text, embed=None, view=view, allowed_mentions=discord.AllowedMentions.none()
             )
         else:
-            await self.channel.send(
-                text,
-                reference=self._reference(),
+            await self._send(
+                reply=True,
+                content=text,
                 view=view or discord.utils.MISSING,
                 allowed_mentions=discord.AllowedMentions(users=[discord.Object(self.user_id)]),
             )
@@ -417,3 +477,8 @@ class ChannelPresenter(Poster):
         except discord.HTTPException:
             pass
         self.status = None
+
+
+def _with_files(files: Sequence[UploadFile], fields: dict[str, Any]) -> dict[str, Any]:
+    """The send's fields with fresh discord.File objects (a failed send may have used them)."""
+    return {**fields, "files": to_discord(files)} if files else fields

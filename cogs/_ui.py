@@ -21,6 +21,15 @@ DELETE_EMOJI = "❌"
 DM_EMOJI = "✉️"
 EDIT_EMOJI = "✏️"
 CANCEL_EMOJI = "🛑"
+# Variation selectors: text (U+FE0E) or emoji (U+FE0F) presentation of the same character.
+VARIATION_SELECTORS = dict.fromkeys((0xFE0E, 0xFE0F))
+
+
+def emoji_key(emoji: str) -> str:
+    """An emoji without variation selectors, for comparing: clients send "✉️" and "✉" alike."""
+    return emoji.translate(VARIATION_SELECTORS)
+
+
 EMBED_COLOUR = discord.Colour(0x7C5CFF)
 # Discord caps: embed description 4096, field value 1024, title 256 characters.
 PROMPT_SHOWN = 1000

@@ -3,7 +3,8 @@
 usage, and moderation (the prompt block list and the log channel).
 
 Visible by default only to members with Manage Server, and checked again on every use (a
-server can change who sees a command). Every answer is private.
+server can change who sees a command). Every answer is private, and comes after a private
+"thinking…": the store may wait on another process's lock, and Discord's 3 seconds do not.
 """
 
 from __future__ import annotations
@@ -29,6 +30,10 @@ if TYPE_CHECKING:
     from bot.services import Services
 
 MAX_IMAGES = 100_000
+# Where members can run /remix, so what the channel list may hold: text and announcement
+# channels, threads, and the text chat of voice and stage channels (Discord's picker offers
+# only these; a category or a forum is never where an interaction comes from).
+CommandChannel = discord.TextChannel | discord.Thread | discord.VoiceChannel | discord.StageChannel
 
 
 def status_lines(member: discord.abc.User, status: QuotaStatus) -> str:
@@ -93,16 +98,20 @@ class Admin(commands.GroupCog, group_name="remixadmin"):
         return self._services
 
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
-        """Manage Server, checked at run time (the default permissions are only a default)."""
+        """Manage Server, checked at run time (the default permissions are only a default);
+        then the private "thinking…" every subcommand answers on (`_say`), sent before any
+        of them touches the store."""
         if interaction.guild_id is None:
             raise app_commands.NoPrivateMessage()
         if not interaction.permissions.manage_guild:
             raise app_commands.MissingPermissions(["manage_guild"])
+        await interaction.response.defer(ephemeral=True, thinking=True)
         return True
 
     async def _say(self, interaction: discord.Interaction, text: str) -> None:
-        await interaction.response.send_message(
-            text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none()
+        """The answer, in place of the private "thinking…"."""
+        await interaction.edit_original_response(
+            content=text, allowed_mentions=discord.AllowedMentions.none()
         )
 
     # --- quota -----------------------------------------------------------------------------
@@ -196,7 +205,7 @@ class Admin(commands.GroupCog, group_name="remixadmin"):
         """Block a member in this server (other servers are theirs to decide); the reason is
         shown to them (privately) and to the moderation log."""
         await self.services.store.block(member.id, reason, guild_id=interaction.guild_id)
-        await self._report(interaction, MEMBER_BLOCKED, member, reason)
+        self._report(interaction, MEMBER_BLOCKED, member, reason)
         await self._say(
             interaction, f"Blocked {member.mention} in this server: {safe_text(reason, 300)}"
         )
@@ -207,7 +216,7 @@ class Admin(commands.GroupCog, group_name="remixadmin"):
         can lift it, from the terminal or the dashboard)."""
         done = await self.services.store.unblock(member.id, guild_id=interaction.guild_id)
         if done.lifted:
-            await self._report(interaction, MEMBER_UNBLOCKED, member, "")
+            self._report(interaction, MEMBER_UNBLOCKED, member, "")
         text = (
             f"Unblocked {member.mention} in this server."
             if done.lifted
@@ -220,13 +229,14 @@ class Admin(commands.GroupCog, group_name="remixadmin"):
             )
         await self._say(interaction, text)
 
-    async def _report(
+    def _report(
         self, interaction: discord.Interaction, kind: str, member: discord.Member, detail: str
     ) -> None:
+        """To the moderation log, in the background (the admin's answer does not wait)."""
         event = AuditEvent(
             kind, interaction.guild_id, member.id, detail=detail, by_user_id=interaction.user.id
         )
-        await self.services.remix.moderation.report(event)
+        self.services.remix.moderation.report(event)
 
     # --- channels --------------------------------------------------------------------------
 
@@ -242,9 +252,7 @@ class Admin(commands.GroupCog, group_name="remixadmin"):
         await self._say(interaction, rules_lines(rules))
 
     @channels.command(name="add", description="Put a channel on this server's list")
-    async def channels_add(
-        self, interaction: discord.Interaction, channel: discord.abc.GuildChannel
-    ) -> None:
+    async def channels_add(self, interaction: discord.Interaction, channel: CommandChannel) -> None:
         """Add a channel to the list (the mode says whether it is allowed or denied)."""
         assert interaction.guild_id is not None
         rules = await self.services.store.set_channel(interaction.guild_id, channel.id, True)
@@ -252,7 +260,7 @@ class Admin(commands.GroupCog, group_name="remixadmin"):
 
     @channels.command(name="remove", description="Take a channel off this server's list")
     async def channels_remove(
-        self, interaction: discord.Interaction, channel: discord.abc.GuildChannel
+        self, interaction: discord.Interaction, channel: CommandChannel
     ) -> None:
         """Remove a channel from the list."""
         assert interaction.guild_id is not None
@@ -275,14 +283,12 @@ class Admin(commands.GroupCog, group_name="remixadmin"):
         """New jobs from this server are refused, and its queued jobs are handed back
         (refunded, each member told); jobs already at the backend finish."""
         assert interaction.guild_id is not None
-        await interaction.response.defer(ephemeral=True, thinking=True)
         handed = await self.services.remix.pause_server(interaction.guild_id)
         queued = f"{handed} queued remix{'' if handed == 1 else 'es'}"
-        await interaction.followup.send(
+        await self._say(
+            interaction,
             f"Paused: new remixes here are refused until you resume. {queued} handed back, "
             "refunded (their members were told); remixes already at the backend finish.",
-            ephemeral=True,
-            allowed_mentions=discord.AllowedMentions.none(),
         )
 
     @queue.command(name="resume", description="Take remixes here again")
@@ -300,7 +306,6 @@ class Admin(commands.GroupCog, group_name="remixadmin"):
         if found is None or found.guild_id != interaction.guild_id:
             await self._say(interaction, f"There is no job {job} in this server.")
             return
-        await interaction.response.defer(ephemeral=True, thinking=True)
         try:
             await self.services.remix.cancel(found.id, None)
             text = f"Cancelled job {found.id}; <@{found.user_id}> was not charged."
@@ -308,9 +313,7 @@ class Admin(commands.GroupCog, group_name="remixadmin"):
             text = f"Job {found.id} has already finished ({found.state})."
         except Exception as exc:
             text = error_sentence(exc)
-        await interaction.followup.send(
-            text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none()
-        )
+        await self._say(interaction, text)
 
     @app_commands.command(name="usage", description="Images this period, top members, the bill")
     async def usage(self, interaction: discord.Interaction) -> None:

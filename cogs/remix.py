@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
 import discord
@@ -35,9 +36,12 @@ from cogs._base import ServicesCog
 from cogs._context import MessageImage, RememberedImages, images_of
 from cogs._controls import REMIX_MODAL, modal_fields, pick_view, prompt_modal
 from cogs._gates import (
+    Refusal,
+    acknowledge,
     interaction_requester,
     member_or_dm,
     missing_permissions,
+    precheck_refusal,
     refuse_after_defer,
     refused_early,
     roles_of,
@@ -201,9 +205,14 @@ class Remix(ServicesCog):
             style_ref_count=1 if style_reference else 0,
             has_mask=mask is not None,
         )
-        if await refused_early(interaction, svc, request.num_images, request.prompt):
+        answered = await acknowledge(
+            interaction,
+            _go_on(precheck_refusal(interaction, svc, request.num_images, request.prompt)),
+            lambda: self._thinking(interaction, remember=False),
+        )
+        if answered is None:
             return
-        presenter = await self._thinking(interaction, remember=False)
+        presenter, _ = answered
         named = _name_original(presenter)
         try:
             # A few uploads at a time: a burst of members waits here holding nothing, not
@@ -287,9 +296,14 @@ class Remix(ServicesCog):
             if problem:
                 await interaction.response.send_message(problem, ephemeral=True)
                 return
-        if await refused_early(interaction, svc, request.num_images, request.prompt):
+        answered = await acknowledge(
+            interaction,
+            _go_on(precheck_refusal(interaction, svc, request.num_images, request.prompt)),
+            lambda: self._thinking(interaction, remember=False),
+        )
+        if answered is None:
             return
-        presenter = await self._thinking(interaction, remember=False)
+        presenter, _ = answered
         named = _name_original(presenter)
         try:
             images = seen or await self.images.images(self.bot, channel_id, message_id)
@@ -334,7 +348,7 @@ class Remix(ServicesCog):
                 f"{PERIOD_WORDS.get(status.period, 'this period')}; "
                 f"it resets <t:{stamp}:R> (<t:{stamp}:f>)."
             )
-        await interaction.followup.send(text, ephemeral=True)
+        await interaction.edit_original_response(content=text)
 
 
 def _image_problem(images: list[MessageImage], index: int, limit: int) -> str | None:
@@ -343,6 +357,11 @@ def _image_problem(images: list[MessageImage], index: int, limit: int) -> str | 
         return IMAGE_GONE
     picked = images[index - 1]
     return too_big(picked.attachment, limit, "image") if picked.attachment else None
+
+
+async def _go_on(refusal: Awaitable[Refusal | None]) -> Refusal | bool:
+    """A check that only refuses, as `acknowledge`'s gates: its refusal, or True to go on."""
+    return await refusal or True
 
 
 def _name_original(presenter: InteractionPresenter) -> asyncio.Future[int | None]:

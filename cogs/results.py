@@ -6,14 +6,17 @@ Every control names its job in its custom id and reads the rest from the store, 
 after a restart. A control pressed on a message its job does not belong to does nothing; one
 pressed by someone it is not for gets a private sentence. Anything that starts a job passes the
 same gates as /remix first (/remix's command permissions, the server's channel list, pause and
-block list, queue room, block, quota), so a refused control costs no work.
+block list, queue room, block, quota), so a refused control costs no work. The gates share the
+acknowledgement budget (cogs/_gates.py `acknowledge`): what they have not decided by then is
+decided after the "thinking…".
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import discord
@@ -34,19 +37,23 @@ from cogs._audit import AuditPoster
 from cogs._base import ServicesCog
 from cogs._controls import DYNAMIC_ITEMS, EDIT_MODAL, modal_fields, prompt_modal
 from cogs._gates import (
+    QUIET,
+    Refusal,
+    acknowledge,
     can_manage_messages,
     interaction_requester,
     is_admin,
     job_here,
     member_or_dm,
     missing_permissions,
+    precheck_refusal,
     refuse_after_defer,
-    refused_early,
     roles_of,
+    within_budget,
 )
 from cogs._publish import ChannelPresenter
 from cogs._render import GENERIC_FAILURE, error_sentence, public_sentence
-from cogs._ui import DELETE_EMOJI, DM_EMOJI, REROLL_EMOJI, jobs_lines
+from cogs._ui import DELETE_EMOJI, DM_EMOJI, REROLL_EMOJI, emoji_key, jobs_lines
 
 if TYPE_CHECKING:
     from bot.services import Services
@@ -63,6 +70,18 @@ NOT_HERE_TO_DELETE = (
 )
 NOT_HERE_TO_CANCEL = "Only the member who asked for this remix, or a server admin, can cancel it."
 NOT_YOURS_TO_SHOW = "You can show only your own remixes; /jobs lists them."
+LOOKUP_TOO_SLOW = "I couldn't look that remix up in time; press the button again."
+REACTIONS = {emoji_key(e): e for e in (REROLL_EMOJI, DELETE_EMOJI, DM_EMOJI)}
+
+
+@dataclass(frozen=True)
+class _Start:
+    """What a control starts once its gates pass: the images and prompt they were checked
+    for, and the job's start."""
+
+    images: int
+    prompt: str
+    start: Callable[[Requester, Presenter], Awaitable[object]]
 
 
 class Results(ServicesCog):
@@ -72,8 +91,21 @@ class Results(ServicesCog):
         super().__init__(bot, services)
         self.access = CommandAccess(bot)
         self._refusals: dict[int, float] = {}
+        self._warming: asyncio.Task[None] | None = None
 
-    async def _refused_by_command_permissions(self, interaction: discord.Interaction) -> bool:
+    @commands.Cog.listener()
+    async def on_ready(self) -> None:
+        """Fetch /remix's command permissions in the background, so a first click has them."""
+        if self._warming is None or self._warming.done():
+            guilds = [g.id for g in self.bot.guilds]
+            self._warming = asyncio.create_task(self.access.warm(guilds), name="warm-access")
+
+    async def cog_unload(self) -> None:
+        """Stop fetching ahead."""
+        if self._warming is not None:
+            self._warming.cancel()
+
+    async def _command_refusal(self, interaction: discord.Interaction) -> Refusal | None:
         """A control starting a job where the member may not use /remix: refused privately."""
         if await self.access.allowed(
             interaction.guild_id,
@@ -81,9 +113,8 @@ class Results(ServicesCog):
             interaction.user,
             interaction.permissions.value,
         ):
-            return False
-        await interaction.response.send_message(NOT_ALLOWED, ephemeral=True)
-        return True
+            return None
+        return Refusal(NOT_ALLOWED)
 
     async def _here(self, interaction: discord.Interaction, job_id: int) -> Job | None:
         """The control's job, if it belongs where the control was pressed (else None)."""
@@ -91,6 +122,10 @@ class Results(ServicesCog):
         return await job_here(
             self.services.store, job_id, interaction.guild_id, interaction.channel_id, message
         )
+
+    async def _private_thinking(self, interaction: discord.Interaction) -> None:
+        """The member's own "thinking…" (a control answered to them alone)."""
+        await interaction.response.defer(ephemeral=True, thinking=True)
 
     # --- /jobs, /show -------------------------------------------------------------------
 
@@ -100,8 +135,8 @@ class Results(ServicesCog):
         """Your recent remixes: id, state, when, prompt and a jump link."""
         await interaction.response.defer(ephemeral=True, thinking=True)
         found = await self.services.store.list_jobs(user_id=interaction.user.id, limit=JOBS_LISTED)
-        await interaction.followup.send(
-            jobs_lines(found), ephemeral=True, allowed_mentions=discord.AllowedMentions.none()
+        await interaction.edit_original_response(
+            content=jobs_lines(found), allowed_mentions=discord.AllowedMentions.none()
         )
 
     @member_or_dm
@@ -109,18 +144,22 @@ class Results(ServicesCog):
     @app_commands.describe(job="The job id (from /jobs or a result's footer)")
     async def show(self, interaction: discord.Interaction, job: Range[int, 1]) -> None:
         """Recreate a job's result and controls here (Midjourney's /show)."""
-        found = await self.services.store.find_job(job)
-        problem: str | None = None
-        if found is None or found.user_id != interaction.user.id:
-            problem = NOT_YOURS_TO_SHOW
-        elif found.state != "delivered":
-            problem = f"That remix is {found.state}; only finished remixes can be shown."
-        else:
+
+        async def gates() -> Refusal | Job:
+            found = await self.services.store.find_job(job)
+            if found is None or found.user_id != interaction.user.id:
+                return Refusal(NOT_YOURS_TO_SHOW)
+            if found.state != "delivered":
+                return Refusal(f"That remix is {found.state}; only finished remixes can be shown.")
             problem = missing_permissions(interaction) or await self._channel_closed(interaction)
-        if problem or found is None:
-            await interaction.response.send_message(problem or GENERIC_FAILURE, ephemeral=True)
+            return Refusal(problem) if problem else found
+
+        answered = await acknowledge(
+            interaction, gates(), lambda: interaction.response.defer(thinking=True)
+        )
+        if answered is None:
             return
-        await interaction.response.defer(thinking=True)
+        _, found = answered
         try:
             await show_job(interaction, self.services.pool, self.services.store, found)
         except Exception:
@@ -139,37 +178,44 @@ class Results(ServicesCog):
     async def _start_from_control(
         self,
         interaction: discord.Interaction,
-        job: Job,
+        job_id: int,
         *,
-        images: int,
-        prompt: str,
-        repeat: int | None,
+        repeat: Hashable | None,
         busy: str,
-        start: Callable[[Requester, Presenter], Awaitable[object]],
+        plan: Callable[[Job], Refusal | _Start],
     ) -> None:
         """The one path of every control that starts a job (Reroll, Retry, Edit, Vary): the
-        gates /remix has, answered privately (a repeat within the double-tap window, the bot's
-        permissions here, /remix's command permissions, the server's rules, block, quota); then
-        a public "thinking…" (a new message) and the job, charged to whoever pressed."""
+        control's job here (else nothing happens), then the gates /remix has, answered
+        privately (`plan`'s own refusal, the bot's permissions here, a repeat within the
+        double-tap window, /remix's command permissions, the server's rules, block, quota),
+        all within the acknowledgement budget; then a public "thinking…" (a new message) and
+        the job, charged to whoever pressed."""
         svc = self.remix_service
-        problem = missing_permissions(interaction)
-        if (
-            problem is None
-            and repeat is not None
-            and not svc.repeats.first(repeat, interaction.user.id)
-        ):
-            problem = busy
-        if problem:
-            await interaction.response.send_message(problem, ephemeral=True)
+
+        async def gates() -> Refusal | tuple[Job, _Start]:
+            job = await self._here(interaction, job_id)
+            if job is None:
+                return QUIET  # not this message's job: nothing happens
+            planned = plan(job)
+            if isinstance(planned, Refusal):
+                return planned
+            problem = missing_permissions(interaction)
+            if problem:
+                return Refusal(problem)
+            if repeat is not None and not svc.repeats.first(repeat, interaction.user.id):
+                return Refusal(busy)
+            refusal = await self._command_refusal(interaction) or await precheck_refusal(
+                interaction, svc, planned.images, planned.prompt
+            )
+            return refusal or (job, planned)
+
+        answered = await acknowledge(interaction, gates(), lambda: self._thinking(interaction))
+        if answered is None:
             return
-        if await self._refused_by_command_permissions(interaction):
-            return
-        if await refused_early(interaction, svc, images, prompt):
-            return
-        presenter = await self._thinking(interaction)
+        presenter, (job, planned) = answered
         who = interaction_requester(interaction, presenter.original_id)
         try:
-            await start(who, presenter)
+            await planned.start(who, presenter)
         except Exception as exc:
             await refuse_after_defer(presenter, exc, f"a control on job {job.id}")
 
@@ -178,14 +224,6 @@ class Results(ServicesCog):
     ) -> None:
         """Reroll (new seed) or Retry (same job) ``job_id`` for whoever clicked, as a new message."""
         svc = self.remix_service
-        parent = await self._here(interaction, job_id)
-        if parent is None:
-            await interaction.response.defer()  # not this message's job: nothing happens
-            return
-        if retry and parent.user_id != interaction.user.id:
-            await interaction.response.send_message(error_sentence(NotYourJob()), ephemeral=True)
-            return
-        message_id = interaction.message.id if interaction.message else job_id
         verb = "retrying" if retry else "rerolling"
 
         async def start(who: Requester, presenter: Presenter) -> object:
@@ -193,19 +231,28 @@ class Results(ServicesCog):
                 return await svc.retry(who, job_id, presenter)
             return await svc.reroll(who, job_id, presenter)
 
+        def plan(parent: Job) -> Refusal | _Start:
+            if retry and parent.user_id != interaction.user.id:
+                return Refusal(error_sentence(NotYourJob()))
+            prompt = str(parent.request.get("prompt", ""))
+            return _Start(parent.images_requested, prompt, start)
+
         await self._start_from_control(
             interaction,
-            parent,
-            images=parent.images_requested,
-            prompt=str(parent.request.get("prompt", "")),
-            repeat=message_id,
+            job_id,
+            repeat=interaction.message.id if interaction.message else job_id,
             busy=f"You're already {verb} this one; the result will appear below.",
-            start=start,
+            plan=plan,
         )
 
     async def open_edit(self, interaction: discord.Interaction, job_id: int) -> None:
-        """Edit: a modal pre-filled with the job's prompt, negative prompt and image weight."""
-        job = await self._here(interaction, job_id)
+        """Edit: a modal pre-filled with the job's prompt, negative prompt and image weight (a
+        modal must be the first answer: the lookup gets what is left of the budget)."""
+        try:
+            job = await within_budget(interaction, self._here(interaction, job_id))
+        except TimeoutError:
+            await interaction.response.send_message(LOOKUP_TOO_SLOW, ephemeral=True)
+            return
         if job is None:
             await interaction.response.defer()
             return
@@ -222,36 +269,37 @@ class Results(ServicesCog):
     async def _edit_submitted(self, interaction: discord.Interaction, job_id: int) -> None:
         """The Edit modal came back: a new job on the stored input, charged to the member."""
         svc = self.remix_service
-        job = await self._here(interaction, job_id)
-        if job is None:
-            await interaction.response.defer()
-            return
         fields = modal_fields(interaction)
-        try:
-            request = svc.edited_request(
-                RemixRequest.from_dict(job.request),
-                fields.prompt,
-                fields.negative_prompt,
-                fields.image_weight,
+
+        def plan(job: Job) -> Refusal | _Start:
+            try:
+                request = svc.edited_request(
+                    RemixRequest.from_dict(job.request),
+                    fields.prompt,
+                    fields.negative_prompt,
+                    fields.image_weight,
+                )
+            except RemixbotError as exc:
+                return Refusal(error_sentence(exc))
+            return _Start(
+                request.num_images,
+                request.prompt,
+                lambda who, presenter: svc.edit(
+                    who,
+                    job.id,
+                    presenter,
+                    prompt=request.prompt,
+                    negative_prompt=request.negative_prompt,
+                    image_weight=request.image_weight,
+                ),
             )
-        except RemixbotError as exc:
-            await interaction.response.send_message(error_sentence(exc), ephemeral=True)
-            return
+
         await self._start_from_control(
             interaction,
-            job,
-            images=request.num_images,
-            prompt=request.prompt,
+            job_id,
             repeat=None,  # each submission is its own interaction: replays are caught by its id
             busy="",
-            start=lambda who, presenter: svc.edit(
-                who,
-                job.id,
-                presenter,
-                prompt=request.prompt,
-                negative_prompt=request.negative_prompt,
-                image_weight=request.image_weight,
-            ),
+            plan=plan,
         )
 
     async def vary_from_select(
@@ -259,43 +307,55 @@ class Results(ServicesCog):
     ) -> None:
         """Vary: the chosen result image becomes the input of a new job, charged to the member."""
         svc = self.remix_service
-        job = await self._here(interaction, job_id)
-        if job is None:
-            await interaction.response.defer()
-            return
         message_id = interaction.message.id if interaction.message else job_id
+
+        def plan(job: Job) -> _Start:
+            return _Start(
+                job.images_requested,
+                str(job.request.get("prompt", "")),
+                lambda who, presenter: svc.vary(who, job.id, index, strength, presenter),
+            )
+
         await self._start_from_control(
             interaction,
-            job,
-            images=job.images_requested,
-            prompt=str(job.request.get("prompt", "")),
+            job_id,
             repeat=hash((message_id, index, strength)),
             busy="You're already varying this one; the result will appear below.",
-            start=lambda who, presenter: svc.vary(who, job.id, index, strength, presenter),
+            plan=plan,
         )
 
     # --- delete, DM, cancel ------------------------------------------------------------------
 
     async def delete_from_button(self, interaction: discord.Interaction, job_id: int) -> None:
         """Delete the result (requester or Manage Messages); the books are untouched."""
-        job = await self._here(interaction, job_id)
-        if job is None:
-            await interaction.response.defer()
+
+        async def gates() -> Refusal | Job:
+            job = await self._here(interaction, job_id)
+            if job is None:
+                return QUIET
+            if job.user_id != interaction.user.id and not can_manage_messages(interaction):
+                return Refusal(NOT_HERE_TO_DELETE)
+            return job
+
+        answered = await acknowledge(interaction, gates(), interaction.response.defer)
+        if answered is None:
             return
-        if job.user_id != interaction.user.id and not can_manage_messages(interaction):
-            await interaction.response.send_message(NOT_HERE_TO_DELETE, ephemeral=True)
-            return
-        await interaction.response.defer()
+        _, job = answered
         message = interaction.message.id if interaction.message else None
         await delete_result(self.bot, job, interaction.channel_id or 0, message)
 
     async def dm_from_button(self, interaction: discord.Interaction, job_id: int) -> None:
         """Send the images and the job's details to whoever clicked, by DM."""
-        job = await self._here(interaction, job_id)
-        if job is None:
-            await interaction.response.defer()
+
+        async def gates() -> Refusal | Job:
+            return await self._here(interaction, job_id) or QUIET
+
+        answered = await acknowledge(
+            interaction, gates(), lambda: self._private_thinking(interaction)
+        )
+        if answered is None:
             return
-        await interaction.response.defer(ephemeral=True, thinking=True)
+        _, job = answered
         try:
             await send_by_dm(
                 self.bot, self.services.pool, self.services.store, interaction.user.id, job
@@ -310,26 +370,32 @@ class Results(ServicesCog):
                 if dm_refused(exc)
                 else GENERIC_FAILURE
             )
-        await interaction.followup.send(text, ephemeral=True)
+        await interaction.edit_original_response(content=text)
 
     async def cancel_from_button(self, interaction: discord.Interaction, job_id: int) -> None:
         """Cancel a queued job (requester or admin): refunded at once; a running one goes on."""
-        job = await self._here(interaction, job_id)
-        if job is None:
-            await interaction.response.defer()
+
+        async def gates() -> Refusal | Job:
+            job = await self._here(interaction, job_id)
+            if job is None:
+                return QUIET
+            if job.user_id != interaction.user.id and not is_admin(interaction):
+                return Refusal(NOT_HERE_TO_CANCEL)
+            return job
+
+        answered = await acknowledge(
+            interaction, gates(), lambda: self._private_thinking(interaction)
+        )
+        if answered is None:
             return
-        admin = is_admin(interaction)
+        _, job = answered
         own = job.user_id == interaction.user.id
-        if not own and not admin:
-            await interaction.response.send_message(NOT_HERE_TO_CANCEL, ephemeral=True)
-            return
-        await interaction.response.defer(ephemeral=True, thinking=True)
         try:
             await self.remix_service.cancel(job.id, interaction.user.id if own else None)
             text = "Cancelled; " + ("you were" if own else "its member was") + " not charged."
         except RemixbotError as exc:
             text = error_sentence(exc)
-        await interaction.followup.send(text, ephemeral=True)
+        await interaction.edit_original_response(content=text)
 
     # --- the Edit modal, reactions ---------------------------------------------------------
 
@@ -345,9 +411,10 @@ class Results(ServicesCog):
     @commands.Cog.listener()
     async def on_raw_reaction_add(self, payload: discord.RawReactionActionEvent) -> None:
         """🔁 rerolls a result for the reactor, ❌ deletes it (requester or Manage Messages),
-        ✉️ sends it by DM (raw event: works on uncached messages and after a restart)."""
-        emoji = str(payload.emoji)
-        if emoji not in (REROLL_EMOJI, DELETE_EMOJI, DM_EMOJI):
+        ✉️ sends it by DM (raw event: works on uncached messages and after a restart). Clients
+        may send an emoji with or without its variation selector: both forms count."""
+        emoji = REACTIONS.get(emoji_key(str(payload.emoji)))
+        if emoji is None:
             return
         if payload.user_id == getattr(self.bot.user, "id", None):
             return

@@ -123,6 +123,9 @@ async def test_the_server_s_command_permissions_close_the_controls_too(
             msg, job = await _result(w)
             # An admin took /remix away from @everyone here (Server Settings → Integrations).
             d.set_command_permissions("remix", [{"id": d.guild_id, "type": 1, "permission": False}])
+            results = w.bot.get_cog("Results")
+            await asyncio.wait_for(results._warming, 10)  # fetched at ready, before the change
+            results.access._guilds.clear()  # the minute's cache, passed
             pillow = PillowCalls(w, monkeypatch)
             click = await d.click(msg.id, f"remix:reroll:{job.id}", user=d.bob)
             assert (await w.private_answer(click)).startswith(
@@ -139,7 +142,7 @@ async def test_the_server_s_command_permissions_close_the_controls_too(
                 ],
             )
             w.services.remix.repeats._seen.clear()
-            w.bot.get_cog("Results").access._guilds.clear()  # the minute's cache, passed
+            results.access._guilds.clear()  # the minute's cache, passed
             owner = await d.click(msg.id, f"remix:reroll:{job.id}", user=d.owner)
             await w.result_message(owner)
 

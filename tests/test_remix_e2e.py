@@ -21,6 +21,7 @@ from bot.store import NewJob, Store
 from tests.fakediscord import payloads as p
 from tests.fakediscord.helpers import png_bytes
 from tests.fakediscord.server import FakeDiscord, StoredMessage
+from tests.fakediscord.world import SEND_MESSAGES
 from tests.fakeremix import API_KEY, running_fake
 from tests.fakeremix.helpers import encoded
 from tests.remixworld import running_world, world_settings
@@ -295,13 +296,16 @@ async def test_reaction_reroll_where_the_bot_cannot_post_costs_nothing(tmp_path:
         await w.jobs_final(1)
         calls = len(w.remix.api_requests())
         # The bot lost Send Messages here; a reaction carries no app_permissions to check.
-        w.discord.fail(
-            "POST", r"/channels/\d+/messages", 403, code=50013, message="Missing Permissions"
-        )
+        channel = msg.channel_id
+        w.discord.bot_channel_permissions[channel] = int(p.ALL_PERMISSIONS) & ~SEND_MESSAGES
+        posts = rf"/channels/{channel}/messages"
+        before = len(w.discord.calls_to("POST", posts))
         await w.discord.react(msg.id, "🔁", user=w.discord.bob)
-        await w.discord.wait_for_call(
-            lambda c: c.method == "POST" and c.path.endswith("/messages") and c.status == 403,
-            within=5,
+        # The reply is refused (403/50013), and so is the same message sent once more plainly.
+        await w.discord.wait_until(
+            lambda: [c.status for c in w.discord.calls_to("POST", posts)[before:]] == [403, 403],
+            5,
+            "both tries refused",
         )
         await asyncio.sleep(0.3)
         assert len(w.remix.api_requests()) == calls  # no paid backend call

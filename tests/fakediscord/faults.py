@@ -25,6 +25,7 @@ class Fault:
     message: str = ""
     with_files: bool = False  # only requests that upload files (e.g. a result, not a progress edit)
     after: bool = False  # do the request, then answer with the fault (a reply lost on the way)
+    delay: float = 0.0  # seconds before answering; with status 0 the answer is the real one
 
     def response(self) -> web.Response:
         """The answer Discord gives for this failure (a 429 carries Via and retry_after)."""

@@ -33,6 +33,7 @@ class Guilds:
             roles=list(w.roles.values()),
             owner_id=w.owner["id"],
             everyone_permissions=str(w.everyone_permissions),
+            premium_tier=w.premium_tier,
         )
 
     def give_role(

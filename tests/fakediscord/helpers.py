@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import io
 import os
+import re
 import signal
 import sys
 import time
@@ -34,15 +35,28 @@ def png_bytes(
     return buf.getvalue()
 
 
+ORIGINAL_EDIT = re.compile(r"/webhooks/\d+/(?P<token>[^/]+)/messages/@original")
+
+
 def ephemeral_texts(fake: FakeDiscord) -> list[str]:
-    """Contents of the ephemeral messages (callbacks and followups) the bot sent."""
+    """Contents of the ephemeral messages the bot sent: callbacks, followups, and edits of a
+    response deferred privately (the answer after an ephemeral "thinking…")."""
     out = []
     for call in fake.calls:
         body = call.json if isinstance(call.json, dict) else {}
         data = body.get("data", body) if isinstance(body.get("data"), dict) else body
-        if isinstance(data, dict) and (data.get("flags") or 0) & 64 and data.get("content"):
+        if not isinstance(data, dict) or not data.get("content"):
+            continue
+        if (data.get("flags") or 0) & 64 or _private_edit(fake, call.method, call.path):
             out.append(data["content"])
     return out
+
+
+def _private_edit(fake: FakeDiscord, method: str, path: str) -> bool:
+    match = ORIGINAL_EDIT.fullmatch(path) if method == "PATCH" else None
+    inter = fake.interactions.get(match["token"]) if match else None
+    original = fake.original(inter) if inter is not None else None
+    return original is not None and original.ephemeral
 
 
 def bot_env(fake: FakeDiscord, data_dir: Path, **extra: str) -> dict[str, str]:

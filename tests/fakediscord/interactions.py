@@ -60,12 +60,20 @@ class Interactions:
         inter = self._live(req.match["token"])
         if inter is None or inter.id != req.match["iid"] or inter.expired:
             return error(404, "Unknown interaction", 10062)
+        now = self.world.now()
+        deadline = self.world.ack_deadline
+        if inter.response_type is None and deadline is not None and now > inter.created + deadline:
+            # Not acknowledged in time: Discord has invalidated the token ("This interaction
+            # failed" for the member).
+            inter.expired = inter.missed_deadline = True
+            return error(404, "Unknown interaction", 10062)
         if inter.response_type is not None:
             return error(400, "Interaction has already been acknowledged.", 40060)
         body = req.body or {}
         kind = body.get("type")
         data = body.get("data") or {}
         inter.response_type = kind
+        inter.acknowledged = now
         message: StoredMessage | None = None
         if kind in (4, 5):
             message = self._response_message(inter)
@@ -109,12 +117,9 @@ class Interactions:
         if not isinstance(inter, FakeInteraction):
             return inter
         body = req.body or {}
-        original = self.original(inter)
-        if original is not None and original.loading:
-            # Discord turns the first followup after a type-5 defer into the "thinking" message.
-            original.flags &= ~128
-            self.messages.apply(original, body, req.call.files, editing=True)
-            return json_response(self.messages.message_json(original))
+        # A followup is always a new message. (Discord once turned the first followup after a
+        # type-5 defer into the "thinking…" message; that is deprecated, and a bot must edit
+        # the original response instead: the "thinking…" stays until it does.)
         msg = self._response_message(inter, flags=body.get("flags", 0) & 64)
         self.messages.apply(msg, body, req.call.files, editing=False)
         self.world.messages[msg.id] = msg

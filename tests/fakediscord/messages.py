@@ -13,7 +13,7 @@ from tests.fakediscord import payloads as p
 from tests.fakediscord.cdn import Cdn
 from tests.fakediscord.models import StoredAttachment, StoredMessage, UploadedFile, guess_type
 from tests.fakediscord.rest import SNOWFLAKE, Req, Route, error, json_response, routes
-from tests.fakediscord.world import World
+from tests.fakediscord.world import READ_MESSAGE_HISTORY, SEND_MESSAGES, World
 
 NONCE_WINDOW = 300.0  # seconds a Create Message nonce is remembered ("a few minutes")
 # Discord's answer to a reply whose message is gone (unless fail_if_not_exists is false).
@@ -152,6 +152,9 @@ class Messages:
         if any(self.world.dm_channels.get(u) == channel for u in self.world.dms_closed):
             return error(403, "Cannot send messages to this user", 50007)
         body = req.body or {}
+        refused = self._not_permitted(channel, body)
+        if refused is not None:
+            return refused
         nonce = body.get("nonce")
         if nonce is not None and body.get("enforce_nonce"):
             # Discord: with enforce_nonce, a nonce seen in the last few minutes returns that
@@ -178,6 +181,17 @@ class Messages:
         self.apply(msg, body, req.call.files, editing=False)
         self.world.messages[msg.id] = msg
         return json_response(self.message_json(msg))
+
+    def _not_permitted(self, channel: str, body: dict[str, Any]) -> web.Response | None:
+        """Create Message in a guild channel needs Send Messages and, "when creating a message
+        as a reply to another message", Read Message History (Discord's 403/50013)."""
+        if self.world.guild_of(channel) is None:
+            return None
+        perms = self.world.app_permissions(channel)
+        needed = SEND_MESSAGES | (READ_MESSAGE_HISTORY if body.get("message_reference") else 0)
+        if perms & needed != needed:
+            return error(403, "Missing Permissions", 50013)
+        return None
 
     def _replied_to(self, channel: str, reference: dict[str, Any]) -> StoredMessage | None:
         """The message a reply points at, if it is in this channel for everyone to see."""

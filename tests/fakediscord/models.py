@@ -149,6 +149,13 @@ class FakeInteraction:
     original_id: str | None = None
     expired: bool = False
     modal: dict[str, Any] | None = None  # the modal a type-9 response opened
+    acknowledged: float | None = None  # the fake's clock when the callback was accepted
+    missed_deadline: bool = False  # a callback came after `World.ack_deadline`
+
+    @property
+    def ack_seconds(self) -> float | None:
+        """Seconds from the interaction's creation to its accepted callback (None: none yet)."""
+        return None if self.acknowledged is None else self.acknowledged - self.created
 
 
 def guess_type(filename: str, data: bytes) -> str:

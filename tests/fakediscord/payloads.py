@@ -134,13 +134,14 @@ def guild_create(
     *,
     owner_id: str = "1",
     everyone_permissions: str = ALL_PERMISSIONS,
+    premium_tier: int = 0,
 ) -> dict[str, Any]:
     """A GUILD_CREATE payload with the @everyone role, any other roles and the given channels."""
     return {
         "id": guild_id,
         "name": name,
         "unavailable": False,
-        "premium_tier": 0,
+        "premium_tier": premium_tier,
         "member_count": 2,
         "large": False,
         "owner_id": owner_id,
@@ -230,8 +231,10 @@ def interaction_base(
     interaction_id: str | None = None,
     roles: list[str] | tuple[str, ...] = (),
     permissions: str = ALL_PERMISSIONS,
+    app_permissions: str | None = None,
 ) -> dict[str, Any]:
-    """The part every guild interaction shares, including ``version`` and ``attachment_size_limit``."""
+    """The part every guild interaction shares, including ``version`` and ``attachment_size_limit``
+    (``app_permissions``: the bot's in the channel, every permission unless given)."""
     return {
         "id": interaction_id or snowflake(),
         "application_id": app_id,
@@ -243,7 +246,7 @@ def interaction_base(
         "channel_id": channel["id"],
         "channel": channel,
         "member": member(user_data, permissions, roles=roles),
-        "app_permissions": ALL_PERMISSIONS,
+        "app_permissions": ALL_PERMISSIONS if app_permissions is None else app_permissions,
         "locale": "en-US",
         "guild_locale": "en-US",
         "entitlements": [],

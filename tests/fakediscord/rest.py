@@ -5,6 +5,7 @@ messages, guilds)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import urllib.parse
@@ -106,6 +107,10 @@ class RestApi:
         self, request: web.Request, call: Call, path: str, raw_path: str
     ) -> web.StreamResponse:
         fault = self.faults.take(call.method, path, bool(call.files))
+        if fault is not None and fault.delay:
+            await asyncio.sleep(fault.delay)
+        if fault is not None and fault.status == 0:  # only slow: the real answer, late
+            fault = None
         if fault is not None and not fault.after:
             return fault.response()
         response = await self._route(request, call, raw_path)
@@ -120,17 +125,20 @@ class RestApi:
                 f"Bot {self.world.token}"
             ):
                 return error(401, "401: Unauthorized")
-            if self._too_large(call.files):
+            if self._too_large(call.files, route.auth):
                 return error(413, "Request entity too large", 40005)
             match = {k: urllib.parse.unquote(v) for k, v in m.groupdict().items()}
             return await route.handler(Req(request, match, call))
         return error(404, "404: Not Found")
 
-    def _too_large(self, files: list[UploadedFile]) -> bool:
-        total = sum(len(f.data) for f in files)
-        return total > self.world.max_request_bytes or any(
-            len(f.data) > self.world.attachment_size_limit for f in files
+    def _too_large(self, files: list[UploadedFile], auth: Literal["bot", "none"]) -> bool:
+        # An interaction's attachment_size_limit binds responses to it (its token's routes);
+        # the bot token uploads under the server's own limit, which may be lower.
+        per_file = (
+            self.world.attachment_size_limit if auth == "none" else self.world.guild_upload_limit
         )
+        total = sum(len(f.data) for f in files)
+        return total > self.world.max_request_bytes or any(len(f.data) > per_file for f in files)
 
     async def _read_body(self, request: web.Request, call: Call) -> None:
         ctype = request.content_type

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -200,6 +201,12 @@ class FakeDiscord(World, Recorder):
     def rate_limit_global(self, *, retry_after: float = 0.3, times: int = 1) -> Fault:
         """A global 429 on the next request of any route."""
         return self.fail(".*", ".*", 429, retry_after=retry_after, times=times, is_global=True)
+
+    def delay(self, method: str, path_regex: str, seconds: float, *, times: int = 1) -> Fault:
+        """Answer the next ``times`` matching requests normally, but ``seconds`` late (a slow
+        route on Discord's side)."""
+        fault = Fault(method.upper(), re.compile(path_regex), 0, times, delay=seconds)
+        return self._faults.add(fault)
 
     def expire_interaction(self, token: str) -> None:
         """Make an interaction token expired, as if its 15 minutes had passed."""
@@ -496,6 +503,8 @@ class FakeDiscord(World, Recorder):
         message: dict[str, Any] | None = None,
     ) -> FakeInteraction:
         token = "aW50ZXJhY3Rpb246" + secrets.token_urlsafe(48)
+        # Created `gateway_lag` seconds ago: its id carries that time, as Discord's does.
+        interaction_id = p.snowflake(time.time() - self.gateway_lag)
         if self.guild_of(channel_id) is None:
             payload = p.dm_interaction_base(
                 interaction_type=kind,
@@ -516,7 +525,10 @@ class FakeDiscord(World, Recorder):
                 attachment_size_limit=self.attachment_size_limit,
                 roles=self.member_roles.get(user["id"], []),
                 permissions=str(self.member_permissions(user["id"])),
+                app_permissions=str(self.app_permissions(channel_id)),
+                interaction_id=interaction_id,
             )
+        payload["id"] = interaction_id
         if not self.send_app_permissions:
             del payload["app_permissions"]
         payload["data"] = data
@@ -528,7 +540,7 @@ class FakeDiscord(World, Recorder):
             type=kind,
             channel_id=channel_id,
             user_id=user["id"],
-            created=self.now(),
+            created=self.now() - self.gateway_lag,
             message_id=message["id"] if message else None,
             expired=self.expire_on_arrival,
         )

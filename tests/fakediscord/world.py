@@ -17,6 +17,8 @@ MiB = 1024 * 1024
 ADMINISTRATOR = 1 << 3
 MANAGE_GUILD = 1 << 5
 MANAGE_MESSAGES = 1 << 13
+SEND_MESSAGES = 1 << 11
+READ_MESSAGE_HISTORY = 1 << 16
 EVERY_PERMISSION = (1 << 51) - 1  # the owner's (and an administrator's)
 # What @everyone may do in a typical community server: talk, post images, react, use commands.
 MEMBER_PERMISSIONS = (
@@ -30,6 +32,8 @@ MEMBER_PERMISSIONS = (
     | (1 << 31)  # USE_APPLICATION_COMMANDS
     | (1 << 38)  # SEND_MESSAGES_IN_THREADS
 )
+# Discord's per-file upload limit by a server's boost tier (what a bot token may upload there).
+BOOST_UPLOAD_LIMITS = {0: 10 * MiB, 1: 10 * MiB, 2: 50 * MiB, 3: 100 * MiB}
 
 
 class World:
@@ -54,6 +58,19 @@ class World:
         self.ack_heartbeats = True
         self.expire_on_arrival = False  # new interactions start expired (a bot far too slow)
         self.send_app_permissions = True  # False: interactions omit app_permissions (allowed)
+        # Discord's 3 seconds: with a number, a callback later than that after the interaction's
+        # creation finds it gone (10062), as on Discord. Off (None) by default: a loaded test
+        # machine is slower than a real deployment, and the tests about it turn it on.
+        self.ack_deadline: float | None = None
+        # Seconds between an interaction's creation (its id's timestamp) and its delivery on the
+        # gateway: a slow network or a busy gateway, which eat into the 3 seconds.
+        self.gateway_lag = 0.0
+        # The bot's permissions in a channel where they are not every permission (what the
+        # server's roles and overwrites leave it): interactions there carry them as
+        # app_permissions, and Create Message there needs Send Messages and, for a reply, Read
+        # Message History (403/50013 otherwise, as Discord documents).
+        self.bot_channel_permissions: dict[str, int] = {}
+        self.premium_tier = 0  # the guild's boost tier (its bot-token upload limit)
 
         self.app_id = p.snowflake()
         self.bot_user = p.user(self.app_id, "remixbot", bot=True)
@@ -109,6 +126,17 @@ class World:
         self.guild_ids.append(guild)
         self.channels[channel] = p.text_channel(channel, guild)
         return guild, channel
+
+    @property
+    def guild_upload_limit(self) -> int:
+        """The per-file limit of uploads with the bot token: the server's, by its boost tier.
+        An interaction's ``attachment_size_limit`` is the most of this and the member's own
+        (Nitro) limit, so it is never below it; it binds only responses to the interaction."""
+        return min(self.attachment_size_limit, BOOST_UPLOAD_LIMITS[self.premium_tier])
+
+    def app_permissions(self, channel_id: str) -> int:
+        """The bot's permissions in a guild channel (every permission unless set otherwise)."""
+        return self.bot_channel_permissions.get(channel_id, int(p.ALL_PERMISSIONS))
 
     def members(self) -> tuple[dict[str, Any], ...]:
         """The guild's members (their user objects)."""
