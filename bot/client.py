@@ -151,11 +151,19 @@ class RemixTree(app_commands.CommandTree):
             )
         else:
             log.info("command /%s refused: %s", command, sentence)
+        response = interaction.response
         try:
-            if interaction.response.is_done():
+            if response.type is discord.InteractionResponseType.deferred_channel_message:
+                # After a "thinking…" the answer replaces it (a followup would be a new message
+                # beside a loading one); a deferred command that answers for itself catches its
+                # own errors. A private "thinking…" stays private.
+                await interaction.edit_original_response(
+                    content=sentence, embed=None, attachments=[], view=None
+                )
+            elif response.is_done():
                 await interaction.followup.send(sentence, ephemeral=True)
             else:
-                await interaction.response.send_message(sentence, ephemeral=True)
+                await response.send_message(sentence, ephemeral=True)
         except discord.HTTPException as exc:
             log.warning("could not tell the member about the error (HTTP %s)", exc.status)
 

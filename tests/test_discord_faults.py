@@ -60,9 +60,11 @@ async def test_too_large_upload_gets_413_40005_and_one_sentence(tmp_path: Path) 
         inter = await fake.slash("probe", {"image": att})
         patch = await fake.wait_for_call(lambda c: c.method == "PATCH")
         assert patch.status == 413
-        # The error hook answered with one ephemeral followup sentence.
+        # The error hook answered with one sentence in place of the "thinking…" (a followup
+        # would be a new message beside a loading one).
         notice = await fake.wait_for_message(lambda m: m.interaction_id == inter.id)
         assert notice.content == "Something went wrong on our side; please try again in a minute."
+        assert notice.id == inter.original_id and not notice.attachments
 
 
 async def test_server_error_on_followup_is_retried(tmp_path: Path) -> None:
