@@ -68,7 +68,11 @@ async def acknowledge(
         verdict = await asyncio.wait_for(asyncio.shield(checking), budget_left(interaction))
     except TimeoutError:
         log.info("interaction %s: checks outlasted the budget; acknowledged first", interaction.id)
-        acknowledged = await defer()
+        try:
+            acknowledged = await defer()
+        except BaseException:
+            checking.cancel()
+            raise
         try:
             verdict = await checking
         except Exception:
