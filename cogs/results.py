@@ -123,6 +123,18 @@ class Results(ServicesCog):
             self.services.store, job_id, interaction.guild_id, interaction.channel_id, message
         )
 
+    async def _job_for(
+        self, interaction: discord.Interaction, job_id: int, anyone: bool, refusal: str = ""
+    ) -> Refusal | Job:
+        """The gates of a control that starts no job: its job here (else nothing happens), for
+        its member, or for anyone when `anyone` (else `refusal`, privately)."""
+        job = await self._here(interaction, job_id)
+        if job is None:
+            return QUIET
+        if job.user_id != interaction.user.id and not anyone:
+            return Refusal(refusal)
+        return job
+
     async def _private_thinking(self, interaction: discord.Interaction) -> None:
         """The member's own "thinking…" (a control answered to them alone)."""
         await interaction.response.defer(ephemeral=True, thinking=True)
@@ -328,16 +340,10 @@ class Results(ServicesCog):
 
     async def delete_from_button(self, interaction: discord.Interaction, job_id: int) -> None:
         """Delete the result (requester or Manage Messages); the books are untouched."""
-
-        async def gates() -> Refusal | Job:
-            job = await self._here(interaction, job_id)
-            if job is None:
-                return QUIET
-            if job.user_id != interaction.user.id and not can_manage_messages(interaction):
-                return Refusal(NOT_HERE_TO_DELETE)
-            return job
-
-        answered = await acknowledge(interaction, gates(), interaction.response.defer)
+        gates = self._job_for(
+            interaction, job_id, can_manage_messages(interaction), NOT_HERE_TO_DELETE
+        )
+        answered = await acknowledge(interaction, gates, interaction.response.defer)
         if answered is None:
             return
         _, job = answered
@@ -346,12 +352,10 @@ class Results(ServicesCog):
 
     async def dm_from_button(self, interaction: discord.Interaction, job_id: int) -> None:
         """Send the images and the job's details to whoever clicked, by DM."""
-
-        async def gates() -> Refusal | Job:
-            return await self._here(interaction, job_id) or QUIET
-
         answered = await acknowledge(
-            interaction, gates(), lambda: self._private_thinking(interaction)
+            interaction,
+            self._job_for(interaction, job_id, True),
+            lambda: self._private_thinking(interaction),
         )
         if answered is None:
             return
@@ -374,17 +378,10 @@ class Results(ServicesCog):
 
     async def cancel_from_button(self, interaction: discord.Interaction, job_id: int) -> None:
         """Cancel a queued job (requester or admin): refunded at once; a running one goes on."""
-
-        async def gates() -> Refusal | Job:
-            job = await self._here(interaction, job_id)
-            if job is None:
-                return QUIET
-            if job.user_id != interaction.user.id and not is_admin(interaction):
-                return Refusal(NOT_HERE_TO_CANCEL)
-            return job
-
         answered = await acknowledge(
-            interaction, gates(), lambda: self._private_thinking(interaction)
+            interaction,
+            self._job_for(interaction, job_id, is_admin(interaction), NOT_HERE_TO_CANCEL),
+            lambda: self._private_thinking(interaction),
         )
         if answered is None:
             return

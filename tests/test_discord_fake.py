@@ -8,7 +8,7 @@ import aiohttp
 
 from tests.fakediscord import FakeDiscord
 from tests.fakediscord.helpers import png_bytes
-from tests.fakediscord.payloads import snowflake, snowflake_time
+from tests.fakediscord.payloads import ALL_PERMISSIONS, snowflake, snowflake_time
 
 
 def _multipart(payload: dict, files: list[tuple[str, bytes]]) -> aiohttp.FormData:
@@ -90,6 +90,41 @@ async def test_bot_routes_need_the_token_and_uploads_have_limits() -> None:
             assert r.status == 200
         async with http.get(fake.api_base + "/gateway/bot", headers=auth) as r:
             assert (await r.json())["url"] == fake.gateway_url
+
+
+async def test_create_message_needs_send_messages_and_a_reply_read_message_history() -> None:
+    async with FakeDiscord() as fake, aiohttp.ClientSession() as http:
+        base = f"{fake.api_base}/channels/{fake.channel_id}/messages"
+        auth = {"Authorization": f"Bot {fake.token}"}
+        async with http.post(base, json={"content": "first"}, headers=auth) as r:
+            first = (await r.json())["id"]
+        reply = {"content": "re", "message_reference": {"message_id": first}}
+        fake.bot_channel_permissions[fake.channel_id] = int(ALL_PERMISSIONS) & ~(1 << 16)
+        async with http.post(base, json=reply, headers=auth) as r:
+            assert (r.status, (await r.json())["code"]) == (403, 50013)
+        async with http.post(base, json={"content": "plain"}, headers=auth) as r:
+            assert r.status == 200
+        fake.bot_channel_permissions[fake.channel_id] = int(ALL_PERMISSIONS) & ~(1 << 11)
+        async with http.post(base, json={"content": "plain"}, headers=auth) as r:
+            assert (r.status, (await r.json())["code"]) == (403, 50013)
+
+
+async def test_the_bot_token_uploads_under_the_servers_limit() -> None:
+    # The interaction's limit counts the member's own (Nitro); the bot's is the server's.
+    async with (
+        FakeDiscord(attachment_size_limit=50 * 1024 * 1024) as fake,
+        aiohttp.ClientSession() as http,
+    ):
+        assert fake.guild_upload_limit == 10 * 1024 * 1024
+        base = f"{fake.api_base}/channels/{fake.channel_id}/messages"
+        auth = {"Authorization": f"Bot {fake.token}"}
+        big = _multipart({"content": ""}, [("a.bin", b"x" * (10 * 1024 * 1024 + 1))])
+        async with http.post(base, data=big, headers=auth) as r:
+            assert (r.status, (await r.json())["code"]) == (413, 40005)
+        fake.premium_tier = 2  # a boosted server: 50 MiB
+        big = _multipart({"content": ""}, [("a.bin", b"x" * (10 * 1024 * 1024 + 1))])
+        async with http.post(base, data=big, headers=auth) as r:
+            assert r.status == 200
 
 
 def test_snowflakes_come_from_the_clock() -> None:
