@@ -25,8 +25,11 @@ MAX_STYLE_REFS = 4  # providerSettings.ideogram.styleReferenceImages: 1-4 images
 
 
 def remix_strength(image_weight: int) -> int:
-    """Runware's remixStrength runs the other way from image_weight: 101 - w maps 1..100 onto 100..1."""
-    return 101 - image_weight
+    """Runware's remixStrength (higher: more change) from image_weight (higher: more kept).
+
+    100 - w, so the two defaults meet (50 <-> 50); at least 1, Runware's minimum (99 and 100 -> 1).
+    """
+    return max(1, 100 - image_weight)
 
 
 def nearest_size(allowed: Sequence[str], ratio: float) -> tuple[int, int]:
