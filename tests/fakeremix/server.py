@@ -139,9 +139,8 @@ class Recorded:
 class Fault:
     """A fault to inject on the next matching API call(s)."""
 
-    kind: str  # 429 (in-flight) 429_rate 400 401 402 403 404 422 422_terse 500 502 503 504 524 hang
-    # malformed missing_data
-    # redirect busy_code
+    kind: str  # 429 (in-flight) 429_rate 400 401 402 402_daily 403 404 422 422_terse 500 502 503
+    # 504 524 hang malformed missing_data empty_data redirect busy_code
     times: int = 1
     retry_after: str | None = None
     target: str = "api"  # "api" (POSTs) or "poll" (task queries)
@@ -339,6 +338,10 @@ class FakeRemix:
             return web.json_response(
                 {"error": "Insufficient funds.", "reject_reason": "insufficient_funds"}, status=402
             )
+        if kind == "402_daily":  # the account's daily spending limit, not its balance
+            return web.json_response(
+                {"error": "Out of credit", "reject_reason": "daily_limit"}, status=402
+            )
         if kind == "busy_code":  # a poll answer with an error code while the task still runs
             return web.json_response(
                 {"code": 1303, "message": "busy, try later", "data": {"task_status": "processing"}}
@@ -353,6 +356,8 @@ class FakeRemix:
             return web.Response(text='{"created": "x", "data": [', content_type="application/json")
         if kind == "missing_data":
             return web.json_response({"created": "2026-01-01T00:00:00+00:00"})
+        if kind == "empty_data":  # a 2xx that ran (and billed) but lists no image
+            return web.json_response({"created": "2026-01-01T00:00:00+00:00", "data": []})
         if kind == "redirect":
             raise web.HTTPFound(self.base_url + "/elsewhere")
         raise ValueError(f"unknown fault {kind!r}")

@@ -127,6 +127,12 @@ def backend_reason(body: bytes | str | None, status: int) -> str:
                 reason = f"{reason} (parameter {first['parameter']})"
     elif parsed is None and text and "<" not in text[:50]:
         reason = text  # short plain-text bodies are often the reason; HTML pages are not
+    if status == 402 and isinstance(parsed, dict):
+        # Ideogram's 402 says which limit in `reject_reason` (insufficient_funds, daily_limit);
+        # the admin needs it beside the message to know what to fix.
+        why = parsed.get("reject_reason")
+        if isinstance(why, str) and why.strip() and why.strip() != reason:
+            reason = f"{reason.rstrip('. ')} ({why.strip()})" if reason else why
     reason = " ".join(redact(reason).split())
     if len(reason) > MAX_REASON_CHARS:
         reason = reason[: MAX_REASON_CHARS - 1] + "…"
@@ -201,7 +207,10 @@ def parse_ideogram_images(body: Any) -> list[ResultImage]:
             )
         )
     if not images:
-        raise RemixUnavailable("The backend answered with an empty list of images.")
+        raise RemixOutcomeUnknown(
+            "The backend answered with an empty list of images; it may have run (and been "
+            "billed), so it was not resubmitted."
+        )
     return images
 
 
