@@ -270,14 +270,19 @@ class FakeRemix:
         self.requests.append(rec)
         return rec
 
-    async def _answer(self, request: web.Request, scheme: str, reply: Reply) -> web.StreamResponse:
-        """An API POST: record it, check the key, apply a queued fault, else validate and reply.
+    async def _answer(
+        self, request: web.Request, scheme: str, reply: Reply, *, accept_json: bool = False
+    ) -> web.StreamResponse:
+        """An API POST: record it, check the key (and with `accept_json` the Accept header),
+        apply a queued fault, else validate and reply.
 
         With `inflight_limit`, images already generating count against it as Ideogram counts
         them: a call that would go past it gets the in-flight 429 at once (not run, not billed).
         """
         rec = await self._record(request)
         self._auth(request, scheme)
+        if accept_json:
+            _require_accept_json(request)
         images = _images_asked(rec)
         if self.inflight_limit and self.inflight_images + images > self.inflight_limit:
             return await self._apply(Fault("429"))
@@ -730,7 +735,9 @@ class FakeRemix:
         return await self._proxy_submit(request, self._legacy_reply)
 
     async def _proxy_submit(self, request: web.Request, reply: Reply) -> web.StreamResponse:
-        return await self._answer(request, "bearer", lambda r, rec: self._queued(reply(r, rec)))
+        return await self._answer(
+            request, "bearer", lambda r, rec: self._queued(reply(r, rec)), accept_json=True
+        )
 
     def _queued(self, body: dict[str, Any]) -> dict[str, Any]:
         """A task envelope for a finished body (or the body itself in sync mode)."""
@@ -756,6 +763,7 @@ class FakeRemix:
         the outcome."""
         await self._record(request)
         self._auth(request, "bearer")
+        _require_accept_json(request)
         fault = await self._fault("poll")
         if fault is not None:
             return fault
@@ -923,6 +931,16 @@ def _require(rec: Recorded, *, fields: tuple[str, ...], files: tuple[str, ...]) 
     ]
     if missing:
         raise _bad("; ".join(missing))
+
+
+def _require_accept_json(request: web.Request) -> None:
+    """The task-proxy reseller's header table: "Accept string Required application/json"
+    (aiohttp's own default, `*/*`, does not name it)."""
+    accepted = {
+        r.split(";", 1)[0].strip().lower() for r in request.headers.get("Accept", "").split(",")
+    }
+    if "application/json" not in accepted:
+        raise Reject(406, {"code": 406, "message": "Accept: application/json is required."})
 
 
 def _pixel_size(data: bytes) -> tuple[int, int]:

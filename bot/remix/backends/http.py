@@ -317,6 +317,14 @@ class HttpBackend:
             return {"Authorization": f"Bearer {key}"}
         return {"Api-Key": key}
 
+    def api_headers(self) -> dict[str, str]:
+        """The headers of every API call: the key, and `Accept: application/json`.
+
+        The task-proxy reseller marks Accept required; every backend answers JSON, so one set
+        of headers serves them all.
+        """
+        return {**self.auth_headers(), "Accept": "application/json"}
+
     def timeout(self) -> aiohttp.ClientTimeout:
         """Timeout for the paid call: the whole budget, and a short connect."""
         total = self.settings.backend_timeout
@@ -383,7 +391,7 @@ class HttpBackend:
         try:
             async with self.session.post(
                 url,
-                headers=self.auth_headers(),
+                headers=self.api_headers(),
                 timeout=self.timeout(),
                 allow_redirects=False,  # never re-send a paid call, nor the key, elsewhere
                 **body_kwargs,

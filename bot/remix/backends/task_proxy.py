@@ -199,7 +199,7 @@ class TaskProxyBackend(HttpBackend):
         timeout = aiohttp.ClientTimeout(total=min(left, 30.0), sock_connect=min(left, 10.0))
         try:
             async with self.session.get(
-                url, headers=self.auth_headers(), timeout=timeout, allow_redirects=False
+                url, headers=self.api_headers(), timeout=timeout, allow_redirects=False
             ) as resp:
                 body = await _read_capped(resp)
                 status, headers = resp.status, resp.headers
