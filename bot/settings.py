@@ -239,7 +239,7 @@ class Settings:
         "",
         _str,
         f"Model for ideogram-legacy (V_1 … V_3, default {BACKEND_DEFAULTS['ideogram-legacy']['model']}),"
-        f" the task-proxy's legacy body (V_1 … V_3, default {LEGACY_TASK_MODEL}), ideogram-edit"
+        f" the task-proxy's legacy body (V_1 … V_2_TURBO, default {LEGACY_TASK_MODEL}), ideogram-edit"
         f" (V_1 … V_2_TURBO, default {BACKEND_DEFAULTS['ideogram-edit']['model']}) and runware"
         f" (AIR id, default {BACKEND_DEFAULTS['runware']['model']}).",
     )

@@ -495,8 +495,15 @@ class FakeRemix:
         """`POST /remix` with the Api-Key header."""
         return await self._answer(request, "api-key", self._legacy_reply)
 
-    def _legacy_reply(self, request: web.Request, rec: Recorded) -> dict[str, Any]:
-        """Validate the `image_request` + `image_file` body; Ideogram's synchronous reply."""
+    def _legacy_reply(
+        self,
+        request: web.Request,
+        rec: Recorded,
+        models: tuple[str, ...] = enums.LEGACY_MODELS,
+        style_types: tuple[str, ...] = enums.LEGACY_STYLE_TYPES,
+    ) -> dict[str, Any]:
+        """Validate the `image_request` + `image_file` body (`models` and `style_types`: the
+        ones the endpoint lists); Ideogram's synchronous reply."""
         if request.content_type != "multipart/form-data":
             raise _bad("Remix takes multipart/form-data only.")
         _require(rec, fields=("image_request",), files=("image_file",))
@@ -521,8 +528,8 @@ class FakeRemix:
         _int_value(body, "seed", 0, enums.MAX_SEED)
         n = _int_value(body, "num_images", 1, 8) or 1
         model = body.get("model", "V_2")
-        if model not in enums.LEGACY_MODELS:
-            raise _bad(f"Invalid model {model!r}.")
+        if model not in models:
+            raise _bad(f"Invalid model {model!r}; one of {', '.join(models)}.")
         aspects = tuple(f"ASPECT_{a.replace('x', '_')}" for a in enums.LEGACY_ASPECT_RATIOS)
         resolutions = tuple(f"RESOLUTION_{r.replace('x', '_')}" for r in enums.LEGACY_RESOLUTIONS)
         if "aspect_ratio" in body and "resolution" in body:
@@ -534,8 +541,8 @@ class FakeRemix:
         if body.get("magic_prompt_option", "AUTO") not in enums.MAGIC_PROMPTS:
             raise _bad("Invalid magic_prompt_option.")
         if "style_type" in body:
-            if body["style_type"] not in enums.LEGACY_STYLE_TYPES:
-                raise _bad("Invalid style_type.")
+            if body["style_type"] not in style_types:
+                raise _bad(f"Invalid style_type; one of {', '.join(style_types)}.")
             if model in ("V_1", "V_1_TURBO"):
                 raise _bad("style_type is not supported by V_1 models.")
         if "negative_prompt" in body and model not in enums.LEGACY_NEGATIVE_OK:
@@ -731,8 +738,14 @@ class FakeRemix:
         return await self._proxy_submit(request, self._v3_reply)
 
     async def proxy_submit_legacy(self, request: web.Request) -> web.StreamResponse:
-        """`POST /ideogram/remix`: the legacy body, Bearer; a task envelope (or sync body)."""
-        return await self._proxy_submit(request, self._legacy_reply)
+        """`POST /ideogram/remix`: the legacy body, Bearer; a task envelope (or sync body).
+        Only the models and style types the reseller's page lists (V_1 … V_2_TURBO)."""
+        return await self._proxy_submit(
+            request,
+            lambda r, rec: self._legacy_reply(
+                r, rec, enums.TASK_LEGACY_MODELS, enums.TASK_LEGACY_STYLE_TYPES
+            ),
+        )
 
     async def _proxy_submit(self, request: web.Request, reply: Reply) -> web.StreamResponse:
         return await self._answer(
