@@ -53,7 +53,7 @@ RUNWARE_FIELDS = {
     "taskType", "taskUUID", "model", "positivePrompt", "negativePrompt", "referenceImages",
     "width", "height", "numberResults", "seed", "outputType", "outputFormat", "outputQuality",
     "deliveryMethod", "webhookURL", "includeCost", "ttl", "uploadEndpoint", "safety",
-    "providerSettings",
+    "providerSettings", "inputs",
 }  # fmt: skip
 RUNWARE_IDEOGRAM = {
     "renderingSpeed", "magicPrompt", "styleType", "styleReferenceImages", "remixStrength",
@@ -139,8 +139,8 @@ class Recorded:
 class Fault:
     """A fault to inject on the next matching API call(s)."""
 
-    kind: str  # 429 (in-flight) 429_rate 400 401 402 402_daily 403 404 422 422_terse 500 502 503
-    # 504 524 hang malformed missing_data empty_data redirect busy_code
+    kind: str  # 429 (in-flight) 429_rate 400 400_runware 401 402 402_daily 403 404 422 422_terse
+    # 500 502 503 504 524 hang malformed missing_data empty_data redirect busy_code
     times: int = 1
     retry_after: str | None = None
     target: str = "api"  # "api" (POSTs) or "poll" (task queries)
@@ -159,6 +159,10 @@ class FakeRemix:
         self.unsafe: set[int] = set()
         self.damaged: set[int] = set()  # result indexes served cut in half (a truncated body)
         self.url_ttl = 3600
+        # Where Runware takes the source image: "top" (top-level referenceImages, its provider
+        # page; `inputs` refused) or "inputs" (inputs.referenceImages, its model pages; a
+        # top-level one refused with a 400 naming the missing inputs.referenceImages).
+        self.runware_image_in = "top"
         self.proxy_mode = "task"  # "task" or "sync"
         self.task_polls = 1  # polls answered "processing" before the terminal state
         self.task_outcome = "succeed"  # "succeed", "failed", "never"
@@ -347,6 +351,8 @@ class FakeRemix:
             return web.json_response(
                 {"error": "Out of credit", "reject_reason": "daily_limit"}, status=402
             )
+        if kind == "400_runware":  # Runware's envelope, naming a parameter other than the image
+            raise _rw("invalidPositivePrompt", "Invalid positivePrompt.", "positivePrompt")
         if kind == "busy_code":  # a poll answer with an error code while the task still runs
             return web.json_response(
                 {"code": 1303, "message": "busy, try later", "data": {"task_status": "processing"}}
@@ -650,10 +656,7 @@ class FakeRemix:
             neg = task["negativePrompt"]
             if not isinstance(neg, str) or not 1 <= len(neg) <= 2000:
                 raise _rw("invalidNegativePrompt", "1-2000.", "negativePrompt", tid)
-        refs = task.get("referenceImages")
-        if not isinstance(refs, list) or len(refs) != 1:
-            raise _rw("invalidReferenceImages", "Exactly 1 image.", "referenceImages", tid)
-        _data_uri_image(refs[0], "referenceImages", tid)
+        self._runware_source(task, tid)
         w, h = task.get("width"), task.get("height")
         if f"{w}x{h}" not in enums.RUNWARE_SIZES[model]:
             raise _rw("invalidSize", f"{w}x{h} is not allowed for {model}.", "width", tid)
@@ -689,6 +692,32 @@ class FakeRemix:
                     item["imageBase64Data"] = b64
             out.append(item)
         return out
+
+    def _runware_source(self, task: dict[str, Any], tid: str) -> None:
+        """Exactly one source image, where `runware_image_in` says Runware takes it."""
+        if self.runware_image_in == "inputs":
+            # The model page: "Input resources for the task ... must be nested inside the
+            # inputs object. inputs » referenceImages ... array of strings required items: 1".
+            inputs = task.get("inputs")
+            if "referenceImages" in task or not isinstance(inputs, dict):
+                raise _rw(
+                    "missingParameter",
+                    "Missing required parameter inputs.referenceImages: input resources must be "
+                    "nested inside the inputs object.",
+                    "inputs.referenceImages",
+                    tid,
+                )
+            unknown = set(inputs) - {"referenceImages"}
+            if unknown:
+                raise _rw("unsupportedParameter", "Unknown input.", f"inputs.{min(unknown)}", tid)
+            name, refs = "inputs.referenceImages", inputs.get("referenceImages")
+        else:
+            if "inputs" in task:  # the provider page: referenceImages at the top level
+                raise _rw("unsupportedParameter", "Unsupported parameter inputs.", "inputs", tid)
+            name, refs = "referenceImages", task.get("referenceImages")
+        if not isinstance(refs, list) or len(refs) != 1:
+            raise _rw("invalidReferenceImages", "Exactly 1 image.", name, tid)
+        _data_uri_image(refs[0], name, tid)
 
     def _runware_ideogram(self, ide: dict[str, Any], model: str, tid: str) -> None:
         unknown = set(ide) - RUNWARE_IDEOGRAM
@@ -909,7 +938,7 @@ class FakeRemix:
         fresh = FakeRemix()
         for key in ("requests", "hits", "faults", "image_mode", "unsafe", "damaged", "url_ttl",
                     "proxy_mode", "task_polls", "task_outcome", "tasks", "inflight_limit",
-                    "max_inflight_stated", "peak_inflight"):  # fmt: skip
+                    "max_inflight_stated", "peak_inflight", "runware_image_in"):  # fmt: skip
             setattr(self, key, getattr(fresh, key))
         return web.json_response({"ok": True})
 
