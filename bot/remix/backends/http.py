@@ -103,7 +103,8 @@ def inflight_limit(body: bytes | str | None) -> int | None:
 
 
 def backend_reason(body: bytes | str | None, status: int) -> str:
-    """The backend's own reason (`error`/`message`/`errors[0].message`), redacted and trimmed."""
+    """The backend's own reason (`error`/`message`/`errors[0].message`; a 402's `reject_reason`
+    beside it), redacted and trimmed."""
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else (body or "")
     reason = ""
     try:
