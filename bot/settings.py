@@ -25,6 +25,9 @@ BACKENDS = ("ideogram", "ideogram-legacy", "ideogram-edit", "runware", "task-pro
 LOCAL_BACKENDS = ("demo",)
 LOG_FORMATS = ("text", "json")
 TASK_FORMATS = ("legacy", "v3")
+# Where Runware's source image goes: its provider page shows top-level `referenceImages`, the
+# model pages `inputs.referenceImages`; `auto` tries the first, then the second (runware.py).
+RUNWARE_IMAGE_IN = ("top", "inputs", "auto")
 AUTH_SCHEMES = ("api-key", "bearer")
 PERIODS = ("daily", "weekly", "monthly")
 
@@ -239,9 +242,17 @@ class Settings:
         "",
         _str,
         f"Model for ideogram-legacy (V_1 … V_3, default {BACKEND_DEFAULTS['ideogram-legacy']['model']}),"
-        f" the task-proxy's legacy body (V_1 … V_3, default {LEGACY_TASK_MODEL}), ideogram-edit"
+        f" the task-proxy's legacy body (V_1 … V_2_TURBO, default {LEGACY_TASK_MODEL}), ideogram-edit"
         f" (V_1 … V_2_TURBO, default {BACKEND_DEFAULTS['ideogram-edit']['model']}) and runware"
         f" (AIR id, default {BACKEND_DEFAULTS['runware']['model']}).",
+    )
+    runware_image_in: str = setting(
+        "REMIXBOT_RUNWARE_IMAGE_IN",
+        "auto",
+        _choice(RUNWARE_IMAGE_IN),
+        "runware: where the source image goes: top (top-level referenceImages), inputs"
+        " (inputs.referenceImages) or auto (top-level, and inside inputs once after a 400 that"
+        " names them; the place the server takes is kept until the bot stops).",
     )
     task_submit_path: str = setting(
         "REMIXBOT_TASK_SUBMIT_PATH",

@@ -46,6 +46,7 @@ async def test_flat_fields_bearer_and_no_mask_part_without_a_mask(fake: FakeRemi
     rec = fake.last()
     assert rec.path == "/ideogram/edit"
     assert rec.headers["Authorization"] == f"Bearer {API_KEY}" and "Api-Key" not in rec.headers
+    assert rec.headers["Accept"] == "application/json"  # as the same reseller's task proxy asks
     # The reseller marks `mask` optional: without one the whole image is edited.
     assert set(rec.files) == {"image_file"}
     assert rec.files["image_file"][0].data == IMAGE.data

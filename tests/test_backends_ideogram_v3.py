@@ -159,6 +159,8 @@ async def test_oversized_refs_refused_before_sending(fake: FakeRemix) -> None:
         ("524", RemixOutcomeUnknown, "gateway timed out (HTTP 524)"),
         ("malformed", RemixOutcomeUnknown, "not valid JSON"),
         ("missing_data", RemixOutcomeUnknown, "no `data` list"),
+        # A 2xx ran and is billed even when it lists no image: never "not charged, try again".
+        ("empty_data", RemixOutcomeUnknown, "empty list of images"),
         ("redirect", RemixUnavailable, "redirect"),
     ],
 )
@@ -180,6 +182,24 @@ def test_402_reason_is_read_from_reject_reason() -> None:
     error = map_status("ideogram", 402, b'{"reject_reason": "insufficient_funds"}')
     assert isinstance(error, RemixAuthError)
     assert "HTTP 402: insufficient_funds" in str(error)
+
+
+@pytest.mark.parametrize(
+    ("kind", "shown"),
+    [
+        ("402", "HTTP 402: Insufficient funds (insufficient_funds)"),
+        ("402_daily", "HTTP 402: Out of credit (daily_limit)"),
+    ],
+)
+async def test_402_names_its_reject_reason_beside_the_message(
+    fake: FakeRemix, kind: str, shown: str
+) -> None:
+    # The admin must learn which limit stopped the account: the balance or the daily limit.
+    fake.fail_next(kind)
+    with pytest.raises(RemixAuthError) as info:
+        await remix(fake, RemixRequest("x"))
+    assert shown in str(info.value)
+    assert len(fake.api_requests()) == 1
 
 
 async def test_wrong_key_is_an_auth_error(fake: FakeRemix) -> None:

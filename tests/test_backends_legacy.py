@@ -93,6 +93,7 @@ async def test_reseller_path_with_bearer(fake: FakeRemix) -> None:
         RemixRequest("x"),
         REMIXBOT_REMIX_PATH="/ideogram/remix",
         REMIXBOT_AUTH_SCHEME="bearer",
+        REMIXBOT_MODEL="V_2_TURBO",  # the reseller's page lists V_1 … V_2_TURBO, not V_3
     )
     rec = fake.last()
     assert rec.path == "/ideogram/remix"

@@ -52,7 +52,7 @@ async def test_minimal_task(fake: FakeRemix) -> None:
         "numberResults": 1,
         "outputType": "URL",
         "deliveryMethod": "sync",
-        "providerSettings": {"ideogram": {"remixStrength": 51}},
+        "providerSettings": {"ideogram": {"remixStrength": 50}},  # both defaults
     }
     assert result.backend_ref and UUID4.match(result.backend_ref)
     assert result.images[0].url and result.images[0].resolution == "1024x1024"
@@ -83,7 +83,7 @@ async def test_every_option_mapped(fake: FakeRemix) -> None:
     assert [base64.b64decode(s.split(",", 1)[1]) for s in style_refs] == [refs[0].data]
     assert style_refs[0].startswith("data:image/jpeg;base64,")
     assert ideogram == {
-        "remixStrength": 21,
+        "remixStrength": 20,
         "renderingSpeed": "QUALITY",
         "magicPrompt": "ON",
         "styleType": "REALISTIC",
@@ -113,7 +113,10 @@ def test_size_rule_and_strength_mapping() -> None:
     assert nearest_size(enums.RESOLUTIONS, 1.0) == (1024, 1024)
     assert nearest_size(enums.RUNWARE_V1_SIZES, 16 / 9) == (1280, 720)
     assert nearest_size(enums.RESOLUTIONS, 3.0) == (1536, 512)
-    assert [remix_strength(w) for w in (1, 50, 100)] == [100, 51, 1]
+    # Runware's default 50 is image_weight's default 50; never below Runware's minimum of 1.
+    assert [remix_strength(w) for w in (1, 50, 80, 99, 100)] == [99, 50, 20, 1, 1]
+    strengths = [remix_strength(w) for w in range(1, 101)]
+    assert strengths == sorted(strengths, reverse=True) and min(strengths) == 1
 
 
 @pytest.mark.parametrize(

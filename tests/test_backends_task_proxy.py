@@ -54,6 +54,35 @@ async def test_submit_then_poll_until_succeed(fake: FakeRemix) -> None:
     assert len(result.images) == 2 and all(i.url and i.is_safe for i in result.images)
 
 
+@pytest.mark.parametrize("path", ["/ideogram/v1/ideogram-v3/remix", "/ideogram/remix"])
+async def test_submit_and_polls_ask_for_json(fake: FakeRemix, path: str) -> None:
+    # The reseller's header table: "Accept string Required application/json".
+    fake.task_polls = 1
+    await run(fake, RemixRequest("x"), task_submit_path=path)
+    calls = [(r.method, r.headers.get("Accept")) for r in fake.requests]
+    assert calls == [("POST", "application/json")] + [("GET", "application/json")] * 2
+
+
+@pytest.mark.parametrize("accept", [None, "*/*", "text/html"])
+async def test_the_fake_refuses_a_task_proxy_call_that_does_not_ask_for_json(
+    fake: FakeRemix, accept: str | None
+) -> None:
+    headers = {"Authorization": f"Bearer {API_KEY}"} | ({"Accept": accept} if accept else {})
+    fake.tasks["task_1"] = {"polls": 0, "body": {"data": []}}
+    async with aiohttp.ClientSession() as session:
+        for method, path in [
+            ("POST", "/ideogram/remix"),
+            ("POST", "/ideogram/v1/ideogram-v3/remix"),
+            ("GET", "/kling/v1/images/generations/task_1"),
+        ]:
+            async with session.request(
+                method, fake.base_url + path, headers=headers, skip_auto_headers=["Accept"]
+            ) as resp:
+                assert resp.status == 406, (method, path)
+                assert "application/json" in (await resp.json())["message"]
+    assert fake.tasks["task_1"]["polls"] == 0
+
+
 async def test_failed_task_is_rejected_with_reason(fake: FakeRemix) -> None:
     fake.task_outcome = "failed"
     with pytest.raises(RemixRejected, match="risk control"):

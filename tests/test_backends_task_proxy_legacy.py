@@ -11,6 +11,7 @@ import pytest
 from bot.errors import InvalidRequest, RemixRejected
 from bot.remix import enums
 from bot.remix.backends import RemixResult, TaskProxyBackend, make_backend
+from bot.remix.backends.ideogram_legacy import legacy_image_request
 from bot.remix.backends.task_proxy import task_format
 from bot.remix.request import RemixRequest
 from bot.workflow import intake_limits
@@ -119,9 +120,9 @@ async def test_legacy_model_from_the_request_or_settings(fake: FakeRemix) -> Non
         ({"style_ref_count": 1}, 1, "style reference images cannot be used"),
         ({"aspect_ratio": "4x5"}, 0, "aspect_ratio must be one of 10x16"),
         ({"model": "ideogram:4@2"}, 0, "model must be one of V_1"),
-        ({"negative_prompt": "dogs", "model": "V_3"}, 0, "negative_prompt is not supported"),
         ({"palette_name": "EMBER", "model": "V_1"}, 0, "color palette is not supported"),
-        ({"resolution": "1024x1024", "model": "V_3"}, 0, "resolution is only available"),
+        ({"resolution": "1024x1024", "model": "V_1"}, 0, "resolution is only available"),
+        ({"style_type": "GENERAL", "model": "V_1_TURBO"}, 0, "style_type is not supported"),
     ],
 )
 async def test_legacy_body_refusals_before_anything_is_sent(
@@ -132,6 +133,71 @@ async def test_legacy_body_refusals_before_anything_is_sent(
             fake, RemixRequest("x", **kw), [encoded()] * refs, REMIXBOT_TASK_SUBMIT_PATH=LEGACY
         )
     assert fake.api_requests() == []
+
+
+# The reseller's page (`image_request`): "model" optional values V_1/V_1_TURBO/V_2/V_2_TURBO,
+# "style_type" optional values AUTO/GENERAL/REALISTIC/DESIGN/RENDER_3D/ANIME.
+RESELLER_MODELS = "V_1, V_1_TURBO, V_2, V_2_TURBO"
+RESELLER_STYLES = "AUTO, GENERAL, REALISTIC, DESIGN, RENDER_3D, ANIME"
+
+
+@pytest.mark.parametrize(
+    ("kw", "env", "message"),
+    [
+        *(
+            ({"model": m}, {}, f"model must be one of {RESELLER_MODELS} on the task-proxy backend")
+            for m in ("V_2A", "V_2A_TURBO", "V_3", "AUTO")
+        ),
+        ({}, {"REMIXBOT_MODEL": "V_3"}, f"model must be one of {RESELLER_MODELS}"),
+        *(
+            (
+                {"style_type": t},
+                {},
+                f"style_type must be one of {RESELLER_STYLES} on the task-proxy",
+            )
+            for t in ("FICTION", "CUSTOM", "STYLIZED")
+        ),
+    ],
+)
+async def test_legacy_body_sends_only_what_the_resellers_page_lists(
+    fake: FakeRemix, kw: dict, env: dict[str, str], message: str
+) -> None:
+    with pytest.raises(InvalidRequest, match=message) as info:
+        await submit(fake, RemixRequest("x", **kw), REMIXBOT_TASK_SUBMIT_PATH=LEGACY, **env)
+    sent = kw.get("model") or kw.get("style_type") or env["REMIXBOT_MODEL"]
+    assert str(info.value).endswith(f"not {sent!r}.") and str(info.value).count(".") == 1
+    assert fake.api_requests() == []
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("model", "V_3"), ("model", "V_2A_TURBO"), ("model", "AUTO"), ("style_type", "FICTION")],
+)
+async def test_the_fakes_legacy_proxy_refuses_what_the_page_does_not_list(
+    fake: FakeRemix, field: str, value: str
+) -> None:
+    # What a strict reseller does with a body the bot no longer sends: a 400, nothing queued.
+    settings = fake_settings(fake, "task-proxy", REMIXBOT_TASK_SUBMIT_PATH=LEGACY)
+    async with aiohttp.ClientSession() as session:
+        backend = make_backend(settings, session)
+        assert isinstance(backend, TaskProxyBackend)
+        request = RemixRequest("x", model="V_2")
+        with pytest.raises(RemixRejected, match=rf"HTTP 400\): Invalid {field}") as info:
+            await backend.post(
+                LEGACY, lambda: {"data": _legacy_form_with(request, field, value)}, what="submit"
+            )
+    assert "one of" in str(info.value)
+    assert fake.tasks == {}
+
+
+def _legacy_form_with(request: RemixRequest, field: str, value: str) -> aiohttp.FormData:
+    """The legacy body the bot would send, with one `image_request` field changed."""
+    body = legacy_image_request(request, "V_2") | {field: value}
+    form = aiohttp.FormData()
+    form.add_field("image_request", json.dumps(body), content_type="application/json")
+    image = encoded("JPEG")
+    form.add_field("image_file", image.data, filename="image.jpg", content_type=image.mime)
+    return form
 
 
 @pytest.mark.parametrize(

@@ -196,7 +196,15 @@ async def test_not_posted(tmp_path: Path, fake: FakeRemix) -> None:
         assert [e.exit for e in presenter.endings] == [Exit.NOT_POSTED]
 
 
-@pytest.mark.parametrize(("fault", "exit_"), [("422", Exit.REJECTED), ("504", Exit.UNKNOWN)])
+@pytest.mark.parametrize(
+    ("fault", "exit_"),
+    [
+        ("422", Exit.REJECTED),
+        ("504", Exit.UNKNOWN),
+        # A 2xx whose `data` is empty ran and was billed: unknown, never "not run, try again".
+        ("empty_data", Exit.UNKNOWN),
+    ],
+)
 async def test_backend_errors(tmp_path: Path, fake: FakeRemix, fault: str, exit_: Exit) -> None:
     fake.fail_next(fault)
     async with harness(tmp_path, fake) as h:

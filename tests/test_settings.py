@@ -118,6 +118,10 @@ def test_precedence_toml_then_dotenv_then_environment(tmp_path: Path) -> None:
             {"REMIXBOT_AUTO_ASPECT": "maybe"},
             "REMIXBOT_AUTO_ASPECT must be true or false, not 'maybe'.",
         ),
+        (
+            {"REMIXBOT_RUNWARE_IMAGE_IN": "both"},
+            "REMIXBOT_RUNWARE_IMAGE_IN must be one of top, inputs, auto, not 'both'.",
+        ),
     ],
 )
 def test_invalid_settings_get_one_clear_sentence(env: dict[str, str], message: str) -> None:

@@ -97,7 +97,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=[],
         help=f"style reference image, same formats (repeatable, up to {enums.MAX_STYLE_REFS})",
     )
-    p.add_argument("--model", help="legacy V_1 … V_3, or a Runware AIR id like ideogram:4@2")
+    p.add_argument(
+        "--model",
+        help="legacy V_1 … V_3 (the resellers' pages: V_1 … V_2_TURBO), or a Runware AIR id "
+        "like ideogram:4@2",
+    )
     p.add_argument(
         "--mask",
         metavar="FILE",

@@ -99,10 +99,15 @@ LEGACY_RESOLUTIONS: tuple[str, ...] = tuple(
     1408x640 1408x704 1472x576 1472x640 1472x704 1536x512 1536x576 1536x640""".split()
 )  # (sent as RESOLUTION_W_H)
 
-# --- A reseller's synchronous edit endpoint (`POST /ideogram/edit`, flat multipart) -----------
-# The models and style types its page lists: the legacy names up to 2.0, and the 2.0 style types.
-EDIT_MODELS: tuple[str, ...] = ("V_1", "V_1_TURBO", "V_2", "V_2_TURBO")
-EDIT_STYLE_TYPES: tuple[str, ...] = ("AUTO", "GENERAL", "REALISTIC", "DESIGN", "RENDER_3D", "ANIME")
+# --- The resellers' pages: the synchronous edit endpoint (`POST /ideogram/edit`, flat multipart)
+# and the task proxy's legacy body (`POST /ideogram/remix`, `image_request` + `image_file`) ---------
+# Both list the same models and style types, those of Ideogram 2.0 and before; nothing newer is sent.
+RESELLER_MODELS: tuple[str, ...] = ("V_1", "V_1_TURBO", "V_2", "V_2_TURBO")
+RESELLER_STYLE_TYPES: tuple[str, ...] = (
+    "AUTO", "GENERAL", "REALISTIC", "DESIGN", "RENDER_3D", "ANIME",
+)  # fmt: skip
+EDIT_MODELS = TASK_LEGACY_MODELS = RESELLER_MODELS
+EDIT_STYLE_TYPES = TASK_LEGACY_STYLE_TYPES = RESELLER_STYLE_TYPES
 
 # --- Runware imageInference ----------------------------------------------------------------
 RUNWARE_REMIX_MODELS: tuple[str, ...] = (

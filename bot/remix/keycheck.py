@@ -108,7 +108,7 @@ async def check_key(settings: Settings, session: aiohttp.ClientSession) -> KeyVe
     try:
         async with session.post(
             url,
-            headers=backend.auth_headers(),
+            headers=backend.api_headers(),
             timeout=aiohttp.ClientTimeout(total=TIMEOUT),
             allow_redirects=False,
             **body,

@@ -53,7 +53,7 @@ RUNWARE_FIELDS = {
     "taskType", "taskUUID", "model", "positivePrompt", "negativePrompt", "referenceImages",
     "width", "height", "numberResults", "seed", "outputType", "outputFormat", "outputQuality",
     "deliveryMethod", "webhookURL", "includeCost", "ttl", "uploadEndpoint", "safety",
-    "providerSettings",
+    "providerSettings", "inputs",
 }  # fmt: skip
 RUNWARE_IDEOGRAM = {
     "renderingSpeed", "magicPrompt", "styleType", "styleReferenceImages", "remixStrength",
@@ -139,9 +139,8 @@ class Recorded:
 class Fault:
     """A fault to inject on the next matching API call(s)."""
 
-    kind: str  # 429 (in-flight) 429_rate 400 401 402 403 404 422 422_terse 500 502 503 504 524 hang
-    # malformed missing_data
-    # redirect busy_code
+    kind: str  # 429 (in-flight) 429_rate 400 400_runware 401 402 402_daily 403 404 422 422_terse
+    # 500 502 503 504 524 hang malformed missing_data empty_data redirect busy_code
     times: int = 1
     retry_after: str | None = None
     target: str = "api"  # "api" (POSTs) or "poll" (task queries)
@@ -160,6 +159,10 @@ class FakeRemix:
         self.unsafe: set[int] = set()
         self.damaged: set[int] = set()  # result indexes served cut in half (a truncated body)
         self.url_ttl = 3600
+        # Where Runware takes the source image: "top" (top-level referenceImages, its provider
+        # page; `inputs` refused) or "inputs" (inputs.referenceImages, its model pages; a
+        # top-level one refused with a 400 naming the missing inputs.referenceImages).
+        self.runware_image_in = "top"
         self.proxy_mode = "task"  # "task" or "sync"
         self.task_polls = 1  # polls answered "processing" before the terminal state
         self.task_outcome = "succeed"  # "succeed", "failed", "never"
@@ -271,14 +274,19 @@ class FakeRemix:
         self.requests.append(rec)
         return rec
 
-    async def _answer(self, request: web.Request, scheme: str, reply: Reply) -> web.StreamResponse:
-        """An API POST: record it, check the key, apply a queued fault, else validate and reply.
+    async def _answer(
+        self, request: web.Request, scheme: str, reply: Reply, *, accept_json: bool = False
+    ) -> web.StreamResponse:
+        """An API POST: record it, check the key (and with `accept_json` the Accept header),
+        apply a queued fault, else validate and reply.
 
         With `inflight_limit`, images already generating count against it as Ideogram counts
         them: a call that would go past it gets the in-flight 429 at once (not run, not billed).
         """
         rec = await self._record(request)
         self._auth(request, scheme)
+        if accept_json:
+            _require_accept_json(request)
         images = _images_asked(rec)
         if self.inflight_limit and self.inflight_images + images > self.inflight_limit:
             return await self._apply(Fault("429"))
@@ -339,6 +347,12 @@ class FakeRemix:
             return web.json_response(
                 {"error": "Insufficient funds.", "reject_reason": "insufficient_funds"}, status=402
             )
+        if kind == "402_daily":  # the account's daily spending limit, not its balance
+            return web.json_response(
+                {"error": "Out of credit", "reject_reason": "daily_limit"}, status=402
+            )
+        if kind == "400_runware":  # Runware's envelope, naming a parameter other than the image
+            raise _rw("invalidPositivePrompt", "Invalid positivePrompt.", "positivePrompt")
         if kind == "busy_code":  # a poll answer with an error code while the task still runs
             return web.json_response(
                 {"code": 1303, "message": "busy, try later", "data": {"task_status": "processing"}}
@@ -353,6 +367,8 @@ class FakeRemix:
             return web.Response(text='{"created": "x", "data": [', content_type="application/json")
         if kind == "missing_data":
             return web.json_response({"created": "2026-01-01T00:00:00+00:00"})
+        if kind == "empty_data":  # a 2xx that ran (and billed) but lists no image
+            return web.json_response({"created": "2026-01-01T00:00:00+00:00", "data": []})
         if kind == "redirect":
             raise web.HTTPFound(self.base_url + "/elsewhere")
         raise ValueError(f"unknown fault {kind!r}")
@@ -485,8 +501,15 @@ class FakeRemix:
         """`POST /remix` with the Api-Key header."""
         return await self._answer(request, "api-key", self._legacy_reply)
 
-    def _legacy_reply(self, request: web.Request, rec: Recorded) -> dict[str, Any]:
-        """Validate the `image_request` + `image_file` body; Ideogram's synchronous reply."""
+    def _legacy_reply(
+        self,
+        request: web.Request,
+        rec: Recorded,
+        models: tuple[str, ...] = enums.LEGACY_MODELS,
+        style_types: tuple[str, ...] = enums.LEGACY_STYLE_TYPES,
+    ) -> dict[str, Any]:
+        """Validate the `image_request` + `image_file` body (`models` and `style_types`: the
+        ones the endpoint lists); Ideogram's synchronous reply."""
         if request.content_type != "multipart/form-data":
             raise _bad("Remix takes multipart/form-data only.")
         _require(rec, fields=("image_request",), files=("image_file",))
@@ -511,8 +534,8 @@ class FakeRemix:
         _int_value(body, "seed", 0, enums.MAX_SEED)
         n = _int_value(body, "num_images", 1, 8) or 1
         model = body.get("model", "V_2")
-        if model not in enums.LEGACY_MODELS:
-            raise _bad(f"Invalid model {model!r}.")
+        if model not in models:
+            raise _bad(f"Invalid model {model!r}; one of {', '.join(models)}.")
         aspects = tuple(f"ASPECT_{a.replace('x', '_')}" for a in enums.LEGACY_ASPECT_RATIOS)
         resolutions = tuple(f"RESOLUTION_{r.replace('x', '_')}" for r in enums.LEGACY_RESOLUTIONS)
         if "aspect_ratio" in body and "resolution" in body:
@@ -524,8 +547,8 @@ class FakeRemix:
         if body.get("magic_prompt_option", "AUTO") not in enums.MAGIC_PROMPTS:
             raise _bad("Invalid magic_prompt_option.")
         if "style_type" in body:
-            if body["style_type"] not in enums.LEGACY_STYLE_TYPES:
-                raise _bad("Invalid style_type.")
+            if body["style_type"] not in style_types:
+                raise _bad(f"Invalid style_type; one of {', '.join(style_types)}.")
             if model in ("V_1", "V_1_TURBO"):
                 raise _bad("style_type is not supported by V_1 models.")
         if "negative_prompt" in body and model not in enums.LEGACY_NEGATIVE_OK:
@@ -633,10 +656,7 @@ class FakeRemix:
             neg = task["negativePrompt"]
             if not isinstance(neg, str) or not 1 <= len(neg) <= 2000:
                 raise _rw("invalidNegativePrompt", "1-2000.", "negativePrompt", tid)
-        refs = task.get("referenceImages")
-        if not isinstance(refs, list) or len(refs) != 1:
-            raise _rw("invalidReferenceImages", "Exactly 1 image.", "referenceImages", tid)
-        _data_uri_image(refs[0], "referenceImages", tid)
+        self._runware_source(task, tid)
         w, h = task.get("width"), task.get("height")
         if f"{w}x{h}" not in enums.RUNWARE_SIZES[model]:
             raise _rw("invalidSize", f"{w}x{h} is not allowed for {model}.", "width", tid)
@@ -672,6 +692,32 @@ class FakeRemix:
                     item["imageBase64Data"] = b64
             out.append(item)
         return out
+
+    def _runware_source(self, task: dict[str, Any], tid: str) -> None:
+        """Exactly one source image, where `runware_image_in` says Runware takes it."""
+        if self.runware_image_in == "inputs":
+            # The model page: "Input resources for the task ... must be nested inside the
+            # inputs object. inputs » referenceImages ... array of strings required items: 1".
+            inputs = task.get("inputs")
+            if "referenceImages" in task or not isinstance(inputs, dict):
+                raise _rw(
+                    "missingParameter",
+                    "Missing required parameter inputs.referenceImages: input resources must be "
+                    "nested inside the inputs object.",
+                    "inputs.referenceImages",
+                    tid,
+                )
+            unknown = set(inputs) - {"referenceImages"}
+            if unknown:
+                raise _rw("unsupportedParameter", "Unknown input.", f"inputs.{min(unknown)}", tid)
+            name, refs = "inputs.referenceImages", inputs.get("referenceImages")
+        else:
+            if "inputs" in task:  # the provider page: referenceImages at the top level
+                raise _rw("unsupportedParameter", "Unsupported parameter inputs.", "inputs", tid)
+            name, refs = "referenceImages", task.get("referenceImages")
+        if not isinstance(refs, list) or len(refs) != 1:
+            raise _rw("invalidReferenceImages", "Exactly 1 image.", name, tid)
+        _data_uri_image(refs[0], name, tid)
 
     def _runware_ideogram(self, ide: dict[str, Any], model: str, tid: str) -> None:
         unknown = set(ide) - RUNWARE_IDEOGRAM
@@ -721,11 +767,19 @@ class FakeRemix:
         return await self._proxy_submit(request, self._v3_reply)
 
     async def proxy_submit_legacy(self, request: web.Request) -> web.StreamResponse:
-        """`POST /ideogram/remix`: the legacy body, Bearer; a task envelope (or sync body)."""
-        return await self._proxy_submit(request, self._legacy_reply)
+        """`POST /ideogram/remix`: the legacy body, Bearer; a task envelope (or sync body).
+        Only the models and style types the reseller's page lists (V_1 … V_2_TURBO)."""
+        return await self._proxy_submit(
+            request,
+            lambda r, rec: self._legacy_reply(
+                r, rec, enums.TASK_LEGACY_MODELS, enums.TASK_LEGACY_STYLE_TYPES
+            ),
+        )
 
     async def _proxy_submit(self, request: web.Request, reply: Reply) -> web.StreamResponse:
-        return await self._answer(request, "bearer", lambda r, rec: self._queued(reply(r, rec)))
+        return await self._answer(
+            request, "bearer", lambda r, rec: self._queued(reply(r, rec)), accept_json=True
+        )
 
     def _queued(self, body: dict[str, Any]) -> dict[str, Any]:
         """A task envelope for a finished body (or the body itself in sync mode)."""
@@ -751,6 +805,7 @@ class FakeRemix:
         the outcome."""
         await self._record(request)
         self._auth(request, "bearer")
+        _require_accept_json(request)
         fault = await self._fault("poll")
         if fault is not None:
             return fault
@@ -883,7 +938,7 @@ class FakeRemix:
         fresh = FakeRemix()
         for key in ("requests", "hits", "faults", "image_mode", "unsafe", "damaged", "url_ttl",
                     "proxy_mode", "task_polls", "task_outcome", "tasks", "inflight_limit",
-                    "max_inflight_stated", "peak_inflight"):  # fmt: skip
+                    "max_inflight_stated", "peak_inflight", "runware_image_in"):  # fmt: skip
             setattr(self, key, getattr(fresh, key))
         return web.json_response({"ok": True})
 
@@ -918,6 +973,16 @@ def _require(rec: Recorded, *, fields: tuple[str, ...], files: tuple[str, ...]) 
     ]
     if missing:
         raise _bad("; ".join(missing))
+
+
+def _require_accept_json(request: web.Request) -> None:
+    """The task-proxy reseller's header table: "Accept string Required application/json"
+    (aiohttp's own default, `*/*`, does not name it)."""
+    accepted = {
+        r.split(";", 1)[0].strip().lower() for r in request.headers.get("Accept", "").split(",")
+    }
+    if "application/json" not in accepted:
+        raise Reject(406, {"code": 406, "message": "Accept: application/json is required."})
 
 
 def _pixel_size(data: bytes) -> tuple[int, int]:

@@ -103,7 +103,8 @@ def inflight_limit(body: bytes | str | None) -> int | None:
 
 
 def backend_reason(body: bytes | str | None, status: int) -> str:
-    """The backend's own reason (`error`/`message`/`errors[0].message`), redacted and trimmed."""
+    """The backend's own reason (`error`/`message`/`errors[0].message`; a 402's `reject_reason`
+    beside it), redacted and trimmed."""
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else (body or "")
     reason = ""
     try:
@@ -127,6 +128,12 @@ def backend_reason(body: bytes | str | None, status: int) -> str:
                 reason = f"{reason} (parameter {first['parameter']})"
     elif parsed is None and text and "<" not in text[:50]:
         reason = text  # short plain-text bodies are often the reason; HTML pages are not
+    if status == 402 and isinstance(parsed, dict):
+        # Ideogram's 402 says which limit in `reject_reason` (insufficient_funds, daily_limit);
+        # the admin needs it beside the message to know what to fix.
+        why = parsed.get("reject_reason")
+        if isinstance(why, str) and why.strip() and why.strip() != reason:
+            reason = f"{reason.rstrip('. ')} ({why.strip()})" if reason else why
     reason = " ".join(redact(reason).split())
     if len(reason) > MAX_REASON_CHARS:
         reason = reason[: MAX_REASON_CHARS - 1] + "…"
@@ -201,7 +208,10 @@ def parse_ideogram_images(body: Any) -> list[ResultImage]:
             )
         )
     if not images:
-        raise RemixUnavailable("The backend answered with an empty list of images.")
+        raise RemixOutcomeUnknown(
+            "The backend answered with an empty list of images; it may have run (and been "
+            "billed), so it was not resubmitted."
+        )
     return images
 
 
@@ -308,6 +318,14 @@ class HttpBackend:
             return {"Authorization": f"Bearer {key}"}
         return {"Api-Key": key}
 
+    def api_headers(self) -> dict[str, str]:
+        """The headers of every API call: the key, and `Accept: application/json`.
+
+        The task-proxy reseller marks Accept required; every backend answers JSON, so one set
+        of headers serves them all.
+        """
+        return {**self.auth_headers(), "Accept": "application/json"}
+
     def timeout(self) -> aiohttp.ClientTimeout:
         """Timeout for the paid call: the whole budget, and a short connect."""
         total = self.settings.backend_timeout
@@ -374,7 +392,7 @@ class HttpBackend:
         try:
             async with self.session.post(
                 url,
-                headers=self.auth_headers(),
+                headers=self.api_headers(),
                 timeout=self.timeout(),
                 allow_redirects=False,  # never re-send a paid call, nor the key, elsewhere
                 **body_kwargs,

@@ -63,8 +63,15 @@ def check_style_type(where: str, request: RemixRequest, model: str, allowed: Seq
         raise InvalidRequest(f"style_type is not supported by model {model}; use V_2 or later.")
 
 
-def check_legacy(where: str, request: RemixRequest, refs_count: int, model: str) -> None:
-    """Refuse what the legacy body or the chosen model cannot take."""
+def check_legacy(
+    where: str,
+    request: RemixRequest,
+    refs_count: int,
+    model: str,
+    style_types: Sequence[str] = enums.LEGACY_STYLE_TYPES,
+) -> None:
+    """Refuse what the legacy body or the chosen model cannot take (`style_types`: the ones the
+    endpoint lists)."""
     refuse_present(
         where,
         [
@@ -101,7 +108,7 @@ def check_legacy(where: str, request: RemixRequest, refs_count: int, model: str)
             f"negative_prompt is not supported by model {model}; only "
             f"{', '.join(sorted(enums.LEGACY_NEGATIVE_OK))} take one."
         )
-    check_style_type(where, request, model, enums.LEGACY_STYLE_TYPES)
+    check_style_type(where, request, model, style_types)
 
 
 def legacy_image_request(request: RemixRequest, model: str) -> dict[str, Any]:

@@ -1,11 +1,22 @@
-"""Runware `imageInference` for the Ideogram remix models: a JSON task array, Bearer auth."""
+"""Runware `imageInference` for the Ideogram remix models: a JSON task array, Bearer auth.
+
+Where the source image goes is documented two ways: Runware's provider page and API reference
+show a top-level `referenceImages`, the model pages (ideogram:1@2 …) say input resources "must be
+nested inside the inputs object" (`inputs.referenceImages`). REMIXBOT_RUNWARE_IMAGE_IN pins one;
+`auto` sends the top-level form until the server has taken one, and after an HTTP 400 whose
+error names `referenceImages` or `inputs` (a validation refusal: nothing ran, nothing billed, so
+sending again is safe) sends the task once more with `inputs.referenceImages`. The place the
+server takes is kept for the rest of the process. Nothing else is ever resent.
+"""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import json
+import logging
 import math
+import re
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -14,19 +25,34 @@ from bot.errors import InvalidRequest, RemixOutcomeUnknown, RemixRejected
 from bot.media import EncodedImage
 from bot.remix import enums
 from bot.remix.backends.base import OnSubmitted, RemixResult, ResultImage
-from bot.remix.backends.http import HttpBackend, backend_reason, check_count, mentions_safety
+from bot.remix.backends.http import (
+    HttpBackend,
+    backend_reason,
+    check_count,
+    map_status,
+    mentions_safety,
+)
 from bot.remix.request import RemixRequest
+
+log = logging.getLogger(__name__)
 
 V3_MODEL = "ideogram:4@2"  # Ideogram 3.0 Remix
 V2A_MODEL = "ideogram:2@2"  # Ideogram 2a Remix: no negative prompt
 V3_STYLE_TYPES = ("AUTO", "GENERAL", "REALISTIC", "DESIGN", "FICTION")
 OLD_STYLE_TYPES = (*V3_STYLE_TYPES, "RENDER_3D", "ANIME")
 MAX_STYLE_REFS = 4  # providerSettings.ideogram.styleReferenceImages: 1-4 images
+# Where the source image goes (REMIXBOT_RUNWARE_IMAGE_IN), and how each is named in messages.
+TOP, INPUTS, AUTO = "top", "inputs", "auto"
+PLACES = {TOP: "as top-level referenceImages", INPUTS: "as inputs.referenceImages"}
+_PLACE_WORDS = re.compile(r"(?<![A-Za-z])(?:referenceImages|inputs)(?![A-Za-z])")
 
 
 def remix_strength(image_weight: int) -> int:
-    """Runware's remixStrength runs the other way from image_weight: 101 - w maps 1..100 onto 100..1."""
-    return 101 - image_weight
+    """Runware's remixStrength (higher: more change) from image_weight (higher: more kept).
+
+    100 - w, so the two defaults meet (50 <-> 50); at least 1, Runware's minimum (99 and 100 -> 1).
+    """
+    return max(1, 100 - image_weight)
 
 
 def nearest_size(allowed: Sequence[str], ratio: float) -> tuple[int, int]:
@@ -40,6 +66,24 @@ def nearest_size(allowed: Sequence[str], ratio: float) -> tuple[int, int]:
     return w, h
 
 
+def names_image_place(body: bytes | str) -> bool:
+    """Whether a reply in Runware's error envelope (`{"errors": [{code, message, parameter}]}`)
+    names `referenceImages` or `inputs`, where the source image goes."""
+    try:
+        parsed = json.loads(body) if body else None
+    except (ValueError, RecursionError):
+        return False
+    errors = parsed.get("errors") if isinstance(parsed, dict) else None
+    return isinstance(errors, list) and any(
+        isinstance(error, dict)
+        and any(
+            isinstance(error.get(key), str) and _PLACE_WORDS.search(error[key])
+            for key in ("parameter", "message")
+        )
+        for error in errors
+    )
+
+
 def data_uri(image: EncodedImage) -> str:
     """The image as a `data:` URI (one of the forms Runware takes for referenceImages)."""
     return f"data:{image.mime};base64,{base64.b64encode(image.data).decode('ascii')}"
@@ -49,6 +93,14 @@ class RunwareBackend(HttpBackend):
     """Runware's REST API with the Ideogram remix models (ideogram:1@2 … ideogram:4@2)."""
 
     name = "runware"
+    # Under `auto`: the place this server has taken the source image (None until one worked).
+    _settled: str | None = None
+
+    def image_in(self) -> str:
+        """Where the source image goes now: the setting, or under `auto` the place the server
+        took (top-level until then)."""
+        setting = self.settings.runware_image_in
+        return setting if setting != AUTO else (self._settled or TOP)
 
     def model_for(self, request: RemixRequest) -> str:
         """The AIR id to send: the request's override, else the configured one."""
@@ -123,9 +175,15 @@ class RunwareBackend(HttpBackend):
             )
 
     def task(
-        self, request: RemixRequest, image: EncodedImage, refs: Sequence[EncodedImage], task_id: str
+        self,
+        request: RemixRequest,
+        image: EncodedImage,
+        refs: Sequence[EncodedImage],
+        task_id: str,
+        image_in: str | None = None,
     ) -> dict[str, Any]:
-        """The imageInference task object."""
+        """The imageInference task object, the source image where `image_in` (default: where
+        :meth:`image_in` says) puts it."""
         model = self.model_for(request)
         width, height = self.size_for(request, model)
         ideogram: dict[str, Any] = {"remixStrength": remix_strength(request.image_weight)}
@@ -144,7 +202,11 @@ class RunwareBackend(HttpBackend):
             "taskUUID": task_id,
             "model": model,
             "positivePrompt": request.prompt,
-            "referenceImages": [data_uri(image)],
+            **(
+                {"inputs": {"referenceImages": [data_uri(image)]}}
+                if (image_in or self.image_in()) == INPUTS
+                else {"referenceImages": [data_uri(image)]}
+            ),
             "width": width,
             "height": height,
             "numberResults": request.num_images,
@@ -166,15 +228,83 @@ class RunwareBackend(HttpBackend):
         mask: EncodedImage | None,
         on_submitted: OnSubmitted | None,
     ) -> RemixResult:
-        """One synchronous task; results carry imageURL (or inline data) per image."""
+        """One synchronous task; under `auto`, sent once more with the image inside `inputs` after
+        a 400 that names where the image goes (nothing ran), until the server has taken one."""
+        place = self.image_in()
+        try:
+            result = await self._run(request, image, refs, place)
+        except _PlaceRefused as refused:
+            if self.settings.runware_image_in != AUTO:
+                raise RemixRejected(
+                    f"The runware backend rejected the request (HTTP 400): {refused.reason}; "
+                    f"REMIXBOT_RUNWARE_IMAGE_IN={place} sends the source image {PLACES[place]} "
+                    "only (auto tries both).",
+                    safety=refused.safety,
+                ) from None
+            if self._settled is not None:
+                # This server has taken the image there before: the refusal is of the image.
+                raise refused.error from None
+            place = INPUTS
+            result = await self._second_place(request, image, refs, refused)
+        self._settle(place)
+        return result
+
+    async def _second_place(
+        self,
+        request: RemixRequest,
+        image: EncodedImage,
+        refs: Sequence[EncodedImage],
+        first: _PlaceRefused,
+    ) -> RemixResult:
+        """The task again, with a new taskUUID and the image inside `inputs` (the first was
+        refused unrun); refused there too, the two reasons in one rejection."""
+        try:
+            return await self._run(request, image, refs, INPUTS)
+        except _PlaceRefused as again:
+            raise RemixRejected(
+                f"The runware backend rejected the request (HTTP 400) with the source image "
+                f"{PLACES[TOP]} ({first.reason}) and {PLACES[INPUTS]} ({again.reason}).",
+                safety=first.safety or again.safety,
+            ) from None
+
+    def _settle(self, place: str) -> None:
+        """Under `auto`, keep the place the server took for the rest of the process (one
+        backend per process); the move to `inputs` is logged once."""
+        if self.settings.runware_image_in != AUTO or self._settled is not None:
+            return
+        if place == INPUTS:
+            log.info(
+                "runware: the server refused the source image as top-level referenceImages and "
+                "took it as inputs.referenceImages; sending it there from now on "
+                "(REMIXBOT_RUNWARE_IMAGE_IN=auto)"
+            )
+        self._settled = place
+
+    async def _run(
+        self,
+        request: RemixRequest,
+        image: EncodedImage,
+        refs: Sequence[EncodedImage],
+        image_in: str,
+    ) -> RemixResult:
+        """One task with its own taskUUID, the image placed per `image_in`."""
         task_id = str(uuid.uuid4())
-        task = self.task(request, image, refs, task_id)
+        task = self.task(request, image, refs, task_id, image_in)
         body = await self.post(self.settings.remix_path, lambda: {"json": [task]})
         return RemixResult(
             images=self.parse(body, task_id, f"{task['width']}x{task['height']}", request),
             backend=self.name,
             backend_ref=task_id,
         )
+
+    async def _interpret(self, status: int, body: bytes) -> Any:
+        """As every backend, but a 400 naming where the image goes is told apart (it may be
+        worth sending again with the image elsewhere: nothing ran)."""
+        if status == 400 and names_image_place(body):
+            error = map_status(self.name, status, body)
+            assert isinstance(error, RemixRejected)
+            raise _PlaceRefused(error, backend_reason(body, status))
+        return await super()._interpret(status, body)
 
     def parse(self, body: Any, task_id: str, size: str, request: RemixRequest) -> list[ResultImage]:
         """Images of our task from `{data: [...], errors: [...]}`."""
@@ -226,6 +356,16 @@ class RunwareBackend(HttpBackend):
                 )
             )
         return images
+
+
+class _PlaceRefused(Exception):
+    """An HTTP 400 from Runware naming `referenceImages` or `inputs`: refused unrun."""
+
+    def __init__(self, error: RemixRejected, reason: str) -> None:
+        super().__init__(reason)
+        self.error = error
+        self.reason = reason
+        self.safety = error.safety
 
 
 def _as_list(value: Any) -> list[Any]:

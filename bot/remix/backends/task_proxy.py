@@ -84,13 +84,21 @@ class TaskProxyBackend(HttpBackend):
         return f"the task-proxy backend ({self.format} body)"
 
     def model_for(self, request: RemixRequest) -> str:
-        """The legacy body's model: the request's override, else REMIXBOT_MODEL, else V_2."""
-        return choose_model(self.where, request, self.settings.model, enums.LEGACY_MODELS)
+        """The legacy body's model: the request's override, else REMIXBOT_MODEL, else V_2; one
+        of the models the reseller's page lists (V_1 … V_2_TURBO)."""
+        return choose_model(self.where, request, self.settings.model, enums.TASK_LEGACY_MODELS)
 
     def check_options(self, request: RemixRequest, refs_count: int) -> None:
-        """The rules of the body being sent: legacy (with its model) or v3."""
+        """The rules of the body being sent: legacy (with its model, and the style types the
+        reseller's page lists) or v3."""
         if self.format == "legacy":
-            check_legacy(self.where, request, refs_count, self.model_for(request))
+            check_legacy(
+                self.where,
+                request,
+                refs_count,
+                self.model_for(request),
+                enums.TASK_LEGACY_STYLE_TYPES,
+            )
         else:
             check_v3(self.name, request, refs_count)
 
@@ -199,7 +207,7 @@ class TaskProxyBackend(HttpBackend):
         timeout = aiohttp.ClientTimeout(total=min(left, 30.0), sock_connect=min(left, 10.0))
         try:
             async with self.session.get(
-                url, headers=self.auth_headers(), timeout=timeout, allow_redirects=False
+                url, headers=self.api_headers(), timeout=timeout, allow_redirects=False
             ) as resp:
                 body = await _read_capped(resp)
                 status, headers = resp.status, resp.headers
