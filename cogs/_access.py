@@ -69,15 +69,13 @@ class CommandAccess:
         channel_id: int | None,
         member: discord.abc.User | None,
         permissions: int,
-        *,
-        within: float = FETCH_SECONDS,
     ) -> bool:
         """True when the member may use /remix in the channel (always in DMs); Discord is
-        asked for at most `within` seconds."""
+        asked for at most FETCH_SECONDS."""
         if guild_id is None or channel_id is None or not isinstance(member, discord.Member):
             return True
         try:
-            found = await self._permissions(guild_id, within)
+            found = await self._permissions(guild_id)
         except Exception as exc:  # Discord could not say: the controls stay open
             log.info("command permissions of server %s unknown (%r)", guild_id, exc)
             return True
@@ -94,14 +92,14 @@ class CommandAccess:
             default_member_permissions=found.default_member_permissions,
         )
 
-    async def _permissions(self, guild_id: int, within: float) -> _Permissions | None:
-        """The server's permissions: a minute's cache, else Discord's answer within `within`
-        seconds, else (still fetching for the next click) the last ones seen."""
+    async def _permissions(self, guild_id: int) -> _Permissions | None:
+        """The server's permissions: a minute's cache, else Discord's answer within
+        FETCH_SECONDS, else (still fetching for the next click) the last ones seen."""
         cached = self._guilds.get(guild_id)
         if cached is not None and time.monotonic() - cached.at < CACHE_SECONDS:
             return cached
         try:
-            async with asyncio.timeout(within):
+            async with asyncio.timeout(FETCH_SECONDS):
                 return await asyncio.shield(self._fetch_shared(guild_id))
         except TimeoutError:
             if cached is None:
