@@ -18,6 +18,7 @@ from tests.fakediscord import payloads as p
 from tests.fakediscord.helpers import png_bytes
 from tests.fakediscord.server import FakeDiscord, FakeInteraction, MiB
 from tests.fakediscord.world import READ_MESSAGE_HISTORY
+from tests.fakeremix.images import photo_like
 from tests.remixworld import World, running_world
 
 REFUSED = "That prompt uses a word or phrase this server does not allow; change it and try again."
@@ -246,20 +247,24 @@ async def test_a_late_result_is_fitted_to_the_servers_limit_not_the_interactions
     # token uploads under the server's 10 MiB (no boosts).
     async with FakeDiscord(attachment_size_limit=50 * MiB) as d:
         async with running_world(tmp_path / "data", discord=d) as w:
-            w.remix.result_size, w.remix.result_format = [3300, 2700], "PNG"  # over 10 MiB
+            # A photo-sized PNG of 11 MiB, made ahead (the fake caches it) so the fake backend
+            # answers within the bot's time limit; seed 0 picks it.
+            size = (3300, 2700)
+            await asyncio.to_thread(photo_like, "PNG", size, 0)
+            w.remix.result_size, w.remix.result_format = list(size), "PNG"
             w.services.scheduler.pause(1.0)  # hold the job past the "15 minutes"
-            inter = await w.slash_remix(png_bytes())
+            inter = await w.slash_remix(png_bytes(), seed=0)
             await d.wait_for_call(
                 lambda c: c.method == "GET" and c.path.endswith("/messages/@original"), within=5
             )
             d.expire_interaction(inter.token)  # the result now goes out with the bot token
             [job] = await w.jobs_final(1, within=90)
+            assert (job.state, job.images_delivered) == ("delivered", 1), job
             made = max(len(data) for data, _ in w.remix._images.values())
             assert made > d.guild_upload_limit == 10 * MiB
             uploads = [c for c in d.calls_to("POST", r"/channels/\d+/messages") if c.files]
             assert [c.status for c in uploads] == [200]  # fitted before the first try
             assert all(len(f.data) <= 10 * MiB for f in uploads[0].files)
-            assert (job.state, job.images_delivered) == ("delivered", 1)
 
 
 # --- 7. a channel option offers only channels where commands run ----------------------------------
