@@ -244,7 +244,9 @@ class Settings:
         f"Model for ideogram-legacy (V_1 … V_3, default {BACKEND_DEFAULTS['ideogram-legacy']['model']}),"
         f" the task-proxy's legacy body (V_1 … V_2_TURBO, default {LEGACY_TASK_MODEL}), ideogram-edit"
         f" (V_1 … V_2_TURBO, default {BACKEND_DEFAULTS['ideogram-edit']['model']}) and runware"
-        f" (AIR id, default {BACKEND_DEFAULTS['runware']['model']}).",
+        f" (AIR id, default {BACKEND_DEFAULTS['runware']['model']}). One the backend cannot use"
+        " stops the start and fails `remixbot check`; on a backend that takes none (ideogram,"
+        " the task-proxy's v3 form, demo) it is ignored, with a warning.",
     )
     runware_image_in: str = setting(
         "REMIXBOT_RUNWARE_IMAGE_IN",

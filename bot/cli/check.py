@@ -1,9 +1,10 @@
 """`remixbot check`: one line per check, before starting the bot; non-zero exit if any fails.
 
-The checks: the settings parse; the data directory is writable; the database opens and its
-migrations are current; the Discord token logs in (the application's intents and install link
-are printed); the backend key is accepted (by a request that costs nothing, bot/remix/keycheck.py);
-the slash commands are in sync. It changes nothing: the database is opened read-only and nothing
+The checks: the settings parse (and the backend can use REMIXBOT_MODEL: the start refuses one it
+cannot); the data directory is writable; the database opens and its migrations are current; the
+Discord token logs in (the application's intents and install link are printed); the backend key
+is accepted (by a request that costs nothing, bot/remix/keycheck.py); the slash commands are in
+sync. It changes nothing: the database is opened read-only and nothing
 is synced.
 
 A warning is not a failure: it says what the next start will do (apply migrations, sync the
@@ -27,6 +28,7 @@ import aiohttp
 
 from bot.errors import RemixbotError, SettingsError
 from bot.log import setup_logging
+from bot.remix.backends import model_setting
 from bot.settings import Settings, load_settings, missing_sentence
 from bot.store.inspect import inspect_database, inspect_postgres
 
@@ -84,12 +86,7 @@ def run_checks(out: TextIO, environ: dict[str, str] | None = None) -> int:
     # Only warnings: discord.py's INFO lines would interleave with the checklist.
     setup_logging("WARNING")
     logging.getLogger("discord").setLevel(logging.ERROR)
-    checks.line(
-        "ok",
-        "settings",
-        f"parsed (backend {settings.backend}, data in {settings.data_dir}, "
-        f"endpoint {'on port ' + str(settings.http_port) if settings.http_port else 'off'})",
-    )
+    _settings(settings, checks)
     _data_dir(settings, checks)
     _database(settings, checks)
     asyncio.run(_online(settings, checks))
@@ -101,6 +98,23 @@ def run_checks(out: TextIO, environ: dict[str, str] | None = None) -> int:
     else:
         out.write("All checks passed.\n")
     return 0
+
+
+def _settings(settings: Settings, checks: Checklist) -> None:
+    """Parsed; and a model the backend cannot use fails here, as it stops `remixbot run`."""
+    parsed = (
+        f"parsed (backend {settings.backend}, data in {settings.data_dir}, "
+        f"endpoint {'on port ' + str(settings.http_port) if settings.http_port else 'off'})"
+    )
+    model = model_setting(settings)
+    if model.refused:
+        checks.line(
+            "fail", "settings", f"{model.refused}\nthe bot will not start until it is fixed"
+        )
+    elif model.ignored:
+        checks.line("warn", "settings", f"{parsed}\n{model.ignored}")
+    else:
+        checks.line("ok", "settings", parsed)
 
 
 def _data_dir(settings: Settings, checks: Checklist) -> None:

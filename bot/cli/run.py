@@ -13,8 +13,10 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from bot.cli._common import cli_settings
+from bot.errors import SettingsError
 from bot.extensions import DEFAULT_EXTENSIONS
 from bot.looplag import LoopLag, measuring
+from bot.remix.backends import model_setting
 from bot.settings import SPECS, Settings
 
 if TYPE_CHECKING:
@@ -70,6 +72,12 @@ def run_bot(
     token = settings.require_discord_token()
     if settings.needs_api_key:  # a bot that cannot remix should say so at start, not per member
         settings.require_api_key()
+    # Likewise a model the backend refuses: every /remix would be refused with it.
+    model = model_setting(settings)
+    if model.refused:
+        raise SettingsError(model.refused)
+    if model.ignored:
+        log.warning("%s", model.ignored)
     quiet_discord_logs(settings.log_level)
     return asyncio.run(serve(settings, token, extensions=extensions, bot_options=bot_options or {}))
 

@@ -107,6 +107,16 @@ class DemoBackend:
         """Any of Ideogram's ratios: the demo keeps whatever shape intake prepared."""
         return enums.ASPECT_RATIOS
 
+    @classmethod
+    def models_for(cls, settings: Settings) -> tuple[str, ...]:
+        """None: the demo has no model (REMIXBOT_MODEL is ignored)."""
+        return ()
+
+    @classmethod
+    def where_for(cls, settings: Settings) -> str:
+        """How messages name this backend."""
+        return f"the {cls.name} backend"
+
     def check(self, request: RemixRequest, refs_count: int) -> None:
         """Refuse a mask (the demo does not edit regions); every other option is accepted."""
         if request.has_mask:

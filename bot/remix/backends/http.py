@@ -239,6 +239,8 @@ class HttpBackend:
     takes_mask = False
     # The ratios this format can send; intake auto-picks only among these.
     aspect_ratios: tuple[str, ...] = enums.ASPECT_RATIOS
+    # The models REMIXBOT_MODEL (and a request's model) may name; empty: the format has no model.
+    models: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -256,6 +258,17 @@ class HttpBackend:
         """The ratios intake may crop to for this backend under `settings` (known before any
         session exists, so the terminal can prepare its input first)."""
         return cls.aspect_ratios
+
+    @classmethod
+    def models_for(cls, settings: Settings) -> tuple[str, ...]:
+        """The models this backend sends under `settings` (empty: it takes none, and
+        REMIXBOT_MODEL is ignored); checked at start by `model_setting`."""
+        return cls.models
+
+    @classmethod
+    def where_for(cls, settings: Settings) -> str:
+        """How messages name this backend under `settings`."""
+        return f"the {cls.name} backend"
 
     # --- helpers -------------------------------------------------------------------------------
     def check(self, request: RemixRequest, refs_count: int) -> None:

@@ -49,10 +49,11 @@ class IdeogramEditBackend(SyncFormBackend):
     name = "ideogram-edit"
     where = "the ideogram-edit backend"
     takes_mask = True
+    models = enums.EDIT_MODELS
 
     def model_for(self, request: RemixRequest) -> str:
         """The model to send: the request's override, else REMIXBOT_MODEL (default V_2_TURBO)."""
-        return choose_model(self.where, request, self.settings.model, enums.EDIT_MODELS)
+        return choose_model(self.where, request, self.settings.model, self.models)
 
     def check_options(self, request: RemixRequest, refs_count: int) -> None:
         """Refuse what the edit fields cannot carry; an aspect ratio is honoured by the crop."""

@@ -157,10 +157,11 @@ class IdeogramLegacyBackend(SyncFormBackend):
     name = "ideogram-legacy"
     where = "the ideogram-legacy backend"
     aspect_ratios = enums.LEGACY_ASPECT_RATIOS
+    models = enums.LEGACY_MODELS
 
     def model_for(self, request: RemixRequest) -> str:
         """The model to send: the request's override, else the configured one."""
-        return choose_model(self.where, request, self.settings.model, enums.LEGACY_MODELS)
+        return choose_model(self.where, request, self.settings.model, self.models)
 
     def check_options(self, request: RemixRequest, refs_count: int) -> None:
         """Refuse what the legacy endpoint or the chosen model cannot take."""

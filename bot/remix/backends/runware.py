@@ -93,6 +93,7 @@ class RunwareBackend(HttpBackend):
     """Runware's REST API with the Ideogram remix models (ideogram:1@2 … ideogram:4@2)."""
 
     name = "runware"
+    models = enums.RUNWARE_REMIX_MODELS
     # Under `auto`: the place this server has taken the source image (None until one worked).
     _settled: str | None = None
 
@@ -105,9 +106,9 @@ class RunwareBackend(HttpBackend):
     def model_for(self, request: RemixRequest) -> str:
         """The AIR id to send: the request's override, else the configured one."""
         model = request.model or self.settings.model or V3_MODEL
-        if model not in enums.RUNWARE_REMIX_MODELS:
+        if model not in self.models:
             raise InvalidRequest(
-                f"model must be one of {', '.join(enums.RUNWARE_REMIX_MODELS)} on the runware "
+                f"model must be one of {', '.join(self.models)} on the runware "
                 f"backend, not {model!r}."
             )
         return model

@@ -73,6 +73,16 @@ class TaskProxyBackend(HttpBackend):
             return enums.LEGACY_ASPECT_RATIOS
         return enums.ASPECT_RATIOS
 
+    @classmethod
+    def models_for(cls, settings: Settings) -> tuple[str, ...]:
+        """The legacy body's models (the reseller's list); the v3 form has no model."""
+        return enums.TASK_LEGACY_MODELS if task_format(settings) == "legacy" else ()
+
+    @classmethod
+    def where_for(cls, settings: Settings) -> str:
+        """How messages name this backend and its body."""
+        return f"the task-proxy backend ({task_format(settings)} body)"
+
     @property
     def format(self) -> str:
         """`legacy` or `v3`, the submit body."""
@@ -81,12 +91,14 @@ class TaskProxyBackend(HttpBackend):
     @property
     def where(self) -> str:
         """How messages name this backend and its body."""
-        return f"the task-proxy backend ({self.format} body)"
+        return self.where_for(self.settings)
 
     def model_for(self, request: RemixRequest) -> str:
         """The legacy body's model: the request's override, else REMIXBOT_MODEL, else V_2; one
         of the models the reseller's page lists (V_1 … V_2_TURBO)."""
-        return choose_model(self.where, request, self.settings.model, enums.TASK_LEGACY_MODELS)
+        return choose_model(
+            self.where, request, self.settings.model, self.models_for(self.settings)
+        )
 
     def check_options(self, request: RemixRequest, refs_count: int) -> None:
         """The rules of the body being sent: legacy (with its model, and the style types the
