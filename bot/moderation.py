@@ -71,6 +71,9 @@ class AuditEvent:
 AuditSink = Callable[[AuditEvent], Awaitable[None]]
 # How long one event may take to reach the log channel before it is given up (logged).
 REPORT_SECONDS = 30.0
+# How long a clean stop waits for the log-channel posts still on their way, while Discord is
+# still connected; the rest are dropped (one INFO line), not cut off by the closing session.
+REPORT_GRACE_SECONDS = 5.0
 
 
 async def _nowhere(event: AuditEvent) -> None:
@@ -84,6 +87,8 @@ class Moderation:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.sink: AuditSink = _nowhere
+        # Reports running in the background (kept referenced until they finish).
+        self._reports: set[asyncio.Future[None]] = set()
 
     async def rules(self, guild_id: int | None) -> GuildRules | None:
         """The server's rules (None in DMs, which have no server rules)."""
@@ -112,7 +117,35 @@ class Moderation:
     def report(self, event: AuditEvent) -> None:
         """Hand an event to the sink in the background: the refusal or the admin's answer goes
         out at once; a sink that fails, or takes over REPORT_SECONDS, is logged and given up."""
-        _in_background(self._deliver(event))
+        self.in_background(self._deliver(event))
+
+    def in_background(self, report: Coroutine[Any, Any, None]) -> None:
+        """Run a report without waiting for it (kept until it ends, or until `finish_reports`)."""
+        task = asyncio.ensure_future(report)
+        self._reports.add(task)
+        task.add_done_callback(self._reports.discard)
+
+    async def finish_reports(self, grace: float = REPORT_GRACE_SECONDS) -> int:
+        """On a clean stop, before Discord's session closes: wait up to `grace` seconds for the
+        reports in flight (and any they start), then cancel the rest quietly; how many were
+        dropped."""
+        deadline = asyncio.get_running_loop().time() + grace
+        while self._reports:
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                break
+            await asyncio.wait(set(self._reports), timeout=left)
+        dropped = set(self._reports)
+        for task in dropped:
+            task.cancel()
+        if dropped:
+            await asyncio.wait(dropped)  # cancelled: each ends at once, and quietly
+            log.info(
+                "stopping: %d moderation log post(s) not sent within %gs were dropped",
+                len(dropped),
+                grace,
+            )
+        return len(dropped)
 
     async def _deliver(self, event: AuditEvent) -> None:
         try:
@@ -126,17 +159,6 @@ class Moderation:
         if guild_id is None:
             return presenter
         return _SafetyWatch(presenter, self, guild_id, user_id)
-
-
-# Log-channel posts running in the background (kept referenced until they finish).
-_reports: set[asyncio.Future[None]] = set()
-
-
-def _in_background(report: Coroutine[Any, Any, None]) -> None:
-    """Run a report without waiting for it (kept referenced until it ends)."""
-    task = asyncio.ensure_future(report)
-    _reports.add(task)
-    task.add_done_callback(_reports.discard)
 
 
 class _SafetyWatch:
@@ -160,7 +182,7 @@ class _SafetyWatch:
         posted = await self.inner.deliver(outcome)
         if outcome.delivery.withheld:
             # In the background: the posted result's books come first, a log channel after.
-            _in_background(
+            self.moderation.in_background(
                 self._report(
                     outcome.job.id,
                     outcome.request.prompt,
@@ -179,7 +201,7 @@ class _SafetyWatch:
             detail = str(error)
         else:
             return
-        _in_background(self._report(ending.job_id, None, detail))
+        self.moderation.in_background(self._report(ending.job_id, None, detail))
 
     async def _report(self, job_id: int, prompt: str | None, detail: str) -> None:
         if prompt is None:

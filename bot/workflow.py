@@ -699,7 +699,8 @@ class RemixService:
 
     async def shutdown(self, grace: float) -> None:
         """Stop taking work while Discord is still connected: queued jobs are refunded and their
-        members told; running jobs get ``grace`` seconds to finish and post."""
+        members told; running jobs get ``grace`` seconds to finish and post; moderation-log
+        posts in flight get a few more (`REPORT_GRACE_SECONDS`)."""
         self.lifecycle.stopping = True
         result = await self.scheduler.drain(grace)
         for ticket in result.returned:
@@ -708,6 +709,8 @@ class RemixService:
         # Interrupted runs closed their own books (or were left open for resuming).
         await self.lifecycle.close()
         await self.close()
+        # The log-channel posts of the jobs that ended, given their moment before Discord closes.
+        await self.moderation.finish_reports()
 
     async def close(self) -> None:
         """Stop showing progress and the resumed tasks (the scheduler is closed by its owner)."""

@@ -4,10 +4,17 @@ the backend's safety rejections; every member-visible echo of a prompt is shown 
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from bot.moderation import PROMPT_REFUSED, AuditEvent, Moderation
+from bot.settings import load_settings
+from bot.store import Store
 from tests.fakediscord import FakeDiscord
 from tests.fakediscord.helpers import png_bytes
 from tests.remixworld import World, running_world
@@ -117,3 +124,32 @@ async def test_prompts_are_shown_literally_everywhere_members_see_them(tmp_path:
         await w.private_answer(dm)
         [sent] = w.discord.channel_messages(w.discord.dm_channels[w.discord.alice["id"]])
         assert "[free nitro](" not in json.dumps(sent.embeds)
+
+
+async def test_a_stop_drops_log_posts_stuck_past_the_grace_with_one_info_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = load_settings(
+        {"REMIXBOT_BACKEND": "demo", "REMIXBOT_DATA_DIR": str(tmp_path)}, dotenv=None
+    )
+    async with await Store.from_settings(settings) as store:
+        moderation = Moderation(store)
+        arrived: list[int] = []
+
+        async def log_channel(event: AuditEvent) -> None:  # user 1's post never gets through
+            if event.user_id == 1:
+                await asyncio.sleep(60)
+            await asyncio.sleep(0.1)
+            arrived.append(event.user_id)
+
+        moderation.sink = log_channel
+        moderation.report(AuditEvent(PROMPT_REFUSED, 5, 1))
+        moderation.report(AuditEvent(PROMPT_REFUSED, 5, 2))
+        with caplog.at_level(logging.INFO, logger="bot.moderation"):
+            async with asyncio.timeout(5):
+                assert await moderation.finish_reports(0.5) == 1
+        assert arrived == [2]  # the post that could arrive within the grace did
+        assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+            ("INFO", "stopping: 1 moderation log post(s) not sent within 0.5s were dropped")
+        ]
+        assert await moderation.finish_reports(0.5) == 0  # nothing left: no wait, no line

@@ -111,3 +111,27 @@ async def test_time_limit_during_upload_lets_the_post_finish_and_closes_the_book
         assert (status.used, status.reserved) == (2, 0)
         assert await w.books_balance() == []
         assert not list((tmp_path / "data" / "work").glob("job-*"))
+
+
+async def test_a_clean_stop_lets_a_moderation_log_post_on_its_way_arrive(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    async with FakeDiscord() as d, running_fake() as r:
+        log = d.add_channel("mod-log")
+        settings = world_settings(d, r, data)
+        async with await Store.from_settings(settings) as store:
+            await store.set_log_channel(int(d.guild_id), int(log))
+            await store.set_prompt_block(int(d.guild_id), "word", "gore")
+        server, stop = await _serve(settings, d)
+        posts = rf"/channels/{log}/messages"
+        d.delay("POST", posts, 1.0)  # a slow log channel
+        await d.slash(
+            "remix", {"image": d.upload_attachment("a.png", png_bytes()), "prompt": "gore here"}
+        )
+        await d.wait_until(lambda: d.calls_to("POST", posts), 10, "the log post on its way")
+        stop.set()  # SIGTERM while the post is still on its way
+        assert await asyncio.wait_for(server, 40) == 0
+        # It arrived before the bot's Discord session closed, not cut off by it.
+        [entry] = d.channel_messages(log)
+        assert entry.embeds[0]["title"] == "Prompt refused"
+        assert [c.status for c in d.calls_to("POST", posts)] == [200]
+        assert r.api_requests() == []
