@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 import aiohttp
@@ -119,6 +120,26 @@ async def test_an_error_code_while_the_task_runs_is_asked_again(fake: FakeRemix)
     result = await run(fake, RemixRequest("x"))
     assert len(result.images) == 1
     assert len(fake.api_requests()) == 1
+
+
+@pytest.mark.parametrize("status", ["401", "403"])
+async def test_a_key_refused_while_polling_stays_unknown_and_says_the_key_was_refused(
+    fake: FakeRemix, status: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake.fail_next(status, target="poll")
+    with caplog.at_level(logging.WARNING), pytest.raises(RemixOutcomeUnknown) as info:
+        await run(fake, RemixRequest("x"))
+    [task_id] = fake.tasks
+    said = str(info.value)
+    assert info.value.may_have_run  # it may still run and be billed: never "rejected"
+    assert f"refused the bot's API key (HTTP {status}: " in said
+    assert f"while task {task_id} was being polled" in said and API_KEY not in said
+    [warned] = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warned.getMessage() == (
+        f"task {task_id}: the task-proxy backend refused the API key (HTTP {status}) while "
+        "polling; outcome unknown, check REMIXBOT_API_KEY"
+    )
+    assert [r.method for r in fake.requests] == ["POST", "GET"]  # not asked again, not resent
 
 
 async def test_resume_after_restart(fake: FakeRemix) -> None:

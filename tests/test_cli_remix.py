@@ -383,3 +383,26 @@ async def test_task_proxy_job_keeps_its_task_id_for_resuming(
     [job] = json.loads(stdout)
     assert job["state"] == "delivered" and job["backend"] == "task-proxy"
     assert job["backend_ref"] in fake.tasks  # the id the proxy handed out, saved on the job
+
+
+async def test_a_key_refused_while_polling_is_outcome_unknown_and_says_so(
+    fake: FakeRemix, source: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    fake.fail_next("401", target="poll")  # the key was revoked while the task ran
+    argv = [str(source), "--prompt", "x", "--out", str(tmp_path / "o")]
+    code, _, stderr = await cli_inproc(fake, "task-proxy", argv, tmp_path, monkeypatch, capsys)
+    [task_id] = fake.tasks
+    said = (
+        "The task-proxy backend refused the bot's API key (HTTP 401: Injected HTTP 401) while "
+        f"task {task_id} was being polled; it may still run and be billed, so it was not "
+        "resubmitted; an admin must check REMIXBOT_API_KEY."
+    )
+    assert code != 0 and said in stderr
+    warned = [ln for ln in stderr.splitlines() if "WARNING" in ln and "refused the API key" in ln]
+    assert len(warned) == 1 and f"task {task_id}" in warned[0], stderr
+    code, stdout, _ = await asyncio.to_thread(
+        lambda: (main(["jobs", "list", "--json"]), *capsys.readouterr())
+    )
+    [job] = json.loads(stdout)
+    assert (job["state"], job["backend_ref"], job["error"]) == ("unknown", task_id, said)
+    assert len(fake.api_requests()) == 1  # submitted once, never resubmitted

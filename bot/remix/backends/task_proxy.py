@@ -233,6 +233,22 @@ class TaskProxyBackend(HttpBackend):
             raise RemixOutcomeUnknown(
                 "The task-proxy backend no longer knows the task (HTTP 404); it may have run."
             )
+        if status in (401, 403):
+            # The key was refused mid-task (revoked, rotated, the account suspended): only the
+            # admin can act, and the task may still run and be billed, so the outcome is unknown.
+            task_id = task_id_of(url)
+            log.warning(
+                "task %s: the task-proxy backend refused the API key (HTTP %s) while polling; "
+                "outcome unknown, check REMIXBOT_API_KEY",
+                task_id,
+                status,
+            )
+            raise RemixOutcomeUnknown(
+                f"The task-proxy backend refused the bot's API key (HTTP {status}: "
+                f"{backend_reason(body, status)}) while task {task_id} was being polled; it may "
+                "still run and be billed, so it was not resubmitted; an admin must check "
+                "REMIXBOT_API_KEY."
+            )
         if status != 200:
             # The task was accepted and may run (and be billed) whatever this query says: never
             # "rejected", or the member would be refunded and resubmit a second paid remix.
