@@ -206,6 +206,22 @@ async def test_backup_into_a_folder_writes_a_dated_file_there(tmp_path: Path) ->
     assert sorted(p.name for p in folder.iterdir()) == [made.name]
 
 
+async def test_a_name_ending_in_a_slash_is_a_folder_even_before_it_exists(tmp_path: Path) -> None:
+    # docs/deploy.md's `remixbot backup /backups/`: the slash says "a folder", so the dated file
+    # goes inside it, never a file named like the folder.
+    data = tmp_path / "data"
+    async with await Store.from_settings(settings_for(data)) as store:
+        await delivered(store, 1, 7, 1, 1, datetime(2026, 11, 1, tzinfo=UTC))
+    folder = tmp_path / "backups"
+    before = date.today()
+    code, out, err = await remixbot(data, "backup", f"{folder}/")
+    assert code == 0, err
+    assert await asyncio.to_thread(folder.is_dir)
+    made = [p.name for p in folder.iterdir()]
+    assert made in ([dated_name(before)], [dated_name(date.today())])
+    assert f"to {folder / made[0]} (" in out and "1 job)" in out
+
+
 def test_a_folder_given_as_the_backup_file_is_refused_in_one_sentence(tmp_path: Path) -> None:
     source = tmp_path / "remixbot.sqlite3"
     sqlite3.connect(source).close()

@@ -21,9 +21,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "file",
-        type=Path,
         metavar="FILE",
-        help="where the copy goes: a new file, or a folder for remixbot-YYYY-MM-DD.sqlite3 in it",
+        help="where the copy goes: a new file, or a folder (an existing one, or a name ending"
+        " in /) for remixbot-YYYY-MM-DD.sqlite3 in it",
     )
     p.add_argument("--force", action="store_true", help="replace FILE if it exists")
     p.add_argument("--json", action="store_true", help="print JSON for scripts")
@@ -47,7 +47,7 @@ def _backup(args: argparse.Namespace) -> int:
         source = books_place(settings.db_path)
         print(
             f"Backed up {source} to {report.path} "
-            f"({report.size / 1_000_000:.1f} MB, {report.jobs} jobs). "
+            f"({report.size / 1_000_000:.1f} MB, {report.jobs} job{'' if report.jobs == 1 else 's'}). "
             f"Restore: stop the bot, copy it back to {source}, start the bot."
         )
     return 0

@@ -33,9 +33,16 @@ def dated_name(day: date) -> str:
     return f"remixbot-{day.isoformat()}.sqlite3"
 
 
-def backup_target(target: Path, day: date) -> Path:
-    """Where a backup to `target` goes: a folder gets a dated file inside it."""
-    return target / dated_name(day) if target.is_dir() else target
+def backup_target(target: str, day: date) -> Path:
+    """Where a backup to `target` goes: a folder gets a dated file inside it.
+
+    A name ending in a slash is a folder even before it exists (`Path` would drop the slash and
+    make it the backup file's own name).
+    """
+    path = Path(target).expanduser()
+    if target.endswith(("/", os.sep)) or path.is_dir():
+        return path / dated_name(day)
+    return path
 
 
 def backup_database(source: Path, target: Path, *, overwrite: bool = False) -> BackupReport:
