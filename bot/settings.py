@@ -14,7 +14,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from bot.errors import SettingsError
 from bot.secrets import Secret, register_secret
@@ -160,7 +160,14 @@ def _database_url(name: str, raw: Any) -> Secret | None:
     if not value.startswith(DATABASE_SCHEMES):
         scheme = value.split(":", 1)[0] if ":" in value else value[:12]
         raise SettingsError(f"{name} must start with sqlite:/// or postgresql://, not {scheme!r}.")
-    password = urlsplit(value).password if "://" in value else None
+    try:
+        password = urlsplit(value).password
+    except ValueError:  # never quoted: the URL may hold the password
+        raise SettingsError(
+            f"{name} cannot be read as a URL (check the brackets and the host); write it as"
+            " postgresql://user:password@host/db, with @ : / [ ] in the password"
+            " percent-encoded."
+        ) from None
     register_secret(password)  # a connection error must never print it
     return Secret(value)
 
@@ -575,19 +582,27 @@ def shown_database(database: Path | str) -> str:
     return parts._replace(query="").geturl()
 
 
+def _split(url: str) -> SplitResult | None:
+    """`url`'s parts, or None when it cannot be parsed at all (an unclosed `[`, say)."""
+    try:
+        return urlsplit(url)
+    except ValueError:
+        return None
+
+
 def _finish(s: Settings, problems: list[str]) -> Settings:
     """Fill per-backend defaults and check settings that depend on each other."""
     defaults = BACKEND_DEFAULTS[s.backend]
     changes: dict[str, Any] = {}
     url = (s.backend_url or defaults["url"]).rstrip("/")
-    parts = urlsplit(url)
+    parts = _split(url)
     if s.backend in LOCAL_BACKENDS:
         pass  # runs here: no URL to check
     elif not url:
         problems.append(
             f"REMIXBOT_BACKEND_URL is required for the {s.backend} backend; give the proxy's base URL."
         )
-    elif parts.scheme not in ("http", "https") or not parts.hostname:
+    elif parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
         problems.append(f"REMIXBOT_BACKEND_URL must be an http(s) URL, not {url!r}.")
     changes["backend_url"] = url
     changes["auth_scheme"] = s.auth_scheme or defaults["auth"]
@@ -602,7 +617,8 @@ def _finish(s: Settings, problems: list[str]) -> Settings:
         ("discord_gateway_url", ("ws", "wss")),
     ):
         value = getattr(s, name)
-        if urlsplit(value).scheme not in allowed:
+        parts = _split(value)
+        if parts is None or parts.scheme not in allowed:
             env = SPECS[name].env
             problems.append(f"{env} must be a {' or '.join(allowed)} URL, not {value!r}.")
     changes["discord_api_base"] = s.discord_api_base.rstrip("/")

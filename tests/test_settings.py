@@ -111,6 +111,14 @@ def test_precedence_toml_then_dotenv_then_environment(tmp_path: Path) -> None:
             "REMIXBOT_BACKEND_URL must be an http(s) URL, not 'ftp://x'.",
         ),
         (
+            {"REMIXBOT_BACKEND_URL": "http://[reseller.example"},
+            "REMIXBOT_BACKEND_URL must be an http(s) URL, not 'http://[reseller.example'.",
+        ),
+        (
+            {"DISCORD_API_BASE": "http://[proxy/api"},
+            "DISCORD_API_BASE must be a http or https URL, not 'http://[proxy/api'.",
+        ),
+        (
             {"REMIXBOT_TASK_QUERY_PATH": "/tasks"},
             "REMIXBOT_TASK_QUERY_PATH must contain {task_id}, not '/tasks'.",
         ),
@@ -128,6 +136,20 @@ def test_invalid_settings_get_one_clear_sentence(env: dict[str, str], message: s
     with pytest.raises(SettingsError) as info:
         load_settings(env, dotenv=None)
     assert str(info.value) == message
+
+
+def test_a_database_url_that_cannot_be_parsed_is_one_sentence_without_the_password() -> None:
+    # urlsplit raises on an unclosed "[" (a password typed with brackets, unencoded); it was a
+    # traceback. The sentence must not quote the URL: it holds the password.
+    url = "postgresql://remixbot:pa[ss w0rd@db/remixbot"
+    with pytest.raises(SettingsError) as info:
+        load_settings({"REMIXBOT_DATABASE_URL": url, "REMIXBOT_BACKEND": "demo"}, dotenv=None)
+    assert str(info.value) == (
+        "REMIXBOT_DATABASE_URL cannot be read as a URL (check the brackets and the host); write"
+        " it as postgresql://user:password@host/db, with @ : / [ ] in the password"
+        " percent-encoded."
+    )
+    assert "pa[ss" not in str(info.value)
 
 
 def test_unknown_toml_key_is_named(tmp_path: Path) -> None:
