@@ -149,6 +149,8 @@ async def test_settings_that_do_not_parse_fail_and_skip_the_rest(tmp_path: Path)
     assert code == 1
     assert line(out, "settings").startswith("[FAIL] settings: REMIXBOT_BACKEND must be one of")
     assert line(out, "database").startswith("[skip]")
+    # The last line sums up, as after any other failure (it was missing here).
+    assert out.endswith("\n1 check(s) failed: settings.\n")
 
 
 async def test_unwritable_data_dir_fails(tmp_path: Path) -> None:
@@ -256,6 +258,25 @@ async def test_the_database_check_reads_postgresql_too(postgres: str, tmp_path: 
     _database(away, Checklist(out))
     assert "[FAIL]" in out.getvalue() and "cannot be reached" in out.getvalue()
     assert "s3cret-pw" not in out.getvalue()
+
+
+def test_an_unreachable_postgresql_names_the_reason_and_the_setting(tmp_path: Path) -> None:
+    # Needs no server: a socket folder with none in it. The line said only "(OperationalError)".
+    away = load_settings(
+        {
+            "REMIXBOT_BACKEND": "demo",
+            "REMIXBOT_DATA_DIR": str(tmp_path),
+            "REMIXBOT_DATABASE_URL": f"postgresql://remixbot:s3cret-pw@/x?host={tmp_path}",
+        },
+        dotenv=None,
+    )
+    out = io.StringIO()
+    _database(away, Checklist(out))
+    text = out.getvalue()
+    assert text.startswith("[FAIL] database: postgresql://remixbot@/x cannot be reached (")
+    assert "No such file or directory" in text
+    assert text.rstrip().endswith("; check REMIXBOT_DATABASE_URL and that the server is running")
+    assert "s3cret-pw" not in text and "\n" not in text.rstrip()
 
 
 async def test_the_sample_in_deploy_md_is_what_a_fresh_install_prints(tmp_path: Path) -> None:

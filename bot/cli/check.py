@@ -29,6 +29,7 @@ import aiohttp
 from bot.errors import RemixbotError, SettingsError
 from bot.log import setup_logging
 from bot.remix.backends import model_setting
+from bot.secrets import redact
 from bot.settings import Settings, load_settings, missing_sentence
 from bot.store.inspect import inspect_database, inspect_postgres
 
@@ -82,6 +83,7 @@ def run_checks(out: TextIO, environ: dict[str, str] | None = None) -> int:
         checks.line("fail", "settings", str(exc))
         for name in ("data directory", "database", "discord", "backend key", "slash commands"):
             checks.line("skip", name, "the settings must parse first")
+        out.write("1 check(s) failed: settings.\n")  # the same last line as any other failure
         return 1
     # Only warnings: discord.py's INFO lines would interleave with the checklist.
     setup_logging("WARNING")
@@ -143,7 +145,14 @@ def _database(settings: Settings, checks: Checklist) -> None:
         try:
             state = inspect_postgres(database)
         except Exception as exc:  # psycopg's errors: the server is away or refused the login
-            checks.line("fail", "database", f"{path} cannot be reached ({type(exc).__name__})")
+            from bot.store.pg import connect_reason  # psycopg: only with the books in PostgreSQL
+
+            checks.line(
+                "fail",
+                "database",
+                f"{path} cannot be reached ({redact(connect_reason(exc))}); check"
+                " REMIXBOT_DATABASE_URL and that the server is running",
+            )
             return
     if not state.exists:
         checks.line(
