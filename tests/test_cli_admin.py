@@ -191,7 +191,10 @@ def test_refusals_name_the_file_and_the_way_out(photo: Path, tmp_path: Path) -> 
         "--dry-run", cwd=tmp_path,
     )  # fmt: skip
     assert ref.returncode == 2
-    assert ref.stderr == f"remixbot: --style-ref {bad}: That file is not an image.\n"
+    assert (
+        ref.stderr
+        == f"remixbot: --style-ref {bad}: That file is not an image; send a JPEG, PNG or WebP.\n"
+    )
     preset = remixbot(
         "remix", str(photo), "--prompt", "x", "--style-preset", "WATERCOLOUR", "--dry-run",
         cwd=tmp_path,

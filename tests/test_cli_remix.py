@@ -175,7 +175,7 @@ async def test_invalid_images_exit_2(fake: FakeRemix, tmp_path: Path, monkeypatc
     psd = tmp_path / "scan.png"  # the name lies; the content decides
     psd.write_bytes(b"8BPS\x00\x01" + b"\x00" * 64)
     for path, message in [
-        (text, "That file is not an image."),
+        (text, "That file is not an image; send a JPEG, PNG or WebP."),
         (psd, "That file is a Photoshop (PSD) file; send a JPEG, PNG or WebP."),
         (tmp_path / "missing.png", "does not exist."),
     ]:

@@ -84,11 +84,19 @@ def assert_clean(p: PreparedImage) -> None:
 # --- refusals ----------------------------------------------------------------------------------
 
 REFUSALS = [
-    ("empty", corpus.empty, "That file is empty, not an image."),
-    ("text named .png", corpus.text_named_png, "That file is not an image."),
-    ("random bytes", corpus.random_bytes, "That file is not an image."),
+    ("empty", corpus.empty, "That file is empty, not an image; send a JPEG, PNG or WebP."),
+    (
+        "text named .png",
+        corpus.text_named_png,
+        "That file is not an image; send a JPEG, PNG or WebP.",
+    ),
+    ("random bytes", corpus.random_bytes, "That file is not an image; send a JPEG, PNG or WebP."),
     ("svg", corpus.svg, "That file is an SVG drawing; send a JPEG, PNG or WebP."),
-    ("html", corpus.html, "That file is a web page (HTML), not an image."),
+    (
+        "html",
+        corpus.html,
+        "That file is a web page (HTML), not an image; send a JPEG, PNG or WebP.",
+    ),
     ("psd", corpus.psd_header, "That file is a Photoshop (PSD) file; send a JPEG, PNG or WebP."),
     ("truncated jpeg", corpus.truncated_jpeg, "That image is damaged or truncated."),
     ("truncated png", corpus.truncated_png, "That image is damaged or truncated."),

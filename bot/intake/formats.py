@@ -157,7 +157,7 @@ def identify(data: bytes) -> str:
     """Return the accepted format the bytes are (JPEG, PNG, WEBP, GIF, BMP, TIFF, AVIF, HEIF),
     or refuse in one sentence that names what was sent."""
     if not data:
-        raise InvalidImage("That file is empty, not an image.")
+        raise InvalidImage(f"That file is empty, not an image; {SEND}.")
     fmt = _sniff_input(data)
     if fmt == "JPEG":
         check_jpeg_scans(data)
@@ -171,8 +171,8 @@ def identify(data: bytes) -> str:
     if kind == "svg":
         raise InvalidImage(f"That file is an SVG drawing; {SEND}.")
     if kind == "html":
-        raise InvalidImage("That file is a web page (HTML), not an image.")
-    raise InvalidImage("That file is not an image.")
+        raise InvalidImage(f"That file is a web page (HTML), not an image; {SEND}.")
+    raise InvalidImage(f"That file is not an image; {SEND}.")
 
 
 # Progressive JPEG encoders write about 10-20 scans; libjpeg decodes every scan across the whole
