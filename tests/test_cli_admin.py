@@ -417,3 +417,10 @@ def test_invite_without_a_token_points_at_client_id(tmp_path: Path) -> None:
     assert proc.returncode == 2 and "--client-id ID" in proc.stderr
     proc = remixbot("invite", "--client-id", "123", cwd=tmp_path)
     assert proc.returncode == 0 and "client_id=123" in proc.stdout
+    # A pasted name or token is refused saying what the id is and where to find it.
+    proc = remixbot("invite", "--client-id", "my-bot", cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.splitlines()[-1] == (
+        "remixbot: invite: argument --client-id: must be the Application ID (digits) from the"
+        " General Information page of the Developer Portal, not 'my-bot'."
+    )

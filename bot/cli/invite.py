@@ -32,11 +32,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("invite", help="print the URL that adds the bot to a server")
     p.add_argument(
         "--client-id",
-        type=int,
+        type=_client_id,
         metavar="ID",
         help="the application id (default: ask Discord, using DISCORD_TOKEN)",
     )
     p.set_defaults(handler=_invite)
+
+
+def _client_id(text: str) -> int:
+    """The Application ID as given on the command line (argparse's own "invalid int value" says
+    neither what the number is nor where to find it)."""
+    raw = text.strip()
+    if raw.isdigit() and len(raw) <= 20:
+        return int(raw)
+    raise argparse.ArgumentTypeError(
+        "must be the Application ID (digits) from the General Information page of the"
+        f" Developer Portal, not {text!r}"
+    )
 
 
 def _invite(args: argparse.Namespace) -> int:
