@@ -7,8 +7,9 @@ import asyncio
 from urllib.parse import urlencode
 
 from bot.cli._common import cli_settings, quiet_one_shot_logs
-from bot.errors import SettingsError
+from bot.errors import InvalidRequest, SettingsError
 from bot.settings import Settings
+from bot.store.admin import parse_snowflake
 
 SCOPES = ("bot", "applications.commands")
 
@@ -42,13 +43,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _client_id(text: str) -> int:
     """The Application ID as given on the command line (argparse's own "invalid int value" says
     neither what the number is nor where to find it)."""
-    raw = text.strip()
-    if raw.isdigit() and len(raw) <= 20:
-        return int(raw)
-    raise argparse.ArgumentTypeError(
-        "must be the Application ID (digits) from the General Information page of the"
-        f" Developer Portal, not {text!r}"
-    )
+    try:
+        return parse_snowflake(text, "application")
+    except InvalidRequest:
+        raise argparse.ArgumentTypeError(
+            "must be the Application ID (digits) from the General Information page of the"
+            f" Developer Portal, not {text!r}"
+        ) from None
 
 
 def _invite(args: argparse.Namespace) -> int:
