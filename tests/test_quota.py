@@ -92,6 +92,20 @@ async def test_refusal_says_what_is_left_and_when_it_resets(books: tuple[Path | 
         assert await s.check_books() == []
 
 
+async def test_a_limit_of_zero_says_remixing_is_switched_off(
+    books: tuple[Path | str, Path],
+) -> None:
+    async with await _open(books, limit=0) as s:
+        with pytest.raises(QuotaExceeded) as info:
+            await s.submit_job(new_job(images=1), now=T0)
+        assert str(info.value) == (
+            "Remixing is switched off for you here (a limit of 0 images today); "
+            "a server admin can change that."
+        )
+        assert info.value.sentence("<t:1:R>") == str(info.value)  # no reset to wait for
+        assert await s.check_books() == []
+
+
 async def test_period_boundary_and_reset_hour(books: tuple[Path | str, Path]) -> None:
     async with await _open(books, limit=2, reset_hour=6) as s:
         before = datetime(2026, 11, 18, 5, 59, tzinfo=UTC)

@@ -349,7 +349,9 @@ async def test_writes_wait_off_the_loop_and_fail_cleanly_when_busy(tmp_path: Pat
         await tick
         release.join(5)
         assert job.state == "queued"
-        assert max(gaps) < 0.1  # the loop kept ticking while the write waited
+        # The loop kept ticking while the write waited: no gap near the lock's 0.3 s (a busy
+        # machine may hold up one tick for a tenth of a second; that is not a blocked loop).
+        assert max(gaps) < 0.2
         # Held past the busy timeout: a clean StoreBusy and nothing half-written.
         holder.execute("BEGIN IMMEDIATE")
         try:

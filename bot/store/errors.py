@@ -44,6 +44,11 @@ class QuotaExceeded(QuotaRefused):
     def sentence(self, when: str) -> str:
         """The refusal with `when` (the reset time, as the surface shows times) filled in."""
         word = PERIOD_WORDS.get(self.period, "this period")
+        if self.limit == 0:  # a reset would not help: say it is switched off, and who can change it
+            return (
+                f"Remixing is switched off for you here (a limit of 0 images {word}); "
+                "a server admin can change that."
+            )
         return (
             f"You have {self.remaining} of {_images(self.limit)} left {word}; "
             f"this needs {self.needed}. Your quota resets {when}."
