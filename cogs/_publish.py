@@ -396,13 +396,28 @@ class ChannelPresenter(Poster):
             return  # it already says that
         mentions = discord.AllowedMentions(users=False)
         view = self.controls.progress(progress.job_id)
+        if self.status is not None and not await self._edit_adopted(content=text, view=view):
+            await self.status.edit(content=text, view=view)
         if self.status is None:
             self.status = await self._send(
                 reply=True, content=text, allowed_mentions=mentions, view=view
             )
-        else:
-            await self.status.edit(content=text, view=view)
         self._shown = text
+
+    async def _edit_adopted(self, **fields: Any) -> bool:
+        """Edit the adopted request message; False when none is adopted. Discord documents
+        editing a deferred response with the interaction's token, not the bot's, and a crash
+        can leave it "thinking…": refused, it is let go (`status` None) and the caller posts a
+        new message instead."""
+        if not self._adopted or self.status is None:
+            return False
+        try:
+            await self.status.edit(**fields)
+            return True
+        except discord.HTTPException as exc:
+            log.info("the request message could not be edited (HTTP %s); posting anew", exc.status)
+            self.status, self._adopted = None, False
+            return True
 
     async def post(
         self, files: list[UploadFile], embed: discord.Embed, view: discord.ui.View
@@ -452,11 +467,15 @@ class ChannelPresenter(Poster):
     ) -> None:
         """One sentence for the member: the status message edited, or a new reply."""
         text = f"<@{self.user_id}> ⚠️ {message}" if warn else f"<@{self.user_id}> {message}"
-        if self.status is not None:
-            await self.status.edit(
-                content=text, embed=None, view=view, allowed_mentions=discord.AllowedMentions.none()
-            )
-        else:
+        fields: dict[str, Any] = {
+            "content": text,
+            "embed": None,
+            "view": view,
+            "allowed_mentions": discord.AllowedMentions.none(),
+        }
+        if self.status is not None and not await self._edit_adopted(**fields):
+            await self.status.edit(**fields)
+        if self.status is None:
             await self._send(
                 reply=True,
                 content=text,

@@ -111,3 +111,76 @@ def _result_replies(d: FakeDiscord, original_id: str | None) -> list[dict]:
         if str(ref.get("message_id")) == str(original_id) and body.get("attachments"):
             out.append(body)
     return out
+
+
+async def test_request_messages_the_bot_token_cannot_edit_are_replaced(tmp_path: Path) -> None:
+    """After a restart the bot edits each member's request message with the bot token; where
+    Discord refuses that (it documents only the interaction's token for a deferred response),
+    the member is told in a new message and the result still comes."""
+    data = tmp_path / "data"
+    async with FakeDiscord() as d, running_fake() as r:
+        env = fake_env(r, REMIXBOT_INFLIGHT_IMAGES="1", REMIXBOT_BACKEND_TIMEOUT="60")
+        r.api_delay = 30.0  # the first job sits at the backend when the crash comes
+        first = BotProcess(d, data, launcher=False, env=env)
+        async with first:
+            await first.start_and_wait_ready()
+            await d.wait_until(lambda: d.commands, 15, "the command sync")
+            asked = []
+            for n, user in enumerate([d.alice, d.bob]):
+                image = d.upload_attachment(f"{n}.png", png_bytes(color=(40 * n, 90, 200)))
+                asked.append(await d.slash("remix", {"image": image, "prompt": f"p{n}"}, user=user))
+            await d.wait_until(
+                lambda: (
+                    sorted((d.original(i).content or "")[:1] for i in asked if d.original(i))
+                    == ["⏳", "🎨"]
+                ),
+                30,
+                "one job at the backend, one queued",
+            )
+            await d.wait_until(lambda: r.api_requests(), 15, "the first backend call")
+            lost = next(i for i in asked if d.original(i).content.startswith("🎨"))
+            queued = next(i for i in asked if i is not lost)
+            first.proc.send_signal(signal.SIGKILL)
+            await first.wait(10)
+
+        r.api_delay = 0.0
+        originals = "|".join(str(d.original(i).id) for i in asked)
+        d.fail(
+            "PATCH",
+            rf"/channels/{d.channel_id}/messages/({originals})",
+            403,
+            times=50,
+            code=50005,
+            message="Cannot edit a message authored by another user",
+        )
+        before = set(d.messages)
+        second = BotProcess(d, data, launcher=False, env=env)
+        async with second:
+            await second.start_and_wait_ready()
+
+            def new_mentioning(user_id: str, words: str) -> object:
+                return next(
+                    (
+                        m
+                        for key, m in d.messages.items()
+                        if key not in before
+                        and (m.content or "").startswith(f"<@{user_id}>")
+                        and words in (m.content or "")
+                    ),
+                    None,
+                )
+
+            told = await d.wait_until(
+                lambda: new_mentioning(lost.user_id, "restarted"), 30, "the lost job's member told"
+            )
+            assert told.custom_ids() and told.custom_ids()[0].startswith("remix:retry:")
+            await d.wait_until(
+                lambda: _result_replies(d, d.original(queued).id), 30, "the queued job's result"
+            )
+            assert d.original(lost).content.startswith("🎨")  # refused: left as it was
+            assert await second.stop(signal.SIGTERM) == 0
+
+        settings = load_settings({**env, **d.env(), "REMIXBOT_DATA_DIR": str(data)}, dotenv=None)
+        async with await Store.from_settings(settings) as store:
+            assert sorted(j.state for j in await store.list_jobs()) == ["delivered", "unknown"]
+            assert await store.check_books() == []
