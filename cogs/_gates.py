@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -29,6 +30,9 @@ log = logging.getLogger(__name__)
 # waiting for our event loop counts too; the second left over is for the acknowledgement's own
 # round trip and a busy loop. Checks not done by then finish after the acknowledgement.
 ACK_BUDGET_SECONDS = 2.0
+DISCORD_DEADLINE_SECONDS = 3.0
+# Where budget_left notes when this process first saw an interaction (its `extras`).
+_FIRST_SEEN = "remixbot.first_seen"
 # The most the quota and server-rule pre-check may take (past it, reserving checks the same).
 PRECHECK_SECONDS = 1.0
 
@@ -49,8 +53,14 @@ QUIET = Refusal("")
 
 def budget_left(interaction: discord.Interaction) -> float:
     """Seconds left of the acknowledgement budget (0 once spent)."""
+    seen = interaction.extras.setdefault(_FIRST_SEEN, time.monotonic())
     elapsed = (discord.utils.utcnow() - interaction.created_at).total_seconds()
-    return max(0.0, ACK_BUDGET_SECONDS - max(0.0, elapsed))
+    if not 0.0 <= elapsed <= DISCORD_DEADLINE_SECONDS:
+        # An interaction still answerable is never from the future nor past Discord's deadline:
+        # the host's clock is off (no NTP, a laptop after sleep). Count from when it was first
+        # seen here instead, or every check would find its budget spent.
+        elapsed = time.monotonic() - seen
+    return max(0.0, ACK_BUDGET_SECONDS - elapsed)
 
 
 async def acknowledge(
@@ -101,6 +111,9 @@ async def _withdraw(interaction: discord.Interaction, refusal: Refusal) -> None:
         if interaction.response.type is discord.InteractionResponseType.deferred_channel_message:
             with contextlib.suppress(discord.NotFound):
                 await interaction.delete_original_response()
+    except discord.HTTPException as exc:  # the sentence still goes, on its own
+        log.info("could not take back a refused request's thinking… (HTTP %s)", exc.status)
+    try:
         if refusal.sentence:
             await interaction.followup.send(refusal.sentence, ephemeral=True)
     except discord.HTTPException as exc:

@@ -367,7 +367,8 @@ class ChannelPresenter(Poster):
         """Send one message, as a reply when `reply` (and replies work here). A reply Discord
         refuses for a missing permission (Read Message History) goes once more as a plain
         message, and later ones are plain from the start: the member's mention in the text
-        still says whose it is. Both tries carry one nonce, so Discord never makes two."""
+        still says whose it is. A refused reply created nothing, so the plain one is not a second
+        message (both carry one nonce, which Discord dedupes only with `enforce_nonce`)."""
         reference = self._reference() if reply else None
         nonce = secrets.randbits(64)
         try:

@@ -124,6 +124,7 @@ async def test_auto_on_a_top_level_server_stays_there(fake: FakeRemix) -> None:
     [
         ("400", RemixRejected),  # not Runware's envelope
         ("400_runware", RemixRejected),  # Runware's envelope, naming another parameter
+        ("400_runware_flagged", RemixRejected),  # naming the image, for its content: not resent
         ("422", RemixRejected),
         ("402", RemixError),
         ("500", RemixUnavailable),

@@ -126,6 +126,22 @@ async def test_a_reroll_is_acknowledged_in_time_when_discord_and_the_gateway_are
         assert reroll.state == "delivered" and reroll.user_id == int(d.bob["id"])
 
 
+async def test_a_host_clock_far_off_leaves_the_checks_their_budget(tmp_path: Path) -> None:
+    # A host without NTP sees every interaction 30 s old (or from the future): counted from
+    # Discord's timestamp alone, the budget would always be spent.
+    for n, skew in enumerate((30.0, -30.0)):
+        async with running_world(tmp_path / f"data{n}") as w:
+            d = w.discord
+            msg, job = await _result(w)
+            d.clock_skew = skew
+            edit = await d.click(msg.id, f"remix:edit:{job.id}", user=d.bob)
+            await d.wait_until(lambda e=edit: e.modal, 10, "the Edit modal")
+            await w.services.store.set_prompt_block(int(d.guild_id), "word", "cat")
+            reroll = await d.click(msg.id, f"remix:reroll:{job.id}", user=d.bob)
+            assert await w.private_answer(reroll) == REFUSED
+            assert reroll.response_type == 4, skew  # refused at once, no "thinking…" first
+
+
 async def test_show_and_admin_commands_answer_in_time_while_the_books_are_locked(
     tmp_path: Path,
 ) -> None:

@@ -503,8 +503,9 @@ class FakeDiscord(World, Recorder):
         message: dict[str, Any] | None = None,
     ) -> FakeInteraction:
         token = "aW50ZXJhY3Rpb246" + secrets.token_urlsafe(48)
-        # Created `gateway_lag` seconds ago: its id carries that time, as Discord's does.
-        interaction_id = p.snowflake(time.time() - self.gateway_lag)
+        # Created `gateway_lag` seconds ago: its id carries that time, as Discord's does (by
+        # Discord's clock, `clock_skew` behind the host's).
+        interaction_id = p.snowflake(time.time() - self.gateway_lag - self.clock_skew)
         if self.guild_of(channel_id) is None:
             payload = p.dm_interaction_base(
                 interaction_type=kind,

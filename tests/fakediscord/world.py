@@ -65,6 +65,9 @@ class World:
         # Seconds between an interaction's creation (its id's timestamp) and its delivery on the
         # gateway: a slow network or a busy gateway, which eat into the 3 seconds.
         self.gateway_lag = 0.0
+        # Seconds Discord's clock runs behind the bot host's (negative: ahead): the ids Discord
+        # mints carry its own time, so a host clock off by this much sees them that old.
+        self.clock_skew = 0.0
         # The bot's permissions in a channel where they are not every permission (what the
         # server's roles and overwrites leave it): interactions there carry them as
         # app_permissions, and Create Message there needs Send Messages and, for a reply, Read

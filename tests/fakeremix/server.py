@@ -139,7 +139,7 @@ class Recorded:
 class Fault:
     """A fault to inject on the next matching API call(s)."""
 
-    kind: str  # 429 (in-flight) 429_rate 400 400_runware 401 402 402_daily 403 404 422 422_terse
+    kind: str  # 429 (in-flight) 429_rate 400 400_runware 400_runware_flagged 401 402 402_daily 403 404 422 422_terse
     # 500 502 503 504 524 hang malformed missing_data empty_data redirect busy_code
     times: int = 1
     retry_after: str | None = None
@@ -353,6 +353,12 @@ class FakeRemix:
             )
         if kind == "400_runware":  # Runware's envelope, naming a parameter other than the image
             raise _rw("invalidPositivePrompt", "Invalid positivePrompt.", "positivePrompt")
+        if kind == "400_runware_flagged":  # the source image refused by a safety check
+            raise _rw(
+                "contentModeration",
+                "The inputs were flagged by the safety check (NSFW content).",
+                "referenceImages",
+            )
         if kind == "busy_code":  # a poll answer with an error code while the task still runs
             return web.json_response(
                 {"code": 1303, "message": "busy, try later", "data": {"task_status": "processing"}}

@@ -242,8 +242,9 @@ class RunwareBackend(HttpBackend):
                     "only (auto tries both).",
                     safety=refused.safety,
                 ) from None
-            if self._settled is not None:
-                # This server has taken the image there before: the refusal is of the image.
+            if self._settled is not None or refused.safety:
+                # This server has taken the image there before, or it refused the content: the
+                # refusal is of the image, and flagged content is never sent twice.
                 raise refused.error from None
             place = INPUTS
             result = await self._second_place(request, image, refs, refused)
