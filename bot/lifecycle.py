@@ -25,6 +25,7 @@ from typing import Protocol, TypeVar
 
 import aiohttp
 
+from bot.background import Background
 from bot.errors import QuotaRefused, RemixbotError, RemixError, RemixRateLimited
 from bot.jobs import Progress
 from bot.log import job_context
@@ -325,7 +326,7 @@ class JobLifecycle:
         # Set by a clean stop: a job cut off at the backend is left for the next start to
         # resume when its task id is saved, otherwise closed INTERRUPTED.
         self.stopping = False
-        self._books: set[asyncio.Task[None]] = set()  # posted results whose settle is retried
+        self._books = Background()  # posted results whose settle is retried
 
     # --- reserve ---------------------------------------------------------------------------
 
@@ -692,10 +693,7 @@ class JobLifecycle:
 
     def _track(self, work: Awaitable[None], job_id: int) -> None:
         """Run `work` in the background, tracked so that close() can wait for it."""
-        task = asyncio.ensure_future(work)
-        task.set_name(f"books-{job_id}")
-        self._books.add(task)
-        task.add_done_callback(self._books.discard)
+        self._books.spawn(work, f"books-{job_id}")
 
     async def _journal(self, record: PostedRecord) -> None:
         """Write the posted record to the journal (no database), so a process that dies before
@@ -802,12 +800,7 @@ class JobLifecycle:
 
     async def close(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109 (a bound, not a deadline)
         """Give pending settles one last chance; the journal covers what is still pending."""
-        pending = list(self._books)
-        if not pending:
-            return
-        _, late = await asyncio.wait(pending, timeout=timeout)
-        for task in late:
-            task.cancel()
+        await self._books.finish(timeout)
 
 
 async def _bounded(call: Awaitable[None], job_id: int, what: str) -> None:

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
+from bot.background import Background
 from bot.errors import InvalidRequest, RemixbotError, RemixRejected
 from bot.jobs import Progress
 from bot.lifecycle import Ending, Exit, Outcome, Posted, Presenter
@@ -88,7 +89,7 @@ class Moderation:
         self.store = store
         self.sink: AuditSink = _nowhere
         # Reports running in the background (kept referenced until they finish).
-        self._reports: set[asyncio.Future[None]] = set()
+        self._reports = Background()
 
     async def rules(self, guild_id: int | None) -> GuildRules | None:
         """The server's rules (None in DMs, which have no server rules)."""
@@ -121,31 +122,20 @@ class Moderation:
 
     def in_background(self, report: Coroutine[Any, Any, None]) -> None:
         """Run a report without waiting for it (kept until it ends, or until `finish_reports`)."""
-        task = asyncio.ensure_future(report)
-        self._reports.add(task)
-        task.add_done_callback(self._reports.discard)
+        self._reports.spawn(report)
 
     async def finish_reports(self, grace: float = REPORT_GRACE_SECONDS) -> int:
         """On a clean stop, before Discord's session closes: wait up to `grace` seconds for the
         reports in flight (and any they start), then cancel the rest quietly; how many were
         dropped."""
-        deadline = asyncio.get_running_loop().time() + grace
-        while self._reports:
-            left = deadline - asyncio.get_running_loop().time()
-            if left <= 0:
-                break
-            await asyncio.wait(set(self._reports), timeout=left)
-        dropped = set(self._reports)
-        for task in dropped:
-            task.cancel()
+        dropped = await self._reports.finish(grace)
         if dropped:
-            await asyncio.wait(dropped)  # cancelled: each ends at once, and quietly
             log.info(
                 "stopping: %d moderation log post(s) not sent within %gs were dropped",
-                len(dropped),
+                dropped,
                 grace,
             )
-        return len(dropped)
+        return dropped
 
     async def _deliver(self, event: AuditEvent) -> None:
         try:

@@ -13,6 +13,7 @@ import asyncio
 import logging
 from typing import Protocol
 
+from bot.background import Background
 from bot.jobs.ticket import JobId
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ class SharedHolds:
         self.slots = slots
         self.poll = poll
         self._held: set[JobId] = set()
-        self._giving: set[asyncio.Task[None]] = set()
+        self._giving = Background()
 
     async def take(self, job_id: JobId, images: int, budget: int) -> None:
         """Wait until the job holds `images` of the shared budget (bounded by the job's own
@@ -67,9 +68,7 @@ class SharedHolds:
         if job_id not in self._held:
             return
         self._held.discard(job_id)
-        task = asyncio.get_running_loop().create_task(self._give(job_id))
-        self._giving.add(task)
-        task.add_done_callback(self._giving.discard)
+        self._giving.spawn(self._give(job_id))
 
     async def _give(self, job_id: JobId) -> None:
         try:
@@ -79,5 +78,4 @@ class SharedHolds:
 
     async def settle(self) -> None:
         """Wait for slots being given back (before the store closes)."""
-        if self._giving:
-            await asyncio.gather(*self._giving, return_exceptions=True)
+        await self._giving.finish()

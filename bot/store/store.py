@@ -27,6 +27,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, NamedTuple, TypeVar
 
+from bot.background import Background
 from bot.settings import Settings, shown_database
 from bot.store.db import Db, StoreDb, has_books
 from bot.store.errors import BooksMissing, StoreBusy
@@ -194,7 +195,7 @@ class Store:
         self.results = files.results
         self.database = ""  # where the books are, safe to print (set by open)
         self._closed = False
-        self._late: set[asyncio.Task[None]] = set()  # undoing cancelled submits
+        self._late = Background()  # undoing cancelled submits
         # Message id -> job id: results this process posted and journaled, not yet recorded.
         self._unrecorded: dict[int, int] = {}
         # What the reconcile at open did (terminal jobs of processes that are gone).
@@ -342,8 +343,7 @@ class Store:
         """Close the connections and stop the writer threads; safe to call twice."""
         if self._closed:
             return
-        if self._late:  # cancelled submits being undone
-            await asyncio.gather(*self._late, return_exceptions=True)
+        await self._late.finish()  # cancelled submits being undone
         self._closed = True
         await self._shut()
 
@@ -409,9 +409,7 @@ class Store:
         """Cancel the job of a submit nobody waits for any more, once the writer made it."""
         if call.cancelled() or call.exception() is not None:
             return
-        task = asyncio.ensure_future(self._cancel_job(call.result()))
-        self._late.add(task)
-        task.add_done_callback(self._late.discard)
+        self._late.spawn(self._cancel_job(call.result()))
 
     async def _cancel_job(self, job: Job) -> None:
         if not job.replayed:  # a replay belongs to the first request, which is still running
